@@ -1,0 +1,263 @@
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import {
+  backup,
+  BackupSet,
+  checkLabel,
+  DEFAULTS,
+  EfsBackupError,
+  ManifestIndex,
+  type BackupFigures,
+  type BackupResult,
+  type BackupStatus,
+} from '@efs-backup/core';
+import fs from 'node:fs';
+import path from 'node:path';
+import { formatBytes, formatDuration } from './format.js';
+import { progressBar } from './progress.js';
+
+/** Exit codes (DESIGN.md): 0 success, 1 ended but not Success, 2 bad input, 3 failed. */
+export const EXIT = { ok: 0, notSuccess: 1, badInput: 2, failed: 3 } as const;
+
+export function exitCodeFor(status: BackupStatus): number {
+  if (status === 'Success') return EXIT.ok;
+  if (status === 'Failed') return EXIT.failed;
+  return EXIT.notSuccess;
+}
+
+function integer(name: string) {
+  return (value: string): number => {
+    if (!/^-?\d+$/.test(value.trim()))
+      throw new InvalidArgumentError(`${name} must be a whole number, not "${value}"`);
+    return Number(value);
+  };
+}
+
+function minutes(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n))
+    throw new InvalidArgumentError(`window must be a number of minutes, not "${value}"`);
+  return n;
+}
+
+interface BackupCliOptions {
+  source: string;
+  destination: string;
+  label: string;
+  interval: string;
+  retain: number;
+  prefix: string;
+  window?: number;
+  concurrency?: number;
+  json?: boolean;
+}
+
+/** The record of DESIGN.md, as --json prints it. */
+function recordOf(r: BackupResult): BackupFigures {
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
+  const { warnings, snapshotPath, ...figures } = r;
+  return figures;
+}
+
+async function runBackup(o: BackupCliOptions): Promise<number> {
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) process.exit(130);
+    process.stderr.write(
+      `\n${sig}: stopping gracefully (the partial snapshot is kept; again to quit at once)\n`,
+    );
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const bar = progressBar(process.stderr);
+  const started = Date.now();
+  let result: BackupResult;
+  try {
+    result = await backup({
+      source: o.source,
+      destination: o.destination,
+      label: o.label,
+      interval: o.interval,
+      retain: o.retain,
+      prefix: o.prefix,
+      ...(o.window !== undefined ? { windowMinutes: o.window } : {}),
+      ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+      signal: controller.signal,
+      onProgress: (p) => bar.update(p),
+    });
+  } finally {
+    bar.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  if (o.json) {
+    process.stdout.write(JSON.stringify(recordOf(result), null, 2) + '\n');
+  } else {
+    const lines = [
+      `${result.Status}: ${result.Message}`,
+      `  ${result.NumberOfFiles.toLocaleString('en')} entries (${formatBytes(result.TotalFileSize)}): ` +
+        `${result.NumberOfFilesTransferred.toLocaleString('en')} copied (${formatBytes(result.TotalTransferredFileSize)}), ` +
+        `${result.NumberOfFilesLinked.toLocaleString('en')} unchanged and linked`,
+      `  ${result.SnapshotsPruned} old snapshot(s) pruned; ${result.NumberOfWarnings} warning(s); ${formatDuration(Date.now() - started)}`,
+    ];
+    if (result.snapshotPath) lines.push(`  ${result.snapshotPath}`);
+    process.stdout.write(lines.join('\n') + '\n');
+  }
+  for (const w of result.warnings.slice(0, 20))
+    process.stderr.write(`warning: ${w.path || '.'}: ${w.message}\n`);
+  if (result.NumberOfWarnings > 20)
+    process.stderr.write(`warning: ... and ${result.NumberOfWarnings - 20} more\n`);
+  return exitCodeFor(result.Status);
+}
+
+interface SnapshotRow {
+  interval: string;
+  stamp: string;
+  path: string;
+  latest: boolean;
+  BackupId: string | null;
+  NumberOfFiles: number | null;
+  TotalFileSize: number | null;
+}
+
+async function listSnapshots(o: {
+  destination: string;
+  label: string;
+  json?: boolean;
+}): Promise<number> {
+  checkLabel(o.label);
+  if (!fs.existsSync(o.destination))
+    throw new EfsBackupError('BAD_INPUT', `destination ${o.destination} does not exist`);
+  const set = new BackupSet(path.resolve(o.destination), o.label);
+  let latest = '';
+  try {
+    latest = path.basename(fs.readlinkSync(set.latestLink));
+  } catch {
+    /* no snapshot yet */
+  }
+  const rows: SnapshotRow[] = [];
+  for (const s of set.snapshots()) {
+    let header = null;
+    try {
+      header = (await ManifestIndex.openManifest(s.manifest)).header;
+    } catch {
+      /* shown without figures */
+    }
+    rows.push({
+      interval: s.interval,
+      stamp: s.stamp,
+      path: s.path,
+      latest: s.stamp === latest,
+      BackupId: header?.BackupId ?? null,
+      NumberOfFiles: header?.NumberOfFiles ?? null,
+      TotalFileSize: header?.TotalFileSize ?? null,
+    });
+  }
+  if (o.json) {
+    process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+    return EXIT.ok;
+  }
+  if (rows.length === 0) {
+    process.stdout.write(`no snapshots in ${set.dir}\n`);
+    return EXIT.ok;
+  }
+  const counters = new Map<string, number>();
+  const out = rows.map((r) => {
+    const n = counters.get(r.interval) ?? 0;
+    counters.set(r.interval, n + 1);
+    return [
+      `${r.interval}.${n}`,
+      r.stamp,
+      r.NumberOfFiles === null ? '?' : r.NumberOfFiles.toLocaleString('en'),
+      r.TotalFileSize === null ? '?' : formatBytes(r.TotalFileSize),
+      r.latest ? 'latest' : '',
+    ];
+  });
+  const head = ['SNAPSHOT', 'STAMP', 'ENTRIES', 'SIZE', ''];
+  const widths = head.map((h, i) => Math.max(h.length, ...out.map((row) => row[i]!.length)));
+  for (const row of [head, ...out]) {
+    process.stdout.write(
+      row
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd() + '\n',
+    );
+  }
+  return EXIT.ok;
+}
+
+export function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command('efs-backup')
+    .description('Scheduled, incremental, browsable backups of one file system onto another')
+    .version('0.1.0')
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('backup')
+    .description('make a snapshot of the source on the destination')
+    .requiredOption('--source <path>', 'the file system (or directory) to back up')
+    .requiredOption('--destination <path>', 'the file system that holds the backups')
+    .option('--label <name>', 'the backup set folder on the destination', DEFAULTS.label)
+    .option(
+      '--interval <word>',
+      'the series tag: hourly, daily, weekly, monthly or your own word',
+      DEFAULTS.interval,
+    )
+    .option(
+      '--retain <n>',
+      'complete snapshots of the interval to keep',
+      integer('retain'),
+      DEFAULTS.retain,
+    )
+    .option('--prefix <path>', 'the sub-path of the source to back up', DEFAULTS.prefix)
+    .option('--window <minutes>', 'stop gracefully before this many minutes have passed', minutes)
+    .option(
+      '--concurrency <n>',
+      'file-system calls in flight (default: from the file-system type)',
+      integer('concurrency'),
+    )
+    .option('--json', 'print the run record as JSON')
+    .action(async (o: BackupCliOptions) => setExit(await runBackup(o)));
+
+  program
+    .command('snapshots')
+    .description('list the complete snapshots of a backup set, newest first')
+    .requiredOption('--destination <path>', 'the file system that holds the backups')
+    .option('--label <name>', 'the backup set folder on the destination', DEFAULTS.label)
+    .option('--json', 'print the list as JSON')
+    .action(async (o: { destination: string; label: string; json?: boolean }) =>
+      setExit(await listSnapshots(o)),
+    );
+
+  return program;
+}
+
+/** Runs the command line; exits the process with the code of DESIGN.md. */
+export async function main(argv: string[]): Promise<void> {
+  let code: number = EXIT.ok;
+  const program = buildProgram((c) => (code = c));
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    code = exitFor(e);
+  }
+  process.exitCode = code;
+}
+
+function exitFor(e: unknown): number {
+  if (e instanceof CommanderError) {
+    // Commander has printed its message already.
+    return e.exitCode === 0 ? EXIT.ok : EXIT.badInput;
+  }
+  if (e instanceof EfsBackupError) {
+    process.stderr.write(`efs-backup: ${e.message}\n`);
+    return e.code === 'BAD_INPUT' ? EXIT.badInput : EXIT.failed;
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`efs-backup: ${message}\n`);
+  if (process.env.EFS_BACKUP_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  return EXIT.failed;
+}

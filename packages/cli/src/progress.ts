@@ -1,0 +1,40 @@
+import cliProgress from 'cli-progress';
+import type { BackupProgress } from '@efs-backup/core';
+import { formatBytes } from './format.js';
+
+/** A progress bar on a terminal; nothing when standard error is not one. */
+export function progressBar(stream: NodeJS.WriteStream): {
+  update: (p: BackupProgress) => void;
+  stop: () => void;
+} {
+  if (!stream.isTTY) return { update: () => {}, stop: () => {} };
+  const bar = new cliProgress.SingleBar(
+    {
+      stream,
+      format: ' {bar} {percentage}% | {entries} entries | {bytes} | {eta_formatted} left',
+      hideCursor: true,
+      clearOnComplete: true,
+      etaBuffer: 20,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    update(p) {
+      const total = p.estimatedEntries ?? 0;
+      const payload = { entries: p.entries.toLocaleString('en'), bytes: formatBytes(p.bytes) };
+      // Without an estimate (a first backup) the bar shows counts only.
+      const value = total > 0 ? Math.min(p.entries, total) : 0;
+      if (!started) {
+        bar.start(Math.max(total, 1), value, payload);
+        started = true;
+      } else {
+        bar.setTotal(Math.max(total, 1));
+        bar.update(value, payload);
+      }
+    },
+    stop() {
+      if (started) bar.stop();
+    },
+  };
+}

@@ -1,0 +1,936 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { copyFile, type CopyError } from './copy-file.js';
+import { EfsBackupError } from './errors.js';
+import { InFlight } from './inflight.js';
+import { BackupSet } from './layout.js';
+import { LabelLock } from './lock.js';
+import {
+  encodeEntry,
+  JournalWriter,
+  ManifestIndex,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  writeManifest,
+  type EntryKind,
+  type EntryRecord,
+  type ManifestHeader,
+} from './manifest.js';
+import { resolveBackupOptions, type BackupOptions, type ResolvedOptions } from './options.js';
+import { prune, type PruneResult } from './prune.js';
+import { uniqueStamp } from './stamp.js';
+
+export type BackupStatus = 'Running' | 'Success' | 'SuccessWithWarnings' | 'Incomplete' | 'Failed';
+
+/** The run's figures, named as the record's fields (DESIGN.md). */
+export interface BackupFigures {
+  BackupId: string;
+  Label: string;
+  Interval: string;
+  Retain: number;
+  Source: string;
+  Prefix: string;
+  Destination: string;
+  WindowMinutes: number | null;
+  Status: BackupStatus;
+  Message: string;
+  StartTime: string;
+  StopTime: string;
+  /** The committed snapshot's stamp; null when none was committed. */
+  Snapshot: string | null;
+  NumberOfFiles: number;
+  NumberOfFilesTransferred: number;
+  NumberOfFilesLinked: number;
+  TotalFileSize: number;
+  TotalTransferredFileSize: number;
+  NumberOfWarnings: number;
+  CopyStartTime: string;
+  CopyStopTime: string;
+  PruneStartTime: string | null;
+  PruneStopTime: string | null;
+  SnapshotsPruned: number;
+  Host: string;
+}
+
+export interface BackupWarning {
+  /** Path relative to the source root ('' for the root itself). */
+  path: string;
+  message: string;
+}
+
+export interface BackupProgress {
+  phase: 'copy' | 'prune';
+  entries: number;
+  bytes: number;
+  /** From the previous snapshot's manifest; null on a first backup. */
+  estimatedEntries: number | null;
+  estimatedBytes: number | null;
+}
+
+export interface BackupResult extends BackupFigures {
+  /** The first warnings (at most 1000); NumberOfWarnings counts them all. */
+  warnings: BackupWarning[];
+  /** Where the snapshot is, when one was committed. */
+  snapshotPath: string | null;
+}
+
+export interface BackupRunOptions extends BackupOptions {
+  /** The run's id (the record's key). @default a random UUID */
+  backupId?: string;
+  /** Stops the run gracefully; the partial is kept and the run is Incomplete. */
+  signal?: AbortSignal;
+  onProgress?: (p: BackupProgress) => void;
+  onWarning?: (w: BackupWarning) => void;
+  /** @default 250 */
+  progressIntervalMs?: number;
+  /** @default () => new Date() */
+  now?: () => Date;
+}
+
+const NS = 1_000_000_000n;
+const MAX_WARNINGS_KEPT = 1000;
+const CHUNK_ENTRIES = 1000;
+const euid = process.geteuid?.() ?? -1;
+const egid = process.getegid?.() ?? -1;
+
+/** Source metadata of one entry, taken from lstat. */
+interface Meta {
+  kind: EntryKind | null;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  /** utimes arguments: seconds, centred in the microsecond so rounding never moves it. */
+  atime: number;
+  mtime: number;
+  nlink: number;
+  inode: string;
+  sparse: boolean;
+}
+
+function splitNs(ns: bigint): [number, number] {
+  let s = ns / NS;
+  let n = ns % NS;
+  if (n < 0n) {
+    n += NS;
+    s -= 1n;
+  }
+  return [Number(s), Number(n)];
+}
+
+const utime = (sec: number, nsec: number): number =>
+  sec + (Math.floor(nsec / 1000) * 1000 + 500) / 1e9;
+
+function toMeta(st: fs.BigIntStats): Meta {
+  const mode = Number(st.mode);
+  const [mtimeSec, mtimeNsec] = splitNs(st.mtimeNs);
+  const [aSec, aNsec] = splitNs(st.atimeNs);
+  const fmt = mode & 0o170000;
+  const kind: EntryKind | null =
+    fmt === 0o100000
+      ? 'f'
+      : fmt === 0o040000
+        ? 'd'
+        : fmt === 0o120000
+          ? 'l'
+          : fmt === 0o010000
+            ? 'p'
+            : null;
+  const size = kind === 'f' || kind === 'l' ? Number(st.size) : 0;
+  return {
+    kind,
+    mode,
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size,
+    mtimeSec,
+    mtimeNsec,
+    atime: utime(aSec, aNsec),
+    mtime: utime(mtimeSec, mtimeNsec),
+    nlink: Number(st.nlink),
+    inode: kind === 'd' ? '' : `${st.dev}:${st.ino}`,
+    sparse: kind === 'f' && Number(st.blocks) * 512 < size,
+  };
+}
+
+function record(name: string, m: Meta, data: string, link?: string): EntryRecord {
+  const r: EntryRecord = {
+    name,
+    kind: m.kind!,
+    mode: m.mode,
+    uid: m.uid,
+    gid: m.gid,
+    size: m.size,
+    mtimeSec: m.mtimeSec,
+    mtimeNsec: m.mtimeNsec,
+    data,
+  };
+  if (link !== undefined) r.link = link;
+  return r;
+}
+
+/** Unchanged: same type, size, mtime, mode, uid and gid; a symlink also the same target. */
+function unchanged(prev: EntryRecord | undefined, m: Meta, target: string): prev is EntryRecord {
+  return (
+    prev !== undefined &&
+    prev.kind === m.kind &&
+    prev.mode === m.mode &&
+    prev.uid === m.uid &&
+    prev.gid === m.gid &&
+    prev.size === m.size &&
+    prev.mtimeSec === m.mtimeSec &&
+    prev.mtimeNsec === m.mtimeNsec &&
+    (m.kind !== 'l' || prev.data === target)
+  );
+}
+
+/** A directory being written; children are counted down before its metadata is applied. */
+interface DirNode {
+  rel: string;
+  src: string;
+  dst: string;
+  meta: Meta;
+  parent: DirNode | null;
+  /** Child entry jobs not yet recorded, plus one for the listing. */
+  waiting: number;
+  /** Child entries and sub-trees not yet finished, plus one for the listing. */
+  pending: number;
+  records: EntryRecord[];
+  prev: Map<string, EntryRecord> | null;
+  resumed: Map<string, EntryRecord> | null;
+  /** The directory was already in the partial (a resumed run). */
+  existed: boolean;
+}
+
+/** One inode seen under several names: the first name is written, the others link to it. */
+interface LinkGroup {
+  first: string;
+  record: EntryRecord | null;
+  waiters: Array<() => void> | null;
+}
+
+/** Makes one snapshot. Never throws for a run that started: the result says how it ended. */
+export async function backup(options: BackupRunOptions): Promise<BackupResult> {
+  const resolved = resolveBackupOptions(options);
+  return new BackupRun(resolved, options).run();
+}
+
+class BackupRun {
+  private readonly o: ResolvedOptions;
+  private readonly set: BackupSet;
+  private readonly now: () => Date;
+  private readonly backupId: string;
+  private readonly startTime: Date;
+  private readonly deadline: number | null;
+  private readonly runOptions: BackupRunOptions;
+  private readonly pool: InFlight;
+
+  private prev: ManifestIndex | null = null;
+  private prevPath = '';
+  private resumeIndex: ManifestIndex | null = null;
+  private journal: JournalWriter | null = null;
+  private journalStart = 0;
+  private partial = '';
+  private partialStamp = '';
+  private stopReason: 'window' | 'signal' | null = null;
+  private fatal: Error | null = null;
+  private rootDone = false;
+  private rootRecord: EntryRecord | null = null;
+  private readonly groups = new Map<string, LinkGroup>();
+  private readonly warnings: BackupWarning[] = [];
+
+  private files = 0;
+  private totalBytes = 0;
+  private transferred = 0;
+  private transferredBytes = 0;
+  private linked = 0;
+  private warningCount = 0;
+  private estimate: { entries: number; bytes: number } | null = null;
+
+  constructor(o: ResolvedOptions, runOptions: BackupRunOptions) {
+    this.o = o;
+    this.runOptions = runOptions;
+    this.set = new BackupSet(o.destination, o.label);
+    this.now = runOptions.now ?? (() => new Date());
+    this.backupId = runOptions.backupId ?? randomUUID();
+    this.startTime = this.now();
+    this.deadline =
+      o.windowMinutes === null
+        ? null
+        : this.startTime.getTime() +
+          o.windowMinutes * 60_000 -
+          Math.min(60_000, o.windowMinutes * 6_000);
+    this.pool = new InFlight(o.concurrency);
+  }
+
+  async run(): Promise<BackupResult> {
+    const { set, o } = this;
+    let lock: LabelLock | null = null;
+    let copyStop = this.startTime;
+    let pruned: PruneResult | null = null;
+    let pruneStart: Date | null = null;
+    let pruneStop: Date | null = null;
+    let snapshot: string | null = null;
+    let status: BackupStatus;
+    let message: string;
+    try {
+      this.prepareDirs();
+      lock = LabelLock.acquire(set.lockFile, this.backupId);
+      await this.openBase();
+      const { stamp, resumedFrom } = this.openPartial();
+      const onAbort = (): void => this.stop('signal');
+      this.runOptions.signal?.addEventListener('abort', onAbort);
+      if (this.runOptions.signal?.aborted) this.stop('signal');
+      const progress = this.startProgress('copy');
+      const timer = this.deadline === null ? null : setInterval(() => this.checkDeadline(), 1000);
+      try {
+        await this.walk();
+      } finally {
+        clearInterval(progress);
+        if (timer) clearInterval(timer);
+        this.runOptions.signal?.removeEventListener('abort', onAbort);
+        this.emitProgress('copy');
+      }
+      await new Promise<void>((resolve) => this.journal!.flush(() => resolve()));
+      copyStop = this.now();
+      if (this.fatal) throw this.fatal;
+      if (this.stopReason || !this.rootDone) {
+        this.journal!.close();
+        status = 'Incomplete';
+        message =
+          this.stopReason === 'signal'
+            ? 'the run was stopped before the backup completed; the next run continues from where this one stopped'
+            : 'the backup window ended before the backup completed; the next run continues from where this one stopped';
+      } else {
+        snapshot = this.commit(stamp, resumedFrom, copyStop);
+        pruneStart = this.now();
+        pruned = await prune(set, o.interval, o.retain, {
+          concurrency: o.concurrency,
+          deadline: this.deadline,
+        });
+        pruneStop = this.now();
+        for (const w of pruned.warnings) this.warn('', w);
+        status = this.warningCount > 0 ? 'SuccessWithWarnings' : 'Success';
+        message =
+          status === 'Success'
+            ? `snapshot ${o.interval}/${snapshot} is complete`
+            : `snapshot ${o.interval}/${snapshot} is complete, but ${this.warningCount} entr${this.warningCount === 1 ? 'y' : 'ies'} could not be backed up (see the warnings)`;
+      }
+    } catch (e) {
+      status = 'Failed';
+      message = e instanceof Error ? e.message : String(e);
+      if (e instanceof EfsBackupError && e.code !== 'FAILED') {
+        this.journal?.close();
+        this.prev?.close();
+        this.resumeIndex?.close();
+        lock?.release();
+        throw e;
+      }
+    } finally {
+      this.prev?.close();
+      this.resumeIndex?.close();
+    }
+    lock?.release();
+    const stop = this.now();
+    return {
+      BackupId: this.backupId,
+      Label: o.label,
+      Interval: o.interval,
+      Retain: o.retain,
+      Source: o.source,
+      Prefix: o.prefix,
+      Destination: o.destination,
+      WindowMinutes: o.windowMinutes,
+      Status: status,
+      Message: message,
+      StartTime: this.startTime.toISOString(),
+      StopTime: stop.toISOString(),
+      Snapshot: snapshot,
+      NumberOfFiles: this.files,
+      NumberOfFilesTransferred: this.transferred,
+      NumberOfFilesLinked: this.linked,
+      TotalFileSize: this.totalBytes,
+      TotalTransferredFileSize: this.transferredBytes,
+      NumberOfWarnings: this.warningCount,
+      CopyStartTime: this.startTime.toISOString(),
+      CopyStopTime: copyStop.toISOString(),
+      PruneStartTime: pruneStart?.toISOString() ?? null,
+      PruneStopTime: pruneStop?.toISOString() ?? null,
+      SnapshotsPruned: pruned?.pruned ?? 0,
+      Host: os.hostname(),
+      warnings: this.warnings,
+      snapshotPath: snapshot ? set.snapshotDir(o.interval, snapshot) : null,
+    };
+  }
+
+  private prepareDirs(): void {
+    const { set, o } = this;
+    fs.mkdirSync(set.dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(set.dir, 0o700);
+    fs.mkdirSync(set.manifestsDir, { recursive: true, mode: 0o700 });
+    fs.mkdirSync(set.intervalDir(o.interval), { recursive: true, mode: 0o700 });
+  }
+
+  /** The newest complete snapshot of the label (any interval) and its manifest. */
+  private async openBase(): Promise<void> {
+    const newest = this.set.snapshots()[0];
+    if (!newest) return;
+    try {
+      this.prev = await ManifestIndex.openManifest(newest.manifest);
+      this.prevPath = newest.path;
+      const h = this.prev.header!;
+      this.estimate = { entries: h.NumberOfFiles, bytes: h.TotalFileSize };
+    } catch (e) {
+      this.warn(
+        '',
+        `the previous snapshot ${newest.interval}/${newest.stamp} has no usable manifest (${(e as Error).message}); every file is copied`,
+      );
+      this.prev = null;
+    }
+  }
+
+  /** Resumes this interval's newest partial, or starts a new one. */
+  private openPartial(): { stamp: string; resumedFrom: string | null } {
+    const { set, o } = this;
+    const used = set.stampsInUse();
+    const stamp = uniqueStamp(this.startTime, (s) => used.has(s));
+    const partials = set.hidden(o.interval, 'partial');
+    const resumedFrom = partials[partials.length - 1] ?? null;
+    const partialStamp = resumedFrom ?? stamp;
+    this.partialStamp = partialStamp;
+    this.partial = set.partialDir(o.interval, partialStamp);
+    if (resumedFrom === null) fs.mkdirSync(this.partial, { mode: 0o700 });
+    else fs.chmodSync(this.partial, 0o700);
+    const journalPath = set.journalPath(partialStamp);
+    this.journal = JournalWriter.open(journalPath);
+    this.journalStart = this.journal.offset;
+    return { stamp, resumedFrom };
+  }
+
+  private stop(reason: 'window' | 'signal'): void {
+    if (this.stopReason) return;
+    this.stopReason = reason;
+    this.pool.halt();
+  }
+
+  private checkDeadline(): void {
+    if (this.deadline !== null && Date.now() >= this.deadline) this.stop('window');
+  }
+
+  private readonly stopping = (): boolean => this.stopReason !== null || this.fatal !== null;
+
+  private fail(err: Error): void {
+    this.fatal ??= new EfsBackupError('FAILED', `cannot write the backup: ${err.message}`, {
+      cause: err,
+    });
+    this.pool.halt();
+  }
+
+  private warn(rel: string, message: string): void {
+    this.warningCount++;
+    const w = { path: rel, message };
+    if (this.warnings.length < MAX_WARNINGS_KEPT) this.warnings.push(w);
+    this.runOptions.onWarning?.(w);
+  }
+
+  private startProgress(phase: 'copy' | 'prune'): NodeJS.Timeout {
+    const t = setInterval(
+      () => this.emitProgress(phase),
+      this.runOptions.progressIntervalMs ?? 250,
+    );
+    t.unref();
+    return t;
+  }
+
+  private emitProgress(phase: 'copy' | 'prune'): void {
+    this.runOptions.onProgress?.({
+      phase,
+      entries: this.files,
+      bytes: this.totalBytes,
+      estimatedEntries: this.estimate?.entries ?? null,
+      estimatedBytes: this.estimate?.bytes ?? null,
+    });
+  }
+
+  // ---- the walk -------------------------------------------------------------------------
+
+  private async walk(): Promise<void> {
+    const { o } = this;
+    const resuming = this.journalStart > 0 || fs.readdirSync(this.partial).length > 0;
+    if (this.journalStart > 0)
+      this.resumeIndex = await ManifestIndex.openJournal(this.set.journalPath(this.partialStamp));
+    const rootStat = fs.lstatSync(o.sourceRoot, { bigint: true });
+    const root: DirNode = {
+      rel: '',
+      src: o.sourceRoot,
+      dst: this.partial,
+      meta: toMeta(rootStat),
+      parent: null,
+      waiting: 1,
+      pending: 1,
+      records: [],
+      prev: null,
+      resumed: null,
+      existed: resuming,
+    };
+    this.rootRecord = record('', root.meta, '');
+    await new Promise<void>((resolve) => {
+      this.pool.push((done) => this.listDir(root, done));
+      this.pool.onIdle(resolve);
+    });
+  }
+
+  private listDir(dir: DirNode, done: () => void): void {
+    let outstanding = 1 + (this.prev ? 1 : 0) + (this.resumeIndex ? 1 : 0);
+    let names: string[] = [];
+    const joined = (): void => {
+      if (--outstanding > 0) return;
+      if (dir.existed) this.removeExtras(dir, names, () => this.dispatch(dir, names, done));
+      else this.dispatch(dir, names, done);
+    };
+    fs.readdir(dir.src, (err, list) => {
+      if (err) this.warn(dir.rel, `cannot read directory: ${err.message}`);
+      else names = list;
+      joined();
+    });
+    this.prev?.readDir(dir.rel, (err, map) => {
+      if (err) this.warn(dir.rel, `previous manifest unreadable here (${err.message}); copying`);
+      dir.prev = map;
+      joined();
+    });
+    this.resumeIndex?.readDir(dir.rel, (err, map) => {
+      dir.resumed = err ? null : map;
+      joined();
+    });
+  }
+
+  private dispatch(dir: DirNode, names: string[], done: () => void): void {
+    dir.waiting += names.length;
+    dir.pending += names.length;
+    for (const name of names) this.pool.push((d) => this.entry(dir, name, d));
+    this.recorded(dir);
+    this.finished(dir);
+    done();
+  }
+
+  /** A resumed partial may hold names the source no longer has. */
+  private removeExtras(dir: DirNode, names: string[], next: () => void): void {
+    fs.readdir(dir.dst, (err, existing) => {
+      if (err) return next();
+      const keep = new Set(names);
+      const extras = existing.filter((n) => !keep.has(n));
+      let left = extras.length;
+      if (left === 0) return next();
+      for (const n of extras) {
+        fs.rm(path.join(dir.dst, n), { recursive: true, force: true }, (e) => {
+          if (e) this.fail(e);
+          if (--left === 0) next();
+        });
+      }
+    });
+  }
+
+  /** One child entry was recorded (or given up). */
+  private recorded(dir: DirNode): void {
+    if (--dir.waiting === 0 || dir.records.length >= CHUNK_ENTRIES) {
+      this.journal!.add(dir.rel, dir.records);
+      dir.records = [];
+    }
+  }
+
+  /** One child entry or sub-tree is finished; the last one applies the directory's metadata. */
+  private finished(dir: DirNode): void {
+    if (--dir.pending > 0) return;
+    this.pool.push((done) => {
+      this.applyDirMeta(dir, (err) => {
+        if (err) {
+          this.fail(err);
+          return done();
+        }
+        if (dir.parent) this.finished(dir.parent);
+        else this.rootDone = true;
+        done();
+      });
+    });
+  }
+
+  private applyDirMeta(dir: DirNode, cb: (err: NodeJS.ErrnoException | null) => void): void {
+    const m = dir.meta;
+    const chmod = (): void => {
+      fs.chmod(dir.dst, m.mode & 0o7777, (err) => {
+        if (err) return cb(err);
+        fs.utimes(dir.dst, m.atime, m.mtime, cb);
+      });
+    };
+    if (m.uid === euid && m.gid === egid) return chmod();
+    fs.chown(dir.dst, m.uid, m.gid, (err) =>
+      err ? this.ownerWarning(dir.rel, err, chmod, cb) : chmod(),
+    );
+  }
+
+  /** Without root, foreign owners cannot be kept: a warning, not a failure. */
+  private ownerWarning(
+    rel: string,
+    err: NodeJS.ErrnoException,
+    next: () => void,
+    cb: (err: NodeJS.ErrnoException | null) => void,
+  ): void {
+    if (err.code !== 'EPERM') return cb(err);
+    this.warn(rel, 'owner not kept: changing owners needs root');
+    next();
+  }
+
+  private entry(dir: DirNode, name: string, done: () => void): void {
+    const src = `${dir.src}/${name}`;
+    const rel = dir.rel === '' ? name : `${dir.rel}/${name}`;
+    fs.lstat(src, { bigint: true }, (err, st) => {
+      if (err) {
+        this.warn(
+          rel,
+          err.code === 'ENOENT' ? 'vanished during the backup' : `cannot read: ${err.message}`,
+        );
+        return this.entryDone(dir, done);
+      }
+      const m = toMeta(st);
+      if (m.kind === null) {
+        this.warn(rel, `skipped: ${st.isSocket() ? 'socket' : 'device'} (not backed up)`);
+        return this.entryDone(dir, done);
+      }
+      const dst = `${dir.dst}/${name}`;
+      if (m.kind === 'd') return this.enterDir(dir, name, rel, src, dst, m, done);
+      if (m.kind === 'l') {
+        return fs.readlink(src, (e, target) => {
+          if (e) {
+            this.warn(rel, `cannot read link: ${e.message}`);
+            return this.entryDone(dir, done);
+          }
+          this.leaf(dir, name, rel, src, dst, m, target, done);
+        });
+      }
+      this.leaf(dir, name, rel, src, dst, m, '', done);
+    });
+  }
+
+  private enterDir(
+    dir: DirNode,
+    name: string,
+    rel: string,
+    src: string,
+    dst: string,
+    m: Meta,
+    done: () => void,
+  ): void {
+    const child: DirNode = {
+      rel,
+      src,
+      dst,
+      meta: m,
+      parent: dir,
+      waiting: 1,
+      pending: 1,
+      records: [],
+      prev: null,
+      resumed: null,
+      existed: false,
+    };
+    const created = (): void => {
+      dir.records.push(record(name, m, ''));
+      this.files++;
+      this.recorded(dir);
+      this.pool.push((d) => this.listDir(child, d));
+      done();
+    };
+    fs.mkdir(dst, 0o700, (err) => {
+      if (!err) return created();
+      if (err.code !== 'EEXIST') {
+        this.fail(err);
+        return done();
+      }
+      // Resuming: keep the directory if it is one, make it writable again.
+      fs.lstat(dst, (e, st) => {
+        if (!e && st.isDirectory()) {
+          child.existed = true;
+          return fs.chmod(dst, 0o700, (e2) => (e2 ? (this.fail(e2), done()) : created()));
+        }
+        this.replace(dst, (e3) => {
+          if (e3) {
+            this.fail(e3);
+            return done();
+          }
+          fs.mkdir(dst, 0o700, (e4) => (e4 ? (this.fail(e4), done()) : created()));
+        });
+      });
+    });
+  }
+
+  /** A file, symlink or FIFO. */
+  private leaf(
+    dir: DirNode,
+    name: string,
+    rel: string,
+    src: string,
+    dst: string,
+    m: Meta,
+    target: string,
+    done: () => void,
+  ): void {
+    // Already written by an interrupted run of this partial (single-name entries only).
+    const resumed = dir.resumed?.get(name);
+    if (m.nlink === 1 && unchanged(resumed, m, target)) {
+      this.count(m, resumed.data, 'resumed');
+      dir.records.push(resumed);
+      return this.entryDone(dir, done);
+    }
+    if (m.nlink > 1) {
+      const group = this.groups.get(m.inode);
+      if (group) {
+        if (group.record) return this.linkMember(dir, name, dst, m, group, done);
+        group.waiters!.push(() =>
+          this.pool.push((d) => this.linkMember(dir, name, dst, m, group, d)),
+        );
+        return done(); // the slot is free while waiting for the first name to be written
+      }
+      this.groups.set(m.inode, { first: rel, record: null, waiters: [] });
+    }
+    const prev = dir.prev?.get(name);
+    const written = (rec: EntryRecord | null): void => {
+      if (m.nlink > 1) {
+        const group = this.groups.get(m.inode)!;
+        const waiters = group.waiters!;
+        if (rec) {
+          group.record = rec;
+          group.waiters = null;
+        } else {
+          this.groups.delete(m.inode); // the first name failed: the next one becomes first
+        }
+        for (const w of waiters) w();
+      }
+      if (rec) dir.records.push(rec);
+      this.entryDone(dir, done);
+    };
+    if (unchanged(prev, m, target)) {
+      const from =
+        dir.rel === '' ? `${this.prevPath}/${name}` : `${this.prevPath}/${dir.rel}/${name}`;
+      return this.link(from, dst, (err) => {
+        if (!err) {
+          this.count(m, prev.data, 'linked');
+          return written(record(name, m, prev.data));
+        }
+        // The previous snapshot lost this entry, or the inode has too many links: write it anew.
+        this.create(rel, src, dst, m, target, written);
+      });
+    }
+    this.create(rel, src, dst, m, target, written);
+  }
+
+  private linkMember(
+    dir: DirNode,
+    name: string,
+    dst: string,
+    m: Meta,
+    group: LinkGroup,
+    done: () => void,
+  ): void {
+    if (!group.record) {
+      // The first name vanished; this name takes its place, from a fresh lstat.
+      return this.entry(dir, name, done);
+    }
+    const from = `${this.partial}/${group.first}`;
+    this.link(from, dst, (err) => {
+      if (err) {
+        this.fail(err);
+        return done();
+      }
+      const rec = record(name, m, group.record!.data, group.first);
+      this.count(m, rec.data, 'linked');
+      dir.records.push(rec);
+      this.entryDone(dir, done);
+    });
+  }
+
+  /** Writes a new copy of a file, symlink or FIFO; `cb(null)` when it was given up with a warning. */
+  private create(
+    rel: string,
+    src: string,
+    dst: string,
+    m: Meta,
+    target: string,
+    cb: (rec: EntryRecord | null) => void,
+  ): void {
+    const name = path.basename(dst);
+    const retryOnExists = (attempt: (again: () => void) => void): void => {
+      attempt(() =>
+        this.replace(dst, (e) => (e ? (this.fail(e), cb(null)) : attempt(() => cb(null)))),
+      );
+    };
+    if (m.kind === 'f') {
+      return retryOnExists((again) => {
+        copyFile(src, dst, m.size, m, this.stopping, (err: CopyError | null, res) => {
+          if (err) {
+            if (err.code === 'ESTOPPED') return cb(null);
+            if (err.side === 'destination' && err.code === 'EEXIST') return again();
+            if (err.side === 'source') {
+              this.warn(
+                rel,
+                err.code === 'ENOENT'
+                  ? 'vanished during the backup'
+                  : `cannot read: ${err.message}`,
+              );
+              return fs.unlink(dst, () => cb(null));
+            }
+            if (err.code === 'EPERM' && err.syscall === 'fchown')
+              return this.ownerLost(rel, dst, src, m, target, cb);
+            this.fail(err);
+            return cb(null);
+          }
+          this.count(m, res!.digest, 'copied', res!.bytes);
+          cb(record(name, { ...m, size: res!.bytes }, res!.digest));
+        });
+      });
+    }
+    if (m.kind === 'l') {
+      return retryOnExists((again) => {
+        fs.symlink(target, dst, (err) => {
+          if (err) return err.code === 'EEXIST' ? again() : (this.fail(err), cb(null));
+          this.setMeta(rel, dst, m, true, (e) => {
+            if (e) return (this.fail(e), cb(null));
+            this.count(m, target, 'copied');
+            cb(record(name, m, target));
+          });
+        });
+      });
+    }
+    // FIFO: Node has no mkfifo(2); coreutils does it.
+    retryOnExists((again) => {
+      execFile('mkfifo', ['-m', '600', '--', dst], (err, _out, stderr) => {
+        if (err) {
+          if (/exists/i.test(stderr)) return again();
+          this.fail(new Error(`mkfifo ${dst}: ${stderr.trim() || err.message}`));
+          return cb(null);
+        }
+        this.setMeta(rel, dst, m, false, (e) => {
+          if (e) return (this.fail(e), cb(null));
+          this.count(m, '', 'copied');
+          cb(record(name, m, ''));
+        });
+      });
+    });
+  }
+
+  /** Not root and the file belongs to someone else: keep it, owned by us, with a warning. */
+  private ownerLost(
+    rel: string,
+    dst: string,
+    src: string,
+    m: Meta,
+    target: string,
+    cb: (rec: EntryRecord | null) => void,
+  ): void {
+    this.warn(rel, 'owner not kept: changing owners needs root');
+    fs.unlink(dst, () => this.create(rel, src, dst, { ...m, uid: euid, gid: egid }, target, cb));
+  }
+
+  /** Owner, mode and times of a new symlink or FIFO (never following a symlink). */
+  private setMeta(
+    rel: string,
+    dst: string,
+    m: Meta,
+    isLink: boolean,
+    cb: (err: NodeJS.ErrnoException | null) => void,
+  ): void {
+    const times = (): void => (isLink ? fs.lutimes : fs.utimes)(dst, m.atime, m.mtime, cb);
+    const mode = (): void =>
+      isLink ? times() : fs.chmod(dst, m.mode & 0o7777, (e) => (e ? cb(e) : times()));
+    if (m.uid === euid && m.gid === egid) return mode();
+    fs.lchown(dst, m.uid, m.gid, (e) => (e ? this.ownerWarning(rel, e, mode, cb) : mode()));
+  }
+
+  /** Hard-links `from` to `dst`, replacing what a resumed partial left at `dst`. */
+  private link(from: string, dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
+    fs.link(from, dst, (err) => {
+      if (!err || err.code !== 'EEXIST') return cb(err);
+      this.replace(dst, (e) => (e ? cb(e) : fs.link(from, dst, cb)));
+    });
+  }
+
+  /** Removes a name from the partial; only ever a name this run is about to write. */
+  private replace(dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
+    fs.unlink(dst, (err) => {
+      if (!err || err.code === 'ENOENT') return cb(null);
+      if (err.code === 'EISDIR' || err.code === 'EPERM')
+        return fs.rm(dst, { recursive: true, force: true }, cb);
+      cb(err);
+    });
+  }
+
+  private count(m: Meta, _data: string, how: 'linked' | 'copied' | 'resumed', bytes = 0): void {
+    this.files++;
+    if (m.kind === 'f') this.totalBytes += m.size;
+    if (how === 'linked') this.linked++;
+    else if (how === 'copied') {
+      this.transferred++;
+      this.transferredBytes += bytes;
+    }
+  }
+
+  private entryDone(dir: DirNode, done: () => void): void {
+    this.recorded(dir);
+    this.finished(dir);
+    done();
+  }
+
+  // ---- commit ---------------------------------------------------------------------------
+
+  /** Manifest first, then the rename that makes the snapshot appear, then `latest`. */
+  private commit(stamp: string, resumedFrom: string | null, stopTime: Date): string {
+    const { set, o } = this;
+    this.journal!.close();
+    const partialStamp = resumedFrom ?? stamp;
+    const header: ManifestHeader = {
+      format: MANIFEST_FORMAT,
+      version: MANIFEST_VERSION,
+      BackupId: this.backupId,
+      Label: o.label,
+      Interval: o.interval,
+      Snapshot: stamp,
+      Source: o.source,
+      Prefix: o.prefix,
+      StartTime: this.startTime.toISOString(),
+      StopTime: stopTime.toISOString(),
+      NumberOfFiles: this.files,
+      TotalFileSize: this.totalBytes,
+      root: encodeEntry(this.rootRecord!),
+    };
+    writeManifest(
+      set.manifestPath(stamp),
+      header,
+      set.journalPath(partialStamp),
+      this.journalStart,
+    );
+    const final = set.snapshotDir(o.interval, stamp);
+    try {
+      fs.renameSync(this.partial, final);
+    } catch (e) {
+      fs.rmSync(set.manifestPath(stamp), { force: true });
+      throw new EfsBackupError('FAILED', `cannot commit the snapshot: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    pointLatest(set, o.interval, stamp);
+    fs.rmSync(set.journalPath(partialStamp), { force: true });
+    return stamp;
+  }
+}
+
+/** `latest` is replaced atomically: a new symlink renamed over the old one. */
+export function pointLatest(set: BackupSet, interval: string, stamp: string): void {
+  const tmp = `${set.latestLink}.${process.pid}.tmp`;
+  fs.rmSync(tmp, { force: true });
+  fs.symlinkSync(`${interval}/${stamp}`, tmp);
+  fs.renameSync(tmp, set.latestLink);
+}

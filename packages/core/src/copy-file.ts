@@ -1,0 +1,157 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+
+const { O_RDONLY, O_NOFOLLOW, O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
+const CHUNK = 1 << 20;
+const SPARSE_BLOCK = 1 << 16;
+const ZEROS = Buffer.alloc(SPARSE_BLOCK);
+
+export interface CopyMeta {
+  mode: number;
+  uid: number;
+  gid: number;
+  atime: number;
+  /** Seconds since the epoch, fractional: what utimes takes. */
+  mtime: number;
+  /** Write zero blocks as holes (the source is sparse). */
+  sparse: boolean;
+}
+
+export interface CopyResult {
+  bytes: number;
+  digest: string;
+}
+
+/** Which side of a copy failed: a source failure is a warning, a destination failure ends the run. */
+export type CopyError = NodeJS.ErrnoException & { side: 'source' | 'destination' };
+
+function tag(err: NodeJS.ErrnoException, side: 'source' | 'destination'): CopyError {
+  return Object.assign(err, { side });
+}
+
+const euid = process.geteuid?.() ?? -1;
+const egid = process.getegid?.() ?? -1;
+
+/**
+ * Copies one regular file into a new inode at `dst`, hashing while it copies, then sets owner,
+ * mode and times on the open descriptor. `dst` must not exist: an existing name may be a hard
+ * link into an older snapshot, and writing through it would change that snapshot.
+ */
+export function copyFile(
+  src: string,
+  dst: string,
+  size: number,
+  meta: CopyMeta,
+  stopping: () => boolean,
+  cb: (err: CopyError | null, result: CopyResult | null) => void,
+): void {
+  fs.open(src, O_RDONLY | O_NOFOLLOW, (err, sfd) => {
+    if (err) return cb(tag(err, 'source'), null);
+    fs.open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600, (err2, dfd) => {
+      if (err2) return fs.close(sfd, () => cb(tag(err2, 'destination'), null));
+      const hash = createHash('sha256');
+      // Small files: one read of size+1 bytes sees the end of file without a second call.
+      const buf = Buffer.allocUnsafe(Math.min(size + 1, CHUNK));
+      let pos = 0;
+      let holeAtEnd = false;
+      const fail = (e: CopyError): void => {
+        fs.close(sfd, () => fs.close(dfd, () => cb(e, null)));
+      };
+      const finish = (): void => {
+        const truncate = (next: () => void): void => {
+          if (!holeAtEnd) return next();
+          fs.ftruncate(dfd, pos, (e) => (e ? fail(tag(e, 'destination')) : next()));
+        };
+        truncate(() => {
+          const chown = (next: () => void): void => {
+            if (meta.uid === euid && meta.gid === egid) return next();
+            fs.fchown(dfd, meta.uid, meta.gid, (e) => (e ? fail(tag(e, 'destination')) : next()));
+          };
+          chown(() => {
+            fs.fchmod(dfd, meta.mode & 0o7777, (e) => {
+              if (e) return fail(tag(e, 'destination'));
+              fs.futimes(dfd, meta.atime, meta.mtime, (e2) => {
+                if (e2) return fail(tag(e2, 'destination'));
+                fs.close(dfd, (e3) => {
+                  fs.close(sfd, () => {
+                    if (e3) return cb(tag(e3, 'destination'), null);
+                    cb(null, { bytes: pos, digest: hash.digest('base64') });
+                  });
+                });
+              });
+            });
+          });
+        });
+      };
+      const readMore = (): void => {
+        if (stopping())
+          return fail(
+            tag(Object.assign(new Error('stopped'), { code: 'ESTOPPED' }), 'destination'),
+          );
+        fs.read(sfd, buf, 0, buf.length, pos, (e, n) => {
+          if (e) return fail(tag(e, 'source'));
+          if (n === 0) return finish();
+          const data = buf.subarray(0, n);
+          hash.update(data);
+          const at = pos;
+          pos += n;
+          const short = n < buf.length;
+          const next = short ? finish : readMore;
+          if (meta.sparse)
+            return writeSparse(dfd, data, at, (we, hole) => {
+              if (we) return fail(tag(we, 'destination'));
+              holeAtEnd = hole;
+              next();
+            });
+          writeAt(dfd, data, at, (we) => (we ? fail(tag(we, 'destination')) : next()));
+        });
+      };
+      readMore();
+    });
+  });
+}
+
+function writeAt(
+  fd: number,
+  data: Buffer,
+  position: number,
+  cb: (err: NodeJS.ErrnoException | null) => void,
+): void {
+  fs.write(fd, data, 0, data.length, position, (err, n) => {
+    if (err) return cb(err);
+    if (n < data.length) return writeAt(fd, data.subarray(n), position + n, cb);
+    cb(null);
+  });
+}
+
+/** Writes the non-zero 64 KiB blocks of `data`, leaving holes for the zero ones. */
+function writeSparse(
+  fd: number,
+  data: Buffer,
+  position: number,
+  cb: (err: NodeJS.ErrnoException | null, endsInHole: boolean) => void,
+): void {
+  const runs: Array<[number, number]> = [];
+  let runStart = -1;
+  for (let off = 0; off < data.length; off += SPARSE_BLOCK) {
+    const end = Math.min(off + SPARSE_BLOCK, data.length);
+    const zero = data
+      .subarray(off, end)
+      .equals(end - off === SPARSE_BLOCK ? ZEROS : ZEROS.subarray(0, end - off));
+    if (!zero && runStart < 0) runStart = off;
+    if (zero && runStart >= 0) {
+      runs.push([runStart, off]);
+      runStart = -1;
+    }
+  }
+  if (runStart >= 0) runs.push([runStart, data.length]);
+  const endsInHole = runs.length === 0 || runs[runs.length - 1]![1] !== data.length;
+  let i = 0;
+  const next = (err: NodeJS.ErrnoException | null): void => {
+    if (err) return cb(err, false);
+    const run = runs[i++];
+    if (!run) return cb(null, endsInHole);
+    writeAt(fd, data.subarray(run[0], run[1]), position + run[0], next);
+  };
+  next(null);
+}

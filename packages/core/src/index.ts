@@ -1,0 +1,38 @@
+export { backup, pointLatest } from './backup.js';
+export type {
+  BackupFigures,
+  BackupProgress,
+  BackupResult,
+  BackupRunOptions,
+  BackupStatus,
+  BackupWarning,
+} from './backup.js';
+export { EfsBackupError, badInput, isSystemError } from './errors.js';
+export type { ErrorCode } from './errors.js';
+export { InFlight } from './inflight.js';
+export type { Job } from './inflight.js';
+export {
+  BackupSet,
+  checkInterval,
+  checkLabel,
+  isIntervalName,
+  DATA_DIR,
+  LATEST,
+} from './layout.js';
+export type { SnapshotRef } from './layout.js';
+export { LabelLock, readLock } from './lock.js';
+export type { LockInfo } from './lock.js';
+export { ManifestIndex, MANIFEST_FORMAT } from './manifest.js';
+export type { EntryKind, EntryRecord, ManifestHeader } from './manifest.js';
+export {
+  defaultConcurrency,
+  NETWORK_CONCURRENCY,
+  resolveBackupOptions,
+  DEFAULTS,
+  within,
+} from './options.js';
+export type { BackupOptions, ResolvedOptions } from './options.js';
+export { prune } from './prune.js';
+export type { PruneResult } from './prune.js';
+export { removeTree } from './remove-tree.js';
+export { isStamp, stampToDate, toStamp } from './stamp.js';

@@ -1,0 +1,169 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { badInput } from './errors.js';
+import { isStamp } from './stamp.js';
+
+/**
+ * Where a backup set keeps things on the destination:
+ *   <destination>/<label>/<interval>/<stamp>/            a complete snapshot
+ *   <destination>/<label>/<interval>/.<stamp>.partial/   a snapshot being written
+ *   <destination>/<label>/<interval>/.<stamp>.deleting/  a snapshot being pruned
+ *   <destination>/<label>/latest -> <interval>/<stamp>
+ *   <destination>/<label>/.efs-backup/                    lock, manifests, logs
+ */
+export const DATA_DIR = '.efs-backup';
+export const LATEST = 'latest';
+
+export class BackupSet {
+  readonly destination: string;
+  readonly label: string;
+  readonly dir: string;
+
+  constructor(destination: string, label: string) {
+    this.destination = destination;
+    this.label = label;
+    this.dir = path.join(destination, label);
+  }
+
+  get dataDir(): string {
+    return path.join(this.dir, DATA_DIR);
+  }
+  get manifestsDir(): string {
+    return path.join(this.dataDir, 'manifests');
+  }
+  get lockFile(): string {
+    return path.join(this.dataDir, 'lock');
+  }
+  get latestLink(): string {
+    return path.join(this.dir, LATEST);
+  }
+  intervalDir(interval: string): string {
+    return path.join(this.dir, interval);
+  }
+  snapshotDir(interval: string, stamp: string): string {
+    return path.join(this.dir, interval, stamp);
+  }
+  partialDir(interval: string, stamp: string): string {
+    return path.join(this.dir, interval, `.${stamp}.partial`);
+  }
+  deletingDir(interval: string, stamp: string): string {
+    return path.join(this.dir, interval, `.${stamp}.deleting`);
+  }
+  manifestPath(stamp: string): string {
+    return path.join(this.manifestsDir, `${stamp}.manifest`);
+  }
+  journalPath(stamp: string): string {
+    return path.join(this.manifestsDir, `${stamp}.journal`);
+  }
+
+  /** Interval directories present, by name. */
+  intervals(): string[] {
+    let names: fs.Dirent[];
+    try {
+      names = fs.readdirSync(this.dir, { withFileTypes: true });
+    } catch {
+      return [];
+    }
+    return names.filter((d) => d.isDirectory() && isIntervalName(d.name)).map((d) => d.name);
+  }
+
+  /** Complete snapshots, newest first (optionally of one interval). */
+  snapshots(interval?: string): SnapshotRef[] {
+    const out: SnapshotRef[] = [];
+    for (const iv of interval ? [interval] : this.intervals()) {
+      for (const name of readdirOrEmpty(this.intervalDir(iv))) {
+        if (isStamp(name)) {
+          out.push({
+            interval: iv,
+            stamp: name,
+            path: this.snapshotDir(iv, name),
+            manifest: this.manifestPath(name),
+          });
+        }
+      }
+    }
+    return out.sort((a, b) => (a.stamp < b.stamp ? 1 : a.stamp > b.stamp ? -1 : 0));
+  }
+
+  /** Directories named `.<stamp>.<suffix>` in an interval, oldest first. */
+  hidden(interval: string, suffix: 'partial' | 'deleting'): string[] {
+    const re = new RegExp(`^\\.(\\d{8}T\\d{6}Z)\\.${suffix}$`);
+    return readdirOrEmpty(this.intervalDir(interval))
+      .map((n) => re.exec(n)?.[1])
+      .filter((s): s is string => s !== undefined)
+      .sort();
+  }
+
+  /** Every stamp in use in the set, complete or not (stamps are unique within a label). */
+  stampsInUse(): Set<string> {
+    const used = new Set<string>();
+    for (const iv of this.intervals()) {
+      for (const name of readdirOrEmpty(this.intervalDir(iv))) {
+        const m = /^\.?(\d{8}T\d{6}Z)(\.\w+)?$/.exec(name);
+        if (m) used.add(m[1]!);
+      }
+    }
+    return used;
+  }
+
+  /** Resolves a selector: `latest`, `daily.0` (newest daily), `daily.3`, or a stamp. */
+  resolve(selector: string): SnapshotRef {
+    const all = this.snapshots();
+    if (all.length === 0) throw badInput(`no complete snapshot in ${this.dir}`);
+    if (selector === LATEST) return all[0]!;
+    if (isStamp(selector)) {
+      const found = all.find((s) => s.stamp === selector);
+      if (!found) throw badInput(`no snapshot ${selector} in ${this.dir}`);
+      return found;
+    }
+    const m = /^([A-Za-z][\w-]*)\.(\d+)$/.exec(selector);
+    if (m) {
+      const list = all.filter((s) => s.interval === m[1]);
+      const found = list[Number(m[2])];
+      if (!found)
+        throw badInput(`no snapshot ${selector}: ${m[1]} has ${list.length} complete snapshot(s)`);
+      return found;
+    }
+    throw badInput(
+      `snapshot selector "${selector}" is not latest, <interval>.<n> or a stamp such as 20261126T020000Z`,
+    );
+  }
+}
+
+export interface SnapshotRef {
+  interval: string;
+  stamp: string;
+  path: string;
+  manifest: string;
+}
+
+export function readdirOrEmpty(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** A plain word: letters, digits, `-` and `_`, starting with a letter; never `latest`. */
+export function isIntervalName(name: string): boolean {
+  return /^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name) && name !== LATEST;
+}
+
+export function checkLabel(label: string): void {
+  if (label.length === 0) throw badInput('label must not be empty');
+  if (label.includes('/') || label.includes('\0'))
+    throw badInput(`label "${label}" must not contain "/"`);
+  if (label === '.' || label === '..' || label.includes('..'))
+    throw badInput(`label "${label}" must not contain ".."`);
+  if (label.startsWith('.')) throw badInput(`label "${label}" must not start with "."`);
+  if (Buffer.byteLength(label) > 255) throw badInput('label is longer than 255 bytes');
+}
+
+export function checkInterval(interval: string): void {
+  if (!isIntervalName(interval)) {
+    throw badInput(
+      `interval "${interval}" is not a plain word (letters, digits, "-" and "_", starting with a letter, not "latest"), such as daily or weekly`,
+    );
+  }
+}

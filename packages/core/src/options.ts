@@ -1,0 +1,161 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { badInput } from './errors.js';
+import { checkInterval, checkLabel } from './layout.js';
+
+export interface BackupOptions {
+  /** The file system (or directory) to protect. */
+  source: string;
+  /** The sub-path of the source to back up. @default '/' */
+  prefix?: string;
+  /** The file system that holds the backups; it must exist. */
+  destination: string;
+  /** The backup set's folder on the destination. @default 'efs-backup' */
+  label?: string;
+  /** The series tag. @default 'daily' */
+  interval?: string;
+  /** Complete snapshots of the interval to keep. @default 7 */
+  retain?: number;
+  /** Minutes the run may take; it stops gracefully before. @default no limit */
+  windowMinutes?: number;
+  /** File-system calls in flight. @default from the source's file-system type */
+  concurrency?: number;
+}
+
+export interface ResolvedOptions {
+  source: string;
+  prefix: string;
+  /** source + prefix, resolved. */
+  sourceRoot: string;
+  destination: string;
+  label: string;
+  interval: string;
+  retain: number;
+  windowMinutes: number | null;
+  concurrency: number;
+}
+
+export const DEFAULTS = { prefix: '/', label: 'efs-backup', interval: 'daily', retain: 7 } as const;
+
+/** Checks every option; throws BAD_INPUT with a message naming the problem. Writes nothing. */
+export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
+  const label = o.label ?? DEFAULTS.label;
+  const interval = o.interval ?? DEFAULTS.interval;
+  const retain = o.retain ?? DEFAULTS.retain;
+  checkLabel(label);
+  checkInterval(interval);
+  if (!Number.isInteger(retain) || retain < 1)
+    throw badInput(`retain must be a positive integer, not ${retain}`);
+  if (
+    o.windowMinutes !== undefined &&
+    !(Number.isFinite(o.windowMinutes) && o.windowMinutes >= 1)
+  ) {
+    throw badInput(`window must be at least 1 minute, not ${o.windowMinutes}`);
+  }
+  if (
+    o.concurrency !== undefined &&
+    !(Number.isInteger(o.concurrency) && o.concurrency >= 1 && o.concurrency <= 1024)
+  ) {
+    throw badInput(`concurrency must be an integer from 1 to 1024, not ${o.concurrency}`);
+  }
+  if (!o.source) throw badInput('source is required');
+  if (!o.destination) throw badInput('destination is required');
+  const prefix = normalizePrefix(o.prefix ?? DEFAULTS.prefix);
+  const source = readableDir(o.source, 'source');
+  const sourceRoot = path.join(source, prefix);
+  let rootStat: fs.Stats;
+  try {
+    rootStat = fs.lstatSync(sourceRoot);
+  } catch {
+    throw badInput(`prefix ${prefix} does not exist in source ${source}`);
+  }
+  if (!rootStat.isDirectory())
+    throw badInput(`prefix ${prefix} of source ${source} is not a directory`);
+  try {
+    fs.accessSync(sourceRoot, fs.constants.R_OK | fs.constants.X_OK);
+  } catch {
+    throw badInput(`source ${sourceRoot} is not readable`);
+  }
+  const destination = existingDir(o.destination, 'destination');
+  if (within(destination, sourceRoot)) {
+    throw badInput(
+      `destination ${destination} is inside the source ${sourceRoot}: the backup would back itself up`,
+    );
+  }
+  if (within(sourceRoot, destination)) {
+    throw badInput(`source ${sourceRoot} is inside the destination ${destination}`);
+  }
+  return {
+    source,
+    prefix,
+    sourceRoot,
+    destination,
+    label,
+    interval,
+    retain,
+    windowMinutes: o.windowMinutes ?? null,
+    concurrency: o.concurrency ?? defaultConcurrency(sourceRoot),
+  };
+}
+
+function normalizePrefix(prefix: string): string {
+  if (prefix.includes('\0')) throw badInput('prefix must not contain NUL');
+  const parts = prefix.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw badInput(`prefix "${prefix}" must not contain ".."`);
+  return '/' + parts.join('/');
+}
+
+function readableDir(p: string, what: string): string {
+  const real = existingDir(p, what);
+  try {
+    fs.accessSync(real, fs.constants.R_OK | fs.constants.X_OK);
+  } catch {
+    throw badInput(`${what} ${p} is not readable`);
+  }
+  return real;
+}
+
+function existingDir(p: string, what: string): string {
+  let real: string;
+  try {
+    real = fs.realpathSync(path.resolve(p));
+  } catch {
+    throw badInput(
+      `${what} ${p} does not exist${what === 'destination' ? ' (is it mounted?)' : ''}`,
+    );
+  }
+  if (!fs.statSync(real).isDirectory()) throw badInput(`${what} ${p} is not a directory`);
+  return real;
+}
+
+/** True when `inner` is `outer` or below it. */
+export function within(inner: string, outer: string): boolean {
+  const rel = path.relative(outer, inner);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+// statfs f_type of file systems where every call crosses a network (or a user-space daemon).
+const REMOTE_FS_TYPES = new Set([
+  0x6969, // NFS (Amazon EFS)
+  0x65735546, // FUSE
+  0xff534d42, // CIFS
+  0xfe534d42, // SMB2
+  0x517b, // SMB
+  0x00c36400, // Ceph
+  0x0bd00bd0, // Lustre
+  0x47504653, // GPFS
+  0x01021997, // 9p
+]);
+
+/** The network default keeps many calls in flight; a local disk wants about its core count. */
+export const NETWORK_CONCURRENCY = 64;
+
+export function defaultConcurrency(p: string): number {
+  try {
+    if (REMOTE_FS_TYPES.has(fs.statfsSync(p).type)) return NETWORK_CONCURRENCY;
+  } catch {
+    return NETWORK_CONCURRENCY;
+  }
+  return Math.max(4, os.availableParallelism());
+}
