@@ -3,7 +3,7 @@ import fs from 'node:fs';
 
 const { O_RDONLY, O_NOFOLLOW, O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
 const CHUNK = 1 << 20;
-const SPARSE_BLOCK = 1 << 16;
+const SPARSE_BLOCK = 4096;
 const ZEROS = Buffer.alloc(SPARSE_BLOCK);
 
 export interface CopyMeta {
@@ -124,7 +124,7 @@ function writeAt(
   });
 }
 
-/** Writes the non-zero 64 KiB blocks of `data`, leaving holes for the zero ones. */
+/** Writes the non-zero 4 KiB blocks of `data`, leaving holes for the zero ones. */
 function writeSparse(
   fd: number,
   data: Buffer,
