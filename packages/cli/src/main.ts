@@ -71,7 +71,7 @@ async function runBackup(o: BackupCliOptions): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const bar = progressBar(process.stderr);
+  const bar = await progressBar(process.stderr);
   const started = Date.now();
   let result: BackupResult;
   try {

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { copyFile, type CopyError } from './copy-file.js';
 import { EfsBackupError } from './errors.js';
+import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
 import { InFlight } from './inflight.js';
 import { BackupSet } from './layout.js';
 import { LabelLock } from './lock.js';
@@ -88,6 +89,12 @@ export interface BackupRunOptions extends BackupOptions {
   progressIntervalMs?: number;
   /** @default () => new Date() */
   now?: () => Date;
+  /**
+   * How metadata calls are made: 'async' keeps many in flight (network file systems),
+   * 'sync' makes them on the main thread (local disks, where that is cheaper).
+   * @default from the source's file-system type
+   */
+  io?: 'sync' | 'async';
 }
 
 const NS = 1_000_000_000n;
@@ -229,6 +236,7 @@ class BackupRun {
   private readonly deadline: number | null;
   private readonly runOptions: BackupRunOptions;
   private readonly pool: InFlight;
+  private readonly io: FsOps;
 
   private prev: ManifestIndex | null = null;
   private prevPath = '';
@@ -266,6 +274,7 @@ class BackupRun {
           o.windowMinutes * 60_000 -
           Math.min(60_000, o.windowMinutes * 6_000);
     this.pool = new InFlight(o.concurrency);
+    this.io = (runOptions.io ?? (o.remote ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
   }
 
   async run(): Promise<BackupResult> {
@@ -493,17 +502,17 @@ class BackupRun {
       if (dir.existed) this.removeExtras(dir, names, () => this.dispatch(dir, names, done));
       else this.dispatch(dir, names, done);
     };
-    fs.readdir(dir.src, (err, list) => {
+    this.io.readdir(dir.src, (err, list) => {
       if (err) this.warn(dir.rel, `cannot read directory: ${err.message}`);
       else names = list;
       joined();
     });
-    this.prev?.readDir(dir.rel, (err, map) => {
+    this.prev?.readDir(this.io, dir.rel, (err, map) => {
       if (err) this.warn(dir.rel, `previous manifest unreadable here (${err.message}); copying`);
       dir.prev = map;
       joined();
     });
-    this.resumeIndex?.readDir(dir.rel, (err, map) => {
+    this.resumeIndex?.readDir(this.io, dir.rel, (err, map) => {
       dir.resumed = err ? null : map;
       joined();
     });
@@ -562,13 +571,13 @@ class BackupRun {
   private applyDirMeta(dir: DirNode, cb: (err: NodeJS.ErrnoException | null) => void): void {
     const m = dir.meta;
     const chmod = (): void => {
-      fs.chmod(dir.dst, m.mode & 0o7777, (err) => {
+      this.io.chmod(dir.dst, m.mode & 0o7777, (err) => {
         if (err) return cb(err);
-        fs.utimes(dir.dst, m.atime, m.mtime, cb);
+        this.io.utimes(dir.dst, m.atime, m.mtime, cb);
       });
     };
     if (m.uid === euid && m.gid === egid) return chmod();
-    fs.chown(dir.dst, m.uid, m.gid, (err) =>
+    this.io.chown(dir.dst, m.uid, m.gid, (err) =>
       err ? this.ownerWarning(dir.rel, err, chmod, cb) : chmod(),
     );
   }
@@ -588,7 +597,7 @@ class BackupRun {
   private entry(dir: DirNode, name: string, done: () => void): void {
     const src = `${dir.src}/${name}`;
     const rel = dir.rel === '' ? name : `${dir.rel}/${name}`;
-    fs.lstat(src, { bigint: true }, (err, st) => {
+    this.io.lstat(src, (err, st) => {
       if (err) {
         this.warn(
           rel,
@@ -604,7 +613,7 @@ class BackupRun {
       const dst = `${dir.dst}/${name}`;
       if (m.kind === 'd') return this.enterDir(dir, name, rel, src, dst, m, done);
       if (m.kind === 'l') {
-        return fs.readlink(src, (e, target) => {
+        return this.io.readlink(src, (e, target) => {
           if (e) {
             this.warn(rel, `cannot read link: ${e.message}`);
             return this.entryDone(dir, done);
@@ -645,24 +654,24 @@ class BackupRun {
       this.pool.push((d) => this.listDir(child, d));
       done();
     };
-    fs.mkdir(dst, 0o700, (err) => {
+    this.io.mkdir(dst, 0o700, (err) => {
       if (!err) return created();
       if (err.code !== 'EEXIST') {
         this.fail(err);
         return done();
       }
       // Resuming: keep the directory if it is one, make it writable again.
-      fs.lstat(dst, (e, st) => {
+      this.io.lstat(dst, (e, st) => {
         if (!e && st.isDirectory()) {
           child.existed = true;
-          return fs.chmod(dst, 0o700, (e2) => (e2 ? (this.fail(e2), done()) : created()));
+          return this.io.chmod(dst, 0o700, (e2) => (e2 ? (this.fail(e2), done()) : created()));
         }
         this.replace(dst, (e3) => {
           if (e3) {
             this.fail(e3);
             return done();
           }
-          fs.mkdir(dst, 0o700, (e4) => (e4 ? (this.fail(e4), done()) : created()));
+          this.io.mkdir(dst, 0o700, (e4) => (e4 ? (this.fail(e4), done()) : created()));
         });
       });
     });
@@ -781,7 +790,7 @@ class BackupRun {
                   ? 'vanished during the backup'
                   : `cannot read: ${err.message}`,
               );
-              return fs.unlink(dst, () => cb(null));
+              return this.io.unlink(dst, () => cb(null));
             }
             if (err.code === 'EPERM' && err.syscall === 'fchown')
               return this.ownerLost(rel, dst, src, m, target, cb);
@@ -795,7 +804,7 @@ class BackupRun {
     }
     if (m.kind === 'l') {
       return retryOnExists((again) => {
-        fs.symlink(target, dst, (err) => {
+        this.io.symlink(target, dst, (err) => {
           if (err) return err.code === 'EEXIST' ? again() : (this.fail(err), cb(null));
           this.setMeta(rel, dst, m, true, (e) => {
             if (e) return (this.fail(e), cb(null));
@@ -832,7 +841,9 @@ class BackupRun {
     cb: (rec: EntryRecord | null) => void,
   ): void {
     this.warn(rel, 'owner not kept: changing owners needs root');
-    fs.unlink(dst, () => this.create(rel, src, dst, { ...m, uid: euid, gid: egid }, target, cb));
+    this.io.unlink(dst, () =>
+      this.create(rel, src, dst, { ...m, uid: euid, gid: egid }, target, cb),
+    );
   }
 
   /** Owner, mode and times of a new symlink or FIFO (never following a symlink). */
@@ -843,24 +854,27 @@ class BackupRun {
     isLink: boolean,
     cb: (err: NodeJS.ErrnoException | null) => void,
   ): void {
-    const times = (): void => (isLink ? fs.lutimes : fs.utimes)(dst, m.atime, m.mtime, cb);
+    const times = (): void =>
+      isLink
+        ? this.io.lutimes(dst, m.atime, m.mtime, cb)
+        : this.io.utimes(dst, m.atime, m.mtime, cb);
     const mode = (): void =>
-      isLink ? times() : fs.chmod(dst, m.mode & 0o7777, (e) => (e ? cb(e) : times()));
+      isLink ? times() : this.io.chmod(dst, m.mode & 0o7777, (e) => (e ? cb(e) : times()));
     if (m.uid === euid && m.gid === egid) return mode();
-    fs.lchown(dst, m.uid, m.gid, (e) => (e ? this.ownerWarning(rel, e, mode, cb) : mode()));
+    this.io.lchown(dst, m.uid, m.gid, (e) => (e ? this.ownerWarning(rel, e, mode, cb) : mode()));
   }
 
   /** Hard-links `from` to `dst`, replacing what a resumed partial left at `dst`. */
   private link(from: string, dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
-    fs.link(from, dst, (err) => {
+    this.io.link(from, dst, (err) => {
       if (!err || err.code !== 'EEXIST') return cb(err);
-      this.replace(dst, (e) => (e ? cb(e) : fs.link(from, dst, cb)));
+      this.replace(dst, (e) => (e ? cb(e) : this.io.link(from, dst, cb)));
     });
   }
 
   /** Removes a name from the partial; only ever a name this run is about to write. */
   private replace(dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
-    fs.unlink(dst, (err) => {
+    this.io.unlink(dst, (err) => {
       if (!err || err.code === 'ENOENT') return cb(null);
       if (err.code === 'EISDIR' || err.code === 'EPERM')
         return fs.rm(dst, { recursive: true, force: true }, cb);

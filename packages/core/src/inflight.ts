@@ -8,11 +8,14 @@
  */
 export type Job = (done: () => void) => void;
 
+const SLICE_MS = 20;
+
 export class InFlight {
   readonly limit: number;
   private readonly queue: Job[] = [];
   private active = 0;
   private pumping = false;
+  private yielding = false;
   private halted = false;
   private idleWaiters: Array<() => void> = [];
 
@@ -48,6 +51,11 @@ export class InFlight {
     this.checkIdle();
   }
 
+  private readonly resume = (): void => {
+    this.yielding = false;
+    this.pump();
+  };
+
   private readonly release = (): void => {
     this.active--;
     this.pump();
@@ -55,9 +63,18 @@ export class InFlight {
 
   private pump(): void {
     // A job may finish synchronously; the flag turns that recursion into this loop.
-    if (this.pumping) return;
+    if (this.pumping || this.yielding) return;
     this.pumping = true;
+    const start = performance.now();
+    let started = 0;
     while (this.active < this.limit && this.queue.length > 0) {
+      // Jobs that finish synchronously could hold the event loop for the whole tree: yield
+      // now and then so timers (window, heartbeat, progress) and signals are served.
+      if ((++started & 127) === 0 && performance.now() - start > SLICE_MS) {
+        this.yielding = true;
+        setImmediate(this.resume);
+        break;
+      }
       const job = this.queue.pop()!;
       this.active++;
       let called = false;

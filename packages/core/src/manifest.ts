@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import type { FsOps } from './fs-ops.js';
 
 /**
  * A snapshot's manifest: every entry with its source metadata and a content digest.
@@ -337,6 +338,7 @@ export class ManifestIndex {
 
   /** The entries of one directory; later blocks win over earlier ones for the same name. */
   readDir(
+    io: Pick<FsOps, 'read'>,
     dir: string,
     cb: (err: Error | null, entries: Map<string, EntryRecord> | null) => void,
   ): void {
@@ -356,7 +358,7 @@ export class ManifestIndex {
       const ref = refs[i++];
       if (!ref) return cb(null, out);
       const buf = Buffer.allocUnsafe(ref.length);
-      fs.read(fd, buf, 0, ref.length, ref.offset, (err, n) => {
+      io.read(fd, buf, ref.length, ref.offset, (err, n) => {
         if (err) return cb(err, null);
         try {
           parseBlockInto(buf.subarray(0, n), out);

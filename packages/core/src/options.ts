@@ -34,6 +34,8 @@ export interface ResolvedOptions {
   retain: number;
   windowMinutes: number | null;
   concurrency: number;
+  /** The source is on a network (or FUSE) file system, where every call waits. */
+  remote: boolean;
 }
 
 export const DEFAULTS = { prefix: '/', label: 'efs-backup', interval: 'daily', retain: 7 } as const;
@@ -96,6 +98,7 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
     retain,
     windowMinutes: o.windowMinutes ?? null,
     concurrency: o.concurrency ?? defaultConcurrency(sourceRoot),
+    remote: isRemote(sourceRoot),
   };
 }
 
@@ -151,11 +154,14 @@ const REMOTE_FS_TYPES = new Set([
 /** The network default keeps many calls in flight; a local disk wants about its core count. */
 export const NETWORK_CONCURRENCY = 64;
 
-export function defaultConcurrency(p: string): number {
+export function isRemote(p: string): boolean {
   try {
-    if (REMOTE_FS_TYPES.has(fs.statfsSync(p).type)) return NETWORK_CONCURRENCY;
+    return REMOTE_FS_TYPES.has(fs.statfsSync(p).type);
   } catch {
-    return NETWORK_CONCURRENCY;
+    return true;
   }
-  return Math.max(4, os.availableParallelism());
+}
+
+export function defaultConcurrency(p: string): number {
+  return isRemote(p) ? NETWORK_CONCURRENCY : Math.max(4, os.availableParallelism());
 }

@@ -35,6 +35,20 @@ describe('a snapshot equals its source', () => {
     expect(diffTrees(src, r.snapshotPath!, { sparse: true })).toEqual([]);
   });
 
+  it('is as faithful with many calls in flight (the network file-system mode)', async () => {
+    const { src, dst } = setup();
+    createTree(src, everyKindTree());
+    const first = await backup({ source: src, destination: dst, io: 'async', concurrency: 16 });
+    expect(first.Status).toBe('Success');
+    expect(rsyncDifferences(src, first.snapshotPath!)).toEqual([]);
+    expect(diffTrees(src, first.snapshotPath!, { sparse: true })).toEqual([]);
+    fs.writeFileSync(path.join(src, 'plain.txt'), 'changed');
+    const second = await backup({ source: src, destination: dst, io: 'async', concurrency: 16 });
+    expect(second.NumberOfFilesTransferred).toBe(1);
+    expect(diffTrees(src, second.snapshotPath!, { sparse: true })).toEqual([]);
+    expect(sharedInodes(first.snapshotPath!, second.snapshotPath!, 'hard/first')).toBe(true);
+  });
+
   it('keeps sparse holes (block counts)', async () => {
     const { src, dst } = setup();
     createTree(src, everyKindTree());
