@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { copyFile, type CopyError } from './copy-file.js';
+import { CHUNK, copyFile, type CopyError } from './copy-file.js';
 import { EfsBackupError } from './errors.js';
 import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
 import { InFlight } from './inflight.js';
@@ -341,6 +341,7 @@ class BackupRun {
         throw e;
       }
     } finally {
+      this.journal?.close();
       this.prev?.close();
       this.resumeIndex?.close();
     }
@@ -779,7 +780,10 @@ class BackupRun {
     };
     if (m.kind === 'f') {
       return retryOnExists((again) => {
-        copyFile(src, dst, m.size, m, this.stopping, (err: CopyError | null, res) => {
+        // Files of one chunk are copied with direct calls when the walk makes them (local
+        // disk); larger ones always go through the pool, so the event loop keeps turning.
+        const io = this.io.mode === 'sync' && m.size < CHUNK ? syncOps : asyncOps;
+        copyFile(io, src, dst, m.size, m, this.stopping, (err: CopyError | null, res) => {
           if (err) {
             if (err.code === 'ESTOPPED') return cb(null);
             if (err.side === 'destination' && err.code === 'EEXIST') return again();

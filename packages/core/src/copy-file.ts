@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import type { FsOps } from './fs-ops.js';
 
 const { O_RDONLY, O_NOFOLLOW, O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
-const CHUNK = 1 << 20;
+/** Bytes read or written at once; a file no larger than this is copied with one read. */
+export const CHUNK = 1 << 20;
 const SPARSE_BLOCK = 4096;
 const ZEROS = Buffer.alloc(SPARSE_BLOCK);
 
@@ -38,6 +40,7 @@ const egid = process.getegid?.() ?? -1;
  * link into an older snapshot, and writing through it would change that snapshot.
  */
 export function copyFile(
+  io: FsOps,
   src: string,
   dst: string,
   size: number,
@@ -45,35 +48,35 @@ export function copyFile(
   stopping: () => boolean,
   cb: (err: CopyError | null, result: CopyResult | null) => void,
 ): void {
-  fs.open(src, O_RDONLY | O_NOFOLLOW, (err, sfd) => {
+  io.open(src, O_RDONLY | O_NOFOLLOW, 0, (err, sfd) => {
     if (err) return cb(tag(err, 'source'), null);
-    fs.open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600, (err2, dfd) => {
-      if (err2) return fs.close(sfd, () => cb(tag(err2, 'destination'), null));
+    io.open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600, (err2, dfd) => {
+      if (err2) return io.close(sfd, () => cb(tag(err2, 'destination'), null));
       const hash = createHash('sha256');
       // Small files: one read of size+1 bytes sees the end of file without a second call.
       const buf = Buffer.allocUnsafe(Math.min(size + 1, CHUNK));
       let pos = 0;
       let holeAtEnd = false;
       const fail = (e: CopyError): void => {
-        fs.close(sfd, () => fs.close(dfd, () => cb(e, null)));
+        io.close(sfd, () => io.close(dfd, () => cb(e, null)));
       };
       const finish = (): void => {
         const truncate = (next: () => void): void => {
           if (!holeAtEnd) return next();
-          fs.ftruncate(dfd, pos, (e) => (e ? fail(tag(e, 'destination')) : next()));
+          io.ftruncate(dfd, pos, (e) => (e ? fail(tag(e, 'destination')) : next()));
         };
         truncate(() => {
           const chown = (next: () => void): void => {
             if (meta.uid === euid && meta.gid === egid) return next();
-            fs.fchown(dfd, meta.uid, meta.gid, (e) => (e ? fail(tag(e, 'destination')) : next()));
+            io.fchown(dfd, meta.uid, meta.gid, (e) => (e ? fail(tag(e, 'destination')) : next()));
           };
           chown(() => {
-            fs.fchmod(dfd, meta.mode & 0o7777, (e) => {
+            io.fchmod(dfd, meta.mode & 0o7777, (e) => {
               if (e) return fail(tag(e, 'destination'));
-              fs.futimes(dfd, meta.atime, meta.mtime, (e2) => {
+              io.futimes(dfd, meta.atime, meta.mtime, (e2) => {
                 if (e2) return fail(tag(e2, 'destination'));
-                fs.close(dfd, (e3) => {
-                  fs.close(sfd, () => {
+                io.close(dfd, (e3) => {
+                  io.close(sfd, () => {
                     if (e3) return cb(tag(e3, 'destination'), null);
                     cb(null, { bytes: pos, digest: hash.digest('base64') });
                   });
@@ -88,7 +91,7 @@ export function copyFile(
           return fail(
             tag(Object.assign(new Error('stopped'), { code: 'ESTOPPED' }), 'destination'),
           );
-        fs.read(sfd, buf, 0, buf.length, pos, (e, n) => {
+        io.read(sfd, buf, buf.length, pos, (e, n) => {
           if (e) return fail(tag(e, 'source'));
           if (n === 0) return finish();
           const data = buf.subarray(0, n);
@@ -98,12 +101,12 @@ export function copyFile(
           const short = n < buf.length;
           const next = short ? finish : readMore;
           if (meta.sparse)
-            return writeSparse(dfd, data, at, (we, hole) => {
+            return writeSparse(io, dfd, data, at, (we, hole) => {
               if (we) return fail(tag(we, 'destination'));
               holeAtEnd = hole;
               next();
             });
-          writeAt(dfd, data, at, (we) => (we ? fail(tag(we, 'destination')) : next()));
+          writeAt(io, dfd, data, at, (we) => (we ? fail(tag(we, 'destination')) : next()));
         });
       };
       readMore();
@@ -112,20 +115,22 @@ export function copyFile(
 }
 
 function writeAt(
+  io: FsOps,
   fd: number,
   data: Buffer,
   position: number,
   cb: (err: NodeJS.ErrnoException | null) => void,
 ): void {
-  fs.write(fd, data, 0, data.length, position, (err, n) => {
+  io.write(fd, data, data.length, position, (err, n) => {
     if (err) return cb(err);
-    if (n < data.length) return writeAt(fd, data.subarray(n), position + n, cb);
+    if (n < data.length) return writeAt(io, fd, data.subarray(n), position + n, cb);
     cb(null);
   });
 }
 
 /** Writes the non-zero 4 KiB blocks of `data`, leaving holes for the zero ones. */
 function writeSparse(
+  io: FsOps,
   fd: number,
   data: Buffer,
   position: number,
@@ -151,7 +156,7 @@ function writeSparse(
     if (err) return cb(err, false);
     const run = runs[i++];
     if (!run) return cb(null, endsInHole);
-    writeAt(fd, data.subarray(run[0], run[1]), position + run[0], next);
+    writeAt(io, fd, data.subarray(run[0], run[1]), position + run[0], next);
   };
   next(null);
 }

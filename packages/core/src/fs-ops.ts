@@ -27,6 +27,13 @@ export interface FsOps {
   symlink(target: string, p: string, cb: Done): void;
   unlink(p: string, cb: Done): void;
   read(fd: number, buf: Buffer, length: number, position: number, cb: Cb<number>): void;
+  open(p: string, flags: number, mode: number, cb: Cb<number>): void;
+  close(fd: number, cb: Done): void;
+  write(fd: number, buf: Buffer, length: number, position: number, cb: Cb<number>): void;
+  fchown(fd: number, uid: number, gid: number, cb: Done): void;
+  fchmod(fd: number, mode: number, cb: Done): void;
+  futimes(fd: number, atime: number, mtime: number, cb: Done): void;
+  ftruncate(fd: number, length: number, cb: Done): void;
 }
 
 export const asyncOps: FsOps = {
@@ -44,6 +51,13 @@ export const asyncOps: FsOps = {
   symlink: (target, p, cb) => fs.symlink(target, p, cb),
   unlink: (p, cb) => fs.unlink(p, cb),
   read: (fd, buf, length, position, cb) => fs.read(fd, buf, 0, length, position, cb),
+  open: (p, flags, mode, cb) => fs.open(p, flags, mode, cb),
+  close: (fd, cb) => fs.close(fd, cb),
+  write: (fd, buf, length, position, cb) => fs.write(fd, buf, 0, length, position, cb),
+  fchown: (fd, uid, gid, cb) => fs.fchown(fd, uid, gid, cb),
+  fchmod: (fd, mode, cb) => fs.fchmod(fd, mode, cb),
+  futimes: (fd, a, m, cb) => fs.futimes(fd, a, m, cb),
+  ftruncate: (fd, length, cb) => fs.ftruncate(fd, length, cb),
 };
 
 function call<T>(f: () => T, cb: Cb<T>): void {
@@ -72,4 +86,12 @@ export const syncOps: FsOps = {
   unlink: (p, cb) => call(() => fs.unlinkSync(p), cb),
   read: (fd, buf, length, position, cb) =>
     call(() => fs.readSync(fd, buf, 0, length, position), cb),
+  open: (p, flags, mode, cb) => call(() => fs.openSync(p, flags, mode), cb),
+  close: (fd, cb) => call(() => fs.closeSync(fd), cb),
+  write: (fd, buf, length, position, cb) =>
+    call(() => fs.writeSync(fd, buf, 0, length, position), cb),
+  fchown: (fd, uid, gid, cb) => call(() => fs.fchownSync(fd, uid, gid), cb),
+  fchmod: (fd, mode, cb) => call(() => fs.fchmodSync(fd, mode), cb),
+  futimes: (fd, a, m, cb) => call(() => fs.futimesSync(fd, a, m), cb),
+  ftruncate: (fd, length, cb) => call(() => fs.ftruncateSync(fd, length), cb),
 };

@@ -171,7 +171,8 @@ export class JournalWriter {
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    fs.closeSync(this.fd);
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
   }
 
   private kick(): void {
