@@ -217,6 +217,8 @@ interface DirNode {
 /** One inode seen under several names: the first name is written, the others link to it. */
 interface LinkGroup {
   first: string;
+  /** Names met so far; at st_nlink the group is dropped, so the map holds open groups only. */
+  seen: number;
   record: EntryRecord | null;
   waiters: Array<() => void> | null;
 }
@@ -551,6 +553,11 @@ class BackupRun {
       this.journal!.add(dir.rel, dir.records);
       dir.records = [];
     }
+    if (dir.waiting === 0) {
+      // Every child is looked up: the directory's manifest entries are no longer needed.
+      dir.prev = null;
+      dir.resumed = null;
+    }
   }
 
   /** One child entry or sub-tree is finished; the last one applies the directory's metadata. */
@@ -699,23 +706,25 @@ class BackupRun {
     if (m.nlink > 1) {
       const group = this.groups.get(m.inode);
       if (group) {
+        if (++group.seen >= m.nlink) this.groups.delete(m.inode);
         if (group.record) return this.linkMember(dir, name, dst, m, group, done);
         group.waiters!.push(() =>
           this.pool.push((d) => this.linkMember(dir, name, dst, m, group, d)),
         );
         return done(); // the slot is free while waiting for the first name to be written
       }
-      this.groups.set(m.inode, { first: rel, record: null, waiters: [] });
+      this.groups.set(m.inode, { first: rel, seen: 1, record: null, waiters: [] });
     }
+    const ownGroup = m.nlink > 1 ? this.groups.get(m.inode) : undefined;
     const prev = dir.prev?.get(name);
     const written = (rec: EntryRecord | null): void => {
       if (m.nlink > 1) {
-        const group = this.groups.get(m.inode)!;
+        const group = this.groups.get(m.inode) ?? ownGroup!;
         const waiters = group.waiters!;
         if (rec) {
           group.record = rec;
           group.waiters = null;
-        } else {
+        } else if (this.groups.get(m.inode) === group) {
           this.groups.delete(m.inode); // the first name failed: the next one becomes first
         }
         for (const w of waiters) w();
