@@ -13,7 +13,9 @@ import {
 import fs from 'node:fs';
 import path from 'node:path';
 import { formatBytes, formatDuration } from './format.js';
+import { addBrowseCommands, printPathHistory } from './browse-commands.js';
 import { progressBar } from './progress.js';
+import { addRestoreCommands } from './restore-commands.js';
 
 /** Exit codes (DESIGN.md): 0 success, 1 ended but not Success, 2 bad input, 3 failed. */
 export const EXIT = { ok: 0, notSuccess: 1, badInput: 2, failed: 3 } as const;
@@ -230,6 +232,20 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'print the list as JSON')
     .action(async (o: { destination: string; label: string; json?: boolean }) =>
       setExit(await listSnapshots(o)),
+    );
+
+  addRestoreCommands(program, setExit);
+  addBrowseCommands(program, setExit);
+
+  program
+    .command('history')
+    .description('every distinct version of a path across the snapshots, from their manifests')
+    .argument('<path>', 'a path inside the snapshots')
+    .requiredOption('--destination <path>', 'the file system that holds the backups')
+    .option('--label <name>', 'the backup set folder on the destination', DEFAULTS.label)
+    .option('--json', 'print the versions as JSON')
+    .action(async (p: string, o: { destination: string; label: string; json?: boolean }) =>
+      setExit(await printPathHistory(o, p)),
     );
 
   return program;

@@ -36,3 +36,17 @@ export { prune } from './prune.js';
 export type { PruneResult } from './prune.js';
 export { removeTree } from './remove-tree.js';
 export { isStamp, stampToDate, toStamp } from './stamp.js';
+export { restore, differences } from './restore.js';
+export type { RestoreAction, RestoreChange, RestoreOptions, RestoreResult } from './restore.js';
+export { verify } from './verify.js';
+export type { SnapshotVerification, VerifyOptions } from './verify.js';
+export { diffManifests, entryChanges, listPath, pathHistory } from './browse.js';
+export type { DiffLine, ListedEntry, PathVersion } from './browse.js';
+export {
+  checkSnapshotPath,
+  entryAt,
+  openSnapshot,
+  readHeader,
+  resolveSnapshot,
+  rootEntry,
+} from './selectors.js';

@@ -1,0 +1,487 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { copyFile, CHUNK } from './copy-file.js';
+import { badInput, EfsBackupError } from './errors.js';
+import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
+import { InFlight } from './inflight.js';
+import type { SnapshotRef } from './layout.js';
+import type { EntryRecord, ManifestIndex } from './manifest.js';
+import { isRemote, within } from './options.js';
+import { checkSnapshotPath, entryAt, openSnapshot } from './selectors.js';
+
+export interface RestoreOptions {
+  destination: string;
+  /** @default 'efs-backup' */
+  label?: string;
+  /** `latest`, `daily.0`, a stamp or a BackupId. */
+  snapshot: string;
+  /** Where to restore to; created when missing. May be the live source. */
+  target: string;
+  /** A directory or a single file inside the snapshot. @default the whole snapshot */
+  subdir?: string;
+  /** Remove from the target what the snapshot does not hold (a mirror). @default false */
+  delete?: boolean;
+  /** List what would change; write nothing. @default false */
+  dryRun?: boolean;
+  /** @default from the target's file-system type */
+  concurrency?: number;
+  /** @default from the target's file-system type */
+  io?: 'sync' | 'async';
+  onChange?: (change: RestoreChange) => void;
+}
+
+export type RestoreAction = 'create' | 'update' | 'delete' | 'link';
+
+export interface RestoreChange {
+  action: RestoreAction;
+  /** Relative to the target. */
+  path: string;
+  /** What differs, for an update: content, mode, owner, mtime, type, target. */
+  reasons: string[];
+}
+
+export interface RestoreResult {
+  snapshot: SnapshotRef;
+  created: number;
+  updated: number;
+  deleted: number;
+  linked: number;
+  unchanged: number;
+  bytes: number;
+  warnings: string[];
+}
+
+const euid = process.geteuid?.() ?? -1;
+const egid = process.getegid?.() ?? -1;
+const utime = (sec: number, nsec: number): number =>
+  sec + (Math.floor(nsec / 1000) * 1000 + 500) / 1e9;
+
+/** What differs between a manifest entry and what the target holds. */
+export function differences(
+  e: EntryRecord,
+  st: fs.BigIntStats,
+  linkTarget: string | null,
+): string[] {
+  const mode = Number(st.mode);
+  const kind = st.isFile()
+    ? 'f'
+    : st.isDirectory()
+      ? 'd'
+      : st.isSymbolicLink()
+        ? 'l'
+        : st.isFIFO()
+          ? 'p'
+          : '?';
+  if (kind !== e.kind) return ['type'];
+  const out: string[] = [];
+  if (e.kind === 'f' && Number(st.size) !== e.size) out.push('size');
+  if (e.kind === 'l' && linkTarget !== e.data) out.push('target');
+  if (e.kind !== 'l' && (mode & 0o7777) !== (e.mode & 0o7777)) out.push('mode');
+  if (Number(st.uid) !== e.uid || Number(st.gid) !== e.gid) out.push('owner');
+  const ns = BigInt(e.mtimeSec) * 1_000_000_000n + BigInt(e.mtimeNsec);
+  if (st.mtimeNs / 1000n !== ns / 1000n) out.push('mtime');
+  return out;
+}
+
+/**
+ * Restores a snapshot, a sub-directory or one file into a target. Only what differs is written,
+ * each file into a new inode renamed over the old name, so a symlink planted in the target is
+ * replaced, never followed, and other names of a target file are left alone.
+ */
+export async function restore(o: RestoreOptions): Promise<RestoreResult> {
+  const label = o.label ?? 'efs-backup';
+  if (!o.target) throw badInput('target is required');
+  const { set, snapshot, index } = await openSnapshot(
+    path.resolve(o.destination),
+    label,
+    o.snapshot,
+  );
+  try {
+    const sub = checkSnapshotPath(index, o.subdir ?? '', 'subdir');
+    const target = path.resolve(o.target);
+    const realTarget = realpathOrSelf(target);
+    if (within(realTarget, realpathOrSelf(set.dir)) || within(target, set.dir)) {
+      throw badInput(`target ${o.target} is inside the backup set ${set.dir}`);
+    }
+    const root = entryAt(index, sub)!;
+    const concurrency = o.concurrency ?? 32;
+    const parent = fs.existsSync(target) ? target : nearestExisting(target);
+    const io = (o.io ?? (isRemote(parent) ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
+    const run = new RestoreRun(index, snapshot, sub, o, io, concurrency);
+    if (!o.dryRun)
+      fs.mkdirSync(root.kind === 'd' ? path.dirname(target) : target, { recursive: true });
+    // A file is restored into the target directory under its own name.
+    const dst = root.kind === 'd' ? target : path.join(target, path.basename(sub));
+    return await run.run(root, dst);
+  } finally {
+    index.close();
+  }
+}
+
+function realpathOrSelf(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
+function nearestExisting(p: string): string {
+  let cur = p;
+  while (!fs.existsSync(cur) && path.dirname(cur) !== cur) cur = path.dirname(cur);
+  return cur;
+}
+
+interface DirJob {
+  /** Snapshot-relative path. */
+  rel: string;
+  /** Target path. */
+  dst: string;
+  entry: EntryRecord;
+  parent: DirJob | null;
+  pending: number;
+  /** The directory is new in the target (dry run: nothing below it exists). */
+  fresh: boolean;
+}
+
+class RestoreRun {
+  private readonly pool: InFlight;
+  private readonly result: RestoreResult;
+  private readonly links: Array<{ dst: string; first: string; rel: string }> = [];
+  private fatal: Error | null = null;
+  private tmpCounter = 0;
+  private rootDst = '';
+
+  constructor(
+    private readonly index: ManifestIndex,
+    snapshot: SnapshotRef,
+    private readonly sub: string,
+    private readonly o: RestoreOptions,
+    private readonly io: FsOps,
+    concurrency: number,
+  ) {
+    this.pool = new InFlight(concurrency);
+    this.result = {
+      snapshot,
+      created: 0,
+      updated: 0,
+      deleted: 0,
+      linked: 0,
+      unchanged: 0,
+      bytes: 0,
+      warnings: [],
+    };
+  }
+
+  private snapPath(rel: string): string {
+    return rel === '' ? this.result.snapshot.path : `${this.result.snapshot.path}/${rel}`;
+  }
+
+  /** Target-relative name of a snapshot-relative path, for messages. */
+  private shown(dst: string): string {
+    return path.relative(this.rootDst, dst) || '.';
+  }
+
+  private change(action: RestoreAction, dst: string, reasons: string[] = []): void {
+    if (action === 'create') this.result.created++;
+    else if (action === 'update') this.result.updated++;
+    else if (action === 'delete') this.result.deleted++;
+    else this.result.linked++;
+    this.o.onChange?.({ action, path: this.shown(dst), reasons });
+  }
+
+  private fail(err: Error): void {
+    this.fatal ??= err;
+    this.pool.halt();
+  }
+
+  async run(root: EntryRecord, dst: string): Promise<RestoreResult> {
+    this.rootDst = root.kind === 'd' ? dst : path.dirname(dst);
+    await new Promise<void>((resolve) => {
+      this.pool.push((done) => {
+        if (root.kind === 'd') {
+          const job: DirJob = {
+            rel: this.sub,
+            dst,
+            entry: root,
+            parent: null,
+            pending: 1,
+            fresh: false,
+          };
+          this.enterDir(job, done);
+        } else {
+          this.leaf(this.sub, dst, root, done);
+        }
+      });
+      this.pool.onIdle(resolve);
+    });
+    if (!this.fatal) await this.relink();
+    if (this.fatal) {
+      throw new EfsBackupError('FAILED', `restore stopped: ${this.fatal.message}`, {
+        cause: this.fatal,
+      });
+    }
+    return this.result;
+  }
+
+  /** Makes sure the target directory exists (and is a real directory), then lists it. */
+  private enterDir(job: DirJob, done: () => void): void {
+    this.io.lstat(job.dst, (err, st) => {
+      if (err && err.code !== 'ENOENT') {
+        this.fail(err);
+        return done();
+      }
+      const list = (): void => this.listDir(job, done);
+      if (!err && st.isDirectory()) return list();
+      job.fresh = true;
+      this.change('create', job.dst);
+      if (this.o.dryRun) return list();
+      const make = (): void =>
+        this.io.mkdir(job.dst, 0o700, (e) => (e ? (this.fail(e), done()) : list()));
+      if (err) return make();
+      // A file or a symlink stands where the directory goes: replace it, never follow it.
+      this.io.unlink(job.dst, (e) => (e ? (this.fail(e), done()) : make()));
+    });
+  }
+
+  private listDir(job: DirJob, done: () => void): void {
+    this.index.readDir(this.io, job.rel, (err, entries) => {
+      if (err) {
+        this.fail(err);
+        return done();
+      }
+      const list = entries ?? new Map<string, EntryRecord>();
+      const dispatch = (): void => {
+        job.pending += list.size;
+        for (const e of list.values()) {
+          const rel = job.rel === '' ? e.name : `${job.rel}/${e.name}`;
+          const dst = `${job.dst}/${e.name}`;
+          if (e.kind === 'd') {
+            const child: DirJob = { rel, dst, entry: e, parent: job, pending: 1, fresh: false };
+            this.pool.push((d) => this.enterDir(child, d));
+          } else {
+            this.pool.push((d) => this.leaf(rel, dst, e, d, job));
+          }
+        }
+        this.finished(job);
+        done();
+      };
+      if (!this.o.delete || job.fresh) return dispatch();
+      this.removeExtras(job, list, dispatch);
+    });
+  }
+
+  /** --delete: what the target holds and the snapshot does not. */
+  private removeExtras(job: DirJob, keep: Map<string, EntryRecord>, next: () => void): void {
+    this.io.readdir(job.dst, (err, names) => {
+      if (err) {
+        this.fail(err);
+        return next();
+      }
+      const extras = names.filter((n) => !keep.has(n));
+      let left = extras.length;
+      if (left === 0) return next();
+      for (const n of extras) {
+        const p = `${job.dst}/${n}`;
+        this.change('delete', p);
+        if (this.o.dryRun) {
+          if (--left === 0) next();
+          continue;
+        }
+        fs.rm(p, { recursive: true, force: true }, (e) => {
+          if (e) this.fail(e);
+          if (--left === 0) next();
+        });
+      }
+    });
+  }
+
+  private finished(job: DirJob): void {
+    if (--job.pending > 0) return;
+    this.pool.push((done) => {
+      const after = (): void => {
+        if (job.parent) this.finished(job.parent);
+        done();
+      };
+      if (this.o.dryRun && job.fresh) return after();
+      this.io.lstat(job.dst, (err, st) => {
+        if (err) {
+          if (!this.o.dryRun) this.fail(err);
+          return after();
+        }
+        const diff = differences(job.entry, st, null);
+        if (diff.length === 0) return after();
+        if (!job.fresh) this.change('update', job.dst, diff);
+        if (this.o.dryRun) return after();
+        this.applyMeta(job.dst, job.entry, false, (e) => {
+          if (e) this.fail(e);
+          after();
+        });
+      });
+    });
+  }
+
+  private leaf(rel: string, dst: string, e: EntryRecord, done: () => void, parent?: DirJob): void {
+    const end = (): void => {
+      if (parent) this.finished(parent);
+      done();
+    };
+    // A second name of one inode: linked to the first after the walk, if the first is restored.
+    if (e.link !== undefined && this.inScope(e.link)) {
+      this.links.push({ dst, first: e.link, rel });
+      return end();
+    }
+    if (parent?.fresh && this.o.dryRun) {
+      this.change('create', dst);
+      return end();
+    }
+    this.io.lstat(dst, (err, st) => {
+      if (err && err.code !== 'ENOENT') {
+        this.fail(err);
+        return end();
+      }
+      const check = (linkTarget: string | null): void => {
+        const diff = err ? null : differences(e, st, linkTarget);
+        if (diff && diff.length === 0) {
+          this.result.unchanged++;
+          return end();
+        }
+        this.change(diff ? 'update' : 'create', dst, diff ?? []);
+        if (this.o.dryRun) return end();
+        this.write(rel, dst, e, (werr) => {
+          if (werr) this.fail(werr);
+          end();
+        });
+      };
+      if (!err && st.isSymbolicLink() && e.kind === 'l') {
+        return this.io.readlink(dst, (e2, t) => check(e2 ? null : t));
+      }
+      check(null);
+    });
+  }
+
+  private inScope(rel: string): boolean {
+    return this.sub === '' || rel === this.sub || rel.startsWith(`${this.sub}/`);
+  }
+
+  private tmpName(dst: string): string {
+    return `${path.dirname(dst)}/.efs-restore-${process.pid}-${++this.tmpCounter}`;
+  }
+
+  /** Writes a new inode at a temporary name, then renames it over `dst`. */
+  private write(rel: string, dst: string, e: EntryRecord, cb: (err: Error | null) => void): void {
+    const tmp = this.tmpName(dst);
+    const commit = (err: Error | null): void => {
+      if (err) return fs.rm(tmp, { force: true }, () => cb(err));
+      fs.rename(tmp, dst, (re) => {
+        if (!re) return cb(null);
+        if (re.code !== 'EISDIR' && re.code !== 'ENOTEMPTY' && re.code !== 'EEXIST') return cb(re);
+        // A directory stands where a file goes.
+        fs.rm(dst, { recursive: true, force: true }, (rme) =>
+          rme ? cb(rme) : fs.rename(tmp, dst, (re2) => cb(re2)),
+        );
+      });
+    };
+    if (e.kind === 'f') {
+      const meta = {
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        atime: utime(e.mtimeSec, e.mtimeNsec),
+        mtime: utime(e.mtimeSec, e.mtimeNsec),
+        sparse: true,
+      };
+      const io = this.io.mode === 'sync' && e.size < CHUNK ? syncOps : asyncOps;
+      return copyFile(
+        io,
+        this.snapPath(rel),
+        tmp,
+        e.size,
+        meta,
+        () => this.fatal !== null,
+        (err, res) => {
+          if (err) return commit(err);
+          this.result.bytes += res!.bytes;
+          if (res!.digest !== e.data) {
+            this.result.warnings.push(
+              `${rel}: the snapshot's data does not match its manifest (run verify)`,
+            );
+          }
+          commit(null);
+        },
+      );
+    }
+    if (e.kind === 'l') {
+      return fs.symlink(e.data, tmp, (err) => {
+        if (err) return cb(err);
+        this.applyMeta(tmp, e, true, commit);
+      });
+    }
+    execFile('mkfifo', ['-m', '600', '--', tmp], (err, _o, stderr) => {
+      if (err) return cb(new Error(`mkfifo ${tmp}: ${stderr.trim() || err.message}`));
+      this.applyMeta(tmp, e, false, commit);
+    });
+  }
+
+  private applyMeta(
+    p: string,
+    e: EntryRecord,
+    isLink: boolean,
+    cb: (err: Error | null) => void,
+  ): void {
+    const a = utime(e.mtimeSec, e.mtimeNsec);
+    const times = (): void => (isLink ? this.io.lutimes(p, a, a, cb) : this.io.utimes(p, a, a, cb));
+    const mode = (): void =>
+      isLink ? times() : this.io.chmod(p, e.mode & 0o7777, (err) => (err ? cb(err) : times()));
+    if (e.uid === euid && e.gid === egid) return mode();
+    this.io.lchown(p, e.uid, e.gid, (err) => {
+      if (err && err.code === 'EPERM') {
+        this.result.warnings.push(`${this.shown(p)}: owner not restored (needs root)`);
+        return mode();
+      }
+      if (err) return cb(err);
+      mode();
+    });
+  }
+
+  /** Second names of inodes, linked to the first name once everything is written. */
+  private async relink(): Promise<void> {
+    const firstDst = (first: string): string => {
+      const rel =
+        this.sub === '' ? first : first === this.sub ? '' : first.slice(this.sub.length + 1);
+      return rel === '' ? this.rootDst : `${this.rootDst}/${rel}`;
+    };
+    const touched = new Map<string, string>();
+    for (const l of this.links) {
+      const from = firstDst(l.first);
+      let same = false;
+      try {
+        same = fs.lstatSync(from).ino === fs.lstatSync(l.dst).ino;
+      } catch {
+        same = false;
+      }
+      if (same) {
+        this.result.unchanged++;
+        continue;
+      }
+      this.change('link', l.dst);
+      if (this.o.dryRun) continue;
+      const tmp = this.tmpName(l.dst);
+      try {
+        fs.linkSync(from, tmp);
+        fs.renameSync(tmp, l.dst);
+      } catch (err) {
+        fs.rmSync(tmp, { force: true });
+        this.fail(err as Error);
+        return;
+      }
+      touched.set(path.posix.dirname(l.rel), path.dirname(l.dst));
+    }
+    // Linking changed those directories' mtimes after they were set.
+    for (const [rel, dst] of touched) {
+      const e = entryAt(this.index, rel === '.' ? '' : rel);
+      if (e) fs.utimesSync(dst, utime(e.mtimeSec, e.mtimeNsec), utime(e.mtimeSec, e.mtimeNsec));
+    }
+  }
+}
