@@ -194,8 +194,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command('efs-backup')
     .description('Scheduled, incremental, browsable backups of one file system onto another')
     .version('0.1.0')
-    .exitOverride()
-    .showHelpAfterError('(run with --help for usage)');
+    .exitOverride();
 
   program
     .command('backup')

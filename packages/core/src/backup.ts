@@ -15,6 +15,7 @@ import {
   ManifestIndex,
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
+  splitNs,
   writeManifest,
   type EntryKind,
   type EntryRecord,
@@ -97,7 +98,6 @@ export interface BackupRunOptions extends BackupOptions {
   io?: 'sync' | 'async';
 }
 
-const NS = 1_000_000_000n;
 const MAX_WARNINGS_KEPT = 1000;
 const CHUNK_ENTRIES = 1000;
 const euid = process.geteuid?.() ?? -1;
@@ -118,16 +118,6 @@ interface Meta {
   nlink: number;
   inode: string;
   sparse: boolean;
-}
-
-function splitNs(ns: bigint): [number, number] {
-  let s = ns / NS;
-  let n = ns % NS;
-  if (n < 0n) {
-    n += NS;
-    s -= 1n;
-  }
-  return [Number(s), Number(n)];
 }
 
 const utime = (sec: number, nsec: number): number =>
@@ -290,8 +280,10 @@ class BackupRun {
     let status: BackupStatus;
     let message: string;
     try {
-      this.prepareDirs();
+      // Only what the lock needs is made before it is held (nothing, for an existing set).
+      fs.mkdirSync(set.dataDir, { recursive: true, mode: 0o700 });
       lock = LabelLock.acquire(set.lockFile, this.backupId);
+      this.prepareDirs();
       await this.openBase();
       const { stamp, resumedFrom } = this.openPartial();
       const onAbort = (): void => this.stop('signal');
@@ -382,8 +374,7 @@ class BackupRun {
 
   private prepareDirs(): void {
     const { set, o } = this;
-    fs.mkdirSync(set.dir, { recursive: true, mode: 0o700 });
-    fs.chmodSync(set.dir, 0o700);
+    if ((fs.statSync(set.dir).mode & 0o7777) !== 0o700) fs.chmodSync(set.dir, 0o700);
     fs.mkdirSync(set.manifestsDir, { recursive: true, mode: 0o700 });
     fs.mkdirSync(set.intervalDir(o.interval), { recursive: true, mode: 0o700 });
   }
@@ -410,7 +401,10 @@ class BackupRun {
   private openPartial(): { stamp: string; resumedFrom: string | null } {
     const { set, o } = this;
     const used = set.stampsInUse();
-    const stamp = uniqueStamp(this.startTime, (s) => used.has(s));
+    // Past every stamp in use, so a new snapshot always sorts newest (even when the clock
+    // stepped back, or a stamp freed by pruning would fit).
+    const newest = [...used].sort().pop();
+    const stamp = uniqueStamp(this.startTime, (s) => used.has(s), newest);
     const partials = set.hidden(o.interval, 'partial');
     const resumedFrom = partials[partials.length - 1] ?? null;
     const partialStamp = resumedFrom ?? stamp;

@@ -50,3 +50,5 @@ export {
   resolveSnapshot,
   rootEntry,
 } from './selectors.js';
+export { adopt } from './adopt.js';
+export type { AdoptedSnapshot, AdoptOptions } from './adopt.js';

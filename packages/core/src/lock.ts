@@ -41,22 +41,24 @@ export class LabelLock {
       heartbeat: now,
     };
     for (let attempt = 0; attempt < 3; attempt++) {
+      // A live lock is refused before anything is written.
+      if (fs.existsSync(file)) refuseLive(file, readLock(file), staleAfterMs);
+      // Written whole under a private name, then linked into place: link() fails when the lock
+      // exists, and a reader never sees a lock half written.
+      const tmp = `${file}.new.${process.pid}`;
+      fs.writeFileSync(tmp, JSON.stringify(info) + '\n', { mode: 0o600 });
       try {
-        fs.writeFileSync(file, JSON.stringify(info) + '\n', { flag: 'wx', mode: 0o600 });
+        fs.linkSync(tmp, file);
         const lock = new LabelLock(file, info);
         lock.startHeartbeat(options.heartbeatMs ?? 10_000);
         return lock;
       } catch (e) {
         if (!isSystemError(e, 'EEXIST')) throw e;
+      } finally {
+        fs.rmSync(tmp, { force: true });
       }
       const held = readLock(file);
-      if (held && !isStale(held, staleAfterMs)) {
-        throw new EfsBackupError(
-          'LOCKED',
-          `another run (${held.owner}, pid ${held.pid} on ${held.host}, started ${held.startedAt}) is writing this backup set; ` +
-            `its lock ${file} was refreshed ${held.heartbeat}. Wait for it to finish, or remove the lock if that run is gone.`,
-        );
-      }
+      refuseLive(file, held, staleAfterMs);
       // Stale: move it aside atomically, then check that what was moved is what was judged stale.
       const aside = `${file}.stale.${process.pid}.${Date.now()}`;
       try {
@@ -113,6 +115,31 @@ export function readLock(file: string): LockInfo | null {
     return JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo;
   } catch {
     return null;
+  }
+}
+
+/** Throws LOCKED when `held` (or an unreadable lock written recently) belongs to a live run. */
+function refuseLive(file: string, held: LockInfo | null, staleAfterMs: number): void {
+  if (held === null && recentlyWritten(file, staleAfterMs)) {
+    throw new EfsBackupError(
+      'LOCKED',
+      `another run is writing this backup set: its lock ${file} is unreadable but was written less than ${Math.round(staleAfterMs / 1000)} s ago`,
+    );
+  }
+  if (held && !isStale(held, staleAfterMs)) {
+    throw new EfsBackupError(
+      'LOCKED',
+      `another run (${held.owner}, pid ${held.pid} on ${held.host}, started ${held.startedAt}) is writing this backup set; ` +
+        `its lock ${file} was refreshed ${held.heartbeat}. Wait for it to finish, or remove the lock if that run is gone.`,
+    );
+  }
+}
+
+function recentlyWritten(file: string, staleAfterMs: number): boolean {
+  try {
+    return Date.now() - fs.statSync(file).mtimeMs < staleAfterMs;
+  } catch {
+    return false;
   }
 }
 

@@ -34,6 +34,19 @@ export interface EntryRecord {
   link?: string;
 }
 
+const NS = 1_000_000_000n;
+
+/** Whole seconds and nanoseconds of a BigInt nanosecond time (floored, for times before 1970). */
+export function splitNs(ns: bigint): [number, number] {
+  let s = ns / NS;
+  let n = ns % NS;
+  if (n < 0n) {
+    n += NS;
+    s -= 1n;
+  }
+  return [Number(s), Number(n)];
+}
+
 export const MANIFEST_FORMAT = 'efs-backup-manifest';
 export const MANIFEST_VERSION = 1;
 

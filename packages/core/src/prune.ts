@@ -57,17 +57,13 @@ export async function prune(
           if (Date.now() >= o.deadline!) pool.halt();
         }, 1000);
   try {
-    await Promise.all(
-      trees.map(
-        (t) =>
-          new Promise<void>((resolve) =>
-            removeTree(pool, t, (err) => {
-              if (err) result.warnings.push(`cannot delete ${t}: ${err.message}`);
-              resolve();
-            }),
-          ),
-      ),
-    );
+    // Waiting for the pool, not for each tree: at the deadline the pool is halted, trees
+    // still being deleted never call back, and they are finished by the next run.
+    for (const t of trees) {
+      removeTree(pool, t, (err) => {
+        if (err) result.warnings.push(`cannot delete ${t}: ${err.message}`);
+      });
+    }
     await new Promise<void>((resolve) => pool.onIdle(resolve));
   } finally {
     if (timer) clearInterval(timer);

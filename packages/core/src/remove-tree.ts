@@ -19,23 +19,30 @@ export function removeTree(
     then();
   };
 
-  const removeDir = (dir: string, parentDone: () => void): void => {
+  // A job calls `done` only after pushing what follows it, so the pool is never idle while
+  // the tree is still being removed (or until it is halted, at the window's end).
+  const removeDir = (dir: string, parentDone: () => void, retried = false): void => {
     pool.push((done) => {
       fs.readdir(dir, { withFileTypes: true }, (err, entries) => {
         if (err) {
-          done();
-          if (err.code === 'ENOENT') return parentDone();
-          if (err.code === 'EACCES') return makeWritable(dir, () => removeDir(dir, parentDone));
-          return fail(err, parentDone);
+          if (err.code === 'EACCES' && !retried) {
+            return makeWritable(dir, () => {
+              removeDir(dir, parentDone, true);
+              done();
+            });
+          }
+          if (err.code === 'ENOENT') parentDone();
+          else fail(err, parentDone);
+          return done();
         }
         let pending = entries.length + 1;
         const childDone = (): void => {
           if (--pending > 0) return;
           pool.push((done2) => {
             fs.rmdir(dir, (e) => {
+              if (e && e.code !== 'ENOENT') fail(e, parentDone);
+              else parentDone();
               done2();
-              if (e && e.code !== 'ENOENT') return fail(e, parentDone);
-              parentDone();
             });
           });
         };
@@ -43,29 +50,46 @@ export function removeTree(
           const p = path.join(dir, entry.name);
           if (entry.isDirectory()) {
             removeDir(p, childDone);
-          } else {
-            pool.push((done2) => {
-              fs.unlink(p, (e) => {
-                done2();
-                if (e && e.code === 'EISDIR') return removeDir(p, childDone);
-                if (e && e.code === 'EACCES')
-                  return makeWritable(dir, () => fs.unlink(p, () => childDone()));
-                if (e && e.code !== 'ENOENT') return fail(e, childDone);
-                childDone();
-              });
-            });
+            continue;
           }
+          pool.push((done2) => {
+            fs.unlink(p, (e) => {
+              if (e && e.code === 'EISDIR') removeDir(p, childDone);
+              else if (e && e.code === 'EACCES') {
+                return makeWritable(dir, () =>
+                  fs.unlink(p, (e2) => {
+                    if (e2 && e2.code !== 'ENOENT') fail(e2, childDone);
+                    else childDone();
+                    done2();
+                  }),
+                );
+              } else if (e && e.code !== 'ENOENT') fail(e, childDone);
+              else childDone();
+              done2();
+            });
+          });
         }
-        done();
         childDone();
+        done();
       });
     });
   };
 
-  fs.lstat(root, (err, st) => {
-    if (err) return cb(err.code === 'ENOENT' ? null : err);
-    if (!st.isDirectory()) return fs.unlink(root, (e) => cb(e && e.code !== 'ENOENT' ? e : null));
-    removeDir(root, () => cb(failed));
+  pool.push((done) => {
+    fs.lstat(root, (err, st) => {
+      if (err) {
+        cb(err.code === 'ENOENT' ? null : err);
+        return done();
+      }
+      if (!st.isDirectory()) {
+        return fs.unlink(root, (e) => {
+          cb(e && e.code !== 'ENOENT' ? e : null);
+          done();
+        });
+      }
+      removeDir(root, () => cb(failed));
+      done();
+    });
   });
 }
 

@@ -18,9 +18,17 @@ export function stampToDate(stamp: string): Date {
   return new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!));
 }
 
-/** The first stamp at or after `date` that `taken` does not hold (two runs in one second must not collide). */
-export function uniqueStamp(date: Date, taken: (stamp: string) => boolean): string {
+/**
+ * The first stamp at or after `date`, and after `newest` when given, that `taken` does not
+ * hold (two runs in one second must not collide).
+ */
+export function uniqueStamp(
+  date: Date,
+  taken: (stamp: string) => boolean,
+  newest?: string,
+): string {
   let t = Math.floor(date.getTime() / 1000) * 1000;
+  if (newest !== undefined) t = Math.max(t, stampToDate(newest).getTime() + 1000);
   for (;;) {
     const stamp = toStamp(new Date(t));
     if (!taken(stamp)) return stamp;

@@ -216,52 +216,44 @@ describe('retention', () => {
     expectLatest(set, 'daily', before[0]!);
   });
 
-  // Product bug (see the report): prune() halts its pool when the deadline passes, but
-  // removeTree() goes on by pushing jobs to that pool; a halted pool drops them, so the
-  // removeTree callback never comes, `await Promise.all(...)` in prune() never settles and
-  // the run never ends (holding the lock, its heartbeat keeping it live).
-  it.fails(
-    'a prune whose deadline passes mid-deletion returns; the rest waits for the next run',
-    async () => {
-      const ctx = setup();
-      const { set } = ctx;
-      await runAt(ctx, 0);
-      await runAt(ctx, 1, { version: 'v1' });
-      const result = await withHandDrivenIntervals(
-        () => prune(set, 'daily', 1, { concurrency: 1, deadline: Date.now() - 1000 }),
-        2000,
-      );
-      expect(result.pruned).toBe(1);
-      expect(stamps(set, 'daily')).toEqual([stampAt(1)]);
-    },
-  );
+  // Regression: prune() once waited for every removeTree callback, which a halted pool never
+  // delivers, so a run whose window ended while pruning never ended (and kept its lock).
+  it('a prune whose deadline passes mid-deletion returns; the rest waits for the next run', async () => {
+    const ctx = setup();
+    const { set } = ctx;
+    await runAt(ctx, 0);
+    await runAt(ctx, 1, { version: 'v1' });
+    const result = await withHandDrivenIntervals(
+      () => prune(set, 'daily', 1, { concurrency: 1, deadline: Date.now() - 1000 }),
+      2000,
+    );
+    expect(result.pruned).toBe(1);
+    expect(stamps(set, 'daily')).toEqual([stampAt(1)]);
+  });
 
-  it.fails(
-    'a run whose window ends while it prunes still ends, and releases the lock',
-    async () => {
-      const ctx = setup();
-      const { set } = ctx;
-      await runAt(ctx, 0);
-      // The copy finishes before the first look at the clock (direct calls, a small tree);
-      // the window has ended by the time old snapshots are deleted.
-      const started = new Date(Date.now() - 58_000);
-      const r = await withHandDrivenIntervals(
-        () =>
-          backup({
-            source: ctx.src,
-            destination: ctx.dst,
-            retain: 1,
-            windowMinutes: 1,
-            io: 'sync',
-            now: () => started,
-          }),
-        2000,
-      );
-      expect(r.Status, r.Message).toBe('Success');
-      expect(stamps(set, 'daily')).toEqual([r.Snapshot]);
-      expect(fs.existsSync(set.lockFile)).toBe(false);
-    },
-  );
+  it('a run whose window ends while it prunes still ends, and releases the lock', async () => {
+    const ctx = setup();
+    const { set } = ctx;
+    await runAt(ctx, 0);
+    // The copy finishes before the first look at the clock (direct calls, a small tree);
+    // the window has ended by the time old snapshots are deleted.
+    const started = new Date(Date.now() - 58_000);
+    const r = await withHandDrivenIntervals(
+      () =>
+        backup({
+          source: ctx.src,
+          destination: ctx.dst,
+          retain: 1,
+          windowMinutes: 1,
+          io: 'sync',
+          now: () => started,
+        }),
+      2000,
+    );
+    expect(r.Status, r.Message).toBe('Success');
+    expect(stamps(set, 'daily')).toEqual([r.Snapshot]);
+    expect(fs.existsSync(set.lockFile)).toBe(false);
+  });
 
   it('leftover .<stamp>.deleting trees and orphan manifests are removed by the next run', async () => {
     const ctx = setup();
@@ -334,11 +326,9 @@ describe('stamps', () => {
     expectLatest(set, 'daily', got[2]!);
   });
 
-  // Product bug (see the report): uniqueStamp() takes the first free second at or after the
-  // start time, and a snapshot pruned a moment ago frees its second. The 4th run in the same
-  // second reuses the first run's stamp, which sorts oldest, so prune() deletes the snapshot
-  // the run has just committed and `latest` dangles.
-  it.fails('retain 2: the newest of 4 runs in one second is kept and latest resolves', async () => {
+  // Regression: a stamp freed by pruning was once reused, so the new snapshot sorted oldest
+  // and was pruned at once, leaving `latest` dangling.
+  it('retain 2: the newest of 4 runs in one second is kept and latest resolves', async () => {
     const ctx = setup();
     const { set } = ctx;
     let last: BackupResult | null = null;
@@ -351,7 +341,7 @@ describe('stamps', () => {
     expect(fs.readFileSync(path.join(set.latestLink, 'version.txt'), 'utf8')).toBe('v3');
   });
 
-  it.fails('retain 1: the 3rd run in one second keeps its snapshot', async () => {
+  it('retain 1: the 3rd run in one second keeps its snapshot', async () => {
     const ctx = setup();
     const { set } = ctx;
     let last: BackupResult | null = null;
@@ -488,11 +478,8 @@ describe('LabelLock', () => {
     expect(readLock(set.lockFile)!.owner).toBe('someone-else');
   });
 
-  // Product bug (see the report): acquire() creates the file with flag 'wx' and writes the JSON
-  // in the same call, which is open(O_EXCL) then write(): in between, another acquirer reads an
-  // empty file, readLock() returns null, and a null lock is judged stale and moved aside, so
-  // both runs believe they hold the lock.
-  it.fails('a lock file just created by a concurrent acquirer (still empty) is not taken', () => {
+  // Regression: a lock file created but not yet written (empty) was once judged stale.
+  it('a lock file just created by a concurrent acquirer (still empty) is not taken', () => {
     const file = lockFile();
     fs.writeFileSync(file, ''); // the other run is between open(O_EXCL) and write()
     lockedError(() => LabelLock.acquire(file, 'me'));

@@ -1,0 +1,212 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { pointLatest } from './backup.js';
+import { badInput } from './errors.js';
+import { BackupSet, checkLabel, isIntervalName, readdirOrEmpty } from './layout.js';
+import { LabelLock } from './lock.js';
+import {
+  blockLine,
+  encodeEntry,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  splitNs,
+  writeManifest,
+  type EntryKind,
+  type EntryRecord,
+} from './manifest.js';
+import { toStamp } from './stamp.js';
+
+export interface AdoptOptions {
+  destination: string;
+  label: string;
+}
+
+export interface AdoptedSnapshot {
+  from: string;
+  interval: string;
+  stamp: string;
+  entries: number;
+}
+
+/**
+ * Turns a backup set of the original AWS solution (`<label>/daily.0` … `daily.N`, newest
+ * first, hard-linked by rsync) into snapshots of this layout, in place: each `<interval>.<n>`
+ * gets a manifest (each inode is read once for its digest, shared inodes across days are not
+ * read again) and is renamed `<interval>/<stamp>`, oldest first; no file data is copied.
+ * The stamp is the directory's mtime (when rsync finished it), kept increasing.
+ */
+export function adopt(o: AdoptOptions): AdoptedSnapshot[] {
+  checkLabel(o.label);
+  const set = new BackupSet(path.resolve(o.destination), o.label);
+  if (!fs.existsSync(set.dir)) throw badInput(`no backup set ${o.label} on ${o.destination}`);
+  const old = readdirOrEmpty(set.dir)
+    .map((name) => /^([A-Za-z][\w-]*)\.(\d+)$/.exec(name))
+    .filter((m): m is RegExpExecArray => m !== null && isIntervalName(m[1]!))
+    .filter((m) => fs.lstatSync(path.join(set.dir, m[0])).isDirectory())
+    .map((m) => ({ name: m[0], interval: m[1]!, n: Number(m[2]) }));
+  if (old.length === 0)
+    throw badInput(`no <interval>.<n> directories (such as daily.0) in ${set.dir}`);
+  fs.chmodSync(set.dir, 0o700);
+  fs.mkdirSync(set.manifestsDir, { recursive: true, mode: 0o700 });
+  const lock = LabelLock.acquire(set.lockFile, `adopt-${process.pid}`);
+  try {
+    const digests = new Map<string, string>();
+    const used = set.stampsInUse();
+    const done: AdoptedSnapshot[] = [];
+    let last = '';
+    // Oldest first: the highest number of each interval, and across intervals by mtime.
+    const ordered = old
+      .map((d) => ({ ...d, mtime: fs.lstatSync(path.join(set.dir, d.name)).mtimeMs }))
+      .sort((a, b) => (a.interval === b.interval ? b.n - a.n : a.mtime - b.mtime));
+    for (const d of ordered) {
+      let t = Math.floor(d.mtime / 1000) * 1000;
+      let stamp = toStamp(new Date(t));
+      while (used.has(stamp) || stamp <= last) {
+        t += 1000;
+        stamp = toStamp(new Date(t));
+      }
+      used.add(stamp);
+      last = stamp;
+      const src = path.join(set.dir, d.name);
+      const journal = set.journalPath(stamp);
+      fs.rmSync(journal, { force: true });
+      const fd = fs.openSync(journal, 'w', 0o600);
+      let manifest: { root: EntryRecord; files: number; bytes: number };
+      try {
+        manifest = manifestOf(
+          src,
+          (dir, records) => {
+            if (records.length > 0) fs.writeSync(fd, blockLine(dir, records));
+          },
+          digests,
+        );
+      } finally {
+        fs.closeSync(fd);
+      }
+      const { root, files, bytes } = manifest;
+      const when = new Date(t).toISOString();
+      writeManifest(
+        set.manifestPath(stamp),
+        {
+          format: MANIFEST_FORMAT,
+          version: MANIFEST_VERSION,
+          BackupId: `adopted-${d.name}-${stamp}`,
+          Label: o.label,
+          Interval: d.interval,
+          Snapshot: stamp,
+          Source: 'adopted',
+          Prefix: '/',
+          StartTime: when,
+          StopTime: when,
+          NumberOfFiles: files,
+          TotalFileSize: bytes,
+          root: encodeEntry(root),
+        },
+        journal,
+        0,
+      );
+      fs.mkdirSync(set.intervalDir(d.interval), { recursive: true, mode: 0o700 });
+      fs.renameSync(src, set.snapshotDir(d.interval, stamp));
+      fs.rmSync(journal, { force: true });
+      done.push({ from: d.name, interval: d.interval, stamp, entries: files });
+    }
+    const newest = set.snapshots()[0];
+    if (newest) pointLatest(set, newest.interval, newest.stamp);
+    return done;
+  } finally {
+    lock.release();
+  }
+}
+
+function kindOf(st: fs.BigIntStats): EntryKind | null {
+  return st.isFile()
+    ? 'f'
+    : st.isDirectory()
+      ? 'd'
+      : st.isSymbolicLink()
+        ? 'l'
+        : st.isFIFO()
+          ? 'p'
+          : null;
+}
+
+function entryOf(name: string, st: fs.BigIntStats, kind: EntryKind, data: string): EntryRecord {
+  const [mtimeSec, mtimeNsec] = splitNs(st.mtimeNs);
+  return {
+    name,
+    kind,
+    mode: Number(st.mode),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: kind === 'f' || kind === 'l' ? Number(st.size) : 0,
+    mtimeSec,
+    mtimeNsec,
+    data,
+  };
+}
+
+/** Walks one old snapshot and journals its manifest blocks. */
+function manifestOf(
+  root: string,
+  write: (dir: string, records: EntryRecord[]) => void,
+  digests: Map<string, string>,
+): { root: EntryRecord; files: number; bytes: number } {
+  let files = 0;
+  let bytes = 0;
+  const firstName = new Map<string, string>();
+  const walk = (rel: string): void => {
+    const dir = rel === '' ? root : path.join(root, rel);
+    const records: EntryRecord[] = [];
+    const subdirs: string[] = [];
+    for (const name of fs.readdirSync(dir)) {
+      const p = path.join(dir, name);
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      const st = fs.lstatSync(p, { bigint: true });
+      const kind = kindOf(st);
+      if (kind === null) continue;
+      files++;
+      let data = '';
+      let link: string | undefined;
+      if (kind === 'f') {
+        bytes += Number(st.size);
+        const key = `${st.dev}:${st.ino}`;
+        data = digests.get(key) ?? hashFileSync(p);
+        digests.set(key, data);
+        if (st.nlink > 1n) {
+          const first = firstName.get(key);
+          if (first === undefined) firstName.set(key, childRel);
+          else link = first;
+        }
+      } else if (kind === 'l') {
+        data = fs.readlinkSync(p);
+      } else if (kind === 'd') {
+        subdirs.push(childRel);
+      }
+      const e = entryOf(name, st, kind, data);
+      if (link !== undefined) e.link = link;
+      records.push(e);
+    }
+    write(rel, records);
+    for (const s of subdirs) walk(s);
+  };
+  walk('');
+  const st = fs.lstatSync(root, { bigint: true });
+  return { root: entryOf('', st, 'd', ''), files, bytes };
+}
+
+function hashFileSync(p: string): string {
+  const h = createHash('sha256');
+  const fd = fs.openSync(p, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest('base64');
+}
