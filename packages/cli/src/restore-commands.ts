@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { DEFAULTS, restore, verify, type RestoreChange } from '@efs-backup/core';
+import { adopt, DEFAULTS, restore, verify, type RestoreChange } from '@efs-backup/core';
 import { formatBytes } from './format.js';
 
 const EXIT_OK = 0;
@@ -114,4 +114,25 @@ export function addRestoreCommands(program: Command, setExit: (code: number) => 
         setExit(bad ? EXIT_NOT_CLEAN : EXIT_OK);
       },
     );
+
+  program
+    .command('adopt')
+    .description(
+      'turn a backup set of the original AWS solution (daily.0 ... daily.N) into snapshots, in place, copying no data',
+    )
+    .requiredOption('--destination <path>', 'the file system that holds the backups')
+    .requiredOption('--label <name>', 'the folder of the original backup set (its folder label)')
+    .option('--json', 'print the adopted snapshots as JSON')
+    .action((o: { destination: string; label: string; json?: boolean }) => {
+      const adopted = adopt({ destination: o.destination, label: o.label });
+      if (o.json) process.stdout.write(JSON.stringify(adopted, null, 2) + '\n');
+      else {
+        for (const a of adopted) {
+          process.stdout.write(
+            `${a.from} -> ${a.interval}/${a.stamp} (${a.entries.toLocaleString('en')} entries)\n`,
+          );
+        }
+      }
+      setExit(EXIT_OK);
+    });
 }
