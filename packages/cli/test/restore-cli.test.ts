@@ -344,21 +344,16 @@ describe('restore refuses to leave the snapshot or the target', () => {
   });
 });
 
-// Bug: restore.ts restore() refuses a target inside the backup set but not one that holds it;
-// with --delete the set's folder is an extra of the target and is removed (every snapshot and
-// manifest), after which the restore fails (exit 3).
-it.fails(
-  'restore --delete into the destination itself is refused (exit 2) and the set survives',
-  () => {
-    const { base, src, dst } = setup({ 'a.txt': file('a\n') });
-    backupCli(src, dst);
-    const before = fingerprint(base);
-    const r = cli(restoreArgs(dst, dst, '--delete'));
-    expect(fs.existsSync(path.join(dst, 'efs-backup', 'latest'))).toBe(true);
-    expect(r.status, r.stderr).toBe(2);
-    expect(fingerprint(base)).toEqual(before);
-  },
-);
+// Regression: a target holding the set was once accepted, and --delete removed the whole set.
+it('restore --delete into the destination itself is refused (exit 2) and the set survives', () => {
+  const { base, src, dst } = setup({ 'a.txt': file('a\n') });
+  backupCli(src, dst);
+  const before = fingerprint(base);
+  const r = cli(restoreArgs(dst, dst, '--delete'));
+  expect(fs.existsSync(path.join(dst, 'efs-backup', 'latest'))).toBe(true);
+  expect(r.status, r.stderr).toBe(2);
+  expect(fingerprint(base)).toEqual(before);
+});
 
 // ---- verify ---------------------------------------------------------------------------------
 

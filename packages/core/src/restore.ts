@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { copyFile, CHUNK } from './copy-file.js';
-import { badInput, EfsBackupError } from './errors.js';
+import { badInput, EfsBackupError, isSystemError } from './errors.js';
 import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
 import { InFlight } from './inflight.js';
 import type { SnapshotRef } from './layout.js';
@@ -99,12 +99,20 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
   );
   try {
     const sub = checkSnapshotPath(index, o.subdir ?? '', 'subdir');
-    const target = path.resolve(o.target);
-    const realTarget = realpathOrSelf(target);
-    if (within(realTarget, realpathOrSelf(set.dir)) || within(target, set.dir)) {
+    // The target as given is followed (like cp); nothing inside it ever is.
+    const target = resolveThroughExisting(path.resolve(o.target));
+    const setDir = resolveThroughExisting(set.dir);
+    if (within(target, setDir))
       throw badInput(`target ${o.target} is inside the backup set ${set.dir}`);
+    if (within(setDir, target)) {
+      throw badInput(
+        `target ${o.target} holds the backup set ${set.dir}: restore into a directory beside it`,
+      );
     }
     const root = entryAt(index, sub)!;
+    if (fs.existsSync(target) && !fs.statSync(target).isDirectory()) {
+      throw badInput(`target ${o.target} is not a directory`);
+    }
     const concurrency = o.concurrency ?? 32;
     const parent = fs.existsSync(target) ? target : nearestExisting(target);
     const io = (o.io ?? (isRemote(parent) ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
@@ -119,12 +127,16 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
   }
 }
 
-function realpathOrSelf(p: string): string {
+/** The real path of the nearest existing ancestor, with the rest of `p` appended. */
+function resolveThroughExisting(p: string): string {
+  const existing = nearestExisting(p);
+  let real = existing;
   try {
-    return fs.realpathSync(p);
+    real = fs.realpathSync(existing);
   } catch {
-    return p;
+    /* keep the path as given */
   }
+  return path.join(real, path.relative(existing, p));
 }
 
 function nearestExisting(p: string): string {
@@ -149,6 +161,7 @@ class RestoreRun {
   private readonly pool: InFlight;
   private readonly result: RestoreResult;
   private readonly links: Array<{ dst: string; first: string; rel: string }> = [];
+  private readonly standIns = new Map<string, string>();
   private fatal: Error | null = null;
   private tmpCounter = 0;
   private rootDst = '';
@@ -328,9 +341,15 @@ class RestoreRun {
       done();
     };
     // A second name of one inode: linked to the first after the walk, if the first is restored.
-    if (e.link !== undefined && this.inScope(e.link)) {
-      this.links.push({ dst, first: e.link, rel });
-      return end();
+    if (e.link !== undefined) {
+      // The group's first name may lie outside a --subdir: then the first name met inside
+      // it is written, and the others are linked to that one.
+      const first = this.inScope(e.link) ? e.link : this.standIns.get(e.link);
+      if (first !== undefined) {
+        this.links.push({ dst, first, rel });
+        return end();
+      }
+      this.standIns.set(e.link, rel);
     }
     if (parent?.fresh && this.o.dryRun) {
       this.change('create', dst);
@@ -470,7 +489,14 @@ class RestoreRun {
       const tmp = this.tmpName(l.dst);
       try {
         fs.linkSync(from, tmp);
-        fs.renameSync(tmp, l.dst);
+        try {
+          fs.renameSync(tmp, l.dst);
+        } catch (re) {
+          if (!isSystemError(re) || !['EISDIR', 'ENOTEMPTY', 'EEXIST'].includes(re.code)) throw re;
+          // A directory stands where this name goes.
+          fs.rmSync(l.dst, { recursive: true, force: true });
+          fs.renameSync(tmp, l.dst);
+        }
       } catch (err) {
         fs.rmSync(tmp, { force: true });
         this.fail(err as Error);

@@ -505,10 +505,8 @@ describe('what the target holds in place of an entry', () => {
     expect(diffTrees(src, t)).toEqual([]);
   });
 
-  // Bug: restore.ts RestoreRun.relink() renames the new link over the second name with
-  // renameSync, which fails with EISDIR when a directory stands there (write() handles that
-  // case, relink() does not), so the whole restore stops with FAILED.
-  it.fails('a directory where the second name of a hard link goes', async () => {
+  // Regression test for a bug the first version of restore.ts had.
+  it('a directory where the second name of a hard link goes', async () => {
     const { base, src, dst } = await backedUp({
       h: dir({ a: file('one inode\n'), b: hardlink('h/a') }),
     });
@@ -518,25 +516,18 @@ describe('what the target holds in place of an entry', () => {
     expect(diffTrees(src, t)).toEqual([]);
   });
 
-  // Bug: restore.ts RestoreRun.leaf() links a name to its group's first name only when that
-  // first name is inside --subdir (inScope(e.link)); otherwise every name of the group inside
-  // the sub-directory is written as its own copy, so they are no longer hard links of each
-  // other. Which directory holds the manifest's first name depends on the backup's walk, so
-  // one of the two sub-directories below always loses its hard link.
-  it.fails(
-    '--subdir keeps hard links between its names when the first name is outside it',
-    async () => {
-      const { base, src, dst } = await backedUp({
-        p: dir({ one: file('one inode, four names\n'), two: hardlink('p/one') }),
-        q: dir({ three: hardlink('p/one'), four: hardlink('p/one') }),
-      });
-      for (const sub of ['p', 'q']) {
-        const t = path.join(base, `target-${sub}`);
-        await restore({ destination: dst, snapshot: 'latest', target: t, subdir: sub });
-        expect(diffTrees(path.join(src, sub), t), sub).toEqual([]);
-      }
-    },
-  );
+  // Regression test for a bug the first version of restore.ts had.
+  it('--subdir keeps hard links between its names when the first name is outside it', async () => {
+    const { base, src, dst } = await backedUp({
+      p: dir({ one: file('one inode, four names\n'), two: hardlink('p/one') }),
+      q: dir({ three: hardlink('p/one'), four: hardlink('p/one') }),
+    });
+    for (const sub of ['p', 'q']) {
+      const t = path.join(base, `target-${sub}`);
+      await restore({ destination: dst, snapshot: 'latest', target: t, subdir: sub });
+      expect(diffTrees(path.join(src, sub), t), sub).toEqual([]);
+    }
+  });
 });
 
 // ---- traversal ------------------------------------------------------------------------------
@@ -699,10 +690,8 @@ describe('restore stays inside the snapshot and inside the target', () => {
     expect(fingerprint(base)).toEqual(before);
   });
 
-  // Bug: restore.ts restore() resolves only the target itself (realpathOrSelf falls back to the
-  // unresolved path when the target does not exist yet), so a missing target below a symlink
-  // into the set passes the check and is created inside the set.
-  it.fails('a missing target below a symlink into the backup set is refused', async () => {
+  // Regression test for a bug the first version of restore.ts had.
+  it('a missing target below a symlink into the backup set is refused', async () => {
     const { base, dst } = await backedUp(tree());
     const set = path.join(dst, 'efs-backup');
     fs.symlinkSync(set, path.join(base, 'to-set'));
@@ -716,11 +705,8 @@ describe('restore stays inside the snapshot and inside the target', () => {
 });
 
 describe('a target that holds the backup set', () => {
-  // Bug: restore.ts restore() refuses a target inside the set but not a target that holds it
-  // (the destination or above). With --delete the set's folder is an extra of the target's
-  // root and RestoreRun.removeExtras() removes it (every snapshot and manifest) before the
-  // snapshot being restored is read; the restore then fails with ENOENT.
-  it.fails('is refused with --delete, and the set is left as it was', async () => {
+  // Regression test for a bug the first version of restore.ts had.
+  it('is refused with --delete, and the set is left as it was', async () => {
     const { base, dst } = await backedUp({ a: file('a\n'), d: dir({ b: file('b\n') }) });
     const before = fingerprint(base);
     for (const t of [dst, base]) {
