@@ -1,0 +1,43 @@
+import type { Notice, Notifier } from './ports.js';
+
+export interface EmailOptions {
+  /** smtp://user:password@host:587 or smtps://...; nodemailer's URL options apply. */
+  smtp: string;
+  from: string;
+  to: string | string[];
+  /** Connection, greeting and socket timeouts. @default 15000 */
+  timeoutMs?: number;
+}
+
+/** Notices by e-mail over SMTP (nodemailer). */
+export class EmailNotifier implements Notifier {
+  readonly channel = 'email';
+  constructor(private readonly o: EmailOptions) {}
+
+  async send(notice: Notice): Promise<void> {
+    // Loaded on the first notice: most runs send none.
+    const { default: nodemailer } = await import('nodemailer');
+    const t = this.o.timeoutMs ?? 15_000;
+    // Settings in the URL's query (nodemailer's) win over these defaults.
+    const transport = nodemailer.createTransport({
+      url: this.o.smtp,
+      connectionTimeout: t,
+      greetingTimeout: t,
+      socketTimeout: t,
+    });
+    try {
+      await transport.sendMail({
+        from: this.o.from,
+        to: this.o.to,
+        subject: notice.subject,
+        text: notice.body,
+        headers: {
+          'X-EFS-Backup-Id': notice.record.BackupId,
+          'X-EFS-Backup-Status': notice.record.Status,
+        },
+      });
+    } finally {
+      transport.close();
+    }
+  }
+}

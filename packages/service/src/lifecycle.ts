@@ -1,0 +1,554 @@
+/**
+ * The life of one run, written once against the ports (DESIGN.md, "A run's life"):
+ * start → record Running → run the engine → record the figures → store the log → notify.
+ * The local service and the AWS worker both run it, with their own adapters; so nothing here
+ * may load a native addon (the SQLite store lives in its own module).
+ */
+import {
+  backup,
+  BackupSet,
+  EfsBackupError,
+  LabelLock,
+  resolveBackupOptions,
+  type BackupOptions,
+  type BackupProgress,
+  type BackupResult,
+  type BackupRunOptions,
+  type BackupWarning,
+  type ResolvedOptions,
+} from '@efs-backup/core';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino, stdTimeFunctions, type Logger } from 'pino';
+import { systemClock, type Clock } from './clock.js';
+import { DEFAULT_EXPIRE_DAYS } from './config.js';
+import { composeNotice, shouldNotify, summary } from './notice.js';
+import {
+  silentLog,
+  type LogStore,
+  type Notifier,
+  type RecordStore,
+  type RunLog,
+  type ServiceLog,
+} from './ports.js';
+import { emptyFigures, expireItem, figuresOf, type RunRecord, type RunStatus } from './record.js';
+
+/** What to back up: a configuration job, or the options of a command-line backup. */
+export interface JobSpec {
+  /** The configuration job's name; absent for a command-line backup. */
+  name?: string | null;
+  source: string;
+  prefix?: string;
+  destination: string;
+  label?: string;
+  interval?: string;
+  retain?: number;
+  schedule?: string | null;
+  /** Minutes the run may take; fractions allowed. @default no limit */
+  windowMinutes?: number;
+  concurrency?: number;
+  /** @default false */
+  notifyOnSuccess?: boolean;
+}
+
+/** The adapters one run uses. */
+export interface RunPorts {
+  /** Opened only once the run's options are known to be good, so bad input writes nothing. */
+  records: (job: ResolvedJob) => Promise<RecordStore>;
+  logs: LogStore;
+  notifiers: Notifier[];
+}
+
+/** A job whose paths are resolved as the engine resolves them. */
+export interface ResolvedJob {
+  source: string;
+  prefix: string;
+  destination: string;
+  label: string;
+  interval: string;
+  retain: number;
+}
+
+/** Why a run was asked to stop; passed as the AbortSignal's reason. */
+export type StopReason = 'window' | 'shutdown' | 'signal';
+
+export type Engine = (options: BackupRunOptions) => Promise<BackupResult>;
+
+export interface RunOptions {
+  /** @default a random UUID */
+  backupId?: string;
+  /** Stops the run gracefully (its partial is kept): `signal.reason` says why (StopReason). */
+  signal?: AbortSignal;
+  /**
+   * 'throw': bad input and a backup set locked by another run throw before anything is written
+   * (the command line exits 2 or 3). 'record': they are recorded (Failed, Skipped) and notified,
+   * as a scheduled run must be.
+   * @default 'record'
+   */
+  refusals?: 'throw' | 'record';
+  /** @default the system clock */
+  clock?: Clock;
+  /** @default the engine's backup() */
+  engine?: Engine;
+  /** @default 90 */
+  expireDays?: number;
+  /** Where the service says what goes wrong around the run (a channel down, a store unwritable). */
+  log?: ServiceLog;
+  /** A channel that does not answer within this is given up (and logged). @default 30000 */
+  notifyTimeoutMs?: number;
+  /** The Running record, once written. */
+  onStart?: (record: RunRecord) => void;
+  onProgress?: (p: BackupProgress) => void;
+  onWarning?: (w: BackupWarning) => void;
+}
+
+export interface NoticeOutcome {
+  channel: string;
+  /** Null when the channel took the notice. */
+  error: string | null;
+}
+
+export interface RunOutcome {
+  record: RunRecord;
+  /** The first warnings (at most 1000); the record counts them all. */
+  warnings: BackupWarning[];
+  snapshotPath: string | null;
+  /** One per channel, when the run notified. */
+  notices: NoticeOutcome[];
+  /** What went wrong with the record or log stores (the run itself is not failed for it). */
+  problems: string[];
+}
+
+const MAX_WARNINGS_LOGGED = 100_000;
+const PROGRESS_LOG_MS = 60_000;
+
+/** When a run of `windowMinutes` is asked to stop: before the end, so it can finish its work. */
+export function windowStop(start: Date, windowMinutes: number): Date {
+  const ms = windowMinutes * 60_000;
+  return new Date(start.getTime() + ms - Math.min(60_000, ms / 10));
+}
+
+function engineOptions(job: JobSpec): BackupOptions {
+  return {
+    source: job.source,
+    destination: job.destination,
+    ...(job.prefix !== undefined ? { prefix: job.prefix } : {}),
+    ...(job.label !== undefined ? { label: job.label } : {}),
+    ...(job.interval !== undefined ? { interval: job.interval } : {}),
+    ...(job.retain !== undefined ? { retain: job.retain } : {}),
+    // The engine takes whole windows of a minute or more; shorter ones the service stops itself.
+    ...(job.windowMinutes !== undefined && job.windowMinutes >= 1
+      ? { windowMinutes: job.windowMinutes }
+      : {}),
+    ...(job.concurrency !== undefined ? { concurrency: job.concurrency } : {}),
+  };
+}
+
+/** The set's lock refuses a live run before anything is written; a stale one is taken over. */
+function checkLock(r: ResolvedOptions, backupId: string): void {
+  const set = new BackupSet(r.destination, r.label);
+  if (!fs.existsSync(set.lockFile)) return;
+  LabelLock.acquire(set.lockFile, `check-${backupId}`).release();
+}
+
+function baseRecord(
+  job: JobSpec,
+  r: ResolvedJob,
+  backupId: string,
+  start: Date,
+  expireDays: number,
+): RunRecord {
+  return {
+    BackupId: backupId,
+    Job: job.name ?? null,
+    Label: r.label,
+    Interval: r.interval,
+    Retain: r.retain,
+    Source: r.source,
+    Prefix: r.prefix,
+    Destination: r.destination,
+    WindowMinutes: job.windowMinutes ?? null,
+    Schedule: job.schedule ?? null,
+    Status: 'Running',
+    Message: 'the run is going',
+    StartTime: start.toISOString(),
+    StopTime: null,
+    ...emptyFigures(),
+    Host: os.hostname(),
+    LogLocation: null,
+    ExpireItem: expireItem(start, expireDays),
+  };
+}
+
+/** The job as given, when its options cannot be resolved (for the record of a refusal). */
+function unresolved(job: JobSpec): ResolvedJob {
+  return {
+    source: path.resolve(job.source),
+    prefix: job.prefix ?? '/',
+    destination: path.resolve(job.destination),
+    label: job.label ?? 'efs-backup',
+    interval: job.interval ?? 'daily',
+    retain: job.retain ?? 7,
+  };
+}
+
+const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`${what} did not answer within ${ms / 1000} s`)),
+        ms,
+      );
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** One run in progress: the stores it has opened and what went wrong with them. */
+class RunContext {
+  records: RecordStore | null = null;
+  runLog: RunLog | null = null;
+  logger: Logger | null = null;
+  readonly problems: string[] = [];
+
+  constructor(
+    readonly ports: RunPorts,
+    readonly o: RunOptions,
+    readonly log: ServiceLog,
+    readonly clock: Clock,
+  ) {}
+
+  problem(what: string, e: unknown, fields: object = {}): void {
+    const text = `${what}: ${errorText(e)}`;
+    this.problems.push(text);
+    this.log.error({ ...fields, err: errorText(e) }, what);
+  }
+
+  async open(job: ResolvedJob, record: RunRecord): Promise<void> {
+    try {
+      this.records = await this.ports.records(job);
+    } catch (e) {
+      this.problem('cannot open the run records', e, { BackupId: record.BackupId });
+    }
+    try {
+      this.runLog = await this.ports.logs.open(record);
+      record.LogLocation = this.runLog.location;
+      const runLog = this.runLog;
+      this.logger = pino(
+        {
+          base: { BackupId: record.BackupId },
+          timestamp: stdTimeFunctions.isoTime,
+          formatters: { level: (label) => ({ level: label }) },
+        },
+        { write: (line: string) => runLog.write(line) },
+      );
+    } catch (e) {
+      this.problem('cannot write the run log', e, { BackupId: record.BackupId });
+    }
+  }
+
+  async put(record: RunRecord): Promise<void> {
+    if (!this.records) return;
+    try {
+      await this.records.put(record);
+    } catch (e) {
+      this.problem(`cannot write the record to ${this.records.location}`, e, {
+        BackupId: record.BackupId,
+      });
+    }
+  }
+
+  /** Record the figures → store the log → notify → purge what expired. */
+  async finish(record: RunRecord, notifyOnSuccess: boolean): Promise<NoticeOutcome[]> {
+    await this.put(record);
+    this.logger?.info({ record }, `run ended: ${record.Status}`);
+    if (this.runLog) {
+      try {
+        await this.runLog.store(summary(record));
+      } catch (e) {
+        this.problem(`cannot store the run log ${this.runLog.location}`, e, {
+          BackupId: record.BackupId,
+        });
+      }
+    }
+    const notices = shouldNotify(record.Status, notifyOnSuccess) ? await this.notify(record) : [];
+    await this.purge();
+    return notices;
+  }
+
+  async notify(record: RunRecord): Promise<NoticeOutcome[]> {
+    const notice = composeNotice(record);
+    const ms = this.o.notifyTimeoutMs ?? 30_000;
+    const settled = await Promise.allSettled(
+      this.ports.notifiers.map((n) => withTimeout(n.send(notice), ms, `the ${n.channel} channel`)),
+    );
+    return settled.map((s, i) => {
+      const channel = this.ports.notifiers[i]!.channel;
+      if (s.status === 'fulfilled') return { channel, error: null };
+      const error = errorText(s.reason);
+      // A channel that fails is said, never the run's failure.
+      this.log.warn(
+        { BackupId: record.BackupId, channel, err: error },
+        `the ${channel} notice was not sent`,
+      );
+      return { channel, error };
+    });
+  }
+
+  /** Records past their ExpireItem go, and their logs with them. */
+  async purge(): Promise<void> {
+    if (!this.records) return;
+    try {
+      for (const old of await this.records.purgeExpired(this.clock.now())) {
+        if (old.LogLocation) await this.ports.logs.remove(old.LogLocation).catch(() => {});
+      }
+    } catch (e) {
+      this.problem('cannot purge expired records', e);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.records?.close().catch(() => {});
+  }
+}
+
+/**
+ * Runs one backup through its whole life. Never throws for a run that started: the outcome's
+ * record says how it ended. With `refusals: 'throw'`, bad input and a live lock throw the
+ * engine's EfsBackupError before anything is written.
+ */
+export async function runBackup(
+  job: JobSpec,
+  ports: RunPorts,
+  o: RunOptions = {},
+): Promise<RunOutcome> {
+  const clock = o.clock ?? systemClock;
+  const log = o.log ?? silentLog;
+  const backupId = o.backupId ?? randomUUID();
+  const expireDays = o.expireDays ?? DEFAULT_EXPIRE_DAYS;
+  const start = clock.now();
+  const ctx = new RunContext(ports, o, log, clock);
+
+  let resolved: ResolvedOptions;
+  try {
+    resolved = resolveBackupOptions(engineOptions(job));
+    checkLock(resolved, backupId);
+  } catch (e) {
+    if (!(e instanceof EfsBackupError) || (o.refusals ?? 'record') === 'throw') throw e;
+    // Could not start: recorded and notified wherever the stores can still be reached.
+    const record = baseRecord(job, unresolved(job), backupId, start, expireDays);
+    record.Status = e.code === 'LOCKED' ? 'Skipped' : 'Failed';
+    record.Message = e.message;
+    record.StopTime = clock.now().toISOString();
+    try {
+      await ctx.open(unresolved(job), record);
+      const notices = await ctx.finish(record, job.notifyOnSuccess ?? false);
+      return { record, warnings: [], snapshotPath: null, notices, problems: ctx.problems };
+    } finally {
+      await ctx.close();
+    }
+  }
+
+  const rj: ResolvedJob = {
+    source: resolved.source,
+    prefix: resolved.prefix,
+    destination: resolved.destination,
+    label: resolved.label,
+    interval: resolved.interval,
+    retain: resolved.retain,
+  };
+  const record = baseRecord(job, rj, backupId, start, expireDays);
+  try {
+    await ctx.open(rj, record);
+    await markOrphans(ctx, rj, backupId);
+    await ctx.put(record);
+    o.onStart?.(record);
+    ctx.logger?.info({ job: { ...job, ...rj } }, 'run started');
+
+    const outcome = await runEngine(ctx, job, record, clock);
+    const notices = await ctx.finish(outcome.record, job.notifyOnSuccess ?? false);
+    return { ...outcome, notices, problems: ctx.problems };
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function runEngine(
+  ctx: RunContext,
+  job: JobSpec,
+  running: RunRecord,
+  clock: Clock,
+): Promise<Omit<RunOutcome, 'notices' | 'problems'>> {
+  const o = ctx.o;
+  const stopper = new AbortController();
+  let reason: StopReason | null = null;
+  const stop = (why: StopReason): void => {
+    if (reason) return;
+    reason = why;
+    ctx.logger?.info({ reason: why }, 'stopping the run');
+    stopper.abort(why);
+  };
+  const onAbort = (): void => {
+    const why = o.signal?.reason;
+    stop(why === 'window' || why === 'shutdown' ? why : 'signal');
+  };
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  if (o.signal?.aborted) onAbort();
+  const windowTimer = new AbortController();
+  if (job.windowMinutes !== undefined) {
+    const at = windowStop(new Date(running.StartTime), job.windowMinutes);
+    void clock.sleepUntil(at, windowTimer.signal).then((reached) => reached && stop('window'));
+  }
+
+  let warningsLogged = 0;
+  let lastProgressLog = Date.now();
+  const engine = o.engine ?? backup;
+  let result: BackupResult | null = null;
+  let thrown: unknown = null;
+  try {
+    result = await engine({
+      ...engineOptions(job),
+      backupId: running.BackupId,
+      signal: stopper.signal,
+      now: () => clock.now(),
+      onProgress: (p) => {
+        if (Date.now() - lastProgressLog >= PROGRESS_LOG_MS) {
+          lastProgressLog = Date.now();
+          ctx.logger?.info({ progress: p }, 'progress');
+        }
+        o.onProgress?.(p);
+      },
+      onWarning: (w) => {
+        if (warningsLogged < MAX_WARNINGS_LOGGED) {
+          ctx.logger?.warn({ path: w.path, warning: w.message }, 'entry not backed up');
+        } else if (warningsLogged === MAX_WARNINGS_LOGGED) {
+          ctx.logger?.warn(
+            {},
+            `more than ${MAX_WARNINGS_LOGGED} warnings: the rest are counted only`,
+          );
+        }
+        warningsLogged++;
+        o.onWarning?.(w);
+      },
+    });
+  } catch (e) {
+    thrown = e;
+  } finally {
+    windowTimer.abort();
+    o.signal?.removeEventListener('abort', onAbort);
+  }
+
+  if (!result) {
+    // The engine refused after all (a run took the lock in between), or broke.
+    const record: RunRecord = {
+      ...running,
+      Status: 'Failed',
+      Message: errorText(thrown),
+      StopTime: clock.now().toISOString(),
+    };
+    return { record, warnings: [], snapshotPath: null };
+  }
+  let status: RunStatus = result.Status;
+  let message = result.Message;
+  if (status === 'Incomplete' && reason === 'window') {
+    message =
+      'the backup window ended before the backup completed; the next run continues from where this one stopped';
+  } else if (status === 'Incomplete' && reason === 'shutdown') {
+    message =
+      'the efs-backup service was stopped before the backup completed; the next run continues from where this one stopped';
+  }
+  if (status === 'Running') status = 'Unknown';
+  const record: RunRecord = {
+    ...running,
+    ...figuresOf(result),
+    Status: status,
+    Message: message,
+    WindowMinutes: job.windowMinutes ?? null,
+  };
+  return { record, warnings: result.warnings, snapshotPath: result.snapshotPath };
+}
+
+/**
+ * Records left `Running` by a run of this set that never reported (killed, host down) become
+ * `Unknown` and are notified. Only called with the set's lock free, so no live run owns them.
+ */
+async function markOrphans(ctx: RunContext, rj: ResolvedJob, backupId: string): Promise<void> {
+  if (!ctx.records) return;
+  let orphans: RunRecord[];
+  try {
+    orphans = await ctx.records.list({
+      Destination: rj.destination,
+      Label: rj.label,
+      Status: 'Running',
+    });
+  } catch (e) {
+    ctx.problem('cannot read the run records', e);
+    return;
+  }
+  for (const r of orphans) {
+    if (r.BackupId === backupId) continue;
+    const record: RunRecord = {
+      ...r,
+      Status: 'Unknown',
+      Message:
+        'the run never reported its end: its process stopped (killed, or the host went down) before it wrote its figures; the next run continues from its partial snapshot',
+    };
+    await ctx.put(record);
+    ctx.logger?.warn({ orphan: r.BackupId }, 'an earlier run never reported its end: Unknown');
+    await ctx.notify(record);
+  }
+}
+
+/**
+ * A run that was due while another run of its backup set was going: recorded as `Skipped`
+ * with the reason, its summary stored as its log, and notified.
+ */
+export async function recordSkipped(
+  job: JobSpec,
+  ports: RunPorts,
+  reason: string,
+  o: Pick<RunOptions, 'backupId' | 'clock' | 'expireDays' | 'log' | 'notifyTimeoutMs'> = {},
+): Promise<RunOutcome> {
+  const clock = o.clock ?? systemClock;
+  const ctx = new RunContext(ports, o, o.log ?? silentLog, clock);
+  const now = clock.now();
+  const rj = resolvedOrGiven(job);
+  const record = baseRecord(
+    job,
+    rj,
+    o.backupId ?? randomUUID(),
+    now,
+    o.expireDays ?? DEFAULT_EXPIRE_DAYS,
+  );
+  record.Status = 'Skipped';
+  record.Message = reason;
+  record.StopTime = now.toISOString();
+  try {
+    await ctx.open(rj, record);
+    const notices = await ctx.finish(record, job.notifyOnSuccess ?? false);
+    return { record, warnings: [], snapshotPath: null, notices, problems: ctx.problems };
+  } finally {
+    await ctx.close();
+  }
+}
+
+function resolvedOrGiven(job: JobSpec): ResolvedJob {
+  try {
+    const r = resolveBackupOptions(engineOptions(job));
+    return {
+      source: r.source,
+      prefix: r.prefix,
+      destination: r.destination,
+      label: r.label,
+      interval: r.interval,
+      retain: r.retain,
+    };
+  } catch {
+    return unresolved(job);
+  }
+}
