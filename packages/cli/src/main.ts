@@ -1,26 +1,30 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import {
-  backup,
   BackupSet,
   checkLabel,
   DEFAULTS,
   EfsBackupError,
   ManifestIndex,
-  type BackupFigures,
-  type BackupResult,
   type BackupStatus,
 } from '@efs-backup/core';
+import type { RunRecord, RunStatus } from '@efs-backup/service';
 import fs from 'node:fs';
 import path from 'node:path';
 import { formatBytes, formatDuration } from './format.js';
-import { addBrowseCommands, printPathHistory } from './browse-commands.js';
+import { addBrowseCommands } from './browse-commands.js';
 import { progressBar } from './progress.js';
 import { addRestoreCommands } from './restore-commands.js';
+import {
+  addServiceCommands,
+  backupThroughService,
+  checkBackupOptions,
+  type ServiceBackupResult,
+} from './service-commands.js';
 
 /** Exit codes (DESIGN.md): 0 success, 1 ended but not Success, 2 bad input, 3 failed. */
 export const EXIT = { ok: 0, notSuccess: 1, badInput: 2, failed: 3 } as const;
 
-export function exitCodeFor(status: BackupStatus): number {
+export function exitCodeFor(status: BackupStatus | RunStatus): number {
   if (status === 'Success') return EXIT.ok;
   if (status === 'Failed') return EXIT.failed;
   return EXIT.notSuccess;
@@ -42,8 +46,8 @@ function minutes(value: string): number {
 }
 
 interface BackupCliOptions {
-  source: string;
-  destination: string;
+  source?: string;
+  destination?: string;
   label: string;
   interval: string;
   retain: number;
@@ -51,10 +55,12 @@ interface BackupCliOptions {
   window?: number;
   concurrency?: number;
   json?: boolean;
+  job?: string;
+  config?: string;
 }
 
 /** The record of DESIGN.md, as --json prints it. */
-function recordOf(r: BackupResult): BackupFigures {
+function recordOf(r: ServiceBackupResult): RunRecord {
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
   const { warnings, snapshotPath, ...figures } = r;
   return figures;
@@ -75,17 +81,10 @@ async function runBackup(o: BackupCliOptions): Promise<number> {
   process.on('SIGTERM', onSignal);
   const bar = await progressBar(process.stderr);
   const started = Date.now();
-  let result: BackupResult;
+  let result: ServiceBackupResult;
   try {
-    result = await backup({
-      source: o.source,
-      destination: o.destination,
-      label: o.label,
-      interval: o.interval,
-      retain: o.retain,
-      prefix: o.prefix,
-      ...(o.window !== undefined ? { windowMinutes: o.window } : {}),
-      ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+    // Through the service: every run is recorded and logged (and notified, for a job).
+    result = await backupThroughService(o, {
       signal: controller.signal,
       onProgress: (p) => bar.update(p),
     });
@@ -199,8 +198,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
   program
     .command('backup')
     .description('make a snapshot of the source on the destination')
-    .requiredOption('--source <path>', 'the file system (or directory) to back up')
-    .requiredOption('--destination <path>', 'the file system that holds the backups')
+    .option('--source <path>', 'the file system (or directory) to back up')
+    .option('--destination <path>', 'the file system that holds the backups')
+    .option('--job <name>', "run a configuration's job now, with its settings and notices")
+    .option('--config <file>', 'the configuration file of --job (default: efs-backup.yaml)')
     .option('--label <name>', 'the backup set folder on the destination', DEFAULTS.label)
     .option(
       '--interval <word>',
@@ -221,7 +222,9 @@ export function buildProgram(setExit: (code: number) => void): Command {
       integer('concurrency'),
     )
     .option('--json', 'print the run record as JSON')
-    .action(async (o: BackupCliOptions) => setExit(await runBackup(o)));
+    .action(async (o: BackupCliOptions, cmd: Command) =>
+      setExit(await runBackup(checkBackupOptions(o, cmd))),
+    );
 
   program
     .command('snapshots')
@@ -235,17 +238,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   addRestoreCommands(program, setExit);
   addBrowseCommands(program, setExit);
-
-  program
-    .command('history')
-    .description('every distinct version of a path across the snapshots, from their manifests')
-    .argument('<path>', 'a path inside the snapshots')
-    .requiredOption('--destination <path>', 'the file system that holds the backups')
-    .option('--label <name>', 'the backup set folder on the destination', DEFAULTS.label)
-    .option('--json', 'print the versions as JSON')
-    .action(async (p: string, o: { destination: string; label: string; json?: boolean }) =>
-      setExit(await printPathHistory(o, p)),
-    );
+  addServiceCommands(program, setExit);
 
   return program;
 }

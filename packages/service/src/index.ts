@@ -52,3 +52,4 @@ export type { EmailOptions } from './email-notifier.js';
 export { WebhookNotifier } from './webhook-notifier.js';
 export type { WebhookOptions } from './webhook-notifier.js';
 export { ConsoleNotifier } from './console-notifier.js';
+export { createServiceLog } from './service-log.js';

@@ -6,6 +6,7 @@
  */
 import {
   backup,
+  badInput,
   BackupSet,
   EfsBackupError,
   LabelLock,
@@ -336,6 +337,8 @@ export async function runBackup(
 
   let resolved: ResolvedOptions;
   try {
+    if (job.windowMinutes !== undefined && !(job.windowMinutes > 0))
+      throw badInput(`window must be a number of minutes above 0, not ${job.windowMinutes}`);
     resolved = resolveBackupOptions(engineOptions(job));
     checkLock(resolved, backupId);
   } catch (e) {

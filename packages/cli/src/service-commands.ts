@@ -1,0 +1,528 @@
+/**
+ * The service's commands: `run` (the daemon), `history` (runs, or a path's versions), `status`,
+ * and the way `backup` goes through the run lifecycle (records, logs, notices).
+ */
+import { badInput, DEFAULTS, type BackupProgress, type BackupWarning } from '@efs-backup/core';
+import {
+  createServiceLog,
+  DEFAULT_CONFIG_FILE,
+  findJob,
+  loadConfig,
+  parseSchedule,
+  readStatuses,
+  removeStatus,
+  runBackup,
+  Scheduler,
+  writerGone,
+  writeStatus,
+  type Config,
+  type Job,
+  type JobSpec,
+  type RecordStore,
+  type RunRecord,
+  type RunStatus,
+  type SetStatus,
+} from '@efs-backup/service';
+import {
+  defaultRecordsFile,
+  localPorts,
+  openExistingRecordStore,
+  recordsFileFor,
+} from '@efs-backup/service/local';
+import { Command, InvalidArgumentError } from 'commander';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { printPathHistory } from './browse-commands.js';
+import { formatBytes, formatDuration } from './format.js';
+
+const EXIT = { ok: 0, notSuccess: 1, badInput: 2, failed: 3 } as const;
+
+/** What `backup` prints and exits with: the record, its first warnings, where the snapshot is. */
+export type ServiceBackupResult = RunRecord & {
+  warnings: BackupWarning[];
+  snapshotPath: string | null;
+};
+
+export interface BackupCommandOptions {
+  source?: string;
+  destination?: string;
+  label: string;
+  interval: string;
+  retain: number;
+  prefix: string;
+  window?: number;
+  concurrency?: number;
+  json?: boolean;
+  job?: string;
+  config?: string;
+}
+
+/** Options that say what to back up; with --job the configuration says it. */
+const JOB_CONFLICTS = [
+  'source',
+  'destination',
+  'label',
+  'interval',
+  'retain',
+  'prefix',
+  'window',
+] as const;
+
+/**
+ * Checks `backup`'s options: either --job (from the configuration) or --source and
+ * --destination. Throws BAD_INPUT naming the option.
+ */
+export function checkBackupOptions<T extends BackupCommandOptions>(o: T, cmd: Command): T {
+  if (o.job !== undefined) {
+    for (const name of JOB_CONFLICTS) {
+      if (cmd.getOptionValueSource(name) === 'cli')
+        throw badInput(
+          `--${name} cannot be given with --job: the job's settings come from the configuration file`,
+        );
+    }
+    return o;
+  }
+  if (o.config !== undefined) throw badInput('--config is used with --job NAME');
+  if (o.source === undefined)
+    throw badInput("required option '--source <path>' not specified (or --job NAME)");
+  if (o.destination === undefined)
+    throw badInput("required option '--destination <path>' not specified (or --job NAME)");
+  return o;
+}
+
+function configFile(file: string | undefined): string {
+  return file ?? DEFAULT_CONFIG_FILE;
+}
+
+/** A one-off run's status file, so `status` shows it while it goes. */
+function oneOffStatus(): {
+  start: (r: RunRecord) => void;
+  progress: (p: BackupProgress) => void;
+  end: () => void;
+} {
+  let current: SetStatus | null = null;
+  let last = 0;
+  const write = (): void => {
+    if (!current) return;
+    current.updatedAt = new Date().toISOString();
+    try {
+      writeStatus(current);
+    } catch {
+      /* status is a courtesy */
+    }
+  };
+  return {
+    start(r) {
+      current = {
+        key: `backup-${r.BackupId}`,
+        job: r.Job,
+        destination: r.Destination,
+        label: r.Label,
+        interval: r.Interval,
+        schedule: r.Schedule,
+        writer: 'backup',
+        pid: process.pid,
+        host: os.hostname(),
+        updatedAt: '',
+        nextRun: null,
+        running: { BackupId: r.BackupId, StartTime: r.StartTime, progress: null },
+        last: null,
+      };
+      write();
+    },
+    progress(p) {
+      if (!current?.running) return;
+      current.running.progress = p;
+      if (Date.now() - last < 2000) return;
+      last = Date.now();
+      write();
+    },
+    end() {
+      if (current) removeStatus(current.destination, current.label, current.key);
+    },
+  };
+}
+
+/**
+ * `backup` through the service: a record in the set's SQLite file (or the configuration's), the
+ * log in the set's logs, notices for a configuration job. Bad input and a live lock of a
+ * command-line backup throw before anything is written (exit 2 or 3).
+ */
+export async function backupThroughService(
+  o: BackupCommandOptions,
+  hooks: { signal: AbortSignal; onProgress: (p: BackupProgress) => void },
+): Promise<ServiceBackupResult> {
+  let job: JobSpec;
+  let config: Config | null = null;
+  if (o.job !== undefined) {
+    config = loadConfig(configFile(o.config));
+    job = findJob(config, o.job);
+    if (o.concurrency !== undefined) job = { ...job, concurrency: o.concurrency };
+  } else {
+    // The command line keeps the engine's rule; shorter windows are for configuration jobs.
+    if (o.window !== undefined && !(o.window >= 1))
+      throw badInput(`window must be at least 1 minute, not ${o.window}`);
+    job = {
+      source: o.source!,
+      destination: o.destination!,
+      label: o.label,
+      interval: o.interval,
+      retain: o.retain,
+      prefix: o.prefix,
+      ...(o.window !== undefined ? { windowMinutes: o.window } : {}),
+      ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+    };
+  }
+  const status = oneOffStatus();
+  const log = createServiceLog((line) => {
+    const { msg, err } = JSON.parse(line) as { msg?: string; err?: string };
+    process.stderr.write(`warning: ${msg ?? ''}${err ? `: ${err}` : ''}\n`);
+  });
+  log.level = 'warn';
+  try {
+    const outcome = await runBackup(job, localPorts(config), {
+      // A configuration job is a scheduled job run now: its refusals are recorded and notified.
+      refusals: config ? 'record' : 'throw',
+      signal: hooks.signal,
+      log,
+      ...(config ? { expireDays: config.records.expireDays } : {}),
+      onStart: (r) => status.start(r),
+      onProgress: (p) => {
+        status.progress(p);
+        hooks.onProgress(p);
+      },
+    });
+    return { ...outcome.record, warnings: outcome.warnings, snapshotPath: outcome.snapshotPath };
+  } finally {
+    status.end();
+  }
+}
+
+// ---- run ------------------------------------------------------------------------------------
+
+async function runDaemon(o: { config?: string }): Promise<number> {
+  const config = loadConfig(configFile(o.config));
+  const log = createServiceLog((line) => process.stderr.write(line), {
+    pid: process.pid,
+    host: os.hostname(),
+  });
+  const scheduler = new Scheduler({ config, ports: localPorts(config), log });
+  log.info(
+    { config: config.file, jobs: config.jobs.map((j) => j.name) },
+    `efs-backup run: ${config.jobs.length} job(s) from ${config.file}`,
+  );
+  scheduler.start();
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (++signals > 1) process.exit(130);
+      log.info(
+        { signal: sig },
+        `${sig}: stopping; running backups end Incomplete and are recorded`,
+      );
+      void scheduler.stop().then(() => {
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+        log.info({}, 'stopped');
+        resolve();
+      });
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  return EXIT.ok;
+}
+
+// ---- history --------------------------------------------------------------------------------
+
+interface HistoryOptions {
+  destination?: string;
+  label: string;
+  job?: string;
+  config?: string;
+  json?: boolean;
+  limit?: number;
+}
+
+async function listRuns(o: HistoryOptions): Promise<RunRecord[]> {
+  const sources: { file: string; job: string | null; label: string }[] = [];
+  if (o.job !== undefined || o.destination === undefined) {
+    if (o.job === undefined && o.config === undefined && !fs.existsSync(DEFAULT_CONFIG_FILE))
+      throw badInput(
+        `history needs --destination D [--label L], --job NAME, or a configuration (${DEFAULT_CONFIG_FILE} here, or --config FILE)`,
+      );
+    const config = loadConfig(configFile(o.config));
+    const jobs: Job[] = o.job !== undefined ? [findJob(config, o.job)] : config.jobs;
+    for (const j of jobs)
+      sources.push({ file: recordsFileFor(config, j), job: j.name, label: j.label });
+  } else {
+    if (!fs.existsSync(o.destination))
+      throw badInput(`destination ${o.destination} does not exist (is it mounted?)`);
+    const destination = fs.realpathSync(o.destination);
+    sources.push({ file: defaultRecordsFile(destination, o.label), job: null, label: o.label });
+  }
+  const byId = new Map<string, RunRecord>();
+  const stores = new Map<string, RecordStore | null>();
+  try {
+    for (const s of sources) {
+      if (!stores.has(s.file)) stores.set(s.file, await openExistingRecordStore(s.file));
+      const store = stores.get(s.file);
+      if (!store) continue;
+      const rows = await store.list({
+        Label: s.label,
+        ...(s.job !== null ? { Job: s.job } : {}),
+        ...(o.limit !== undefined ? { limit: o.limit } : {}),
+      });
+      for (const r of rows) byId.set(r.BackupId, r);
+    }
+  } finally {
+    for (const s of stores.values()) await s?.close();
+  }
+  const runs = [...byId.values()].sort((a, b) =>
+    a.StartTime < b.StartTime ? 1 : a.StartTime > b.StartTime ? -1 : 0,
+  );
+  return o.limit !== undefined ? runs.slice(0, o.limit) : runs;
+}
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  return (
+    [head, ...rows]
+      .map((r) =>
+        r
+          .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!)))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
+}
+
+const shortTime = (iso: string | null): string =>
+  iso ? iso.replace('T', ' ').replace(/\.\d{3}Z$/, 'Z') : '-';
+
+async function printHistory(o: HistoryOptions): Promise<number> {
+  const runs = await listRuns(o);
+  if (o.json) {
+    process.stdout.write(JSON.stringify(runs, null, 2) + '\n');
+    return EXIT.ok;
+  }
+  if (runs.length === 0) {
+    process.stdout.write('no runs recorded\n');
+    return EXIT.ok;
+  }
+  const rows = runs.map((r) => [
+    shortTime(r.StartTime),
+    r.Job ?? '-',
+    r.Interval,
+    r.Status,
+    r.Snapshot ?? '-',
+    r.NumberOfFiles.toLocaleString('en'),
+    r.NumberOfFilesTransferred.toLocaleString('en'),
+    formatBytes(r.TotalTransferredFileSize),
+    r.StopTime ? formatDuration(Date.parse(r.StopTime) - Date.parse(r.StartTime)) : '-',
+    String(r.NumberOfWarnings),
+    r.BackupId,
+    r.Status === 'Success' ? '' : r.Message,
+  ]);
+  process.stdout.write(
+    table(
+      [
+        'STARTED',
+        'JOB',
+        'INTERVAL',
+        'STATUS',
+        'SNAPSHOT',
+        'ENTRIES',
+        'COPIED',
+        'COPIED SIZE',
+        'TOOK',
+        'WARNINGS',
+        'BACKUPID',
+        'MESSAGE',
+      ],
+      rows,
+    ),
+  );
+  return EXIT.ok;
+}
+
+// ---- status ---------------------------------------------------------------------------------
+
+interface StatusOptions {
+  config?: string;
+  destination?: string;
+  label: string;
+  json?: boolean;
+}
+
+interface JobStatusRow {
+  job: string;
+  set: string;
+  schedule: string;
+  nextRun: string | null;
+  daemon: { pid: number; host: string } | null;
+  last: SetStatus['last'];
+}
+
+interface RunningRow {
+  job: string | null;
+  set: string;
+  BackupId: string;
+  StartTime: string;
+  progress: BackupProgress | null;
+  writer: string;
+}
+
+async function printStatus(o: StatusOptions): Promise<number> {
+  const sets = new Map<string, { destination: string; label: string }>();
+  const jobs: JobStatusRow[] = [];
+  let config: Config | null = null;
+  if (o.destination !== undefined) {
+    if (!fs.existsSync(o.destination))
+      throw badInput(`destination ${o.destination} does not exist (is it mounted?)`);
+    const destination = fs.realpathSync(o.destination);
+    sets.set(path.join(destination, o.label), { destination, label: o.label });
+  } else {
+    if (o.config === undefined && !fs.existsSync(DEFAULT_CONFIG_FILE))
+      throw badInput(
+        `status needs a configuration (${DEFAULT_CONFIG_FILE} here, or --config FILE) or --destination D [--label L]`,
+      );
+    config = loadConfig(configFile(o.config));
+    for (const j of config.jobs)
+      sets.set(path.join(j.destination, j.label), { destination: j.destination, label: j.label });
+  }
+  const statuses = [...sets.values()].flatMap((s) =>
+    readStatuses(s.destination, s.label).map((st) => ({ ...st, gone: writerGone(st) })),
+  );
+  const now = new Date();
+  if (config) {
+    for (const j of config.jobs) {
+      const st = statuses.find(
+        (s) => s.writer === 'run' && s.job === j.name && s.label === j.label && !s.gone,
+      );
+      const daemon = st && st.nextRun !== null ? { pid: st.pid, host: st.host } : null;
+      jobs.push({
+        job: j.name,
+        set: path.join(j.destination, j.label),
+        schedule: j.schedule,
+        nextRun:
+          daemon && st?.nextRun
+            ? st.nextRun
+            : (parseSchedule(j.schedule, j.timezone).nextRun(now)?.toISOString() ?? null),
+        daemon,
+        last: statuses.find((s) => s.job === j.name && s.last)?.last ?? null,
+      });
+    }
+  } else {
+    for (const s of statuses.filter((s) => s.writer === 'run' && s.job && !s.gone)) {
+      jobs.push({
+        job: s.job!,
+        set: path.join(s.destination, s.label),
+        schedule: s.schedule ?? '-',
+        nextRun: s.nextRun,
+        daemon: s.nextRun !== null ? { pid: s.pid, host: s.host } : null,
+        last: s.last,
+      });
+    }
+  }
+  const running: RunningRow[] = statuses
+    .filter((s) => s.running && !s.gone)
+    .map((s) => ({
+      job: s.job,
+      set: path.join(s.destination, s.label),
+      BackupId: s.running!.BackupId,
+      StartTime: s.running!.StartTime,
+      progress: s.running!.progress,
+      writer: `${s.writer === 'run' ? 'efs-backup run' : 'efs-backup backup'}, pid ${s.pid} on ${s.host}`,
+    }));
+  if (o.json) {
+    process.stdout.write(JSON.stringify({ jobs, running }, null, 2) + '\n');
+    return EXIT.ok;
+  }
+  if (running.length === 0) process.stdout.write('Running now: nothing\n');
+  else {
+    process.stdout.write('Running now:\n');
+    for (const r of running) {
+      const p = r.progress;
+      const done =
+        p === null
+          ? 'starting'
+          : `${p.phase === 'prune' ? 'pruning; ' : ''}${p.entries.toLocaleString('en')}${p.estimatedEntries ? ` of about ${p.estimatedEntries.toLocaleString('en')}` : ''} entries (${formatBytes(p.bytes)})` +
+            (p.estimatedEntries
+              ? `, ${Math.min(100, Math.floor((100 * p.entries) / p.estimatedEntries))}%`
+              : '');
+      process.stdout.write(
+        `  ${r.job ? `job ${r.job}` : 'backup'} into ${r.set}: run ${r.BackupId}, started ${shortTime(r.StartTime)}, ${done} (${r.writer})\n`,
+      );
+    }
+  }
+  if (jobs.length > 0) {
+    process.stdout.write('\n');
+    process.stdout.write(
+      table(
+        ['JOB', 'SCHEDULE', 'NEXT RUN', 'DAEMON', 'LAST RUN', 'SET'],
+        jobs.map((j) => [
+          j.job,
+          j.schedule,
+          shortTime(j.nextRun),
+          j.daemon ? `pid ${j.daemon.pid} on ${j.daemon.host}` : 'none (start `efs-backup run`)',
+          j.last ? `${j.last.Status as RunStatus} ${shortTime(j.last.StopTime)}` : '-',
+          j.set,
+        ]),
+      ),
+    );
+  }
+  return EXIT.ok;
+}
+
+function positive(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value.trim()) || Number(value) < 1)
+      throw new InvalidArgumentError(`${name} must be a whole number above 0, not "${value}"`);
+    return Number(value);
+  };
+}
+
+/** Registers `run`, `history` and `status`. */
+export function addServiceCommands(program: Command, setExit: (code: number) => void): void {
+  program
+    .command('run')
+    .description(
+      `run the configuration's jobs on their schedules until stopped (SIGTERM ends running backups as Incomplete, recorded)`,
+    )
+    .option('--config <file>', 'the configuration file', DEFAULT_CONFIG_FILE)
+    .action(async (o: { config?: string }) => setExit(await runDaemon(o)));
+
+  program
+    .command('history')
+    .description(
+      'without a path: the recorded runs, newest first, with status and figures; with a path: every distinct version of that path across the snapshots',
+    )
+    .argument('[path]', 'a path inside the snapshots')
+    .option('--destination <path>', 'the file system that holds the backups')
+    .option('--label <name>', 'the backup set folder on the destination', DEFAULTS.label)
+    .option('--job <name>', "the runs of a configuration's job")
+    .option('--config <file>', `the configuration file (default: ${DEFAULT_CONFIG_FILE})`)
+    .option('--limit <n>', 'the newest n runs only', positive('limit'))
+    .option('--json', 'print JSON')
+    .action(async (p: string | undefined, o: HistoryOptions) => {
+      if (p !== undefined) {
+        if (o.destination === undefined)
+          throw badInput("required option '--destination <path>' not specified");
+        setExit(await printPathHistory({ ...o, destination: o.destination }, p));
+        return;
+      }
+      setExit(await printHistory(o));
+    });
+
+  program
+    .command('status')
+    .description("what runs now, with progress, and when each configuration's job runs next")
+    .option('--config <file>', `the configuration file (default: ${DEFAULT_CONFIG_FILE})`)
+    .option('--destination <path>', 'one backup set instead: the file system that holds it')
+    .option('--label <name>', 'the backup set folder on the destination', DEFAULTS.label)
+    .option('--json', 'print JSON')
+    .action(async (o: StatusOptions) => setExit(await printStatus(o)));
+}
