@@ -472,6 +472,8 @@ async function runEngine(
     Status: status,
     Message: message,
     WindowMinutes: job.windowMinutes ?? null,
+    // From the engine's StartTime, which the record keeps (a little after the Running record's).
+    ExpireItem: expireItem(new Date(result.StartTime), o.expireDays ?? DEFAULT_EXPIRE_DAYS),
   };
   return { record, warnings: result.warnings, snapshotPath: result.snapshotPath };
 }
