@@ -3,32 +3,15 @@
  * and the way `backup` goes through the run lifecycle (records, logs, notices).
  */
 import { badInput, DEFAULTS, type BackupProgress, type BackupWarning } from '@efs-backup/core';
-import {
-  createServiceLog,
-  DEFAULT_CONFIG_FILE,
-  findJob,
-  loadConfig,
-  parseSchedule,
-  readStatuses,
-  removeStatus,
-  runBackup,
-  Scheduler,
-  writerGone,
-  writeStatus,
-  type Config,
-  type Job,
-  type JobSpec,
-  type RecordStore,
-  type RunRecord,
-  type RunStatus,
-  type SetStatus,
+import type {
+  Config,
+  Job,
+  JobSpec,
+  RecordStore,
+  RunRecord,
+  RunStatus,
+  SetStatus,
 } from '@efs-backup/service';
-import {
-  defaultRecordsFile,
-  localPorts,
-  openExistingRecordStore,
-  recordsFileFor,
-} from '@efs-backup/service/local';
 import { Command, InvalidArgumentError } from 'commander';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -37,6 +20,14 @@ import { printPathHistory } from './browse-commands.js';
 import { formatBytes, formatDuration } from './format.js';
 
 const EXIT = { ok: 0, notSuccess: 1, badInput: 2, failed: 3 } as const;
+
+// The service (zod, yaml, pino, SQLite, nodemailer) is loaded by the commands that use it, so the
+// other commands start as fast as before.
+const service = () => import('@efs-backup/service');
+const local = () => import('@efs-backup/service/local');
+
+/** The configuration file read when --config is not given (the service's DEFAULT_CONFIG_FILE). */
+const DEFAULT_CONFIG_FILE = 'efs-backup.yaml';
 
 /** What `backup` prints and exits with: the record, its first warnings, where the snapshot is. */
 export type ServiceBackupResult = RunRecord & {
@@ -96,7 +87,7 @@ function configFile(file: string | undefined): string {
 }
 
 /** A one-off run's status file, so `status` shows it while it goes. */
-function oneOffStatus(): {
+function oneOffStatus({ writeStatus, removeStatus }: Awaited<ReturnType<typeof service>>): {
   start: (r: RunRecord) => void;
   progress: (p: BackupProgress) => void;
   end: () => void;
@@ -153,6 +144,9 @@ export async function backupThroughService(
   o: BackupCommandOptions,
   hooks: { signal: AbortSignal; onProgress: (p: BackupProgress) => void },
 ): Promise<ServiceBackupResult> {
+  const svc = await service();
+  const { loadConfig, findJob, createServiceLog, runBackup } = svc;
+  const { localPorts } = await local();
   let job: JobSpec;
   let config: Config | null = null;
   if (o.job !== undefined) {
@@ -174,7 +168,7 @@ export async function backupThroughService(
       ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
     };
   }
-  const status = oneOffStatus();
+  const status = oneOffStatus(svc);
   const log = createServiceLog((line) => {
     const { msg, err } = JSON.parse(line) as { msg?: string; err?: string };
     process.stderr.write(`warning: ${msg ?? ''}${err ? `: ${err}` : ''}\n`);
@@ -202,6 +196,8 @@ export async function backupThroughService(
 // ---- run ------------------------------------------------------------------------------------
 
 async function runDaemon(o: { config?: string }): Promise<number> {
+  const { loadConfig, createServiceLog, Scheduler } = await service();
+  const { localPorts } = await local();
   const config = loadConfig(configFile(o.config));
   const log = createServiceLog((line) => process.stderr.write(line), {
     pid: process.pid,
@@ -246,6 +242,8 @@ interface HistoryOptions {
 }
 
 async function listRuns(o: HistoryOptions): Promise<RunRecord[]> {
+  const { loadConfig, findJob } = await service();
+  const { recordsFileFor, defaultRecordsFile, openExistingRecordStore } = await local();
   const sources: { file: string; job: string | null; label: string }[] = [];
   if (o.job !== undefined || o.destination === undefined) {
     if (o.job === undefined && o.config === undefined && !fs.existsSync(DEFAULT_CONFIG_FILE))
@@ -376,6 +374,7 @@ interface RunningRow {
 }
 
 async function printStatus(o: StatusOptions): Promise<number> {
+  const { loadConfig, parseSchedule, readStatuses, writerGone } = await service();
   const sets = new Map<string, { destination: string; label: string }>();
   const jobs: JobStatusRow[] = [];
   let config: Config | null = null;
