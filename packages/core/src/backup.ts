@@ -291,6 +291,7 @@ class BackupRun {
       if (this.runOptions.signal?.aborted) this.stop('signal');
       const progress = this.startProgress('copy');
       const timer = this.deadline === null ? null : setInterval(() => this.checkDeadline(), 1000);
+      this.checkDeadline();
       try {
         await this.walk();
       } finally {
@@ -315,6 +316,8 @@ class BackupRun {
         pruned = await prune(set, o.interval, o.retain, {
           concurrency: o.concurrency,
           deadline: this.deadline,
+          now: () => this.now().getTime(),
+          ...(this.runOptions.signal ? { signal: this.runOptions.signal } : {}),
         });
         pruneStop = this.now();
         for (const w of pruned.warnings) this.warn('', w);
@@ -425,7 +428,8 @@ class BackupRun {
   }
 
   private checkDeadline(): void {
-    if (this.deadline !== null && Date.now() >= this.deadline) this.stop('window');
+    // The run's own clock (`now`), so a run started at a given time ends by that time's window.
+    if (this.deadline !== null && this.now().getTime() >= this.deadline) this.stop('window');
   }
 
   private readonly stopping = (): boolean => this.stopReason !== null || this.fatal !== null;

@@ -9,6 +9,10 @@ export interface PruneOptions {
   concurrency: number;
   /** Epoch ms after which no more deletions start; what is left goes next run. */
   deadline: number | null;
+  /** The clock the deadline is read against. @default Date.now */
+  now?: () => number;
+  /** Stops deleting (what is left goes next run). */
+  signal?: AbortSignal;
 }
 
 export interface PruneResult {
@@ -50,11 +54,15 @@ export async function prune(
     ...set.hidden(interval, 'partial').map((st) => set.partialDir(interval, st)),
   ];
   const pool = new InFlight(o.concurrency);
+  const now = o.now ?? Date.now;
+  const stopNow = (): void => pool.halt();
+  o.signal?.addEventListener('abort', stopNow);
+  if (o.signal?.aborted) pool.halt();
   const timer =
     o.deadline === null
       ? null
       : setInterval(() => {
-          if (Date.now() >= o.deadline!) pool.halt();
+          if (now() >= o.deadline!) pool.halt();
         }, 1000);
   try {
     // Waiting for the pool, not for each tree: at the deadline the pool is halted, trees
@@ -67,6 +75,7 @@ export async function prune(
     await new Promise<void>((resolve) => pool.onIdle(resolve));
   } finally {
     if (timer) clearInterval(timer);
+    o.signal?.removeEventListener('abort', stopNow);
   }
   removeOrphanData(set);
   return result;
