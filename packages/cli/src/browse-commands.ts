@@ -7,9 +7,9 @@ import {
   openSnapshot,
   pathHistory,
   type EntryRecord,
+  formatBytes,
 } from '@efs-backup/core';
 import path from 'node:path';
-import { formatBytes } from './format.js';
 
 const TYPE_CHAR: Record<EntryRecord['kind'], string> = { f: '-', d: 'd', l: 'l', p: 'p' };
 

@@ -1,3 +1,4 @@
+import type { BackupCommandOptions } from './service-commands.js';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import {
   BackupSet,
@@ -6,11 +7,12 @@ import {
   EfsBackupError,
   ManifestIndex,
   type BackupStatus,
+  formatBytes,
+  formatDuration,
 } from '@efs-backup/core';
 import type { RunRecord, RunStatus } from '@efs-backup/service';
 import fs from 'node:fs';
 import path from 'node:path';
-import { formatBytes, formatDuration } from './format.js';
 import { addBrowseCommands } from './browse-commands.js';
 import { progressBar } from './progress.js';
 import { addRestoreCommands } from './restore-commands.js';
@@ -45,19 +47,7 @@ function minutes(value: string): number {
   return n;
 }
 
-interface BackupCliOptions {
-  source?: string;
-  destination?: string;
-  label: string;
-  interval: string;
-  retain: number;
-  prefix: string;
-  window?: number;
-  concurrency?: number;
-  json?: boolean;
-  job?: string;
-  config?: string;
-}
+type BackupCliOptions = BackupCommandOptions;
 
 /** The record of DESIGN.md, as --json prints it. */
 function recordOf(r: ServiceBackupResult): RunRecord {

@@ -1,5 +1,5 @@
+import { formatBytes } from '@efs-backup/core';
 import type { BackupProgress } from '@efs-backup/core';
-import { formatBytes } from './format.js';
 
 /** A progress bar on a terminal; nothing when standard error is not one. */
 export async function progressBar(stream: NodeJS.WriteStream): Promise<{

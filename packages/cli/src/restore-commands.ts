@@ -1,6 +1,12 @@
 import type { Command } from 'commander';
-import { adopt, DEFAULTS, restore, verify, type RestoreChange } from '@efs-backup/core';
-import { formatBytes } from './format.js';
+import {
+  adopt,
+  DEFAULTS,
+  restore,
+  verify,
+  type RestoreChange,
+  formatBytes,
+} from '@efs-backup/core';
 
 const EXIT_OK = 0;
 const EXIT_NOT_CLEAN = 1;

@@ -2,7 +2,14 @@
  * The service's commands: `run` (the daemon), `history` (runs, or a path's versions), `status`,
  * and the way `backup` goes through the run lifecycle (records, logs, notices).
  */
-import { badInput, DEFAULTS, type BackupProgress, type BackupWarning } from '@efs-backup/core';
+import {
+  badInput,
+  DEFAULTS,
+  type BackupProgress,
+  type BackupWarning,
+  formatBytes,
+  formatDuration,
+} from '@efs-backup/core';
 import type {
   Config,
   Job,
@@ -17,7 +24,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { printPathHistory } from './browse-commands.js';
-import { formatBytes, formatDuration } from './format.js';
 
 const EXIT = { ok: 0, notSuccess: 1, badInput: 2, failed: 3 } as const;
 

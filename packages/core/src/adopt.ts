@@ -8,6 +8,7 @@ import { LabelLock } from './lock.js';
 import {
   blockLine,
   encodeEntry,
+  entryKind,
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
   splitNs,
@@ -119,18 +120,6 @@ export function adopt(o: AdoptOptions): AdoptedSnapshot[] {
   }
 }
 
-function kindOf(st: fs.BigIntStats): EntryKind | null {
-  return st.isFile()
-    ? 'f'
-    : st.isDirectory()
-      ? 'd'
-      : st.isSymbolicLink()
-        ? 'l'
-        : st.isFIFO()
-          ? 'p'
-          : null;
-}
-
 function entryOf(name: string, st: fs.BigIntStats, kind: EntryKind, data: string): EntryRecord {
   const [mtimeSec, mtimeNsec] = splitNs(st.mtimeNs);
   return {
@@ -163,7 +152,7 @@ function manifestOf(
       const p = path.join(dir, name);
       const childRel = rel === '' ? name : `${rel}/${name}`;
       const st = fs.lstatSync(p, { bigint: true });
-      const kind = kindOf(st);
+      const kind = entryKind(st);
       if (kind === null) continue;
       files++;
       let data = '';

@@ -6,7 +6,7 @@ import { badInput, EfsBackupError, isSystemError } from './errors.js';
 import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
 import { InFlight } from './inflight.js';
 import type { SnapshotRef } from './layout.js';
-import type { EntryRecord, ManifestIndex } from './manifest.js';
+import { entryKind, type EntryRecord, type ManifestIndex } from './manifest.js';
 import { isRemote, within } from './options.js';
 import { checkSnapshotPath, entryAt, openSnapshot } from './selectors.js';
 
@@ -64,15 +64,7 @@ export function differences(
   linkTarget: string | null,
 ): string[] {
   const mode = Number(st.mode);
-  const kind = st.isFile()
-    ? 'f'
-    : st.isDirectory()
-      ? 'd'
-      : st.isSymbolicLink()
-        ? 'l'
-        : st.isFIFO()
-          ? 'p'
-          : '?';
+  const kind = entryKind(st) ?? '?';
   if (kind !== e.kind) return ['type'];
   const out: string[] = [];
   if (e.kind === 'f' && Number(st.size) !== e.size) out.push('size');

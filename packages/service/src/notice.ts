@@ -1,3 +1,4 @@
+import { formatBytes } from '@efs-backup/core';
 import type { Notice } from './ports.js';
 import type { RunRecord, RunStatus } from './record.js';
 
@@ -42,17 +43,6 @@ export function whatToDo(r: RunRecord): string {
   }
 }
 
-function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-}
-
 function took(r: RunRecord): string {
   if (!r.StopTime) return '';
   const s = Math.max(0, (Date.parse(r.StopTime) - Date.parse(r.StartTime)) / 1000);
@@ -84,7 +74,7 @@ export function summary(r: RunRecord): string {
   if (r.Status !== 'Skipped') {
     lines.push(
       `  Snapshot      ${r.Snapshot ? `${r.Interval}/${r.Snapshot}` : 'none committed'}`,
-      `  Entries       ${r.NumberOfFiles.toLocaleString('en')} (${bytes(r.TotalFileSize)}): ${r.NumberOfFilesTransferred.toLocaleString('en')} copied (${bytes(r.TotalTransferredFileSize)}), ${r.NumberOfFilesLinked.toLocaleString('en')} unchanged and linked`,
+      `  Entries       ${r.NumberOfFiles.toLocaleString('en')} (${formatBytes(r.TotalFileSize)}): ${r.NumberOfFilesTransferred.toLocaleString('en')} copied (${formatBytes(r.TotalTransferredFileSize)}), ${r.NumberOfFilesLinked.toLocaleString('en')} unchanged and linked`,
       `  Warnings      ${r.NumberOfWarnings}`,
       `  Pruned        ${r.SnapshotsPruned} old snapshot(s)`,
     );
