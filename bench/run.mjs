@@ -1,87 +1,264 @@
 #!/usr/bin/env node
-// npm run bench -- [--files 20000] [--reps 5] [--scenario incremental] [--dir .bench]
-// Times efs-backup and its peers side by side on the same tree in the same run.
+// Times efs-backup and the tools people use instead, side by side, on the same tree in the same
+// run; reports medians and ratios as JSON, a Markdown table and an SVG chart.
+//
+//   npm run bench                                  local disk, 20 000 files, every scenario
+//   npm run bench -- --latency-us 1000 --files 2000   through latencyfs (1 ms per call, like EFS)
+//   npm run bench -- --scale 10000,100000,1000000     time per file and peak RSS of efs-backup
+//   npm run bench -- --smoke                        seconds: that the harness works (CI)
+//
+// Options: --files N, --reps N, --scenarios full,incremental,churn,prune,restore,
+//          --peers efs,rsync,rsnapshot,fpsync,lower, --fpsync-jobs N, --dir D, --out D
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeTree } from './tree.mjs';
+import { efsBackup, fpsync, lowerBound, rsnapshotWay, rsyncLinkDest } from './peers.mjs';
+import { writeReport } from './report.mjs';
+import { churn, makeTree } from './tree.mjs';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const cli = path.join(repo, 'packages/cli/bin/efs-backup.cjs');
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..');
 
 function arg(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : fallback;
 }
-const files = Number(arg('files', 20000));
-const reps = Number(arg('reps', 5));
-const work = path.resolve(repo, arg('dir', '.bench'));
 const smoke = process.argv.includes('--smoke');
+const latencyUs = Number(arg('latency-us', 0));
+const files = Number(arg('files', smoke ? 300 : latencyUs > 0 ? 2000 : 20000));
+const reps = Number(arg('reps', smoke ? 1 : latencyUs > 0 ? 1 : 3));
+const scenarios = arg('scenarios', 'full,incremental,churn,prune,restore').split(',');
+const fpsyncJobs = Number(arg('fpsync-jobs', 16 * os.availableParallelism()));
+const wanted = arg('peers', smoke ? 'efs,rsync,lower' : 'efs,rsync,rsnapshot,fpsync,lower').split(
+  ',',
+);
+const work = path.resolve(repo, arg('dir', '.bench'));
+const out = path.resolve(
+  repo,
+  arg('out', smoke ? path.join(work, 'smoke-results') : 'bench/results'),
+);
+const scale = arg('scale', null);
 
-function time(cmd, args, opts = {}) {
+const peers = [
+  ['efs', efsBackup],
+  ['rsync', rsyncLinkDest],
+  ['rsnapshot', rsnapshotWay],
+  ['fpsync', fpsync(fpsyncJobs)],
+  ['lower', lowerBound],
+]
+  .filter(([key]) => wanted.includes(key))
+  .map(([, p]) => p);
+
+
+/** Runs a shell command; returns wall seconds and peak RSS (KiB) of the command. */
+function timed(cmd) {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
-  return ms;
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', 'bash', '-c', cmd], { encoding: 'utf8' });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  // efs-backup exits 1 for warnings; anything else is a broken benchmark.
+  if (r.status !== 0 && !(r.status === 1 && cmd.includes('efs-backup'))) {
+    throw new Error(`${cmd}\nexited ${r.status}: ${r.stderr.slice(-2000)}`);
+  }
+  const rss = Number(r.stderr.trim().split('\n').pop());
+  return { seconds, rssKiB: rss };
 }
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const sh = (cmd) => execFileSync('bash', ['-c', cmd], { stdio: ['ignore', 'ignore', 'inherit'] });
+const rm = (p) => fs.rmSync(p, { recursive: true, force: true });
 
-const src = path.join(work, `src-${files}`);
-if (!fs.existsSync(path.join(src, '.complete'))) {
-  fs.rmSync(src, { recursive: true, force: true });
-  const t = makeTree(src, { files, seed: 1 });
-  fs.writeFileSync(
-    path.join(src, '.complete'),
-    JSON.stringify({ files: t.files, dirs: t.dirs, bytes: t.bytes }),
+/** Where the trees live: a local directory, or a latencyfs mount over one. */
+function stage() {
+  fs.mkdirSync(work, { recursive: true });
+  if (latencyUs === 0) {
+    const base = path.join(work, 'local');
+    fs.mkdirSync(base, { recursive: true });
+    return { base, backing: base, unmount: () => {} };
+  }
+  const backing = path.join(work, `latency-backing`);
+  const base = path.join(work, `latency-mnt`);
+  fs.mkdirSync(backing, { recursive: true });
+  fs.mkdirSync(base, { recursive: true });
+  spawnSync('fusermount3', ['-u', base]);
+  sh(`make -s -C ${path.join(here, 'latencyfs')}`);
+  sh(
+    `${path.join(here, 'latencyfs/latencyfs')} ${backing} ${base} --delay-us=${latencyUs} ` +
+      `-o attr_timeout=0,entry_timeout=0,negative_timeout=0,max_threads=256,allow_other,default_permissions`,
   );
+  return { base, backing, unmount: () => spawnSync('fusermount3', ['-u', base]) };
 }
-const info = JSON.parse(fs.readFileSync(path.join(src, '.complete'), 'utf8'));
-console.error(
-  `tree: ${info.files} files, ${info.dirs} dirs, ${(info.bytes / 1e6).toFixed(0)} MB in ${src}`,
-);
 
-// No-change incremental: efs-backup vs rsync --link-dest vs the lower bound, same tree, same run.
-const dst = path.join(work, 'dst-efs');
-const rs = path.join(work, 'dst-rsync');
-const lb = path.join(work, 'dst-lower');
-for (const d of [dst, rs, lb]) {
-  fs.rmSync(d, { recursive: true, force: true });
-  fs.mkdirSync(d, { recursive: true });
+function main() {
+  if (scale) return scaleRun();
+  const { base, backing, unmount } = stage();
+  const fast = (p) => p.replace(base, backing); // set-up and clean-up bypass the latency
+  const results = {
+    when: new Date().toISOString(),
+    machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
+    mode: latencyUs > 0 ? `latencyfs, ${latencyUs} µs per call` : 'local disk',
+    versions: {
+      node: process.version,
+      rsync: execFileSync('rsync', ['--version'], { encoding: 'utf8' }).split('\n')[0],
+      fpart:
+        spawnSync('fpart', ['-V'], { encoding: 'utf8' }).stdout.split('\n')[0] || 'not installed',
+    },
+    reps,
+    scenarios: {},
+  };
+  try {
+    const srcBacking = path.join(backing, `src-${files}`);
+    if (!fs.existsSync(path.join(srcBacking, '.complete'))) {
+      rm(srcBacking);
+      const t = makeTree(srcBacking, { files, seed: 1 });
+      fs.writeFileSync(
+        path.join(srcBacking, '.complete'),
+        JSON.stringify(t, (k, v) => (k === 'paths' ? undefined : v)),
+      );
+    }
+    const info = JSON.parse(fs.readFileSync(path.join(srcBacking, '.complete'), 'utf8'));
+    results.tree = { files: info.files, dirs: info.dirs, bytes: info.bytes };
+    console.error(
+      `tree: ${info.files} files in ${info.dirs} directories, ${(info.bytes / 1e6).toFixed(0)} MB (${results.mode})`,
+    );
+    // Each run works on its own copy of the source, so churn never touches the cached tree.
+    const src = path.join(base, 'src');
+    rm(fast(src));
+    sh(`cp -al ${srcBacking} ${fast(src)} && rm -f ${fast(src)}/.complete`);
+    const record = (scenario, peer, r) => {
+      const s = (results.scenarios[scenario] ??= {});
+      (s[peer.name] ??= []).push(r);
+      console.error(
+        `  ${scenario.padEnd(12)} ${peer.name.padEnd(44)} ${r.seconds.toFixed(2)} s  ${(r.rssKiB / 1024).toFixed(0)} MiB`,
+      );
+    };
+    const dest = (peer) => path.join(base, `dst-${peer.name.replace(/[^a-z0-9]+/gi, '-')}`);
+
+    // Full backups (into empty destinations); the last one of each tool stays as its base.
+    for (const peer of peers) {
+      const d = dest(peer);
+      const target = peer === efsBackup ? d : path.join(d, 'base');
+      for (let i = 0; i < reps; i++) {
+        rm(fast(d));
+        fs.mkdirSync(fast(d), { recursive: true });
+        // cp -a makes its target; rsync and fpsync want it to exist.
+        if (peer !== efsBackup && peer !== lowerBound) fs.mkdirSync(fast(target));
+        const r = timed(peer.full(src, target));
+        if (scenarios.includes('full')) record('full', peer, r);
+      }
+    }
+    const efsSet = path.join(dest(efsBackup), 'efs-backup');
+    const efsNewest = () => fs.readlinkSync(path.join(fast(efsSet), 'latest'));
+    /** Drops efs-backup's newest snapshot again, so every repetition starts from the same base. */
+    const efsDropNewest = (keep) => {
+      const newest = efsNewest();
+      if (newest === keep) return;
+      const stamp = path.basename(newest);
+      rm(path.join(fast(efsSet), newest));
+      rm(path.join(fast(efsSet), '.efs-backup/manifests', `${stamp}.manifest`));
+      fs.rmSync(path.join(fast(efsSet), 'latest'));
+      fs.symlinkSync(keep, path.join(fast(efsSet), 'latest'));
+    };
+
+    const incremental = (scenario) => {
+      const baseSnap = efsNewest();
+      for (let i = 0; i < reps; i++) {
+        for (const peer of peers) {
+          const d = dest(peer);
+          if (peer === efsBackup) {
+            record(scenario, peer, timed(peer.incremental(src, null, d)));
+            efsDropNewest(baseSnap);
+          } else {
+            const next = path.join(d, `next`);
+            rm(fast(next));
+            record(scenario, peer, timed(peer.incremental(src, path.join(d, 'base'), next)));
+            rm(fast(next));
+          }
+        }
+      }
+    };
+    if (scenarios.includes('incremental')) incremental('incremental');
+    if (scenarios.includes('churn')) {
+      churn(fast(src), { paths: walkFiles(fast(src)) });
+      incremental('churn');
+    }
+    if (scenarios.includes('prune')) {
+      // Deleting one old snapshot: efs-backup's parallel prune against rm -rf of the same tree.
+      const pruneScript = path.join(here, 'prune-one.mjs');
+      for (let i = 0; i < reps; i++) {
+        const baseSnap = efsNewest();
+        const copy = path.join(base, 'old-snapshot');
+        rm(fast(copy));
+        sh(`cp -al ${fast(path.join(efsSet, baseSnap))} ${fast(copy)}`);
+        record('prune', { name: 'rm -rf' }, timed(`rm -rf ${copy}`));
+        // An extra old snapshot for efs-backup to prune (made untimed, as a hard-linked copy).
+        const old = path.join(path.dirname(baseSnap), '19700101T000000Z');
+        sh(`cp -al ${fast(path.join(efsSet, baseSnap))} ${fast(path.join(efsSet, old))}`);
+        record(
+          'prune',
+          efsBackup,
+          timed(`node ${pruneScript} ${dest(efsBackup)} ${path.dirname(baseSnap)}`),
+        );
+      }
+    }
+    if (scenarios.includes('restore')) {
+      for (let i = 0; i < reps; i++) {
+        for (const peer of peers.filter((p) => p.restore)) {
+          const target = path.join(base, 'restored');
+          rm(fast(target));
+          const snap = peer === efsBackup ? dest(peer) : path.join(dest(peer), 'base');
+          record('restore', peer, timed(peer.restore(snap, target)));
+          rm(fast(target));
+        }
+      }
+    }
+  } finally {
+    unmount();
+  }
+  writeReport(out, results, latencyUs > 0 ? `latency-${latencyUs}us` : 'local');
 }
-// Full backups first (not timed here), so each tool has its previous snapshot.
-time('node', [cli, 'backup', '--source', src, '--destination', dst, '--retain', '1000']);
-time('rsync', ['-a', `${src}/`, `${rs}/0/`]);
-time('cp', ['-a', `${src}/.`, `${lb}/0`]);
-const results = { efs: [], rsync: [], lower: [] };
-for (let i = 1; i <= (smoke ? 1 : reps); i++) {
-  results.efs.push(
-    time('node', [cli, 'backup', '--source', src, '--destination', dst, '--retain', '1000']),
-  );
-  results.rsync.push(time('rsync', ['-a', `--link-dest=${rs}/${i - 1}`, `${src}/`, `${rs}/${i}/`]));
-  results.lower.push(
-    time('bash', [
-      '-c',
-      `find "${src}" -printf '%p %s %T@ %m %U %G\\n' >/dev/null && cp -al "${lb}/${i - 1}" "${lb}/${i}"`,
-    ]),
-  );
+
+function walkFiles(root) {
+  const outList = [];
+  const walk = (rel) => {
+    for (const d of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${d.name}` : d.name;
+      if (d.isDirectory()) walk(r);
+      else outList.push(r);
+    }
+  };
+  walk('');
+  return outList;
 }
-const row = (name, xs) =>
-  `| ${name} | ${(median(xs) / 1000).toFixed(2)} s | ${(median(xs) / median(results.rsync)).toFixed(2)} | ${(median(xs) / median(results.lower)).toFixed(2)} |`;
-const table = [
-  `No-change incremental backup, ${info.files} files (${(info.bytes / 1e6).toFixed(0)} MB), median of ${results.efs.length}, local disk`,
-  '',
-  '| tool | time | × rsync --link-dest | × lower bound |',
-  '| --- | --- | --- | --- |',
-  row('efs-backup', results.efs),
-  row('rsync -a --link-dest', results.rsync),
-  row('find -printf + cp -al (lower bound)', results.lower),
-].join('\n');
-console.log(table);
-const rsyncVersion = execFileSync('rsync', ['--version'], { encoding: 'utf8' }).split('\n')[0];
-fs.writeFileSync(
-  path.join(work, 'incremental.json'),
-  JSON.stringify({ files: info, results, rsyncVersion }, null, 2),
-);
-for (const d of [dst, rs, lb]) fs.rmSync(d, { recursive: true, force: true });
+
+/** Time per file and peak RSS of efs-backup's full and no-change runs at several sizes. */
+function scaleRun() {
+  const sizes = scale.split(',').map(Number);
+  const results = { when: new Date().toISOString(), mode: 'local disk, small files', sizes: {} };
+  for (const n of sizes) {
+    const src = path.join(work, `scale-src-${n}`);
+    if (!fs.existsSync(path.join(src, '.complete'))) {
+      rm(src);
+      const t = makeTree(src, { files: n, seed: 7, mix: 'small', perDir: 100 });
+      fs.writeFileSync(
+        path.join(src, '.complete'),
+        JSON.stringify({ files: t.files, dirs: t.dirs, bytes: t.bytes }),
+      );
+      rm(path.join(src, '.complete-paths'));
+    }
+    const dst = path.join(work, `scale-dst-${n}`);
+    rm(dst);
+    fs.mkdirSync(dst);
+    const full = timed(efsBackup.full(src, dst));
+    const inc = timed(efsBackup.incremental(src, null, dst));
+    results.sizes[n] = { full, incremental: inc };
+    console.error(
+      `${n} files: full ${full.seconds.toFixed(1)} s (${((full.seconds / n) * 1e6).toFixed(1)} µs/file, ${(full.rssKiB / 1024).toFixed(0)} MiB); ` +
+        `no-change ${inc.seconds.toFixed(1)} s (${((inc.seconds / n) * 1e6).toFixed(1)} µs/file, ${(inc.rssKiB / 1024).toFixed(0)} MiB)`,
+    );
+    rm(dst);
+  }
+  fs.mkdirSync(out, { recursive: true });
+  fs.writeFileSync(path.join(out, 'scale.json'), JSON.stringify(results, null, 2) + '\n');
+}
+
+main();
