@@ -242,6 +242,8 @@ class BackupRun {
   private rootDone = false;
   private rootRecord: EntryRecord | null = null;
   private readonly groups = new Map<string, LinkGroup>();
+  /** Directories with children still to record: a stop journals what they already hold. */
+  private readonly openDirs = new Set<DirNode>();
   private readonly warnings: BackupWarning[] = [];
 
   private files = 0;
@@ -300,6 +302,8 @@ class BackupRun {
         this.runOptions.signal?.removeEventListener('abort', onAbort);
         this.emitProgress('copy');
       }
+      // Stopped early: what unfinished directories already hold is kept for the next run.
+      for (const d of this.openDirs) this.journal!.add(d.rel, d.records);
       await new Promise<void>((resolve) => this.journal!.flush(() => resolve()));
       copyStop = this.now();
       if (this.fatal) throw this.fatal;
@@ -520,6 +524,7 @@ class BackupRun {
   }
 
   private dispatch(dir: DirNode, names: string[], done: () => void): void {
+    this.openDirs.add(dir);
     dir.waiting += names.length;
     dir.pending += names.length;
     for (const name of names) this.pool.push((d) => this.entry(dir, name, d));
@@ -555,6 +560,7 @@ class BackupRun {
       // Every child is looked up: the directory's manifest entries are no longer needed.
       dir.prev = null;
       dir.resumed = null;
+      this.openDirs.delete(dir);
     }
   }
 
