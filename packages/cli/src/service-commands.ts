@@ -31,6 +31,7 @@ const EXIT = { ok: 0, notSuccess: 1, badInput: 2, failed: 3 } as const;
 // other commands start as fast as before.
 const service = () => import('@efs-backup/service');
 const local = () => import('@efs-backup/service/local');
+const runner = () => import('@efs-backup/service/runner');
 
 /** The configuration file read when --config is not given (the service's DEFAULT_CONFIG_FILE). */
 const DEFAULT_CONFIG_FILE = 'efs-backup.yaml';
@@ -93,7 +94,7 @@ function configFile(file: string | undefined): string {
 }
 
 /** A one-off run's status file, so `status` shows it while it goes. */
-function oneOffStatus({ writeStatus, removeStatus }: Awaited<ReturnType<typeof service>>): {
+function oneOffStatus({ writeStatus, removeStatus }: Awaited<ReturnType<typeof runner>>): {
   start: (r: RunRecord) => void;
   progress: (p: BackupProgress) => void;
   end: () => void;
@@ -150,12 +151,13 @@ export async function backupThroughService(
   o: BackupCommandOptions,
   hooks: { signal: AbortSignal; onProgress: (p: BackupProgress) => void },
 ): Promise<ServiceBackupResult> {
-  const svc = await service();
-  const { loadConfig, findJob, createServiceLog, runBackup } = svc;
+  const run = await runner();
+  const { createServiceLog, runBackup } = run;
   const { localPorts } = await local();
   let job: JobSpec;
   let config: Config | null = null;
   if (o.job !== undefined) {
+    const { loadConfig, findJob } = await service();
     config = loadConfig(configFile(o.config));
     job = findJob(config, o.job);
     if (o.concurrency !== undefined) job = { ...job, concurrency: o.concurrency };
@@ -174,7 +176,7 @@ export async function backupThroughService(
       ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
     };
   }
-  const status = oneOffStatus(svc);
+  const status = oneOffStatus(run);
   const log = createServiceLog((line) => {
     const { msg, err } = JSON.parse(line) as { msg?: string; err?: string };
     process.stderr.write(`warning: ${msg ?? ''}${err ? `: ${err}` : ''}\n`);

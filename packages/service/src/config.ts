@@ -8,8 +8,9 @@ import { z } from 'zod';
 /** The configuration file read when `--config` is not given. */
 export const DEFAULT_CONFIG_FILE = 'efs-backup.yaml';
 
-/** Records expire (and their logs with them) this many days after the run started. */
-export const DEFAULT_EXPIRE_DAYS = 90;
+import { DEFAULT_EXPIRE_DAYS } from './record.js';
+
+export { DEFAULT_EXPIRE_DAYS };
 
 /** What a key allows, said once: it is both the error message and the JSON Schema description. */
 function allowed(text: string) {

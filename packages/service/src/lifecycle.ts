@@ -24,7 +24,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino, stdTimeFunctions, type Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
-import { DEFAULT_EXPIRE_DAYS } from './config.js';
 import { composeNotice, shouldNotify, summary } from './notice.js';
 import {
   silentLog,
@@ -34,7 +33,14 @@ import {
   type RunLog,
   type ServiceLog,
 } from './ports.js';
-import { emptyFigures, expireItem, figuresOf, type RunRecord, type RunStatus } from './record.js';
+import {
+  DEFAULT_EXPIRE_DAYS,
+  emptyFigures,
+  expireItem,
+  figuresOf,
+  type RunRecord,
+  type RunStatus,
+} from './record.js';
 
 /** What to back up: a configuration job, or the options of a command-line backup. */
 export interface JobSpec {

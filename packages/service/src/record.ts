@@ -4,6 +4,9 @@ import type { BackupFigures, BackupStatus } from '@efs-backup/core';
  * A run's status. The engine's statuses, plus `Unknown` (the run never reported its end) and
  * `Skipped` (the run was due while another run of its label was going, and did not start).
  */
+/** Days a record (and its log) is kept. */
+export const DEFAULT_EXPIRE_DAYS = 90;
+
 export type RunStatus = BackupStatus | 'Unknown' | 'Skipped';
 
 /** The record of one run (DESIGN.md): one schema for SQLite and DynamoDB. */
