@@ -235,6 +235,11 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
 /** Runs the command line; exits the process with the code of DESIGN.md. */
 export async function main(argv: string[]): Promise<void> {
+  // Output piped into `head` and closed early is not an error of ours.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   let code: number = EXIT.ok;
   const program = buildProgram((c) => (code = c));
   try {
