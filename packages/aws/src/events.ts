@@ -1,0 +1,133 @@
+/**
+ * The events the orchestrator Lambda takes, as EventBridge delivers them, in one schema that
+ * also gives their types. Scheduled Events (the start schedule and the one-time stop) carry
+ * their orders in `detail`, which the rules' input transformers fill; the Auto Scaling events
+ * are passed on as EventBridge has them.
+ */
+import { z } from 'zod';
+
+/** The sub-path of the source to back up: starts with "/", no "..". */
+const PREFIX = /^\/(?!.*(^|\/)\.\.(\/|$))/;
+/** A plain word: a label or an interval, as the engine takes them. */
+const WORD = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** Minutes between a run's start and its one-time stop: the window less this margin. */
+export const STOP_MARGIN_MINUTES = 15;
+/** A window must leave the worker time to run before the stop: the original's minimum. */
+export const MIN_WINDOW_MINUTES = 30;
+
+/** What one scheduled run backs up, and how: the start event's `detail`. */
+export const JobParametersSchema = z.object({
+  action: z.literal('start'),
+  /** The folder on the backup file system for this backup set. */
+  label: z.string().regex(WORD).default('efs-backup'),
+  /** The tag of the series: daily, weekly, ... */
+  interval: z.string().regex(WORD).default('daily'),
+  /** Complete snapshots of the interval to keep. CloudFormation passes numbers as text. */
+  retain: z.coerce.number().int().min(1).max(10_000).default(7),
+  prefix: z.string().regex(PREFIX).default('/'),
+  /** Minutes the run may take; it is stopped 15 minutes before they are up. */
+  windowMinutes: z.coerce
+    .number()
+    .int()
+    .min(MIN_WINDOW_MINUTES)
+    .max(7 * 24 * 60)
+    .default(180),
+  /** The schedule expression that started the run, for the record. */
+  schedule: z.string().max(256).nullable().default(null),
+});
+export type JobParameters = z.infer<typeof JobParametersSchema>;
+
+const StopParametersSchema = z.object({
+  action: z.literal('stop'),
+  backupId: z.string().min(1).max(128),
+});
+
+/** The envelope of every EventBridge event. */
+const envelope = {
+  version: z.string(),
+  id: z.string().min(1).max(128),
+  account: z.string(),
+  time: z.iso.datetime({ offset: true }),
+  region: z.string(),
+  resources: z.array(z.string()),
+};
+
+const scheduled = {
+  ...envelope,
+  'detail-type': z.literal('Scheduled Event'),
+  source: z.literal('aws.events'),
+};
+
+export const StartEventSchema = z.object({ ...scheduled, detail: JobParametersSchema });
+export const StopEventSchema = z.object({ ...scheduled, detail: StopParametersSchema });
+
+export const TerminatingEventSchema = z.object({
+  ...envelope,
+  'detail-type': z.literal('EC2 Instance-terminate Lifecycle Action'),
+  source: z.literal('aws.autoscaling'),
+  detail: z.object({
+    LifecycleActionToken: z.string(),
+    AutoScalingGroupName: z.string(),
+    LifecycleHookName: z.string(),
+    EC2InstanceId: z.string(),
+    LifecycleTransition: z.literal('autoscaling:EC2_INSTANCE_TERMINATING'),
+    NotificationMetadata: z.string().optional(),
+  }),
+});
+
+export const TerminatedEventSchema = z.object({
+  ...envelope,
+  'detail-type': z.literal('EC2 Instance Terminate Successful'),
+  source: z.literal('aws.autoscaling'),
+  detail: z.object({
+    AutoScalingGroupName: z.string(),
+    EC2InstanceId: z.string(),
+    StatusCode: z.string().optional(),
+    Cause: z.string().optional(),
+    StartTime: z.string().optional(),
+    EndTime: z.string().optional(),
+  }),
+});
+
+/** Every event the orchestrator acts on. */
+export const OrchestratorEventSchema = z.union([
+  StartEventSchema,
+  StopEventSchema,
+  TerminatingEventSchema,
+  TerminatedEventSchema,
+]);
+
+export type StartEvent = z.infer<typeof StartEventSchema>;
+export type StopEvent = z.infer<typeof StopEventSchema>;
+export type TerminatingEvent = z.infer<typeof TerminatingEventSchema>;
+export type TerminatedEvent = z.infer<typeof TerminatedEventSchema>;
+export type OrchestratorEvent = z.infer<typeof OrchestratorEventSchema>;
+
+/** The detail-types the orchestrator knows: one of them that fails the schema is a mistake. */
+export const KNOWN_DETAIL_TYPES = [
+  'Scheduled Event',
+  'EC2 Instance-terminate Lifecycle Action',
+  'EC2 Instance Terminate Successful',
+] as const;
+
+/**
+ * The input template of an EventBridge target that delivers a Scheduled Event (the rule's own
+ * id, time, account, region and resources) with `detail` as given. The input paths map these
+ * names; see `SCHEDULED_INPUT_PATHS`.
+ */
+export function scheduledInputTemplate(detail: Record<string, unknown>): string {
+  return (
+    '{"version":"0","id":<id>,"detail-type":"Scheduled Event","source":"aws.events",' +
+    '"account":<account>,"time":<time>,"region":<region>,"resources":<resources>,' +
+    `"detail":${JSON.stringify(detail)}}`
+  );
+}
+
+export const SCHEDULED_INPUT_PATHS = {
+  id: '$.id',
+  account: '$.account',
+  time: '$.time',
+  region: '$.region',
+  resources: '$.resources',
+} as const;

@@ -1,0 +1,68 @@
+/**
+ * A run's figures as CloudWatch custom metrics, in the embedded metric format: one JSON line
+ * in the orchestrator's log, which CloudWatch Logs turns into metrics in the account's own
+ * CloudWatch. Nothing is sent anywhere else.
+ */
+import type { RunRecord } from '@efs-backup/service';
+
+export const METRICS_NAMESPACE = 'EfsBackup';
+
+/** Every metric is published with these dimensions: the source file system and the label. */
+export const METRIC_DIMENSIONS = ['FileSystemId', 'Label'] as const;
+
+export const BACKUP_METRICS = {
+  NumberOfFiles: 'Count',
+  NumberOfFilesTransferred: 'Count',
+  NumberOfFilesLinked: 'Count',
+  TotalFileSize: 'Bytes',
+  TotalTransferredFileSize: 'Bytes',
+  NumberOfWarnings: 'Count',
+  SnapshotsPruned: 'Count',
+  DurationSeconds: 'Seconds',
+  /** 1 for a run that committed a snapshot (Success, SuccessWithWarnings). */
+  RunsSucceeded: 'Count',
+  /** 1 for a run that stopped before it committed (Incomplete). */
+  RunsIncomplete: 'Count',
+  /** 1 for a run that failed, never reported or was skipped. */
+  RunsFailed: 'Count',
+} as const;
+
+export type BackupMetric = keyof typeof BACKUP_METRICS;
+
+export function metricValues(r: RunRecord): Record<BackupMetric, number> {
+  const stop = r.StopTime ? Date.parse(r.StopTime) : Date.parse(r.StartTime);
+  return {
+    NumberOfFiles: r.NumberOfFiles,
+    NumberOfFilesTransferred: r.NumberOfFilesTransferred,
+    NumberOfFilesLinked: r.NumberOfFilesLinked,
+    TotalFileSize: r.TotalFileSize,
+    TotalTransferredFileSize: r.TotalTransferredFileSize,
+    NumberOfWarnings: r.NumberOfWarnings,
+    SnapshotsPruned: r.SnapshotsPruned,
+    DurationSeconds: Math.max(0, Math.round((stop - Date.parse(r.StartTime)) / 1000)),
+    RunsSucceeded: r.Status === 'Success' || r.Status === 'SuccessWithWarnings' ? 1 : 0,
+    RunsIncomplete: r.Status === 'Incomplete' ? 1 : 0,
+    RunsFailed: r.Status === 'Failed' || r.Status === 'Unknown' || r.Status === 'Skipped' ? 1 : 0,
+  };
+}
+
+/** The embedded-metric-format line of a run's figures. */
+export function metricsLine(r: RunRecord, fileSystemId: string, at: Date): string {
+  return JSON.stringify({
+    _aws: {
+      Timestamp: at.getTime(),
+      CloudWatchMetrics: [
+        {
+          Namespace: METRICS_NAMESPACE,
+          Dimensions: [[...METRIC_DIMENSIONS]],
+          Metrics: Object.entries(BACKUP_METRICS).map(([Name, Unit]) => ({ Name, Unit })),
+        },
+      ],
+    },
+    FileSystemId: fileSystemId,
+    Label: r.Label,
+    BackupId: r.BackupId,
+    Status: r.Status,
+    ...metricValues(r),
+  });
+}

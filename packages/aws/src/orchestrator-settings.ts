@@ -1,0 +1,41 @@
+/**
+ * The orchestrator's settings: the Lambda's environment, which the CDK construct sets. One
+ * schema checks them and gives their type.
+ */
+import { z } from 'zod';
+import { checkRunDir, DEFAULT_RUN_DIR } from './stop-command.js';
+
+export const DEFAULT_STOP_RULE_PREFIX = 'efs-backup-stop-';
+
+/** A stop this soon after its run's start is ignored, as the original did. */
+export const MIN_MINUTES_BEFORE_STOP = 10;
+/** The id of the orchestrator among the stop rule's targets. */
+export const STOP_TARGET_ID = 'orchestrator';
+
+const flag = z
+  .enum(['true', 'false', 'Yes', 'No', 'yes', 'no'])
+  .transform((v) => v === 'true' || v.toLowerCase() === 'yes');
+
+/** The orchestrator's settings: the Lambda's environment, set by the CDK construct. */
+export const OrchestratorSettingsSchema = z.object({
+  TABLE_NAME: z.string().min(1),
+  TOPIC_ARN: z.string().min(1),
+  AUTO_SCALING_GROUP_NAME: z.string().min(1),
+  SOURCE_FILE_SYSTEM_ID: z.string().min(1),
+  BACKUP_FILE_SYSTEM_ID: z.string().min(1),
+  /** Where the worker mounts each file system: `<MOUNT_ROOT>/<file system id>`. */
+  MOUNT_ROOT: z.string().startsWith('/').default('/mnt/efs'),
+  RUN_DIR: z.string().default(DEFAULT_RUN_DIR).transform(checkRunDir),
+  NOTIFY_ON_SUCCESS: flag.default(false),
+  EXPIRE_DAYS: z.coerce.number().positive().default(90),
+  STOP_RULE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,27}$/)
+    .default(DEFAULT_STOP_RULE_PREFIX),
+});
+export type OrchestratorSettings = z.infer<typeof OrchestratorSettingsSchema>;
+
+/** The environment as the construct writes it (every value a string). */
+export type OrchestratorEnvironment = {
+  [K in keyof z.input<typeof OrchestratorSettingsSchema>]: string;
+};

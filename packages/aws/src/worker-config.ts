@@ -1,0 +1,108 @@
+/**
+ * The worker's settings: a JSON file the instance's user data writes from the stack (on AWS,
+ * `/etc/efs-backup/worker.json`). One schema gives the type and checks the file.
+ */
+import fs from 'node:fs';
+import { z } from 'zod';
+import { checkRunDir, DEFAULT_RUN_DIR } from './stop-command.js';
+
+export const DEFAULT_MOUNT_COMMAND = [
+  'mount',
+  '-t',
+  'efs',
+  '-o',
+  '{options}',
+  '{fileSystemId}:/',
+  '{path}',
+];
+
+const MountSchema = z.object({
+  /**
+   * The mount command; `{fileSystemId}`, `{path}` and `{options}` are replaced.
+   * @default amazon-efs-utils: mount -t efs -o {options} {fileSystemId}:/ {path}
+   */
+  command: z.array(z.string()).min(1).default(DEFAULT_MOUNT_COMMAND),
+  /** Mount options; the source is also mounted read-only (`ro`) by a backup. @default tls,iam */
+  options: z.string().default('tls,iam'),
+  /** Mount targets take a while to resolve in a new stack: tries before giving up. @default 3 */
+  attempts: z.number().int().min(1).default(3),
+  /** @default 10 */
+  retryDelaySeconds: z.number().min(0).default(10),
+});
+
+export const RestoreSettingsSchema = z.object({
+  /** The backup set (folder label) on the backup file system. @default efs-backup */
+  label: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/)
+    .default('efs-backup'),
+  /** The snapshot: `latest`, `daily.0`, a stamp or a BackupId. */
+  snapshot: z.string().min(1).default('latest'),
+  /** A directory or a file inside the snapshot. @default the whole snapshot */
+  subdir: z.string().default(''),
+  /** Where on the target file system the restore goes (a sub-path of it). */
+  targetPrefix: z
+    .string()
+    .regex(/^\/(?!.*(^|\/)\.\.(\/|$))/)
+    .default('/efs-restore'),
+  /** Remove from the target what the snapshot does not hold. @default false */
+  delete: z.boolean().default(false),
+  /** A restore is asked for by a person: its success is notified too. @default true */
+  notifyOnSuccess: z.boolean().default(true),
+});
+
+export const WorkerConfigSchema = z.object({
+  region: z.string().min(1),
+  table: z.string().min(1),
+  bucket: z.string().min(1),
+  /** @default logs/ */
+  logPrefix: z.string().default('logs/'),
+  topicArn: z.string().min(1),
+  autoScalingGroupName: z.string().min(1),
+  /** The termination lifecycle hook the worker completes (a backup worker has one). */
+  lifecycleHookName: z.string().min(1).optional(),
+  /** The file system backed up (a backup), or restored into (a restore). */
+  sourceFileSystemId: z.string().min(1),
+  /** The file system that holds the backups. */
+  backupFileSystemId: z.string().min(1),
+  /** Each file system is mounted at `<mountRoot>/<file system id>`. @default /mnt/efs */
+  mountRoot: z.string().startsWith('/').default('/mnt/efs'),
+  /** Where the pid file and the stop file are. @default /run/efs-backup */
+  runDir: z.string().default(DEFAULT_RUN_DIR).transform(checkRunDir),
+  mount: MountSchema.default(MountSchema.parse({})),
+  /** @default the instance's, from the instance metadata service (IMDSv2) */
+  instanceId: z.string().min(1).optional(),
+  /** File-system calls in flight. @default the engine's: 64 on EFS */
+  concurrency: z.number().int().min(1).max(1024).optional(),
+  /** Days records and logs are kept. @default 90 */
+  expireDays: z.number().positive().default(90),
+  /** How long a worker that finished early waits to be told to stop. @default 900 */
+  stopWaitSeconds: z.number().min(0).default(900),
+  /** Service endpoints, for emulators and tests. @default AWS's */
+  endpoints: z
+    .object({
+      dynamodb: z.url(),
+      s3: z.url(),
+      sns: z.url(),
+      autoScaling: z.url(),
+    })
+    .partial()
+    .default({}),
+  /** What a restore worker restores. */
+  restore: RestoreSettingsSchema.optional(),
+});
+export type WorkerConfig = z.infer<typeof WorkerConfigSchema>;
+/** The file as written: defaults may be left out. */
+export type WorkerConfigInput = z.input<typeof WorkerConfigSchema>;
+
+export function readWorkerConfig(file: string): WorkerConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`cannot read the worker configuration ${file}: ${(e as Error).message}`);
+  }
+  const r = WorkerConfigSchema.safeParse(json);
+  if (!r.success) throw new Error(`${file}: ${z.prettifyError(r.error)}`);
+  return r.data;
+}

@@ -1,0 +1,263 @@
+/**
+ * The EC2 worker agent of a backup (DESIGN.md, "On AWS"): it claims the run the orchestrator
+ * recorded, mounts the source (read-only) and the backup file system, and runs the service's
+ * run lifecycle with DynamoDB records, S3 logs and SNS notices. It stops gracefully when told
+ * (SSM command: stop file and SIGTERM) or when the window's stop time comes; when it finishes
+ * early it scales its group to 0 itself; either way it completes the termination lifecycle
+ * action once its record, log and notice are written.
+ */
+import {
+  CompleteLifecycleActionCommand,
+  SetDesiredCapacityCommand,
+} from '@aws-sdk/client-auto-scaling';
+import {
+  composeNotice,
+  runBackup,
+  shouldNotify,
+  summary,
+  type JobSpec,
+  type RunRecord,
+  type RunStatus,
+  type ServiceLog,
+} from '@efs-backup/service';
+import os from 'node:os';
+import { DynamoDbRecordStore, recordOf } from './dynamodb-record-store.js';
+import { errorText } from './json-log.js';
+import { mount, MountError } from './mount.js';
+import type { RunItem } from './run-item.js';
+import { S3LogStore } from './s3-log-store.js';
+import { SnsNotifier } from './sns-notifier.js';
+import type { StopListener } from './stop-listener.js';
+import type { WorkerClients } from './worker-clients.js';
+import type { WorkerConfig } from './worker-config.js';
+
+export interface WorkerOptions {
+  clients: WorkerClients;
+  instanceId: string;
+  stop: StopListener;
+  log: ServiceLog;
+}
+
+/** The adapters of a worker, from its configuration. */
+export function workerPorts(config: WorkerConfig, clients: WorkerClients) {
+  return {
+    store: new DynamoDbRecordStore({ tableName: config.table, client: clients.dynamodb }),
+    logs: new S3LogStore({ bucket: config.bucket, prefix: config.logPrefix, client: clients.s3 }),
+    notifier: new SnsNotifier({ topicArn: config.topicArn, client: clients.sns }),
+  };
+}
+type WorkerPorts = ReturnType<typeof workerPorts>;
+
+export interface BackupWorkerResult {
+  backupId: string | null;
+  status: RunStatus | null;
+  /** The run ended before anyone asked it to stop, so the worker scaled its group to 0. */
+  finishedEarly: boolean;
+  lifecycleCompleted: boolean;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref?.());
+
+/** The newest run that waits for a worker, claimed for this instance (conditionally). */
+export async function claimRun(
+  store: DynamoDbRecordStore,
+  instanceId: string,
+): Promise<RunItem | null> {
+  const waiting = (await store.listItems({ Status: 'Running', WorkerState: 'launching' })).filter(
+    (r) => !r.WorkerInstance,
+  );
+  for (const run of waiting) {
+    const claimed = await store.update(
+      run.BackupId,
+      { WorkerState: 'running', WorkerInstance: instanceId },
+      { WorkerState: 'launching' },
+    );
+    if (claimed) return { ...run, WorkerState: 'running', WorkerInstance: instanceId };
+  }
+  return null;
+}
+
+export async function runBackupWorker(
+  config: WorkerConfig,
+  o: WorkerOptions,
+): Promise<BackupWorkerResult> {
+  const ports = workerPorts(config, o.clients);
+  const log = o.log;
+  let backupId: string | null = null;
+  let status: RunStatus | null = null;
+
+  const run = await claimRun(ports.store, o.instanceId);
+  if (!run) {
+    log.warn({ instanceId: o.instanceId }, 'no run waits for a worker: nothing to back up');
+  } else {
+    backupId = run.BackupId;
+    log.info({ BackupId: backupId, instanceId: o.instanceId }, 'run claimed');
+    // The window: stopped at the stop rule's time even if its event never comes.
+    const deadline = run.StopAt ? Date.parse(run.StopAt) - Date.now() : null;
+    const windowTimer =
+      deadline !== null ? setTimeout(() => o.stop.stopWith('window'), Math.max(0, deadline)) : null;
+    try {
+      status = await backupOnce(config, run, ports, o);
+    } finally {
+      if (windowTimer) clearTimeout(windowTimer);
+    }
+  }
+
+  const finishedEarly = !o.stop.signal.aborted;
+  if (finishedEarly) {
+    log.info({ BackupId: backupId }, 'finished before the window ended: scaling the group to 0');
+    try {
+      await o.clients.autoScaling.send(
+        new SetDesiredCapacityCommand({
+          AutoScalingGroupName: config.autoScalingGroupName,
+          DesiredCapacity: 0,
+          HonorCooldown: false,
+        }),
+      );
+    } catch (e) {
+      // The stop rule scales the group to 0 at the window's end anyway.
+      log.error({ err: errorText(e) }, 'cannot scale the Auto Scaling group to 0');
+    }
+    const asked = await Promise.race([
+      o.stop.stopped,
+      sleep(config.stopWaitSeconds * 1000).then(() => null),
+    ]);
+    if (!asked) log.warn({}, 'no stop came: completing the lifecycle action anyway');
+  }
+  const lifecycleCompleted = await completeLifecycleAction(config, o);
+  return { backupId, status, finishedEarly, lifecycleCompleted };
+}
+
+/** Mounts, runs the lifecycle and marks the run done; returns its status. */
+async function backupOnce(
+  config: WorkerConfig,
+  run: RunItem,
+  ports: WorkerPorts,
+  o: WorkerOptions,
+): Promise<RunStatus> {
+  let source: string;
+  let destination: string;
+  try {
+    source = await mount(
+      config,
+      { fileSystemId: config.sourceFileSystemId, role: 'source', readOnly: true },
+      o.stop.signal,
+    );
+    destination = await mount(
+      config,
+      { fileSystemId: config.backupFileSystemId, role: 'backup', readOnly: false },
+      o.stop.signal,
+    );
+  } catch (e) {
+    if (!(e instanceof MountError)) throw e;
+    return recordFailure(run, e.message, ports, o.log);
+  }
+
+  const job: JobSpec = {
+    source,
+    destination,
+    prefix: run.Prefix,
+    label: run.Label,
+    interval: run.Interval,
+    retain: run.Retain,
+    schedule: run.Schedule,
+    ...(run.WindowMinutes !== null ? { windowMinutes: run.WindowMinutes } : {}),
+    ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),
+    notifyOnSuccess: run.NotifyOnSuccess ?? false,
+  };
+  const outcome = await runBackup(
+    job,
+    { records: async () => ports.store, logs: ports.logs, notifiers: [ports.notifier] },
+    {
+      backupId: run.BackupId,
+      signal: o.stop.signal,
+      refusals: 'record',
+      expireDays: config.expireDays,
+      log: o.log,
+    },
+  );
+  const sns = outcome.notices.find((n) => n.channel === ports.notifier.channel);
+  await ports.store.update(run.BackupId, {
+    WorkerState: 'done',
+    ...(sns && sns.error === null ? { Notified: new Date().toISOString() } : {}),
+  });
+  o.log.info(
+    { BackupId: run.BackupId, Status: outcome.record.Status, problems: outcome.problems },
+    `run ended: ${outcome.record.Status}`,
+  );
+  return outcome.record.Status;
+}
+
+/** A run that could not start (a file system would not mount): Failed, logged, notified. */
+async function recordFailure(
+  run: RunItem,
+  message: string,
+  ports: WorkerPorts,
+  log: ServiceLog,
+): Promise<RunStatus> {
+  const now = new Date().toISOString();
+  const record: RunRecord = {
+    ...recordOf(run),
+    Status: 'Failed',
+    Message: message,
+    StopTime: now,
+    Host: os.hostname(),
+  };
+  log.error({ BackupId: run.BackupId }, message);
+  try {
+    const runLog = await ports.logs.open(record);
+    record.LogLocation = runLog.location;
+    runLog.write(
+      JSON.stringify({ level: 'error', time: now, BackupId: run.BackupId, msg: message }),
+    );
+    await ports.store.put(record);
+    await runLog.store(summary(record));
+  } catch (e) {
+    log.error({ err: errorText(e) }, 'cannot store the log of the failed run');
+    await ports.store.put(record);
+  }
+  let notified = false;
+  if (shouldNotify(record.Status, run.NotifyOnSuccess ?? false)) {
+    try {
+      await ports.notifier.send(composeNotice(record));
+      notified = true;
+    } catch (e) {
+      // The orchestrator notifies what the worker could not, once the instance is gone.
+      log.error({ err: errorText(e) }, 'the sns notice was not sent');
+    }
+  }
+  await ports.store.update(run.BackupId, {
+    WorkerState: 'done',
+    ...(notified ? { Notified: new Date().toISOString() } : {}),
+  });
+  return 'Failed';
+}
+
+/**
+ * Lets the instance go: CONTINUE on the termination lifecycle action. It exists only once the
+ * group is terminating the instance, so a few tries are made.
+ */
+async function completeLifecycleAction(config: WorkerConfig, o: WorkerOptions): Promise<boolean> {
+  if (!config.lifecycleHookName) return false;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await o.clients.autoScaling.send(
+        new CompleteLifecycleActionCommand({
+          AutoScalingGroupName: config.autoScalingGroupName,
+          LifecycleHookName: config.lifecycleHookName,
+          InstanceId: o.instanceId,
+          LifecycleActionResult: 'CONTINUE',
+        }),
+      );
+      o.log.info({ instanceId: o.instanceId }, 'lifecycle action completed: the instance may go');
+      return true;
+    } catch (e) {
+      if (attempt >= 12) {
+        // The hook's heartbeat timeout lets the instance go anyway.
+        o.log.error({ err: errorText(e) }, 'cannot complete the lifecycle action');
+        return false;
+      }
+      await sleep(5000);
+    }
+  }
+}
