@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 /**
  * The built-in daemon's heart: starts each job on its cron schedule, stops it by its window
  * (the lifecycle does), never runs two runs of one backup set at once (a run due while another
@@ -52,7 +53,7 @@ export class Scheduler {
   private readonly o: SchedulerOptions;
   private readonly clock: Clock;
   private readonly log: ServiceLog;
-  private readonly stopper = new AbortController();
+  private readonly stopper = abortControllerForMany();
   private readonly active = new Map<string, ActiveRun>();
   private readonly inflight = new Set<Promise<void>>();
   private readonly next = new Map<string, Date | null>();
@@ -244,4 +245,11 @@ export class Scheduler {
       /* the destination is not mounted: `status` says what it can */
     }
   }
+}
+
+/** One signal every job's sleep listens to: more than ten listeners is expected, not a leak. */
+function abortControllerForMany(): AbortController {
+  const c = new AbortController();
+  setMaxListeners(0, c.signal);
+  return c;
 }
