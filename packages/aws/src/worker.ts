@@ -56,7 +56,18 @@ export interface BackupWorkerResult {
   lifecycleCompleted: boolean;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref?.());
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits for the stop, at most `ms`; the timer keeps the process alive while it waits. */
+async function waitForStop(stop: StopListener, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+  try {
+    return await Promise.race([stop.stopped.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** The newest run that waits for a worker, claimed for this instance (conditionally). */
 export async function claimRun(
@@ -118,10 +129,7 @@ export async function runBackupWorker(
       // The stop rule scales the group to 0 at the window's end anyway.
       log.error({ err: errorText(e) }, 'cannot scale the Auto Scaling group to 0');
     }
-    const asked = await Promise.race([
-      o.stop.stopped,
-      sleep(config.stopWaitSeconds * 1000).then(() => null),
-    ]);
+    const asked = await waitForStop(o.stop, config.stopWaitSeconds * 1000);
     if (!asked) log.warn({}, 'no stop came: completing the lifecycle action anyway');
   }
   const lifecycleCompleted = await completeLifecycleAction(config, o);

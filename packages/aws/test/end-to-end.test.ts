@@ -1,0 +1,330 @@
+/**
+ * The AWS workflow end to end on one machine (fixtures/simulation.ts): EventBridge, Auto
+ * Scaling and SSM played by a harness, the orchestrator fed the events' JSON, the real worker
+ * agent (the bundle the stack ships) started as a child process per instance, against local
+ * directories standing for the file systems, with DynamoDB (dynalite) and S3 (s3rver) on
+ * 127.0.0.1.
+ */
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { WORKER_BUNDLE_FILE } from '@efs-backup/aws/bundles';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createTree,
+  diffTrees,
+  dir,
+  file,
+  hardlink,
+  symlink,
+} from '../../core/test/fixtures/tree.js';
+import { DynamoDbRecordStore, type RunItem, type WorkerConfigInput } from '../src/index.js';
+import { REGION, startLocalAws, type LocalAws } from './fixtures/local-aws.js';
+import { Simulation, TOPIC_ARN, workerEnv } from './fixtures/simulation.js';
+
+let aws: LocalAws;
+let base: string;
+const sims: Simulation[] = [];
+
+beforeAll(async () => {
+  aws = await startLocalAws();
+  base = fs.mkdtempSync(path.join(os.tmpdir(), 'efs-backup-aws-e2e-'));
+});
+
+afterAll(async () => {
+  for (const s of sims) await s.close();
+  await aws?.close();
+  if (base) fs.rmSync(base, { recursive: true, force: true });
+});
+
+async function simulation(
+  name: string,
+  o: { source: string; backup?: string; notifyOnSuccess?: boolean; concurrency?: number },
+): Promise<Simulation> {
+  const s = new Simulation({
+    aws,
+    base: path.join(base, name),
+    sourceFileSystemId: o.source,
+    backupFileSystemId: o.backup ?? 'fs-backup',
+    notifyOnSuccess: o.notifyOnSuccess ?? false,
+    ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+  });
+  sims.push(s);
+  fs.mkdirSync(path.join(s.filesystems, o.backup ?? 'fs-backup'), { recursive: true });
+  return s.setUp();
+}
+
+async function item(s: Simulation, backupId: string): Promise<RunItem | null> {
+  return new DynamoDbRecordStore({ tableName: s.table, client: aws.dynamodb }).getItem(backupId);
+}
+
+async function s3Text(bucket: string, location: string): Promise<string> {
+  const key = location.slice(`s3://${bucket}/`.length);
+  const r = await aws.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return r.Body!.transformToString();
+}
+
+const published = (s: Simulation) =>
+  s.calls.filter((c) => c.service === 'sns' && c.action === 'Publish').map((c) => c.params);
+
+/** Complete snapshots of a set's interval. */
+function snapshots(backupDir: string, interval = 'daily'): string[] {
+  const d = path.join(backupDir, 'efs-backup', interval);
+  return fs.existsSync(d)
+    ? fs
+        .readdirSync(d)
+        .filter((n) => /^\d{8}T\d{6}Z$/.test(n))
+        .sort()
+    : [];
+}
+
+function partials(backupDir: string, interval = 'daily'): string[] {
+  const d = path.join(backupDir, 'efs-backup', interval);
+  return fs.existsSync(d) ? fs.readdirSync(d).filter((n) => n.endsWith('.partial')) : [];
+}
+
+describe('the AWS workflow, simulated', () => {
+  it('a complete run: started, backed up, finished early, the instance let go, the run closed', async () => {
+    const s = await simulation('complete', { source: 'fs-source', notifyOnSuccess: true });
+    const src = path.join(s.filesystems, 'fs-source');
+    createTree(src, {
+      'a.txt': file('hello\n'),
+      docs: dir({ 'b.md': file('# b\n'), deep: dir({ 'c.bin': file(Buffer.alloc(70_000, 3)) }) }),
+      'link-to-a': symlink('a.txt'),
+      'a-again': hardlink('a.txt'),
+    });
+
+    const backupId = s.start({ windowMinutes: '180' });
+    await s.idle();
+    expect(s.errors).toEqual([]);
+
+    const record = await item(s, backupId);
+    expect(record).toMatchObject({
+      BackupId: backupId,
+      Status: 'Success',
+      Label: 'efs-backup',
+      Interval: 'daily',
+      WindowMinutes: 180,
+      NumberOfFiles: 7,
+      WorkerState: 'done',
+      WorkerInstance: s.instances[0]!.id,
+    });
+    expect(record?.Notified).toBeTruthy();
+    expect(record?.Closed).toBeTruthy();
+    const backupDir = path.join(s.filesystems, 'fs-backup');
+    const [stamp] = snapshots(backupDir);
+    expect(record?.Snapshot).toBe(stamp);
+    expect(diffTrees(src, path.join(backupDir, 'efs-backup', 'daily', stamp!))).toEqual([]);
+
+    // The log in S3 ends with the human summary.
+    expect(record?.LogLocation).toBe(`s3://${s.bucket}/logs/efs-backup/${backupId}.log`);
+    const log = await s3Text(s.bucket, record!.LogLocation!);
+    expect(log).toContain('"msg":"run started"');
+    expect(log).toContain('efs-backup efs-backup/daily succeeded');
+
+    // Success was asked for: the worker notified it, and the orchestrator did not again.
+    expect(published(s)).toEqual([
+      expect.objectContaining({
+        TopicArn: TOPIC_ARN,
+        Subject: expect.stringMatching(/^\[efs-backup\] Success: efs-backup\/daily on /),
+        'MessageAttributes.entry.1.Value.StringValue': 'Success',
+      }),
+    ]);
+    // The one-time stop rule is gone with the run.
+    expect(s.rules.size).toBe(0);
+    expect(s.sequence()).toEqual([
+      'orchestrator autoscaling.SetDesiredCapacity',
+      'orchestrator events.PutRule',
+      'orchestrator events.PutTargets',
+      'worker sns.Publish',
+      'worker autoscaling.SetDesiredCapacity',
+      'orchestrator ssm.SendCommand',
+      'worker autoscaling.CompleteLifecycleAction',
+      'orchestrator events.RemoveTargets',
+      'orchestrator events.DeleteRule',
+    ]);
+    // In the order they ended: the launch event arrives while the start is still at work.
+    expect(
+      s.results.map((r) => `${r.event}:${'action' in r ? r.action : r.reason}`).sort(),
+    ).toEqual([
+      'ignored:not an orchestrator event (EC2 Instance Launch Successful)',
+      'start:started',
+      'terminated:closed',
+      'terminating:stop-sent',
+    ]);
+    expect(s.instances[0]!.process.exitCode).toBe(0);
+
+    // The restore template's worker: the snapshot back into the source file system, recorded
+    // and notified, and its group scaled to 0.
+    const config: WorkerConfigInput = {
+      region: REGION,
+      table: s.table,
+      bucket: s.bucket,
+      topicArn: TOPIC_ARN,
+      autoScalingGroupName: s.group,
+      sourceFileSystemId: 'fs-source',
+      backupFileSystemId: 'fs-backup',
+      mountRoot: path.join(s.o.base, 'mnt'),
+      runDir: s.runDir,
+      mount: {
+        command: [
+          process.execPath,
+          new URL('./fixtures/fake-mount.mjs', import.meta.url).pathname,
+          '{fileSystemId}',
+          '{path}',
+          s.filesystems,
+        ],
+        attempts: 1,
+      },
+      instanceId: 'i-restore',
+      endpoints: {
+        dynamodb: aws.dynamodbEndpoint,
+        s3: aws.s3Endpoint,
+        sns: s.endpoint,
+        autoScaling: s.endpoint,
+      },
+      restore: { snapshot: 'daily.0', subdir: 'docs', targetPrefix: '/restored', delete: false },
+    };
+    const file_ = path.join(s.o.base, 'restore.json');
+    fs.writeFileSync(file_, JSON.stringify(config));
+    s.calls.length = 0;
+    s.desired = 1;
+    const code = await new Promise<number | null>((resolve) => {
+      const child = spawn(process.execPath, [WORKER_BUNDLE_FILE, 'restore', '--config', file_], {
+        env: workerEnv(),
+        stdio: 'ignore',
+      });
+      child.on('exit', resolve);
+    });
+    expect(code).toBe(0);
+    expect(diffTrees(path.join(src, 'docs'), path.join(src, 'restored'))).toEqual([]);
+    const store = new DynamoDbRecordStore({ tableName: s.table, client: aws.dynamodb });
+    const restored = (await store.listItems({ Kind: 'restore' }))[0];
+    expect(restored).toMatchObject({
+      Status: 'Success',
+      Snapshot: stamp,
+      Destination: path.join(s.o.base, 'mnt', 'fs-source', 'restored'),
+      NumberOfFilesTransferred: 4,
+    });
+    expect(await s3Text(s.bucket, restored!.LogLocation!)).toContain('efs-backup restore done');
+    expect(published(s)).toEqual([
+      expect.objectContaining({
+        Subject: '[efs-backup] Restore Success: daily.0 of efs-backup into fs-source',
+      }),
+    ]);
+    expect(s.sequence()).toEqual(['worker sns.Publish', 'worker autoscaling.SetDesiredCapacity']);
+    expect(s.desired).toBe(0);
+  });
+
+  it('a run stopped at the window is Incomplete and the next run continues it', async () => {
+    const s = await simulation('window', { source: 'fs-big', concurrency: 2 });
+    const src = path.join(s.filesystems, 'fs-big');
+    const files = bigTree(src, 40, 100, 16 * 1024);
+
+    const first = s.start({ windowMinutes: '30' });
+    const backupDir = path.join(s.filesystems, 'fs-backup');
+    // Frozen (SIGSTOP) once its partial holds a tenth of the tree: counted on disk, so the run
+    // is surely in progress on a slow machine as on a fast one.
+    await s.until('the first run to copy a tenth of the tree', () => {
+      const p = partials(backupDir)[0];
+      return !!p && countEntries(path.join(backupDir, 'efs-backup', 'daily', p)) >= files / 10;
+    });
+    const worker = s.live()!;
+    worker.process.kill('SIGSTOP');
+    expect(snapshots(backupDir)).toEqual([]);
+
+    // The stop rule fires 15 minutes before the window ends; the group goes to 0; the
+    // orchestrator sends the stop through SSM; the worker, thawed, stops gracefully.
+    s.fireStopRule();
+    await s.until('the stop command to run', () => s.commandsRun.length === 1);
+    worker.process.kill('SIGCONT');
+    await s.idle();
+    expect(s.errors).toEqual([]);
+
+    const incomplete = await item(s, first);
+    expect(incomplete).toMatchObject({
+      Status: 'Incomplete',
+      Message:
+        'the backup window ended before the backup completed; the next run continues from where this one stopped',
+      Snapshot: null,
+    });
+    expect(incomplete!.NumberOfFilesTransferred).toBeGreaterThan(0);
+    expect(partials(backupDir)).toHaveLength(1);
+    expect(published(s)).toEqual([
+      expect.objectContaining({ Subject: expect.stringMatching(/^\[efs-backup\] Incomplete: /) }),
+    ]);
+    expect(s.sequence()).toEqual([
+      'orchestrator autoscaling.SetDesiredCapacity',
+      'orchestrator events.PutRule',
+      'orchestrator events.PutTargets',
+      'orchestrator autoscaling.SetDesiredCapacity',
+      'orchestrator ssm.SendCommand',
+      'worker sns.Publish',
+      'worker autoscaling.CompleteLifecycleAction',
+      'orchestrator events.RemoveTargets',
+      'orchestrator events.DeleteRule',
+    ]);
+    expect(s.commandsRun[0]![1]).toContain('echo window >');
+
+    // The next day's run resumes the partial and commits the snapshot.
+    const second = s.start({ windowMinutes: '30' });
+    await s.idle();
+    const done = await item(s, second);
+    expect(done).toMatchObject({ Status: 'Success', NumberOfFiles: files + 40 });
+    // What the first run copied was not copied again.
+    expect(done!.NumberOfFilesTransferred).toBeLessThan(files);
+    expect(partials(backupDir)).toEqual([]);
+    expect(diffTrees(src, path.join(backupDir, 'efs-backup', 'daily', done!.Snapshot!))).toEqual(
+      [],
+    );
+    expect(s.instances).toHaveLength(2);
+  });
+
+  it('a mount failure is recorded Failed and notified once', async () => {
+    const s = await simulation('mount-failure', { source: 'fs-missing' });
+    const backupId = s.start();
+    await s.idle();
+    expect(s.errors).toEqual([]);
+    const record = await item(s, backupId);
+    expect(record).toMatchObject({ Status: 'Failed', WorkerState: 'done' });
+    expect(record!.Message).toMatch(
+      /^cannot mount the source file system fs-missing at .*\/mnt\/fs-missing: Failed to resolve "fs-missing\.efs\.us-east-1\.amazonaws\.com"/,
+    );
+    expect(await s3Text(s.bucket, record!.LogLocation!)).toContain(
+      'efs-backup efs-backup/daily failed: cannot mount',
+    );
+    const notices = published(s);
+    expect(notices).toHaveLength(1);
+    expect(notices[0]).toMatchObject({
+      Subject: expect.stringMatching(/^\[efs-backup\] Failed: efs-backup\/daily on /),
+      Message: expect.stringContaining('cannot mount the source file system fs-missing'),
+    });
+    expect(s.rules.size).toBe(0);
+    expect(s.instances[0]!.process.exitCode).toBe(0);
+  });
+});
+
+/** `top` directories of `perDir` files of `size` bytes (distinct contents); returns the file count. */
+function bigTree(root: string, top: number, perDir: number, size: number): number {
+  const pool = Buffer.alloc(size * 2);
+  for (let i = 0; i < pool.length; i++) pool[i] = (i * 7919 + (i >> 8)) & 0xff;
+  for (let d = 0; d < top; d++) {
+    const dirPath = path.join(root, `d${String(d).padStart(3, '0')}`);
+    fs.mkdirSync(dirPath, { recursive: true });
+    for (let f = 0; f < perDir; f++) {
+      const off = (d * perDir + f) % size;
+      fs.writeFileSync(path.join(dirPath, `f${f}.dat`), pool.subarray(off, off + size));
+    }
+  }
+  return top * perDir;
+}
+
+function countEntries(dirPath: string): number {
+  try {
+    return fs.readdirSync(dirPath, { recursive: true }).length;
+  } catch {
+    return 0;
+  }
+}

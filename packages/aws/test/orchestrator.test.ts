@@ -1,0 +1,568 @@
+/**
+ * The orchestrator on every event path, fed the JSON EventBridge delivers (fixtures in
+ * fixtures/events): records in DynamoDB (dynalite on 127.0.0.1); Auto Scaling, SSM,
+ * EventBridge and SNS through the SDK client mock, asserting the exact requests.
+ */
+import { AutoScalingClient, SetDesiredCapacityCommand } from '@aws-sdk/client-auto-scaling';
+import {
+  DeleteRuleCommand,
+  EventBridgeClient,
+  PutRuleCommand,
+  PutTargetsCommand,
+  RemoveTargetsCommand,
+  ResourceNotFoundException,
+} from '@aws-sdk/client-eventbridge';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import fs from 'node:fs';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  claimRun,
+  handler,
+  Orchestrator,
+  OrchestratorSettingsSchema,
+  stopCommands,
+  type OrchestratorEnvironment,
+  type RunItem,
+} from '../src/index.js';
+import { REGION, startLocalAws, type LocalAws } from './fixtures/local-aws.js';
+
+const load = (name: string): Record<string, unknown> =>
+  JSON.parse(
+    fs.readFileSync(new URL(`./fixtures/events/${name}.json`, import.meta.url), 'utf8'),
+  ) as Record<string, unknown>;
+
+const START = load('scheduled-start');
+const STOP = load('scheduled-stop');
+const TERMINATING = load('lifecycle-terminating');
+const TERMINATED = load('terminate-successful');
+const BACKUP_ID = '5a2c9f1e-8d3b-4e7a-9c61-0f2b7d4e8a13';
+const INSTANCE = 'i-0a1b2c3d4e5f60718';
+const GROUP = 'efs-backup-WorkerGroup-1QX2Y3Z4';
+const FUNCTION_ARN = 'arn:aws:lambda:us-east-1:123456789012:function:efs-backup-Orchestrator';
+const TOPIC = 'arn:aws:sns:us-east-1:123456789012:efs-backup-Notices';
+const RULE = `efs-backup-stop-${BACKUP_ID}`;
+
+/** The same event a moment later, or with other fields. */
+function variant(
+  e: Record<string, unknown>,
+  over: Record<string, unknown>,
+): Record<string, unknown> {
+  return { ...e, ...over, detail: { ...(e.detail as object), ...((over.detail as object) ?? {}) } };
+}
+
+let aws: LocalAws;
+beforeAll(async () => {
+  aws = await startLocalAws();
+});
+afterAll(async () => {
+  await aws?.close();
+});
+
+const autoScaling = new AutoScalingClient({ region: REGION });
+const ssm = new SSMClient({ region: REGION });
+const events = new EventBridgeClient({ region: REGION });
+const sns = new SNSClient({ region: REGION });
+const asMock = mockClient(autoScaling);
+const ssmMock = mockClient(ssm);
+const ebMock = mockClient(events);
+const snsMock = mockClient(sns);
+
+let orchestrator: Orchestrator;
+let metrics: string[];
+let logged: { level: string; msg?: string; obj: object }[];
+
+async function newOrchestrator(over: Partial<OrchestratorEnvironment> = {}): Promise<Orchestrator> {
+  const env: OrchestratorEnvironment = {
+    TABLE_NAME: await aws.newTable(),
+    TOPIC_ARN: TOPIC,
+    AUTO_SCALING_GROUP_NAME: GROUP,
+    SOURCE_FILE_SYSTEM_ID: 'fs-0123456789abcdef0',
+    BACKUP_FILE_SYSTEM_ID: 'fs-0fedcba9876543210',
+    ...over,
+  };
+  metrics = [];
+  logged = [];
+  const log = (level: string) => (obj: object, msg?: string) => logged.push({ level, msg, obj });
+  return new Orchestrator(
+    OrchestratorSettingsSchema.parse(env),
+    { dynamodb: aws.dynamodb, autoScaling, ssm, events, sns },
+    {
+      log: { info: log('info'), warn: log('warn'), error: log('error') },
+      metrics: (l) => metrics.push(l),
+    },
+  );
+}
+
+beforeEach(async () => {
+  for (const m of [asMock, ssmMock, ebMock, snsMock]) m.reset();
+  asMock.onAnyCommand().resolves({});
+  ebMock
+    .on(PutRuleCommand)
+    .resolves({ RuleArn: `arn:aws:events:us-east-1:123456789012:rule/${RULE}` });
+  ebMock.on(PutTargetsCommand).resolves({ FailedEntryCount: 0, FailedEntries: [] });
+  ebMock.on(RemoveTargetsCommand).resolves({ FailedEntryCount: 0, FailedEntries: [] });
+  ebMock.on(DeleteRuleCommand).resolves({});
+  ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
+  snsMock.on(PublishCommand).resolves({ MessageId: 'msg-1' });
+  orchestrator = await newOrchestrator();
+});
+
+const inputs = <T>(
+  m: { commandCalls: (c: never) => { args: [{ input: T }] }[] },
+  c: unknown,
+): T[] => m.commandCalls(c as never).map((call) => call.args[0].input);
+
+describe("start (the schedule's Scheduled Event)", () => {
+  it('records the run Running, scales the group to 1 and creates the one-time stop rule', async () => {
+    const r = await orchestrator.handle(START, FUNCTION_ARN);
+    expect(r).toEqual({
+      event: 'start',
+      action: 'started',
+      backupId: BACKUP_ID,
+      stopRule: RULE,
+      stopAt: '2026-11-26T04:45:00.000Z',
+    });
+    expect(await orchestrator.store.getItem(BACKUP_ID)).toEqual({
+      BackupId: BACKUP_ID,
+      Job: null,
+      Label: 'efs-backup',
+      Interval: 'daily',
+      Retain: 7,
+      Source: '/mnt/efs/fs-0123456789abcdef0',
+      Prefix: '/',
+      Destination: '/mnt/efs/fs-0fedcba9876543210',
+      WindowMinutes: 180,
+      Schedule: 'cron(0 2 * * ? *)',
+      Status: 'Running',
+      Message: `waiting for the worker: the Auto Scaling group ${GROUP} is launching an instance`,
+      StartTime: '2026-11-26T02:00:00.000Z',
+      StopTime: null,
+      Snapshot: null,
+      NumberOfFiles: 0,
+      NumberOfFilesTransferred: 0,
+      NumberOfFilesLinked: 0,
+      TotalFileSize: 0,
+      TotalTransferredFileSize: 0,
+      NumberOfWarnings: 0,
+      CopyStartTime: null,
+      CopyStopTime: null,
+      PruneStartTime: null,
+      PruneStopTime: null,
+      SnapshotsPruned: 0,
+      Host: 'pending',
+      LogLocation: null,
+      // 90 days after the start.
+      ExpireItem: Date.parse('2026-11-26T02:00:00Z') / 1000 + 90 * 86_400,
+      NotifyOnSuccess: false,
+      ScheduledTime: '2026-11-26T02:00:00.000Z',
+      StopAt: '2026-11-26T04:45:00.000Z',
+      StopRule: RULE,
+      WorkerState: 'launching',
+    });
+    expect(inputs(asMock, SetDesiredCapacityCommand)).toEqual([
+      { AutoScalingGroupName: GROUP, DesiredCapacity: 1, HonorCooldown: false },
+    ]);
+    expect(inputs(ebMock, PutRuleCommand)).toEqual([
+      {
+        Name: RULE,
+        ScheduleExpression: 'cron(45 4 26 11 ? 2026)',
+        State: 'ENABLED',
+        Description: `efs-backup: stops the run ${BACKUP_ID} (efs-backup/daily) 15 minutes before its window ends`,
+      },
+    ]);
+    const targets = inputs(ebMock, PutTargetsCommand);
+    expect(targets).toEqual([
+      {
+        Rule: RULE,
+        Targets: [
+          {
+            Id: 'orchestrator',
+            Arn: FUNCTION_ARN,
+            InputTransformer: {
+              InputPathsMap: {
+                id: '$.id',
+                account: '$.account',
+                time: '$.time',
+                region: '$.region',
+                resources: '$.resources',
+              },
+              InputTemplate:
+                '{"version":"0","id":<id>,"detail-type":"Scheduled Event","source":"aws.events",' +
+                '"account":<account>,"time":<time>,"region":<region>,"resources":<resources>,' +
+                `"detail":{"action":"stop","backupId":"${BACKUP_ID}"}}`,
+            },
+          },
+        ],
+      },
+    ]);
+    // What EventBridge delivers from that template is the stop fixture's shape.
+    const template = targets[0]!.Targets![0]!.InputTransformer!.InputTemplate!;
+    const delivered = template
+      .replace('<id>', JSON.stringify(STOP.id))
+      .replace('<account>', JSON.stringify(STOP.account))
+      .replace('<time>', JSON.stringify(STOP.time))
+      .replace('<region>', JSON.stringify(STOP.region))
+      .replace('<resources>', JSON.stringify(STOP.resources));
+    expect(JSON.parse(delivered)).toEqual(STOP);
+    expect(snsMock.calls()).toHaveLength(0);
+  });
+
+  it('a redelivered start keeps the record and repeats only idempotent calls', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    await orchestrator.store.update(BACKUP_ID, { Message: 'the worker wrote this' });
+    const again = await orchestrator.handle(START, FUNCTION_ARN);
+    expect(again).toMatchObject({ action: 'started', backupId: BACKUP_ID });
+    expect(await orchestrator.store.list()).toHaveLength(1);
+    expect((await orchestrator.store.getItem(BACKUP_ID))?.Message).toBe('the worker wrote this');
+    expect(inputs(asMock, SetDesiredCapacityCommand)).toHaveLength(2);
+    expect(inputs(ebMock, PutRuleCommand).map((i) => i.Name)).toEqual([RULE, RULE]);
+  });
+
+  it('a start redelivered after its run ended does nothing', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    await orchestrator.store.update(BACKUP_ID, { Status: 'Success' });
+    asMock.resetHistory();
+    ebMock.resetHistory();
+    expect(await orchestrator.handle(START, FUNCTION_ARN)).toEqual({
+      event: 'start',
+      action: 'duplicate',
+      backupId: BACKUP_ID,
+    });
+    expect(asMock.calls()).toHaveLength(0);
+    expect(ebMock.calls()).toHaveLength(0);
+  });
+
+  it('a start while an earlier run is inside its window is recorded Skipped and notified', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    asMock.resetHistory();
+    ebMock.resetHistory();
+    const next = variant(START, { id: 'second-run', time: '2026-11-26T03:00:00Z' });
+    expect(await orchestrator.handle(next, FUNCTION_ARN)).toEqual({
+      event: 'start',
+      action: 'skipped',
+      backupId: 'second-run',
+    });
+    const skipped = await orchestrator.store.getItem('second-run');
+    expect(skipped).toMatchObject({
+      Status: 'Skipped',
+      Message: `the run ${BACKUP_ID}, started at 2026-11-26T02:00:00.000Z, is still going (it stops by 2026-11-26T04:45:00.000Z)`,
+      StopTime: '2026-11-26T03:00:00.000Z',
+    });
+    expect(skipped?.Notified).toBeTruthy();
+    expect(skipped?.Closed).toBeTruthy();
+    expect(asMock.calls()).toHaveLength(0);
+    expect(ebMock.calls()).toHaveLength(0);
+    expect(inputs(snsMock, PublishCommand)).toEqual([
+      expect.objectContaining({
+        TopicArn: TOPIC,
+        Subject: '[efs-backup] Skipped: efs-backup/daily on pending',
+        MessageAttributes: { Status: { DataType: 'String', StringValue: 'Skipped' } },
+      }),
+    ]);
+    // Once the first run's window has passed, a start runs.
+    const later = variant(START, { id: 'third-run', time: '2026-11-26T05:00:00Z' });
+    expect(await orchestrator.handle(later, FUNCTION_ARN)).toMatchObject({ action: 'started' });
+  });
+
+  it('takes the job parameters from the event, as numbers or as text', async () => {
+    const e = variant(START, {
+      detail: {
+        label: 'projects',
+        interval: 'weekly',
+        retain: 4,
+        prefix: '/data',
+        windowMinutes: 45,
+      },
+    });
+    await orchestrator.handle(e, FUNCTION_ARN);
+    expect(await orchestrator.store.getItem(BACKUP_ID)).toMatchObject({
+      Label: 'projects',
+      Interval: 'weekly',
+      Retain: 4,
+      Prefix: '/data',
+      WindowMinutes: 45,
+      StopAt: '2026-11-26T02:30:00.000Z',
+    });
+    expect(inputs(ebMock, PutRuleCommand)[0]!.ScheduleExpression).toBe('cron(30 2 26 11 ? 2026)');
+  });
+});
+
+describe("stop (the one-time rule's Scheduled Event)", () => {
+  it('scales the group to 0', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    asMock.resetHistory();
+    expect(await orchestrator.handle(STOP, FUNCTION_ARN)).toEqual({
+      event: 'stop',
+      action: 'stopped',
+      backupId: BACKUP_ID,
+    });
+    expect(inputs(asMock, SetDesiredCapacityCommand)).toEqual([
+      { AutoScalingGroupName: GROUP, DesiredCapacity: 0, HonorCooldown: false },
+    ]);
+    // Redelivered: the same harmless call.
+    await orchestrator.handle(STOP, FUNCTION_ARN);
+    expect(inputs(asMock, SetDesiredCapacityCommand)).toHaveLength(2);
+  });
+
+  it("is ignored within 10 minutes of its run's start, as in the original", async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    asMock.resetHistory();
+    const early = variant(STOP, { time: '2026-11-26T02:09:59Z' });
+    expect(await orchestrator.handle(early, FUNCTION_ARN)).toMatchObject({
+      event: 'stop',
+      action: 'ignored',
+      reason: "the stop came 599 s after the run's start (less than 10 minutes)",
+    });
+    expect(asMock.calls()).toHaveLength(0);
+    const justInTime = variant(STOP, { time: '2026-11-26T02:10:00Z' });
+    expect(await orchestrator.handle(justInTime, FUNCTION_ARN)).toMatchObject({
+      action: 'stopped',
+    });
+  });
+
+  it('of a run that has ended leaves the group alone and removes the stale rule', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    await orchestrator.store.update(BACKUP_ID, { Status: 'Success' });
+    asMock.resetHistory();
+    ebMock.resetHistory();
+    expect(await orchestrator.handle(STOP, FUNCTION_ARN)).toMatchObject({
+      action: 'ignored',
+      reason: 'the run has ended (Success)',
+    });
+    expect(asMock.calls()).toHaveLength(0);
+    expect(inputs(ebMock, RemoveTargetsCommand)).toEqual([{ Rule: RULE, Ids: ['orchestrator'] }]);
+    expect(inputs(ebMock, DeleteRuleCommand)).toEqual([{ Name: RULE }]);
+  });
+
+  it('of an unknown run still scales the group to 0', async () => {
+    expect(await orchestrator.handle(STOP, FUNCTION_ARN)).toMatchObject({ action: 'stopped' });
+    expect(inputs(asMock, SetDesiredCapacityCommand)).toHaveLength(1);
+  });
+});
+
+describe('termination lifecycle action', () => {
+  it('tells the worker through SSM Run Command to stop for its window', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    expect((await claimRun(orchestrator.store, INSTANCE))?.BackupId).toBe(BACKUP_ID);
+    expect(await orchestrator.handle(TERMINATING, FUNCTION_ARN)).toEqual({
+      event: 'terminating',
+      action: 'stop-sent',
+      instanceId: INSTANCE,
+      reason: 'window',
+      commandId: 'cmd-1',
+    });
+    expect(inputs(ssmMock, SendCommandCommand)).toEqual([
+      {
+        DocumentName: 'AWS-RunShellScript',
+        InstanceIds: [INSTANCE],
+        Comment: 'efs-backup: stop the backup worker gracefully',
+        Parameters: {
+          commands: [
+            'mkdir -p /run/efs-backup',
+            'echo window > /run/efs-backup/stop.new && mv -f /run/efs-backup/stop.new /run/efs-backup/stop',
+            'if [ -s /run/efs-backup/worker.pid ]; then kill -TERM "$(cat /run/efs-backup/worker.pid)" 2>/dev/null || true; fi',
+            'echo "efs-backup worker asked to stop (window)"',
+          ],
+          executionTimeout: ['60'],
+        },
+        TimeoutSeconds: 600,
+      },
+    ]);
+  });
+
+  it('says shutdown when the instance goes before the stop time (a scale-in, a replacement)', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    await claimRun(orchestrator.store, INSTANCE);
+    const early = variant(TERMINATING, { time: '2026-11-26T03:00:00Z' });
+    expect(await orchestrator.handle(early, FUNCTION_ARN)).toMatchObject({ reason: 'shutdown' });
+    expect(inputs(ssmMock, SendCommandCommand)[0]!.Parameters!.commands).toEqual(
+      stopCommands('/run/efs-backup', 'shutdown'),
+    );
+  });
+
+  it("ignores another group's instances", async () => {
+    const other = variant(TERMINATING, { detail: { AutoScalingGroupName: 'someone-else' } });
+    expect(await orchestrator.handle(other, FUNCTION_ARN)).toEqual({
+      event: 'ignored',
+      reason: 'another Auto Scaling group: someone-else',
+    });
+    expect(ssmMock.calls()).toHaveLength(0);
+  });
+});
+
+describe('instance terminated', () => {
+  async function runEndedAs(over: Partial<RunItem>): Promise<void> {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    await claimRun(orchestrator.store, INSTANCE);
+    await orchestrator.store.update(BACKUP_ID, { ...over });
+    for (const m of [asMock, ebMock, snsMock]) m.resetHistory();
+  }
+
+  it('a success the worker notified: the stop rule removed, metrics logged, no second notice', async () => {
+    await runEndedAs({
+      Status: 'Success',
+      StopTime: '2026-11-26T03:00:00.000Z',
+      NumberOfFiles: 100,
+      NumberOfFilesTransferred: 10,
+      TotalTransferredFileSize: 2048,
+      Notified: '2026-11-26T03:00:01.000Z',
+      NotifyOnSuccess: true,
+    });
+    expect(await orchestrator.handle(TERMINATED, FUNCTION_ARN)).toEqual({
+      event: 'terminated',
+      action: 'closed',
+      instanceId: INSTANCE,
+      runs: [{ backupId: BACKUP_ID, status: 'Success', notified: false }],
+    });
+    expect(snsMock.calls()).toHaveLength(0);
+    expect(inputs(ebMock, RemoveTargetsCommand)).toEqual([{ Rule: RULE, Ids: ['orchestrator'] }]);
+    expect(inputs(ebMock, DeleteRuleCommand)).toEqual([{ Name: RULE }]);
+    expect((await orchestrator.store.getItem(BACKUP_ID))?.Closed).toBe('2026-11-26T04:52:31.000Z');
+    expect(metrics).toHaveLength(1);
+    const emf = JSON.parse(metrics[0]!) as Record<string, unknown>;
+    expect(emf).toMatchObject({
+      _aws: {
+        Timestamp: Date.parse('2026-11-26T04:52:31Z'),
+        CloudWatchMetrics: [
+          expect.objectContaining({
+            Namespace: 'EfsBackup',
+            Dimensions: [['FileSystemId', 'Label']],
+          }),
+        ],
+      },
+      FileSystemId: 'fs-0123456789abcdef0',
+      Label: 'efs-backup',
+      NumberOfFiles: 100,
+      NumberOfFilesTransferred: 10,
+      TotalTransferredFileSize: 2048,
+      DurationSeconds: 3600,
+      RunsSucceeded: 1,
+      RunsFailed: 0,
+    });
+
+    // Redelivered: the run is closed; nothing more happens.
+    ebMock.resetHistory();
+    expect(await orchestrator.handle(TERMINATED, FUNCTION_ARN)).toMatchObject({ runs: [] });
+    expect(ebMock.calls()).toHaveLength(0);
+    expect(metrics).toHaveLength(1);
+  });
+
+  it('a plain success is not notified unless asked', async () => {
+    await runEndedAs({ Status: 'Success', StopTime: '2026-11-26T03:00:00.000Z' });
+    await orchestrator.handle(TERMINATED, FUNCTION_ARN);
+    expect(snsMock.calls()).toHaveLength(0);
+  });
+
+  it('a failure the worker could not notify is notified now, once', async () => {
+    await runEndedAs({
+      Status: 'Failed',
+      Message: 'cannot mount the source file system',
+      StopTime: '2026-11-26T02:05:00.000Z',
+      Host: 'ip-10-0-1-5',
+    });
+    expect(await orchestrator.handle(TERMINATED, FUNCTION_ARN)).toMatchObject({
+      runs: [{ backupId: BACKUP_ID, status: 'Failed', notified: true }],
+    });
+    const published = inputs(snsMock, PublishCommand);
+    expect(published).toEqual([
+      {
+        TopicArn: TOPIC,
+        Subject: '[efs-backup] Failed: efs-backup/daily on ip-10-0-1-5',
+        Message: expect.stringContaining(
+          'efs-backup efs-backup/daily failed: cannot mount the source file system',
+        ),
+        MessageAttributes: { Status: { DataType: 'String', StringValue: 'Failed' } },
+      },
+    ]);
+    await orchestrator.handle(TERMINATED, FUNCTION_ARN);
+    expect(inputs(snsMock, PublishCommand)).toHaveLength(1);
+  });
+
+  it('a run the worker never reported becomes Unknown and is notified', async () => {
+    await runEndedAs({});
+    await orchestrator.handle(TERMINATED, FUNCTION_ARN);
+    const item = await orchestrator.store.getItem(BACKUP_ID);
+    expect(item).toMatchObject({
+      Status: 'Unknown',
+      StopTime: '2026-11-26T04:52:31.000Z',
+      Host: INSTANCE,
+    });
+    expect(item?.Message).toMatch(
+      /^the worker \(instance i-0a1b2c3d4e5f60718\) ended before it reported/,
+    );
+    expect(inputs(snsMock, PublishCommand)[0]).toMatchObject({
+      Subject: `[efs-backup] Unknown: efs-backup/daily on ${INSTANCE}`,
+    });
+  });
+
+  it('a run no worker ever claimed is closed when the instance goes', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    await orchestrator.handle(TERMINATED, FUNCTION_ARN);
+    expect(await orchestrator.store.getItem(BACKUP_ID)).toMatchObject({
+      Status: 'Unknown',
+      Host: INSTANCE,
+    });
+    expect(inputs(snsMock, PublishCommand)).toHaveLength(1);
+  });
+
+  it('a stop rule already gone is no error', async () => {
+    await runEndedAs({ Status: 'Success', StopTime: '2026-11-26T03:00:00.000Z' });
+    const gone = new ResourceNotFoundException({ message: 'Rule does not exist', $metadata: {} });
+    ebMock.on(RemoveTargetsCommand).rejects(gone);
+    ebMock.on(DeleteRuleCommand).rejects(gone);
+    expect(await orchestrator.handle(TERMINATED, FUNCTION_ARN)).toMatchObject({
+      runs: [{ status: 'Success' }],
+    });
+  });
+});
+
+describe('anything else', () => {
+  it.each([
+    [
+      'an instance launch',
+      load('launch-successful'),
+      'not an orchestrator event (EC2 Instance Launch Successful)',
+    ],
+    [
+      'a plain Scheduled Event of another rule',
+      load('scheduled-plain'),
+      'not an orchestrator event (Scheduled Event)',
+    ],
+    [
+      'an S3 notification',
+      { Records: [{ eventSource: 'aws:s3' }] },
+      'not an orchestrator event (no detail-type)',
+    ],
+    ['null', null, 'not an orchestrator event (no detail-type)'],
+    ['a string', 'hello', 'not an orchestrator event (no detail-type)'],
+  ])('%s is logged and ignored', async (_name, event, reason) => {
+    expect(await orchestrator.handle(event, FUNCTION_ARN)).toEqual({ event: 'ignored', reason });
+    expect(logged.at(-1)).toMatchObject({
+      level: 'info',
+      msg: 'ignored an event the orchestrator does not handle',
+    });
+    for (const m of [asMock, ssmMock, ebMock, snsMock]) expect(m.calls()).toHaveLength(0);
+    expect(await orchestrator.store.list()).toEqual([]);
+  });
+
+  it('a start with a bad parameter is logged as an error, and nothing is done', async () => {
+    const bad = variant(START, { detail: { retain: '0', windowMinutes: '20' } });
+    const r = await orchestrator.handle(bad, FUNCTION_ARN);
+    expect(r).toMatchObject({ event: 'ignored' });
+    expect((r as { reason: string }).reason).toMatch(
+      /^malformed Scheduled Event: .*retain.*windowMinutes/s,
+    );
+    expect(logged.at(-1)).toMatchObject({ level: 'error' });
+    expect(asMock.calls()).toHaveLength(0);
+  });
+});
+
+describe('the Lambda handler', () => {
+  it('names the setting its environment lacks', async () => {
+    await expect(handler(START, { invokedFunctionArn: FUNCTION_ARN })).rejects.toThrow(
+      /the orchestrator's environment is not right: .*TABLE_NAME/s,
+    );
+  });
+});
