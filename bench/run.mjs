@@ -51,7 +51,6 @@ const peers = [
   .filter(([key]) => wanted.includes(key))
   .map(([, p]) => p);
 
-
 /** Runs a shell command; returns wall seconds and peak RSS (KiB) of the command. */
 function timed(cmd) {
   const t0 = process.hrtime.bigint();
@@ -100,7 +99,9 @@ function main() {
       node: process.version,
       rsync: execFileSync('rsync', ['--version'], { encoding: 'utf8' }).split('\n')[0],
       fpart:
-        spawnSync('fpart', ['-V'], { encoding: 'utf8' }).stdout.split('\n')[0] || 'not installed',
+        (({ stdout, stderr }) => `${stdout}${stderr}`.split('\n')[0])(
+          spawnSync('fpart', ['-V'], { encoding: 'utf8' }),
+        ) || 'fpart not installed',
     },
     reps,
     scenarios: {},
@@ -149,37 +150,46 @@ function main() {
     const efsSet = path.join(dest(efsBackup), 'efs-backup');
     const efsNewest = () => fs.readlinkSync(path.join(fast(efsSet), 'latest'));
     /** Drops efs-backup's newest snapshot again, so every repetition starts from the same base. */
+    /** Drops efs-backup's snapshots newer than `keep`, so repetitions start from the same base. */
     const efsDropNewest = (keep) => {
-      const newest = efsNewest();
-      if (newest === keep) return;
-      const stamp = path.basename(newest);
-      rm(path.join(fast(efsSet), newest));
-      rm(path.join(fast(efsSet), '.efs-backup/manifests', `${stamp}.manifest`));
+      const [interval, keepStamp] = keep.split('/');
+      const dir = path.join(fast(efsSet), interval);
+      for (const stamp of fs.readdirSync(dir)) {
+        if (!/^\d{8}T\d{6}Z$/.test(stamp) || stamp <= keepStamp) continue;
+        rm(path.join(dir, stamp));
+        rm(path.join(fast(efsSet), '.efs-backup/manifests', `${stamp}.manifest`));
+      }
       fs.rmSync(path.join(fast(efsSet), 'latest'));
       fs.symlinkSync(keep, path.join(fast(efsSet), 'latest'));
     };
 
-    const incremental = (scenario) => {
+    // Outputs are deleted only after the scenario: on ext4, creating inodes just after many
+    // were deleted is slow for a while, which would charge one tool for another's clean-up.
+    const incremental = (scenario, resetEfs) => {
       const baseSnap = efsNewest();
+      const leftovers = [];
       for (let i = 0; i < reps; i++) {
         for (const peer of peers) {
           const d = dest(peer);
           if (peer === efsBackup) {
             record(scenario, peer, timed(peer.incremental(src, null, d)));
-            efsDropNewest(baseSnap);
+            if (resetEfs) efsDropNewest(baseSnap);
           } else {
-            const next = path.join(d, `next`);
+            const next = path.join(d, `next-${i}`);
             rm(fast(next));
             record(scenario, peer, timed(peer.incremental(src, path.join(d, 'base'), next)));
-            rm(fast(next));
+            leftovers.push(next);
           }
         }
       }
+      for (const l of leftovers) rm(fast(l));
+      // Back to the base snapshot for the scenarios that follow.
+      if (!resetEfs) efsDropNewest(baseSnap);
     };
-    if (scenarios.includes('incremental')) incremental('incremental');
+    if (scenarios.includes('incremental')) incremental('incremental', false);
     if (scenarios.includes('churn')) {
       churn(fast(src), { paths: walkFiles(fast(src)) });
-      incremental('churn');
+      incremental('churn', true);
     }
     if (scenarios.includes('prune')) {
       // Deleting one old snapshot: efs-backup's parallel prune against rm -rf of the same tree.
@@ -192,6 +202,7 @@ function main() {
         record('prune', { name: 'rm -rf' }, timed(`rm -rf ${copy}`));
         // An extra old snapshot for efs-backup to prune (made untimed, as a hard-linked copy).
         const old = path.join(path.dirname(baseSnap), '19700101T000000Z');
+        rm(fast(path.join(efsSet, old)));
         sh(`cp -al ${fast(path.join(efsSet, baseSnap))} ${fast(path.join(efsSet, old))}`);
         record(
           'prune',

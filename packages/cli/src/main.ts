@@ -9,6 +9,7 @@ import {
   type BackupStatus,
   formatBytes,
   formatDuration,
+  formatCount,
 } from '@efs-backup/core';
 import type { RunRecord, RunStatus } from '@efs-backup/service';
 import fs from 'node:fs';
@@ -88,9 +89,9 @@ async function runBackup(o: BackupCliOptions): Promise<number> {
   } else {
     const lines = [
       `${result.Status}: ${result.Message}`,
-      `  ${result.NumberOfFiles.toLocaleString('en')} entries (${formatBytes(result.TotalFileSize)}): ` +
-        `${result.NumberOfFilesTransferred.toLocaleString('en')} copied (${formatBytes(result.TotalTransferredFileSize)}), ` +
-        `${result.NumberOfFilesLinked.toLocaleString('en')} unchanged and linked`,
+      `  ${formatCount(result.NumberOfFiles)} entries (${formatBytes(result.TotalFileSize)}): ` +
+        `${formatCount(result.NumberOfFilesTransferred)} copied (${formatBytes(result.TotalTransferredFileSize)}), ` +
+        `${formatCount(result.NumberOfFilesLinked)} unchanged and linked`,
       `  ${result.SnapshotsPruned} old snapshot(s) pruned; ${result.NumberOfWarnings} warning(s); ${formatDuration(Date.now() - started)}`,
     ];
     if (result.snapshotPath) lines.push(`  ${result.snapshotPath}`);
@@ -161,7 +162,7 @@ async function listSnapshots(o: {
     return [
       `${r.interval}.${n}`,
       r.stamp,
-      r.NumberOfFiles === null ? '?' : r.NumberOfFiles.toLocaleString('en'),
+      r.NumberOfFiles === null ? '?' : formatCount(r.NumberOfFiles),
       r.TotalFileSize === null ? '?' : formatBytes(r.TotalFileSize),
       r.latest ? 'latest' : '',
     ];

@@ -1,4 +1,4 @@
-import { formatBytes } from '@efs-backup/core';
+import { formatBytes, formatCount } from '@efs-backup/core';
 import type { BackupProgress } from '@efs-backup/core';
 
 /** A progress bar on a terminal; nothing when standard error is not one. */
@@ -23,7 +23,7 @@ export async function progressBar(stream: NodeJS.WriteStream): Promise<{
   return {
     update(p) {
       const total = p.estimatedEntries ?? 0;
-      const payload = { entries: p.entries.toLocaleString('en'), bytes: formatBytes(p.bytes) };
+      const payload = { entries: formatCount(p.entries), bytes: formatBytes(p.bytes) };
       // Without an estimate (a first backup) the bar shows counts only.
       const value = total > 0 ? Math.min(p.entries, total) : 0;
       if (!started) {

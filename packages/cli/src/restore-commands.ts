@@ -6,6 +6,7 @@ import {
   verify,
   type RestoreChange,
   formatBytes,
+  formatCount,
 } from '@efs-backup/core';
 
 const EXIT_OK = 0;
@@ -101,7 +102,7 @@ export function addRestoreCommands(program: Command, setExit: (code: number) => 
           if (o.json) continue;
           if (v.problems.length === 0) {
             process.stdout.write(
-              `ok ${name}: ${v.entries.toLocaleString('en')} entries, ${formatBytes(v.bytes)} re-read\n`,
+              `ok ${name}: ${formatCount(v.entries)} entries, ${formatBytes(v.bytes)} re-read\n`,
             );
           } else {
             process.stdout.write(`DAMAGED ${name}: ${v.problems.length} problem(s)\n`);
@@ -135,7 +136,7 @@ export function addRestoreCommands(program: Command, setExit: (code: number) => 
       else {
         for (const a of adopted) {
           process.stdout.write(
-            `${a.from} -> ${a.interval}/${a.stamp} (${a.entries.toLocaleString('en')} entries)\n`,
+            `${a.from} -> ${a.interval}/${a.stamp} (${formatCount(a.entries)} entries)\n`,
           );
         }
       }

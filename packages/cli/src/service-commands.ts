@@ -9,6 +9,7 @@ import {
   type BackupWarning,
   formatBytes,
   formatDuration,
+  formatCount,
 } from '@efs-backup/core';
 import type {
   Config,
@@ -324,8 +325,8 @@ async function printHistory(o: HistoryOptions): Promise<number> {
     r.Interval,
     r.Status,
     r.Snapshot ?? '-',
-    r.NumberOfFiles.toLocaleString('en'),
-    r.NumberOfFilesTransferred.toLocaleString('en'),
+    formatCount(r.NumberOfFiles),
+    formatCount(r.NumberOfFilesTransferred),
     formatBytes(r.TotalTransferredFileSize),
     r.StopTime ? formatDuration(Date.parse(r.StopTime) - Date.parse(r.StartTime)) : '-',
     String(r.NumberOfWarnings),
@@ -456,7 +457,7 @@ async function printStatus(o: StatusOptions): Promise<number> {
       const done =
         p === null
           ? 'starting'
-          : `${p.phase === 'prune' ? 'pruning; ' : ''}${p.entries.toLocaleString('en')}${p.estimatedEntries ? ` of about ${p.estimatedEntries.toLocaleString('en')}` : ''} entries (${formatBytes(p.bytes)})` +
+          : `${p.phase === 'prune' ? 'pruning; ' : ''}${formatCount(p.entries)}${p.estimatedEntries ? ` of about ${formatCount(p.estimatedEntries)}` : ''} entries (${formatBytes(p.bytes)})` +
             (p.estimatedEntries
               ? `, ${Math.min(100, Math.floor((100 * p.entries) / p.estimatedEntries))}%`
               : '');

@@ -18,3 +18,11 @@ export function formatDuration(ms: number): string {
   if (m < 60) return `${m} min ${Math.round(s % 60)} s`;
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
+
+/**
+ * 1234567 as "1,234,567". Not toLocaleString: its first call loads ICU data, a tenth of a
+ * small backup's run time.
+ */
+export function formatCount(n: number): string {
+  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+}

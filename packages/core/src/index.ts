@@ -52,4 +52,4 @@ export {
 } from './selectors.js';
 export { adopt } from './adopt.js';
 export type { AdoptedSnapshot, AdoptOptions } from './adopt.js';
-export { formatBytes, formatDuration } from './format.js';
+export { formatBytes, formatCount, formatDuration } from './format.js';

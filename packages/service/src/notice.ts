@@ -1,4 +1,4 @@
-import { formatBytes } from '@efs-backup/core';
+import { formatBytes, formatCount } from '@efs-backup/core';
 import type { Notice } from './ports.js';
 import type { RunRecord, RunStatus } from './record.js';
 
@@ -74,7 +74,7 @@ export function summary(r: RunRecord): string {
   if (r.Status !== 'Skipped') {
     lines.push(
       `  Snapshot      ${r.Snapshot ? `${r.Interval}/${r.Snapshot}` : 'none committed'}`,
-      `  Entries       ${r.NumberOfFiles.toLocaleString('en')} (${formatBytes(r.TotalFileSize)}): ${r.NumberOfFilesTransferred.toLocaleString('en')} copied (${formatBytes(r.TotalTransferredFileSize)}), ${r.NumberOfFilesLinked.toLocaleString('en')} unchanged and linked`,
+      `  Entries       ${formatCount(r.NumberOfFiles)} (${formatBytes(r.TotalFileSize)}): ${formatCount(r.NumberOfFilesTransferred)} copied (${formatBytes(r.TotalTransferredFileSize)}), ${formatCount(r.NumberOfFilesLinked)} unchanged and linked`,
       `  Warnings      ${r.NumberOfWarnings}`,
       `  Pruned        ${r.SnapshotsPruned} old snapshot(s)`,
     );
