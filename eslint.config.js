@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', 'deployment/**', '.bench/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', 'deployment/**', '.bench/**', 'cdk.out/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

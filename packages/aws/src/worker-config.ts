@@ -30,6 +30,11 @@ const MountSchema = z.object({
   retryDelaySeconds: z.number().min(0).default(10),
 });
 
+/** A yes/no: a boolean, or "true"/"false" as a CloudFormation parameter renders it. */
+const flag = z
+  .union([z.boolean(), z.enum(['true', 'false'])])
+  .transform((v) => v === true || v === 'true');
+
 export const RestoreSettingsSchema = z.object({
   /** The backup set (folder label) on the backup file system. @default efs-backup */
   label: z
@@ -46,9 +51,9 @@ export const RestoreSettingsSchema = z.object({
     .regex(/^\/(?!.*(^|\/)\.\.(\/|$))/)
     .default('/efs-restore'),
   /** Remove from the target what the snapshot does not hold. @default false */
-  delete: z.boolean().default(false),
+  delete: flag.default(false),
   /** A restore is asked for by a person: its success is notified too. @default true */
-  notifyOnSuccess: z.boolean().default(true),
+  notifyOnSuccess: flag.default(true),
 });
 
 export const WorkerConfigSchema = z.object({

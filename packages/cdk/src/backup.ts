@@ -1,0 +1,327 @@
+/**
+ * `EfsToEfsBackup`: scheduled, incremental backups of one EFS file system onto a new one, the
+ * workflow of the original AWS solution. An EventBridge schedule invokes the orchestrator
+ * Lambda, which records the run and scales the worker group to one instance; the worker
+ * mounts both file systems and backs up; a one-time rule stops it 15 minutes before the window
+ * ends; the termination lifecycle hook has the orchestrator tell the worker (SSM Run Command)
+ * to stop gracefully; once the instance is gone, the orchestrator notifies.
+ */
+import { ORCHESTRATOR_BUNDLE_DIR } from '@efs-backup/aws/bundles';
+import {
+  DEFAULT_STOP_RULE_PREFIX,
+  SCHEDULED_INPUT_PATHS,
+  scheduledInputTemplate,
+  type OrchestratorEnvironment,
+} from '@efs-backup/aws/contract';
+import { Aws, Duration, RemovalPolicy, Stack, Tokenization, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as efs from 'aws-cdk-lib/aws-efs';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { BackupDashboard } from './dashboard.js';
+import { RunStore } from './run-store.js';
+import { WorkerHost } from './worker-host.js';
+
+export interface EfsToEfsBackupProps {
+  /** The EFS file system to back up (`fs-...`). */
+  readonly sourceFileSystemId: string;
+  /**
+   * The security group of the source's mount targets: NFS from the worker is allowed into it.
+   * @default none: the source's mount targets must already allow NFS (TCP 2049) from the worker
+   */
+  readonly sourceSecurityGroupId?: string;
+  /** The VPC of the source's mount targets. */
+  readonly vpc: ec2.IVpc;
+  /**
+   * Where the worker runs and the backup file system's mount targets are: subnets in different
+   * Availability Zones, each with a mount target of the source, that reach the AWS APIs (a NAT
+   * gateway or VPC endpoints).
+   * @default the VPC's private subnets
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /** The folder on the backup file system for this backup set (the original's folder label). @default 'efs-backup' */
+  readonly label?: string;
+  /** The tag of the series: `hourly`, `daily`, `weekly`, `monthly` or a word of your own. @default 'daily' */
+  readonly interval?: string;
+  /** Complete snapshots of the interval to keep. @default 7 */
+  readonly retain?: number;
+  /** The sub-path of the source to back up. @default '/' */
+  readonly prefix?: string;
+  /** Minutes a run may take; the worker is stopped 15 minutes before they are up. At least 30. @default 180 */
+  readonly windowMinutes?: number;
+  /** When runs start (UTC). @default every day at 02:00 UTC: `cron(0 2 * * ? *)` */
+  readonly schedule?: events.Schedule;
+  /** The backup file system's performance mode. @default efs.PerformanceMode.GENERAL_PURPOSE */
+  readonly performanceMode?: efs.PerformanceMode;
+  /** Encrypt the backup file system at rest (with the AWS-managed EFS key). @default true */
+  readonly encrypted?: boolean;
+  /** Notify a run that succeeded too; failures and incomplete runs are always notified. @default false */
+  readonly notifyOnSuccess?: boolean;
+  /** An address that gets every notice by e-mail. @default no subscription */
+  readonly email?: string;
+  /** A CloudWatch dashboard of the file systems and the runs. @default true */
+  readonly dashboard?: boolean;
+  /** Days a run's record is kept. @default 90 */
+  readonly recordExpireDays?: number;
+  /** Days a run's log is kept. @default 90 */
+  readonly logExpireDays?: number;
+  /** The worker's instance type (Graviton: the worker has no native code). @default m6g.large */
+  readonly instanceType?: ec2.InstanceType;
+  /** What happens to the backup file system when the stack is deleted. @default RemovalPolicy.RETAIN */
+  readonly backupFileSystemRemovalPolicy?: RemovalPolicy;
+  /** What happens to the records table and the log bucket when the stack is deleted. @default RemovalPolicy.RETAIN */
+  readonly dataRemovalPolicy?: RemovalPolicy;
+}
+
+/** The events the orchestrator takes from the worker group. */
+const WORKER_EVENT_TYPES = [
+  'EC2 Instance-terminate Lifecycle Action',
+  'EC2 Instance Terminate Successful',
+];
+const LIFECYCLE_HOOK_NAME = 'efs-backup-worker-terminating';
+
+/** A Scheduled Event with the job in its detail: what the orchestrator's schema takes. */
+class ScheduledEventInput extends events.RuleTargetInput {
+  constructor(private readonly detail: Record<string, unknown>) {
+    super();
+  }
+  bind(): events.RuleTargetInputProperties {
+    return {
+      inputPathsMap: { ...SCHEDULED_INPUT_PATHS },
+      inputTemplate: scheduledInputTemplate(this.detail),
+    };
+  }
+}
+
+export class EfsToEfsBackup extends Construct {
+  readonly backupFileSystem: efs.FileSystem;
+  readonly runs: RunStore;
+  readonly worker: WorkerHost;
+  readonly orchestrator: lambda.Function;
+  readonly schedule: events.Rule;
+  readonly workerEvents: events.Rule;
+  readonly dashboard?: BackupDashboard;
+  /** The ingress rule into the source's security group, when one was given. */
+  readonly sourceIngress?: ec2.CfnSecurityGroupIngress;
+
+  constructor(scope: Construct, id: string, props: EfsToEfsBackupProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const label = props.label ?? 'efs-backup';
+    const expireDays = props.recordExpireDays ?? 90;
+
+    this.runs = new RunStore(this, 'Runs', {
+      logExpireDays: props.logExpireDays ?? 90,
+      ...(props.email !== undefined ? { email: props.email } : {}),
+      removalPolicy: props.dataRemovalPolicy ?? RemovalPolicy.RETAIN,
+      displayName: 'efs-backup',
+    });
+
+    this.backupFileSystem = new efs.FileSystem(this, 'BackupFileSystem', {
+      vpc: props.vpc,
+      ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
+      encrypted: props.encrypted ?? true,
+      performanceMode: props.performanceMode ?? efs.PerformanceMode.GENERAL_PURPOSE,
+      throughputMode: efs.ThroughputMode.BURSTING,
+      removalPolicy: props.backupFileSystemRemovalPolicy ?? RemovalPolicy.RETAIN,
+      enableAutomaticBackups: false,
+    });
+    const source = efs.FileSystem.fromFileSystemAttributes(this, 'SourceFileSystem', {
+      fileSystemId: props.sourceFileSystemId,
+      securityGroup: ec2.SecurityGroup.fromSecurityGroupId(
+        this,
+        'SourceSecurityGroup',
+        props.sourceSecurityGroupId ?? 'sg-none',
+        { mutable: false },
+      ),
+    });
+
+    this.worker = new WorkerHost(this, 'Worker', {
+      vpc: props.vpc,
+      ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
+      instanceType:
+        props.instanceType ?? ec2.InstanceType.of(ec2.InstanceClass.M6G, ec2.InstanceSize.LARGE),
+      command: 'backup',
+      groupSuffix: id,
+      lifecycleHookName: LIFECYCLE_HOOK_NAME,
+      config: {
+        table: this.runs.table.tableName,
+        bucket: this.runs.logBucket.bucketName,
+        topicArn: this.runs.topic.topicArn,
+        sourceFileSystemId: props.sourceFileSystemId,
+        backupFileSystemId: this.backupFileSystem.fileSystemId,
+        expireDays,
+      },
+    });
+    const workerRole = this.worker.role;
+    this.backupFileSystem.connections.allowDefaultPortFrom(
+      this.worker.securityGroup,
+      'NFS from the efs-backup worker',
+    );
+    if (props.sourceSecurityGroupId !== undefined) {
+      this.sourceIngress = new ec2.CfnSecurityGroupIngress(this, 'SourceNfsFromWorker', {
+        groupId: props.sourceSecurityGroupId,
+        ipProtocol: 'tcp',
+        fromPort: 2049,
+        toPort: 2049,
+        sourceSecurityGroupId: this.worker.securityGroup.securityGroupId,
+        description: 'NFS from the efs-backup worker',
+      });
+    }
+
+    // The worker: reads the source (as root, to keep every owner), writes the backup, records,
+    // logs, notifies, scales its group to 0 and completes its lifecycle action.
+    source.grant(workerRole, 'elasticfilesystem:ClientMount', 'elasticfilesystem:ClientRootAccess');
+    this.backupFileSystem.grant(
+      workerRole,
+      'elasticfilesystem:ClientMount',
+      'elasticfilesystem:ClientWrite',
+      'elasticfilesystem:ClientRootAccess',
+    );
+    this.runs.grantRecords(workerRole, { remove: true });
+    this.runs.grantLogWrite(workerRole, { remove: true });
+    this.runs.topic.grantPublish(workerRole);
+    this.worker.grantScaling(workerRole, [
+      'autoscaling:SetDesiredCapacity',
+      'autoscaling:CompleteLifecycleAction',
+    ]);
+
+    // The orchestrator.
+    const logGroup = new logs.LogGroup(this, 'OrchestratorLogs', {
+      retention: logs.RetentionDays.ONE_YEAR,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const role = new iam.Role(this, 'OrchestratorRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'efs-backup orchestrator',
+    });
+    logGroup.grantWrite(role);
+    const environment: OrchestratorEnvironment = {
+      TABLE_NAME: this.runs.table.tableName,
+      TOPIC_ARN: this.runs.topic.topicArn,
+      AUTO_SCALING_GROUP_NAME: this.worker.groupName,
+      SOURCE_FILE_SYSTEM_ID: props.sourceFileSystemId,
+      BACKUP_FILE_SYSTEM_ID: this.backupFileSystem.fileSystemId,
+      NOTIFY_ON_SUCCESS: String(props.notifyOnSuccess ?? false),
+      EXPIRE_DAYS: Tokenization.stringifyNumber(expireDays),
+    };
+    this.orchestrator = new lambda.Function(this, 'Orchestrator', {
+      description:
+        'efs-backup orchestrator: starts and stops the backup worker, closes and notifies runs',
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(ORCHESTRATOR_BUNDLE_DIR),
+      memorySize: 256,
+      timeout: Duration.minutes(1),
+      role,
+      logGroup,
+      environment: { ...environment },
+      retryAttempts: 2,
+      maxEventAge: Duration.hours(1),
+    });
+    this.runs.grantRecords(role, { remove: false });
+    this.runs.topic.grantPublish(role);
+    this.worker.grantScaling(role, ['autoscaling:SetDesiredCapacity']);
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'RunShellScriptDocument',
+        actions: ['ssm:SendCommand'],
+        resources: [
+          stack.formatArn({
+            service: 'ssm',
+            account: '',
+            resource: 'document',
+            resourceName: 'AWS-RunShellScript',
+          }),
+        ],
+      }),
+    );
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'RunShellScriptOnTheWorker',
+        actions: ['ssm:SendCommand'],
+        resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+        conditions: {
+          StringEquals: { 'ssm:resourceTag/aws:autoscaling:groupName': this.worker.groupName },
+        },
+      }),
+    );
+    const stopRules = stack.formatArn({
+      service: 'events',
+      resource: 'rule',
+      resourceName: `${DEFAULT_STOP_RULE_PREFIX}*`,
+    });
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'OneTimeStopRules',
+        actions: [
+          'events:PutRule',
+          'events:PutTargets',
+          'events:RemoveTargets',
+          'events:DeleteRule',
+        ],
+        resources: [stopRules],
+      }),
+    );
+    this.orchestrator.addPermission('InvokeFromStopRules', {
+      principal: new iam.ServicePrincipal('events.amazonaws.com'),
+      sourceArn: stopRules,
+      sourceAccount: Aws.ACCOUNT_ID,
+    });
+    Validations.of(role).acknowledge(
+      {
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:rule/${DEFAULT_STOP_RULE_PREFIX}*]`,
+        reason:
+          "Each run's one-time stop rule is named after the run, which does not exist when the policy is written; only rules of that prefix can be touched.",
+      },
+      {
+        id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
+        reason:
+          "The worker instance is launched later; the condition on its aws:autoscaling:groupName tag limits the command to this stack's worker.",
+      },
+    );
+
+    // The schedule starts runs; the worker group's events reach the orchestrator.
+    const schedule = props.schedule ?? events.Schedule.cron({ minute: '0', hour: '2' });
+    this.schedule = new events.Rule(this, 'BackupSchedule', {
+      description: `efs-backup: starts a backup of ${props.sourceFileSystemId}`,
+      schedule,
+      targets: [
+        new targets.LambdaFunction(this.orchestrator, {
+          event: new ScheduledEventInput({
+            action: 'start',
+            label,
+            interval: props.interval ?? 'daily',
+            retain: Tokenization.stringifyNumber(props.retain ?? 7),
+            prefix: props.prefix ?? '/',
+            windowMinutes: Tokenization.stringifyNumber(props.windowMinutes ?? 180),
+            schedule: schedule.expressionString,
+          }),
+        }),
+      ],
+    });
+    this.workerEvents = new events.Rule(this, 'WorkerEvents', {
+      description: "efs-backup: the worker group's termination, to the orchestrator",
+      eventPattern: {
+        source: ['aws.autoscaling'],
+        detailType: WORKER_EVENT_TYPES,
+        detail: { AutoScalingGroupName: [this.worker.groupName] },
+      },
+      targets: [new targets.LambdaFunction(this.orchestrator)],
+    });
+
+    if (props.dashboard ?? true) {
+      this.dashboard = new BackupDashboard(this, 'Dashboard', {
+        sourceFileSystemId: props.sourceFileSystemId,
+        backupFileSystemId: this.backupFileSystem.fileSystemId,
+        orchestrator: this.orchestrator,
+        label,
+      });
+    }
+  }
+}

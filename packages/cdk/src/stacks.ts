@@ -1,0 +1,413 @@
+/**
+ * The two templates, `efs-to-efs-backup` and `efs-to-efs-restore`: the constructs with the
+ * original solution's parameters as CloudFormation parameters, grouped for the console.
+ */
+import {
+  CfnCondition,
+  CfnOutput,
+  CfnParameter,
+  CfnResource,
+  Fn,
+  Stack,
+  Token,
+  Validations,
+  type StackProps,
+} from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as efs from 'aws-cdk-lib/aws-efs';
+import * as events from 'aws-cdk-lib/aws-events';
+import { Construct } from 'constructs';
+import { EfsToEfsBackup } from './backup.js';
+import { EfsToEfsRestore } from './restore.js';
+
+const FILE_SYSTEM_ID = '^fs-[0-9a-f]{8,40}$';
+const OPTIONAL_SECURITY_GROUP = '^(sg-[0-9a-f]{8,40})?$';
+const WORD = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+const PREFIX = '^/([^.][^/]*(/[^.][^/]*)*)?/?$|^/$';
+const OPTIONAL_EMAIL = '^([^\\s@]+@[^\\s@]+\\.[^\\s@]+)?$';
+
+/** A template's parameters, labelled and grouped for the CloudFormation console. */
+class Parameters {
+  private readonly groups: { Label: { default: string }; Parameters: string[] }[] = [];
+  private readonly labels: Record<string, { default: string }> = {};
+
+  constructor(private readonly stack: Stack) {}
+
+  group(label: string, params: [CfnParameter, string][]): void {
+    this.groups.push({ Label: { default: label }, Parameters: params.map(([p]) => p.logicalId) });
+    for (const [p, l] of params) this.labels[p.logicalId] = { default: l };
+  }
+
+  /** Writes the console's interface metadata; parameters made elsewhere (assets) go last. */
+  write(): void {
+    this.stack.templateOptions.metadata = {
+      'AWS::CloudFormation::Interface': {
+        ParameterGroups: this.groups,
+        ParameterLabels: this.labels,
+      },
+    };
+  }
+}
+
+function yesNo(
+  stack: Stack,
+  id: string,
+  description: string,
+  dflt: 'Yes' | 'No',
+): [CfnParameter, CfnCondition] {
+  const p = new CfnParameter(stack, id, {
+    type: 'String',
+    allowedValues: ['Yes', 'No'],
+    default: dflt,
+    description,
+  });
+  return [
+    p,
+    new CfnCondition(stack, `${id}Chosen`, {
+      expression: Fn.conditionEquals(p.valueAsString, 'Yes'),
+    }),
+  ];
+}
+
+function notEmpty(stack: Stack, id: string, p: CfnParameter): CfnCondition {
+  return new CfnCondition(stack, id, {
+    expression: Fn.conditionNot(Fn.conditionEquals(p.valueAsString, '')),
+  });
+}
+
+/** The VPC and two of its subnets, from the template's parameters. */
+function network(stack: Stack): { vpc: ec2.IVpc; vpcId: CfnParameter; subnets: CfnParameter } {
+  const vpcId = new CfnParameter(stack, 'VpcId', {
+    type: 'AWS::EC2::VPC::Id',
+    description: "The VPC of the file systems' mount targets.",
+  });
+  const subnets = new CfnParameter(stack, 'Subnets', {
+    type: 'List<AWS::EC2::Subnet::Id>',
+    description:
+      'Two subnets in two Availability Zones, each with a mount target of the source file system, that reach the AWS APIs (through a NAT gateway or VPC endpoints). The worker runs there.',
+  });
+  const list = subnets.valueAsList;
+  const vpc = ec2.Vpc.fromVpcAttributes(stack, 'Vpc', {
+    vpcId: vpcId.valueAsString,
+    availabilityZones: [Fn.select(0, Fn.getAzs()), Fn.select(1, Fn.getAzs())],
+    privateSubnetIds: [Fn.select(0, list), Fn.select(1, list)],
+  });
+  Validations.of(vpc).acknowledge({
+    id: '@aws-cdk/aws-ec2:noSubnetRouteTableId',
+    reason:
+      "Nothing here reads the subnets' route tables: the worker and the mount targets only need the subnet ids.",
+  });
+  return { vpc, vpcId, subnets };
+}
+
+const condition = (c: CfnCondition, ...resources: (Construct | undefined)[]): void => {
+  for (const r of resources) {
+    if (r) ((r.node.defaultChild ?? r) as CfnResource).cfnOptions.condition = c;
+  }
+};
+
+export class BackupStack extends Stack {
+  readonly backup: EfsToEfsBackup;
+
+  constructor(scope: Construct, id: string, props: StackProps = {}) {
+    super(scope, id, {
+      description:
+        'efs-backup: scheduled, incremental, browsable backups of an Amazon EFS file system onto another',
+      ...props,
+    });
+    const params = new Parameters(this);
+    const source = new CfnParameter(this, 'SourceEfsId', {
+      type: 'String',
+      allowedPattern: FILE_SYSTEM_ID,
+      description: 'The EFS file system to back up (fs-...).',
+      constraintDescription: 'must be an EFS file system id such as fs-0123456789abcdef0',
+    });
+    const sourceSg = new CfnParameter(this, 'SourceEfsSecurityGroup', {
+      type: 'String',
+      default: '',
+      allowedPattern: OPTIONAL_SECURITY_GROUP,
+      description:
+        "The security group of the source file system's mount targets: NFS from the worker is allowed into it. Leave empty if they already allow it.",
+    });
+    const interval = new CfnParameter(this, 'IntervalTag', {
+      type: 'String',
+      default: 'daily',
+      allowedPattern: WORD,
+      description: 'The tag of the series: hourly, daily, weekly, monthly or a word of your own.',
+    });
+    const retain = new CfnParameter(this, 'Retain', {
+      type: 'Number',
+      default: 7,
+      minValue: 1,
+      description: 'How many complete snapshots of the interval to keep.',
+    });
+    const label = new CfnParameter(this, 'FolderLabel', {
+      type: 'String',
+      default: 'efs-backup',
+      allowedPattern: WORD,
+      description: 'The folder on the backup file system that holds this backup set.',
+    });
+    const window = new CfnParameter(this, 'BackupWindow', {
+      type: 'Number',
+      default: 180,
+      minValue: 30,
+      maxValue: 10080,
+      description:
+        'Minutes a run may take. The worker is stopped 15 minutes before they are up; the next run continues an incomplete one.',
+    });
+    const schedule = new CfnParameter(this, 'BackupSchedule', {
+      type: 'String',
+      default: 'cron(0 2 * * ? *)',
+      allowedPattern: '^(cron|rate)\\(.+\\)$',
+      description: 'When runs start, as an EventBridge schedule expression (UTC).',
+    });
+    const prefix = new CfnParameter(this, 'BackupPrefix', {
+      type: 'String',
+      default: '/',
+      allowedPattern: PREFIX,
+      description: 'The sub-path of the source to back up.',
+    });
+    const mode = new CfnParameter(this, 'EfsMode', {
+      type: 'String',
+      default: 'generalPurpose',
+      allowedValues: ['generalPurpose', 'maxIO'],
+      description: "The backup file system's performance mode.",
+    });
+    const [encrypt, encrypted] = yesNo(
+      this,
+      'EfsEncryption',
+      'Encrypt the backup file system at rest.',
+      'Yes',
+    );
+    const [success, notifySuccess] = yesNo(
+      this,
+      'SuccessNotification',
+      'Notify successful runs too (failures are always notified).',
+      'No',
+    );
+    const email = new CfnParameter(this, 'Email', {
+      type: 'String',
+      default: '',
+      allowedPattern: OPTIONAL_EMAIL,
+      description:
+        'An address that gets the notices by e-mail (it confirms the subscription first). Leave empty for none.',
+    });
+    const [dash, dashboard] = yesNo(
+      this,
+      'Dashboard',
+      'A CloudWatch dashboard of the file systems and the runs.',
+      'Yes',
+    );
+    const net = network(this);
+
+    this.backup = new EfsToEfsBackup(this, 'Backup', {
+      sourceFileSystemId: source.valueAsString,
+      sourceSecurityGroupId: sourceSg.valueAsString,
+      vpc: net.vpc,
+      label: label.valueAsString,
+      interval: interval.valueAsString,
+      retain: retain.valueAsNumber,
+      prefix: prefix.valueAsString,
+      windowMinutes: window.valueAsNumber,
+      schedule: events.Schedule.expression(schedule.valueAsString),
+      performanceMode: mode.valueAsString as efs.PerformanceMode,
+      email: email.valueAsString,
+      dashboard: true,
+    });
+    // What a parameter turns on or off at deployment.
+    const b = this.backup;
+    (b.backupFileSystem.node.defaultChild as efs.CfnFileSystem).encrypted = Fn.conditionIf(
+      encrypted.logicalId,
+      true,
+      false,
+    );
+    Validations.of(b.backupFileSystem).acknowledge({
+      id: 'AwsSolutions-EFS1',
+      reason:
+        'Encrypted unless the EfsEncryption parameter (default Yes) says otherwise, a condition the rule cannot evaluate before deployment.',
+    });
+    b.orchestrator.addEnvironment(
+      'NOTIFY_ON_SUCCESS',
+      Token.asString(Fn.conditionIf(notifySuccess.logicalId, 'true', 'false')),
+    );
+    condition(notEmpty(this, 'EmailGiven', email), b.runs.emailSubscription);
+    condition(notEmpty(this, 'SourceSecurityGroupGiven', sourceSg), b.sourceIngress);
+    condition(dashboard, b.dashboard?.dashboard);
+
+    params.group('Source', [
+      [source, 'Source EFS file system'],
+      [sourceSg, 'Security group of its mount targets (optional)'],
+      [prefix, 'Sub-path to back up'],
+    ]);
+    params.group('Backup', [
+      [schedule, 'Schedule'],
+      [window, 'Backup window (minutes)'],
+      [interval, 'Interval tag'],
+      [retain, 'Snapshots to keep'],
+      [label, 'Folder label'],
+      [mode, 'Backup EFS performance mode'],
+      [encrypt, 'Encrypt the backup EFS'],
+    ]);
+    params.group('Notices', [
+      [email, 'E-mail address'],
+      [success, 'Notify successful runs'],
+      [dash, 'CloudWatch dashboard'],
+    ]);
+    params.group('Network', [
+      [net.vpcId, 'VPC'],
+      [net.subnets, 'Two subnets'],
+    ]);
+    params.write();
+
+    new CfnOutput(this, 'BackupFileSystemId', {
+      value: b.backupFileSystem.fileSystemId,
+      description: 'The backup file system: the restore stack reads it.',
+    });
+    new CfnOutput(this, 'BackupSecurityGroupId', {
+      value: b.backupFileSystem.connections.securityGroups[0]!.securityGroupId,
+      description: "The security group of the backup file system's mount targets.",
+    });
+    new CfnOutput(this, 'RecordTable', {
+      value: b.runs.table.tableName,
+      description: 'The record of every run.',
+    });
+    new CfnOutput(this, 'LogBucket', {
+      value: b.runs.logBucket.bucketName,
+      description: "Each run's log.",
+    });
+    new CfnOutput(this, 'NoticeTopic', {
+      value: b.runs.topic.topicArn,
+      description: 'The notices.',
+    });
+    new CfnOutput(this, 'WorkerGroup', {
+      value: b.worker.group.autoScalingGroupName,
+      description: "The worker's Auto Scaling group (0 between runs).",
+    });
+  }
+}
+
+export class RestoreStack extends Stack {
+  readonly restore: EfsToEfsRestore;
+
+  constructor(scope: Construct, id: string, props: StackProps = {}) {
+    super(scope, id, {
+      description:
+        'efs-backup: restores a snapshot of an efs-backup backup set into an Amazon EFS file system',
+      ...props,
+    });
+    const params = new Parameters(this);
+    const target = new CfnParameter(this, 'SourceEfsId', {
+      type: 'String',
+      allowedPattern: FILE_SYSTEM_ID,
+      description: 'The file system to restore into: usually the one that was backed up (fs-...).',
+    });
+    const targetSg = new CfnParameter(this, 'SourceEfsSecurityGroup', {
+      type: 'String',
+      default: '',
+      allowedPattern: OPTIONAL_SECURITY_GROUP,
+      description:
+        'The security group of its mount targets: NFS from the worker is allowed into it. Leave empty if they already allow it.',
+    });
+    const backupFs = new CfnParameter(this, 'BackupEfsId', {
+      type: 'String',
+      allowedPattern: FILE_SYSTEM_ID,
+      description:
+        "The file system that holds the backups (the backup stack's BackupFileSystemId output).",
+    });
+    const backupSg = new CfnParameter(this, 'BackupEfsSecurityGroup', {
+      type: 'String',
+      default: '',
+      allowedPattern: OPTIONAL_SECURITY_GROUP,
+      description:
+        "The security group of the backup file system's mount targets (the backup stack's BackupSecurityGroupId output). Leave empty if it already allows the worker.",
+    });
+    const label = new CfnParameter(this, 'FolderLabel', {
+      type: 'String',
+      default: 'efs-backup',
+      allowedPattern: WORD,
+      description: 'The backup set (folder label) on the backup file system.',
+    });
+    const snapshot = new CfnParameter(this, 'Snapshot', {
+      type: 'String',
+      default: 'latest',
+      allowedPattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+      description:
+        'The snapshot to restore: latest, daily.0 (the newest daily), daily.3 (the fourth newest), a stamp (20261126T020000Z) or a BackupId.',
+    });
+    const subdir = new CfnParameter(this, 'RestoreSubdirectory', {
+      type: 'String',
+      default: '',
+      allowedPattern: '^([^/.].*)?$',
+      description:
+        'A directory or file inside the snapshot to restore (such as projects/site). Leave empty for the whole snapshot.',
+    });
+    const restorePrefix = new CfnParameter(this, 'RestorePrefix', {
+      type: 'String',
+      default: '/efs-restore',
+      allowedPattern: PREFIX,
+      description: 'Where on the target file system the restore goes.',
+    });
+    const [mirror, mirrored] = yesNo(
+      this,
+      'MirrorDelete',
+      'Delete from the restore location what the snapshot does not hold (a mirror).',
+      'No',
+    );
+    const email = new CfnParameter(this, 'Email', {
+      type: 'String',
+      default: '',
+      allowedPattern: OPTIONAL_EMAIL,
+      description: "An address that gets the restore's notice by e-mail. Leave empty for none.",
+    });
+    const net = network(this);
+
+    this.restore = new EfsToEfsRestore(this, 'Restore', {
+      targetFileSystemId: target.valueAsString,
+      targetSecurityGroupId: targetSg.valueAsString,
+      backupFileSystemId: backupFs.valueAsString,
+      backupSecurityGroupId: backupSg.valueAsString,
+      vpc: net.vpc,
+      label: label.valueAsString,
+      snapshot: snapshot.valueAsString,
+      subdir: subdir.valueAsString,
+      targetPrefix: restorePrefix.valueAsString,
+      email: email.valueAsString,
+    });
+    const r = this.restore;
+    r.worker.config.restore!.delete = Token.asString(
+      Fn.conditionIf(mirrored.logicalId, 'true', 'false'),
+    ) as 'true' | 'false';
+    condition(notEmpty(this, 'EmailGiven', email), r.runs.emailSubscription);
+    condition(notEmpty(this, 'TargetSecurityGroupGiven', targetSg), r.targetIngress);
+    condition(notEmpty(this, 'BackupSecurityGroupGiven', backupSg), r.backupIngress);
+
+    params.group('What to restore', [
+      [backupFs, 'Backup EFS file system'],
+      [backupSg, 'Security group of its mount targets (optional)'],
+      [label, 'Folder label'],
+      [snapshot, 'Snapshot'],
+      [subdir, 'Sub-directory (optional)'],
+    ]);
+    params.group('Where to', [
+      [target, 'Target EFS file system'],
+      [targetSg, 'Security group of its mount targets (optional)'],
+      [restorePrefix, 'Restore prefix'],
+      [mirror, 'Mirror (delete what the snapshot lacks)'],
+    ]);
+    params.group('Notices', [[email, 'E-mail address']]);
+    params.group('Network', [
+      [net.vpcId, 'VPC'],
+      [net.subnets, 'Two subnets'],
+    ]);
+    params.write();
+
+    new CfnOutput(this, 'RecordTable', {
+      value: r.runs.table.tableName,
+      description: "The restore's record.",
+    });
+    new CfnOutput(this, 'LogBucket', {
+      value: r.runs.logBucket.bucketName,
+      description: "The restore's log.",
+    });
+  }
+}

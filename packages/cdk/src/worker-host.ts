@@ -1,0 +1,207 @@
+/**
+ * The EC2 side of a backup or a restore: the worker's role, its security group, a launch
+ * template (Amazon Linux 2023 on Graviton, IMDSv2 required, encrypted root volume, SSM agent,
+ * Node.js and amazon-efs-utils from the distribution, the worker bundle fetched from the
+ * assets bucket and run by systemd) and an Auto Scaling group of 0..1 instances.
+ */
+import { WORKER_BUNDLE_FILE } from '@efs-backup/aws/bundles';
+import type { WorkerConfigInput } from '@efs-backup/aws/contract';
+import { ArnFormat, Aws, Duration, Fn, Lazy, Stack, Validations } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as assets from 'aws-cdk-lib/aws-s3-assets';
+import { Construct } from 'constructs';
+
+/** The worker's paths on the instance. */
+export const WORKER_HOME = '/opt/efs-backup';
+export const WORKER_CONFIG = '/etc/efs-backup/worker.json';
+export const WORKER_SERVICE = 'efs-backup-worker';
+
+export interface WorkerHostProps {
+  readonly vpc: ec2.IVpc;
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  readonly instanceType: ec2.InstanceType;
+  /** `backup` or `restore`: the worker's command. */
+  readonly command: 'backup' | 'restore';
+  /** The worker's configuration; the group's and the hook's names are added. */
+  readonly config: Omit<WorkerConfigInput, 'autoScalingGroupName' | 'lifecycleHookName' | 'region'>;
+  /**
+   * The group is named `<stack name>-<groupSuffix>`: known before the group exists, as its
+   * instances' configuration and the policies need it.
+   */
+  readonly groupSuffix: string;
+  /** A restore starts at once; a backup's group waits at 0 for the orchestrator. */
+  readonly desiredCapacity?: number;
+  /** The termination lifecycle hook's name, for a backup: the worker completes it. */
+  readonly lifecycleHookName?: string;
+  /** How long the hook holds a terminating instance at most. */
+  readonly lifecycleHeartbeat?: Duration;
+}
+
+export class WorkerHost extends Construct {
+  readonly role: iam.Role;
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly launchTemplate: ec2.LaunchTemplate;
+  readonly group: autoscaling.AutoScalingGroup;
+  readonly bundle: assets.Asset;
+  readonly lifecycleHook?: autoscaling.LifecycleHook;
+  /** The group's name: `<stack name>-<groupSuffix>`. */
+  readonly groupName: string;
+  /** The ARN of the group, for policies (its id is not known before it exists). */
+  readonly groupArnPattern: string;
+  private readonly groupSuffix: string;
+  /**
+   * The worker's configuration file, rendered into the user data at synthesis: a template may
+   * still set a value from a parameter here.
+   */
+  readonly config: WorkerConfigInput;
+
+  constructor(scope: Construct, id: string, props: WorkerHostProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    this.groupSuffix = props.groupSuffix;
+    this.groupName = Fn.join('-', [Aws.STACK_NAME, props.groupSuffix]);
+
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      description: `efs-backup ${props.command} worker`,
+      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
+    });
+    Validations.of(this.role).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]',
+      reason:
+        'The SSM agent needs exactly this AWS-maintained policy to take the Run Command that stops the worker gracefully.',
+    });
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: `efs-backup ${props.command} worker: no inbound; outbound to EFS (NFS) and the AWS APIs`,
+      allowAllOutbound: true,
+    });
+
+    this.bundle = new assets.Asset(this, 'Bundle', { path: WORKER_BUNDLE_FILE });
+    // The one object, rather than the assets bucket's grantRead (every object, List*, GetBucket*).
+    this.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'WorkerBundle',
+        actions: ['s3:GetObject'],
+        resources: [this.bundle.bucket.arnForObjects(this.bundle.s3ObjectKey)],
+      }),
+    );
+
+    this.config = {
+      ...props.config,
+      region: Aws.REGION,
+      autoScalingGroupName: this.groupName,
+      ...(props.lifecycleHookName ? { lifecycleHookName: props.lifecycleHookName } : {}),
+    };
+    const userData = ec2.UserData.forLinux();
+    userData.addCommands(
+      'set -euo pipefail',
+      // Node.js 20 or later and amazon-efs-utils (mount -t efs -o tls) from the distribution.
+      'dnf install -y amazon-efs-utils',
+      'dnf install -y nodejs22 || dnf install -y nodejs20 || dnf install -y nodejs',
+      'NODE=$(command -v node-22 || command -v node-20 || command -v node)',
+      `"$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'`,
+      `mkdir -p ${WORKER_HOME} /etc/efs-backup`,
+      `aws s3 cp '${this.bundle.s3ObjectUrl}' ${WORKER_HOME}/efs-backup-worker.cjs --region ${Aws.REGION}`,
+      `cat > ${WORKER_CONFIG} <<'EOF'`,
+      Lazy.string({ produce: () => stack.toJsonString(this.config) }),
+      'EOF',
+      `cat > /etc/systemd/system/${WORKER_SERVICE}.service <<EOF`,
+      '[Unit]',
+      `Description=efs-backup ${props.command} worker`,
+      'Wants=network-online.target',
+      'After=network-online.target amazon-ssm-agent.service',
+      '[Service]',
+      'Type=exec',
+      'Environment=UV_THREADPOOL_SIZE=64',
+      `ExecStart=$NODE ${WORKER_HOME}/efs-backup-worker.cjs ${props.command} --config ${WORKER_CONFIG}`,
+      // The worker writes its figures and log before it lets the instance go.
+      'TimeoutStopSec=900',
+      'Restart=no',
+      'EOF',
+      'systemctl daemon-reload',
+      `systemctl start --no-block ${WORKER_SERVICE}.service`,
+    );
+
+    this.launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
+      machineImage: ec2.MachineImage.latestAmazonLinux2023({
+        cpuType: ec2.AmazonLinuxCpuType.ARM_64,
+      }),
+      instanceType: props.instanceType,
+      role: this.role,
+      securityGroup: this.securityGroup,
+      userData,
+      requireImdsv2: true,
+      httpPutResponseHopLimit: 1,
+      blockDevices: [
+        {
+          deviceName: '/dev/xvda',
+          volume: ec2.BlockDeviceVolume.ebs(16, {
+            encrypted: true,
+            volumeType: ec2.EbsDeviceVolumeType.GP3,
+          }),
+        },
+      ],
+    });
+
+    this.group = new autoscaling.AutoScalingGroup(this, 'Group', {
+      autoScalingGroupName: this.groupName,
+      vpc: props.vpc,
+      ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
+      launchTemplate: this.launchTemplate,
+      minCapacity: 0,
+      maxCapacity: 1,
+      ...(props.desiredCapacity !== undefined ? { desiredCapacity: props.desiredCapacity } : {}),
+      cooldown: Duration.seconds(60),
+    });
+    Validations.of(this.group).acknowledge(
+      {
+        id: '@aws-cdk/aws-autoscaling:desiredCapacitySet',
+        reason:
+          'Only a restore sets it: each deployment that updates the group runs the restore again, which is what a changed restore stack asks for.',
+      },
+      {
+        id: 'AwsSolutions-AS2',
+        reason:
+          'The worker serves no traffic: there is no load balancer whose health check the group could use.',
+      },
+      {
+        id: 'AwsSolutions-AS3',
+        reason:
+          "Each run's outcome is notified through the stack's topic; a mail for every launch and termination of the worker would be noise.",
+      },
+    );
+    this.groupArnPattern = stack.formatArn({
+      service: 'autoscaling',
+      resource: 'autoScalingGroup',
+      resourceName: `*:autoScalingGroupName/${this.groupName}`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+
+    if (props.lifecycleHookName) {
+      this.lifecycleHook = this.group.addLifecycleHook('Terminating', {
+        lifecycleHookName: props.lifecycleHookName,
+        lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_TERMINATING,
+        heartbeatTimeout: props.lifecycleHeartbeat ?? Duration.minutes(15),
+        defaultResult: autoscaling.DefaultResult.CONTINUE,
+      });
+    }
+  }
+
+  /** Lets this worker change its own group's desired capacity (a backup's also completes its hook). */
+  grantScaling(role: iam.Role, actions: string[]): iam.Grant {
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:autoScalingGroup:*:autoScalingGroupName/<AWS::StackName>-${this.groupSuffix}]`,
+      reason:
+        "A group's ARN holds an id assigned when it is created; its name pins the grant to this stack's worker group.",
+    });
+    return iam.Grant.addToPrincipal({
+      grantee: role,
+      actions,
+      resourceArns: [this.groupArnPattern],
+    });
+  }
+}
