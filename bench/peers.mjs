@@ -36,7 +36,8 @@ export const rsnapshotWay = {
 
 /** What the original AWS solution ran: fpsync (fpart + parallel rsync), 16 jobs per core. */
 export function fpsync(jobs) {
-  const opts = q('-a --numeric-ids --delete');
+  // fpsync recurses itself and adds --delete with -E; -r and --delete are refused in -o.
+  const opts = q('-lptgoD --numeric-ids');
   return {
     name: `fpsync -n ${jobs}`,
     full: (src, dst) => `fpsync -n ${jobs} -E -o ${opts} ${q(src)}/ ${q(dst)}/`,

@@ -53,6 +53,8 @@ const peers = [
 
 /** Runs a shell command; returns wall seconds and peak RSS (KiB) of the command. */
 function timed(cmd) {
+  // Each run starts with nothing left to write back from the one before it.
+  spawnSync('sync');
   const t0 = process.hrtime.bigint();
   const r = spawnSync('/usr/bin/time', ['-f', '%M', 'bash', '-c', cmd], { encoding: 'utf8' });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -134,20 +136,26 @@ function main() {
     };
     const dest = (peer) => path.join(base, `dst-${peer.name.replace(/[^a-z0-9]+/gi, '-')}`);
 
-    // Full backups (into empty destinations); the last one of each tool stays as its base.
-    for (const peer of peers) {
-      const d = dest(peer);
-      const target = peer === efsBackup ? d : path.join(d, 'base');
-      for (let i = 0; i < reps; i++) {
-        rm(fast(d));
-        fs.mkdirSync(fast(d), { recursive: true });
-        // cp -a makes its target; rsync and fpsync want it to exist.
-        if (peer !== efsBackup && peer !== lowerBound) fs.mkdirSync(fast(target));
+    // Full backups, each into a new directory; the last of each tool is its base afterwards.
+    // Nothing is deleted between timed runs (see `incremental` below for why).
+    const fullOut = (peer, i) => path.join(dest(peer), `full-${i}`);
+    for (const peer of peers) rm(fast(dest(peer)));
+    sh('sync');
+    for (let i = 0; i < reps; i++) {
+      for (const peer of peers) {
+        const target = fullOut(peer, i);
+        fs.mkdirSync(fast(dest(peer)), { recursive: true });
+        // cp -a makes its target; efs-backup, rsync and fpsync want it to exist.
+        if (peer !== lowerBound) fs.mkdirSync(fast(target));
         const r = timed(peer.full(src, target));
         if (scenarios.includes('full')) record('full', peer, r);
       }
     }
-    const efsSet = path.join(dest(efsBackup), 'efs-backup');
+    for (const peer of peers) {
+      for (let i = 0; i < reps - 1; i++) rm(fast(fullOut(peer, i)));
+    }
+    const baseOf = (peer) => fullOut(peer, reps - 1);
+    const efsSet = path.join(baseOf(efsBackup), 'efs-backup');
     const efsNewest = () => fs.readlinkSync(path.join(fast(efsSet), 'latest'));
     /** Drops efs-backup's newest snapshot again, so every repetition starts from the same base. */
     /** Drops efs-backup's snapshots newer than `keep`, so repetitions start from the same base. */
@@ -172,12 +180,12 @@ function main() {
         for (const peer of peers) {
           const d = dest(peer);
           if (peer === efsBackup) {
-            record(scenario, peer, timed(peer.incremental(src, null, d)));
+            record(scenario, peer, timed(peer.incremental(src, null, baseOf(peer))));
             if (resetEfs) efsDropNewest(baseSnap);
           } else {
             const next = path.join(d, `next-${i}`);
             rm(fast(next));
-            record(scenario, peer, timed(peer.incremental(src, path.join(d, 'base'), next)));
+            record(scenario, peer, timed(peer.incremental(src, baseOf(peer), next)));
             leftovers.push(next);
           }
         }
@@ -216,7 +224,7 @@ function main() {
         for (const peer of peers.filter((p) => p.restore)) {
           const target = path.join(base, 'restored');
           rm(fast(target));
-          const snap = peer === efsBackup ? dest(peer) : path.join(dest(peer), 'base');
+          const snap = baseOf(peer);
           record('restore', peer, timed(peer.restore(snap, target)));
           rm(fast(target));
         }
