@@ -11,26 +11,28 @@ import { PID_FILE, STOP_FILE } from './stop-command.js';
 export class StopListener {
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
-  private readonly onSignal = (): void => this.stopWith(this.readReason() ?? 'shutdown');
-  readonly stopped: Promise<StopReason>;
-  private resolveStopped!: (r: StopReason) => void;
+  private readonly onSignal = (): void => this.heard(this.readReason() ?? 'shutdown');
+  /** Resolves when the worker is told to stop from outside (stop file, SIGTERM). */
+  readonly told: Promise<StopReason>;
+  private resolveTold!: (r: StopReason) => void;
+  private wasTold = false;
 
   constructor(
     readonly runDir: string,
     pollMs = 1000,
   ) {
-    this.stopped = new Promise((r) => (this.resolveStopped = r));
+    this.told = new Promise((r) => (this.resolveTold = r));
     fs.mkdirSync(runDir, { recursive: true });
     fs.writeFileSync(path.join(runDir, PID_FILE), `${process.pid}\n`);
     process.on('SIGTERM', this.onSignal);
     process.on('SIGINT', this.onSignal);
     this.timer = setInterval(() => {
       const reason = this.readReason();
-      if (reason) this.stopWith(reason);
+      if (reason) this.heard(reason);
     }, pollMs);
     this.timer.unref();
     const early = this.readReason();
-    if (early) this.stopWith(early);
+    if (early) this.heard(early);
   }
 
   /** Aborted with the StopReason once a stop is asked for. */
@@ -42,10 +44,21 @@ export class StopListener {
     return this.controller.signal.aborted ? (this.controller.signal.reason as StopReason) : null;
   }
 
+  /** Whether the worker was told to stop from outside, rather than stopping by itself. */
+  get toldToStop(): boolean {
+    return this.wasTold;
+  }
+
+  /** The worker stops by itself (its window's stop time came). */
   stopWith(reason: StopReason): void {
-    if (this.controller.signal.aborted) return;
-    this.controller.abort(reason);
-    this.resolveStopped(reason);
+    if (!this.controller.signal.aborted) this.controller.abort(reason);
+  }
+
+  private heard(reason: StopReason): void {
+    this.stopWith(reason);
+    if (this.wasTold) return;
+    this.wasTold = true;
+    this.resolveTold(reason);
   }
 
   private readReason(): StopReason | null {

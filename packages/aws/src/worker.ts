@@ -51,7 +51,7 @@ type WorkerPorts = ReturnType<typeof workerPorts>;
 export interface BackupWorkerResult {
   backupId: string | null;
   status: RunStatus | null;
-  /** The run ended before anyone asked it to stop, so the worker scaled its group to 0. */
+  /** The run ended before its window's stop time and before anyone asked it to stop. */
   finishedEarly: boolean;
   lifecycleCompleted: boolean;
 }
@@ -63,7 +63,7 @@ async function waitForStop(stop: StopListener, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
   try {
-    return await Promise.race([stop.stopped.then(() => true), timeout]);
+    return await Promise.race([stop.told.then(() => true), timeout]);
   } finally {
     clearTimeout(timer);
   }
@@ -114,9 +114,16 @@ export async function runBackupWorker(
     }
   }
 
+  // Unless told to stop (the group is already terminating this instance), the worker lets its
+  // group go to 0 itself: it finished early, or stopped by its window's stop time on its own.
   const finishedEarly = !o.stop.signal.aborted;
-  if (finishedEarly) {
-    log.info({ BackupId: backupId }, 'finished before the window ended: scaling the group to 0');
+  if (!o.stop.toldToStop) {
+    log.info(
+      { BackupId: backupId, finishedEarly },
+      finishedEarly
+        ? 'finished before the window ended: scaling the group to 0'
+        : 'stopped at the window: scaling the group to 0',
+    );
     try {
       await o.clients.autoScaling.send(
         new SetDesiredCapacityCommand({

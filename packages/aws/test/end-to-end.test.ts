@@ -221,7 +221,7 @@ describe('the AWS workflow, simulated', () => {
   it('a run stopped at the window is Incomplete and the next run continues it', async () => {
     const s = await simulation('window', { source: 'fs-big', concurrency: 2 });
     const src = path.join(s.filesystems, 'fs-big');
-    const files = bigTree(src, 40, 100, 16 * 1024);
+    const files = bigTree(src, 20, 60, 8 * 1024);
 
     const first = s.start({ windowMinutes: '30' });
     const backupDir = path.join(s.filesystems, 'fs-backup');
@@ -272,7 +272,7 @@ describe('the AWS workflow, simulated', () => {
     const second = s.start({ windowMinutes: '30' });
     await s.idle();
     const done = await item(s, second);
-    expect(done).toMatchObject({ Status: 'Success', NumberOfFiles: files + 40 });
+    expect(done).toMatchObject({ Status: 'Success', NumberOfFiles: files + 20 });
     // What the first run copied was not copied again.
     expect(done!.NumberOfFilesTransferred).toBeLessThan(files);
     expect(partials(backupDir)).toEqual([]);
@@ -280,6 +280,38 @@ describe('the AWS workflow, simulated', () => {
       [],
     );
     expect(s.instances).toHaveLength(2);
+  });
+
+  it('a worker stops by itself at its stop time when no stop comes, and lets its group go', async () => {
+    const s = await simulation('own-window', { source: 'fs-source2' });
+    createTree(path.join(s.filesystems, 'fs-source2'), { 'a.txt': file('a') });
+    const store = new DynamoDbRecordStore({ tableName: s.table, client: aws.dynamodb });
+    // The instance boots past the run's stop time, and the stop rule's event is lost.
+    s.onLaunch = async () => {
+      const [run] = await store.listItems({ Status: 'Running' });
+      await store.update(run!.BackupId, { StopAt: new Date(Date.now() - 1000).toISOString() });
+    };
+    const backupId = s.start();
+    await s.idle();
+    expect(s.errors).toEqual([]);
+    expect(await item(s, backupId)).toMatchObject({
+      Status: 'Incomplete',
+      Message:
+        'the backup window ended before the backup completed; the next run continues from where this one stopped',
+      Closed: expect.any(String),
+    });
+    expect(s.sequence()).toEqual([
+      'orchestrator autoscaling.SetDesiredCapacity',
+      'orchestrator events.PutRule',
+      'orchestrator events.PutTargets',
+      'worker sns.Publish',
+      'worker autoscaling.SetDesiredCapacity',
+      'orchestrator ssm.SendCommand',
+      'worker autoscaling.CompleteLifecycleAction',
+      'orchestrator events.RemoveTargets',
+      'orchestrator events.DeleteRule',
+    ]);
+    expect(s.desired).toBe(0);
   });
 
   it('a mount failure is recorded Failed and notified once', async () => {

@@ -23,7 +23,8 @@ import { EfsToEfsRestore } from './restore.js';
 const FILE_SYSTEM_ID = '^fs-[0-9a-f]{8,40}$';
 const OPTIONAL_SECURITY_GROUP = '^(sg-[0-9a-f]{8,40})?$';
 const WORD = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
-const PREFIX = '^/([^.][^/]*(/[^.][^/]*)*)?/?$|^/$';
+// Values go into JSON (the schedule's event, the worker's configuration): no '"' or '\'.
+const PREFIX = '^/([^./"\\\\][^/"\\\\]*(/[^./"\\\\][^/"\\\\]*)*)?/?$';
 const OPTIONAL_EMAIL = '^([^\\s@]+@[^\\s@]+\\.[^\\s@]+)?$';
 
 /** A template's parameters, labelled and grouped for the CloudFormation console. */
@@ -158,7 +159,7 @@ export class BackupStack extends Stack {
     const schedule = new CfnParameter(this, 'BackupSchedule', {
       type: 'String',
       default: 'cron(0 2 * * ? *)',
-      allowedPattern: '^(cron|rate)\\(.+\\)$',
+      allowedPattern: '^(cron|rate)\\([^"\\\\]+\\)$',
       description: 'When runs start, as an EventBridge schedule expression (UTC).',
     });
     const prefix = new CfnParameter(this, 'BackupPrefix', {
@@ -279,6 +280,11 @@ export class BackupStack extends Stack {
       value: b.runs.topic.topicArn,
       description: 'The notices.',
     });
+    new CfnOutput(this, 'Orchestrator', {
+      value: b.orchestrator.functionName,
+      description:
+        'The orchestrator Lambda function (invoke it with a start event to run a backup now).',
+    });
     new CfnOutput(this, 'WorkerGroup', {
       value: b.worker.group.autoScalingGroupName,
       description: "The worker's Auto Scaling group (0 between runs).",
@@ -337,7 +343,7 @@ export class RestoreStack extends Stack {
     const subdir = new CfnParameter(this, 'RestoreSubdirectory', {
       type: 'String',
       default: '',
-      allowedPattern: '^([^/.].*)?$',
+      allowedPattern: '^([^/."\\\\][^"\\\\]*)?$',
       description:
         'A directory or file inside the snapshot to restore (such as projects/site). Leave empty for the whole snapshot.',
     });

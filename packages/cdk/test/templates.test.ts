@@ -598,6 +598,7 @@ describe('efs-to-efs-backup.template', () => {
       'RecordTable',
       'LogBucket',
       'NoticeTopic',
+      'Orchestrator',
       'WorkerGroup',
     ]) {
       backup.hasOutput(name, {});
@@ -715,6 +716,40 @@ describe('efs-to-efs-restore.template', () => {
           'arn:<AWS::Partition>:elasticfilesystem:<AWS::Region>:<AWS::AccountId>:file-system/fs-0fedcba9876543210',
       }),
     );
+  });
+});
+
+describe('parameter patterns', () => {
+  // CloudFormation's patterns are Java's; these use only what JavaScript reads the same way.
+  const accepts = (t: Template, name: string, value: string): boolean => {
+    const p = (t.toJSON().Parameters as Record<string, { AllowedPattern?: string }>)[name]!;
+    return new RegExp(p.AllowedPattern!).test(value);
+  };
+
+  it('every default passes its own pattern', () => {
+    for (const t of [backup, restore]) {
+      for (const [name, p] of Object.entries(
+        t.toJSON().Parameters as Record<string, { AllowedPattern?: string; Default?: unknown }>,
+      )) {
+        if (p.AllowedPattern && p.Default !== undefined)
+          expect(accepts(t, name, String(p.Default)), name).toBe(true);
+      }
+    }
+  });
+
+  it('refuses what would break the JSON the values go into, or leave the file system', () => {
+    expect(accepts(backup, 'BackupPrefix', '/data/projects')).toBe(true);
+    for (const bad of ['data', '/a/../b', '/"x', '/a\\b', '/.hidden'])
+      expect(accepts(backup, 'BackupPrefix', bad), bad).toBe(false);
+    expect(accepts(backup, 'BackupSchedule', 'rate(1 day)')).toBe(true);
+    expect(accepts(backup, 'BackupSchedule', 'cron("0 2 * * ? *")')).toBe(false);
+    expect(accepts(backup, 'SourceEfsId', 'fs-XYZ')).toBe(false);
+    expect(accepts(backup, 'FolderLabel', 'a/b')).toBe(false);
+    expect(accepts(restore, 'RestoreSubdirectory', 'projects/site')).toBe(true);
+    for (const bad of ['../etc', '/abs', 'a"b'])
+      expect(accepts(restore, 'RestoreSubdirectory', bad), bad).toBe(false);
+    expect(accepts(restore, 'Snapshot', 'daily.3')).toBe(true);
+    expect(accepts(restore, 'Snapshot', 'a b')).toBe(false);
   });
 });
 
