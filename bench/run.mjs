@@ -59,7 +59,7 @@ function timed(cmd) {
   const r = spawnSync('/usr/bin/time', ['-f', '%M', 'bash', '-c', cmd], { encoding: 'utf8' });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   // efs-backup exits 1 for warnings; anything else is a broken benchmark.
-  if (r.status !== 0 && !(r.status === 1 && cmd.includes('efs-backup'))) {
+  if (r.status !== 0 && !(r.status === 1 && cmd.includes('efs-backup.cjs'))) {
     throw new Error(`${cmd}\nexited ${r.status}: ${r.stderr.slice(-2000)}`);
   }
   const rss = Number(r.stderr.trim().split('\n').pop());
@@ -215,7 +215,7 @@ function main() {
         record(
           'prune',
           efsBackup,
-          timed(`node ${pruneScript} ${dest(efsBackup)} ${path.dirname(baseSnap)}`),
+          timed(`node ${pruneScript} ${baseOf(efsBackup)} ${path.dirname(baseSnap)}`),
         );
       }
     }
