@@ -2,9 +2,10 @@
  * The EC2 worker agent of a backup (DESIGN.md, "On AWS"): it claims the run the orchestrator
  * recorded, mounts the source (read-only) and the backup file system, and runs the service's
  * run lifecycle with DynamoDB records, S3 logs and SNS notices. It stops gracefully when told
- * (SSM command: stop file and SIGTERM) or when the window's stop time comes; when it finishes
- * early it scales its group to 0 itself; either way it completes the termination lifecycle
- * action once its record, log and notice are written.
+ * (SSM command: stop file and SIGTERM) or when the window's stop time comes. Unless it was told
+ * to stop (finished early, or stopped by its stop time), it scales its group to 0 itself and
+ * waits to be told; then it completes the termination lifecycle action, its record, log and
+ * notice written.
  */
 import {
   CompleteLifecycleActionCommand,

@@ -155,6 +155,27 @@ describe('the AWS workflow, simulated', () => {
       'terminating:stop-sent',
     ]);
     expect(s.instances[0]!.process.exitCode).toBe(0);
+    // The worker's own requests, as Auto Scaling's query API received them.
+    const instanceId = s.instances[0]!.id;
+    expect(
+      s.calls
+        .filter((c) => c.from === 'worker' && c.service === 'autoscaling')
+        .map((c) => [c.action, c.params]),
+    ).toEqual([
+      [
+        'SetDesiredCapacity',
+        { AutoScalingGroupName: s.group, DesiredCapacity: '0', HonorCooldown: 'false' },
+      ],
+      [
+        'CompleteLifecycleAction',
+        {
+          AutoScalingGroupName: s.group,
+          LifecycleHookName: 'efs-backup-WorkerTerminating',
+          InstanceId: instanceId,
+          LifecycleActionResult: 'CONTINUE',
+        },
+      ],
+    ]);
 
     // The restore template's worker: the snapshot back into the source file system, recorded
     // and notified, and its group scaled to 0.

@@ -20,6 +20,7 @@ export const WORKER_SERVICE = 'efs-backup-worker';
 
 export interface WorkerHostProps {
   readonly vpc: ec2.IVpc;
+  /** @default the VPC's private subnets */
   readonly vpcSubnets?: ec2.SubnetSelection;
   readonly instanceType: ec2.InstanceType;
   /** `backup` or `restore`: the worker's command. */
@@ -31,11 +32,17 @@ export interface WorkerHostProps {
    * instances' configuration and the policies need it.
    */
   readonly groupSuffix: string;
-  /** A restore starts at once; a backup's group waits at 0 for the orchestrator. */
+  /**
+   * A restore starts at once; a backup's group waits at 0 for the orchestrator.
+   * @default none set: the group starts at its minimum, 0
+   */
   readonly desiredCapacity?: number;
-  /** The termination lifecycle hook's name, for a backup: the worker completes it. */
+  /**
+   * The termination lifecycle hook's name, for a backup: the worker completes it.
+   * @default no lifecycle hook
+   */
   readonly lifecycleHookName?: string;
-  /** How long the hook holds a terminating instance at most. */
+  /** How long the hook holds a terminating instance at most. @default 15 minutes */
   readonly lifecycleHeartbeat?: Duration;
 }
 
@@ -99,6 +106,8 @@ export class WorkerHost extends Construct {
     const userData = ec2.UserData.forLinux();
     userData.addCommands(
       'set -euo pipefail',
+      // Amazon Linux 2023 ships the SSM agent: it takes the Run Command that stops the worker.
+      'systemctl enable --now amazon-ssm-agent',
       // Node.js 20 or later and amazon-efs-utils (mount -t efs -o tls) from the distribution.
       'dnf install -y amazon-efs-utils',
       'dnf install -y nodejs22 || dnf install -y nodejs20 || dnf install -y nodejs',
