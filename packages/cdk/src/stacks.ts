@@ -285,6 +285,10 @@ export class BackupStack extends Stack {
       description:
         'The orchestrator Lambda function (invoke it with a start event to run a backup now).',
     });
+    new CfnOutput(this, 'WorkerRole', {
+      value: b.worker.role.roleArn,
+      description: "The worker's role: a source file system policy must let it mount.",
+    });
     new CfnOutput(this, 'WorkerGroup', {
       value: b.worker.group.autoScalingGroupName,
       description: "The worker's Auto Scaling group (0 between runs).",

@@ -599,6 +599,7 @@ describe('efs-to-efs-backup.template', () => {
       'LogBucket',
       'NoticeTopic',
       'Orchestrator',
+      'WorkerRole',
       'WorkerGroup',
     ]) {
       backup.hasOutput(name, {});
