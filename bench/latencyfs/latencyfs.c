@@ -4,9 +4,10 @@
  *
  *   latencyfs <backing-dir> <mountpoint> [--delay-us=1000] [FUSE options]
  *
- * Mount with -o attr_timeout=0,entry_timeout=0,negative_timeout=0 so the kernel caches
- * nothing and every lookup pays the delay; the loop is multi-threaded (-o max_threads=N), so
- * many calls are served at once, as a network server would.
+ * The kernel keeps FUSE's default one-second entry and attribute caches, as an NFS client
+ * caches them (-o attr_timeout=0,entry_timeout=0 makes every path component pay the delay);
+ * the loop is multi-threaded (-o max_threads=N,max_idle_threads=N), so many calls are served
+ * at once, as a network server would.
  */
 #define FUSE_USE_VERSION 31
 #define _GNU_SOURCE

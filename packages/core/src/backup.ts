@@ -6,7 +6,7 @@ import path from 'node:path';
 import { CHUNK, copyFile, type CopyError } from './copy-file.js';
 import { EfsBackupError } from './errors.js';
 import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
-import { InFlight } from './inflight.js';
+import { InFlight, type Job } from './inflight.js';
 import { BackupSet } from './layout.js';
 import { LabelLock } from './lock.js';
 import {
@@ -501,13 +501,15 @@ class BackupRun {
 
   private listDir(dir: DirNode, done: () => void): void {
     let outstanding = 1 + (this.prev ? 1 : 0) + (this.resumeIndex ? 1 : 0);
-    let names: string[] = [];
+    let names: fs.Dirent[] = [];
     const joined = (): void => {
       if (--outstanding > 0) return;
-      if (dir.existed) this.removeExtras(dir, names, () => this.dispatch(dir, names, done));
-      else this.dispatch(dir, names, done);
+      if (dir.existed) {
+        const keep = names.map((d) => d.name);
+        this.removeExtras(dir, keep, () => this.dispatch(dir, names, done));
+      } else this.dispatch(dir, names, done);
     };
-    this.io.readdir(dir.src, (err, list) => {
+    this.io.readdirTypes(dir.src, (err, list) => {
       if (err) this.warn(dir.rel, `cannot read directory: ${err.message}`);
       else names = list;
       joined();
@@ -523,11 +525,21 @@ class BackupRun {
     });
   }
 
-  private dispatch(dir: DirNode, names: string[], done: () => void): void {
+  /**
+   * Sub-directories are looked at first, so many directories are open at once; the other
+   * entries go in this directory's lane, served in turn with other directories' lanes.
+   */
+  private dispatch(dir: DirNode, names: fs.Dirent[], done: () => void): void {
     this.openDirs.add(dir);
     dir.waiting += names.length;
     dir.pending += names.length;
-    for (const name of names) this.pool.push((d) => this.entry(dir, name, d));
+    const lane: Job[] = [];
+    for (const d of names) {
+      const name = d.name;
+      if (d.isDirectory()) this.pool.push((j) => this.entry(dir, name, j));
+      else lane.push((j) => this.entry(dir, name, j));
+    }
+    this.pool.pushLane(lane);
     this.recorded(dir);
     this.finished(dir);
     done();
@@ -663,7 +675,7 @@ class BackupRun {
       dir.records.push(record(name, m, ''));
       this.files++;
       this.recorded(dir);
-      this.pool.push((d) => this.listDir(child, d));
+      this.pool.defer((d) => this.listDir(child, d));
       done();
     };
     this.io.mkdir(dst, 0o700, (err) => {

@@ -16,6 +16,8 @@ export interface FsOps {
   readonly mode: 'sync' | 'async';
   lstat(p: string, cb: Cb<fs.BigIntStats>): void;
   readdir(p: string, cb: Cb<string[]>): void;
+  /** Names with their types from the listing (d_type), no stat. */
+  readdirTypes(p: string, cb: Cb<fs.Dirent[]>): void;
   readlink(p: string, cb: Cb<string>): void;
   mkdir(p: string, mode: number, cb: Done): void;
   chmod(p: string, mode: number, cb: Done): void;
@@ -40,6 +42,7 @@ export const asyncOps: FsOps = {
   mode: 'async',
   lstat: (p, cb) => fs.lstat(p, { bigint: true }, cb),
   readdir: (p, cb) => fs.readdir(p, cb),
+  readdirTypes: (p, cb) => fs.readdir(p, { withFileTypes: true }, cb),
   readlink: (p, cb) => fs.readlink(p, cb),
   mkdir: (p, mode, cb) => fs.mkdir(p, mode, (e) => cb(e)),
   chmod: (p, mode, cb) => fs.chmod(p, mode, cb),
@@ -74,6 +77,7 @@ export const syncOps: FsOps = {
   mode: 'sync',
   lstat: (p, cb) => call(() => fs.lstatSync(p, { bigint: true }), cb),
   readdir: (p, cb) => call(() => fs.readdirSync(p), cb),
+  readdirTypes: (p, cb) => call(() => fs.readdirSync(p, { withFileTypes: true }), cb),
   readlink: (p, cb) => call(() => fs.readlinkSync(p), cb),
   mkdir: (p, mode, cb) => call(() => void fs.mkdirSync(p, mode), cb),
   chmod: (p, mode, cb) => call(() => fs.chmodSync(p, mode), cb),

@@ -5,23 +5,40 @@
  * roughly doubles the CPU spent per file, so jobs here are callback chains that call
  * `done` once when they are finished. Jobs run last-in first-out, which walks a tree
  * depth-first and keeps the queue as wide as the tree, not as big.
+ *
+ * A directory's entries can go in a lane of their own: lanes are served in turn, one job
+ * each, so the calls in flight are spread over many directories. On a network file system
+ * that matters: creating a name takes the directory's lock, so calls that all create names in
+ * one directory wait for each other however many are in flight. Listing a directory can be
+ * deferred until fewer than `maxLanes` lanes are open, which bounds what is held in memory.
  */
 export type Job = (done: () => void) => void;
+
+/** The queued jobs of one directory. */
+export interface Lane {
+  jobs: Job[];
+  next: number;
+}
 
 const SLICE_MS = 20;
 
 export class InFlight {
   readonly limit: number;
   private readonly queue: Job[] = [];
+  private readonly deferred: Job[] = [];
+  private readonly ring: Lane[] = [];
+  private ringPos = 0;
+  private readonly maxLanes: number;
   private active = 0;
   private pumping = false;
   private yielding = false;
   private halted = false;
   private idleWaiters: Array<() => void> = [];
 
-  constructor(limit: number) {
+  constructor(limit: number, maxLanes = Math.max(16, limit * 4)) {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be >= 1: ${limit}`);
     this.limit = limit;
+    this.maxLanes = maxLanes;
   }
 
   get running(): number {
@@ -29,7 +46,9 @@ export class InFlight {
   }
 
   get queued(): number {
-    return this.queue.length;
+    let n = this.queue.length + this.deferred.length;
+    for (const lane of this.ring) n += lane.jobs.length - lane.next;
+    return n;
   }
 
   push(job: Job): void {
@@ -38,10 +57,26 @@ export class InFlight {
     this.pump();
   }
 
+  /** Queues one directory's jobs as a lane, served in turn with the other lanes. */
+  pushLane(jobs: Job[]): void {
+    if (this.halted || jobs.length === 0) return;
+    this.ring.push({ jobs, next: 0 });
+    this.pump();
+  }
+
+  /** Queues a job that opens a new lane (a directory listing): it waits while many are open. */
+  defer(job: Job): void {
+    if (this.halted) return;
+    this.deferred.push(job);
+    this.pump();
+  }
+
   /** Starts no more queued jobs; jobs already running finish. */
   halt(): void {
     this.halted = true;
     this.queue.length = 0;
+    this.deferred.length = 0;
+    this.ring.length = 0;
     this.checkIdle();
   }
 
@@ -67,7 +102,7 @@ export class InFlight {
     this.pumping = true;
     const start = performance.now();
     let started = 0;
-    while (this.active < this.limit && this.queue.length > 0) {
+    while (this.active < this.limit) {
       // Jobs that finish synchronously could hold the event loop for the whole tree: yield
       // now and then so timers (window, heartbeat, progress) and signals are served.
       if ((++started & 127) === 0 && performance.now() - start > SLICE_MS) {
@@ -75,7 +110,8 @@ export class InFlight {
         setImmediate(this.resume);
         break;
       }
-      const job = this.queue.pop()!;
+      const job = this.next();
+      if (!job) break;
       this.active++;
       let called = false;
       job(() => {
@@ -88,8 +124,24 @@ export class InFlight {
     this.checkIdle();
   }
 
+  /** Plain jobs first, then a new lane while few are open, then the lanes in turn. */
+  private next(): Job | undefined {
+    if (this.queue.length > 0) return this.queue.pop();
+    if (this.deferred.length > 0 && (this.ring.length < this.maxLanes || this.ring.length === 0)) {
+      return this.deferred.pop();
+    }
+    if (this.ring.length === 0) return undefined;
+    if (this.ringPos >= this.ring.length) this.ringPos = 0;
+    const lane = this.ring[this.ringPos]!;
+    const job = lane.jobs[lane.next]!;
+    lane.jobs[lane.next++] = undefined as unknown as Job; // let the closure go
+    if (lane.next >= lane.jobs.length) this.ring.splice(this.ringPos, 1);
+    else this.ringPos++;
+    return job;
+  }
+
   private checkIdle(): void {
-    if (this.active === 0 && this.queue.length === 0 && this.idleWaiters.length > 0) {
+    if (this.active === 0 && this.queued === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
