@@ -1,5 +1,6 @@
 // Deletes the oldest complete snapshot of an interval with efs-backup's prune (the benchmark's
-// "deleting one old snapshot" scenario): node prune-one.mjs <destination> <interval>
+// "deleting one old snapshot" scenario): UV_THREADPOOL_SIZE=64 node prune-one.mjs <destination>
+// <interval> (the pool must be sized before Node starts, as the efs-backup command does).
 import { BackupSet, defaultConcurrency, prune } from '../packages/core/dist/index.js';
 
 const [destination, interval] = process.argv.slice(2);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { copyFile, CHUNK } from './copy-file.js';
 import { badInput, EfsBackupError, isSystemError } from './errors.js';
 import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
-import { InFlight } from './inflight.js';
+import { InFlight, type Job } from './inflight.js';
 import type { SnapshotRef } from './layout.js';
 import { entryKind, type EntryRecord, type ManifestIndex } from './manifest.js';
 import { isRemote, within } from './options.js';
@@ -259,6 +259,7 @@ class RestoreRun {
       const list = entries ?? new Map<string, EntryRecord>();
       const dispatch = (): void => {
         job.pending += list.size;
+        const lane: Job[] = [];
         for (const e of list.values()) {
           const rel = job.rel === '' ? e.name : `${job.rel}/${e.name}`;
           const dst = `${job.dst}/${e.name}`;
@@ -266,9 +267,11 @@ class RestoreRun {
             const child: DirJob = { rel, dst, entry: e, parent: job, pending: 1, fresh: false };
             this.pool.push((d) => this.enterDir(child, d));
           } else {
-            this.pool.push((d) => this.leaf(rel, dst, e, d, job));
+            lane.push((d) => this.leaf(rel, dst, e, d, job));
           }
         }
+        // As in a backup: directories first, files in a lane per directory, served in turn.
+        this.pool.pushLane(lane);
         this.finished(job);
         done();
       };
