@@ -39,12 +39,13 @@ export function markdown(results, summary) {
     lines.push(
       `**${TITLES[scenario] ?? scenario}**`,
       '',
-      '| tool | median | peak RSS | efs-backup ÷ tool |',
+      '| tool | median | peak RSS | tool ÷ efs-backup (× faster) |',
       '| --- | ---: | ---: | ---: |',
     );
     for (const r of rows) {
+      const times = r.efsRatio === null ? '' : (1 / r.efsRatio).toFixed(2);
       lines.push(
-        `| ${r.tool} | ${r.seconds.toFixed(2)} s | ${r.rssMiB.toFixed(0)} MiB | ${r.efsRatio === null ? '' : r.efsRatio.toFixed(2)} |`,
+        `| ${r.tool} | ${r.seconds.toFixed(2)} s | ${r.rssMiB.toFixed(0)} MiB | ${times} |`,
       );
     }
     lines.push('');
@@ -102,4 +103,13 @@ export function writeReport(dir, results, tag) {
   fs.writeFileSync(path.join(dir, `${tag}.md`), md + '\n');
   fs.writeFileSync(path.join(dir, `${tag}.svg`), svg(results, summary));
   console.log(md);
+}
+
+/** Re-renders the Markdown and the chart of a saved run: node bench/report.mjs results/local.json */
+if (process.argv[1] && import.meta.url.endsWith(path.basename(process.argv[1]))) {
+  for (const file of process.argv.slice(2)) {
+    const results = JSON.parse(fs.readFileSync(file, 'utf8'));
+    delete results.summary;
+    writeReport(path.dirname(file), results, path.basename(file, '.json'));
+  }
 }

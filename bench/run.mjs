@@ -2,7 +2,8 @@
 // Times efs-backup and the tools people use instead, side by side, on the same tree in the same
 // run; reports medians and ratios as JSON, a Markdown table and an SVG chart.
 //
-//   npm run bench                                  local disk, 20 000 files, every scenario
+//   npm run bench                                  all three suites below, one after the other
+//   npm run bench -- --files 20000                 local disk, 20 000 files, every scenario
 //   npm run bench -- --latency-us 1000 --files 2000   through latencyfs (1 ms per call, like EFS)
 //   npm run bench -- --scale 10000,100000,1000000     time per file and peak RSS of efs-backup
 //   npm run bench -- --smoke                        seconds: that the harness works (CI)
@@ -287,4 +288,17 @@ function scaleRun() {
   fs.writeFileSync(path.join(out, 'scale.json'), JSON.stringify(results, null, 2) + '\n');
 }
 
-main();
+if (process.argv.length > 2) {
+  main();
+} else {
+  // `npm run bench` with no options: every suite of the benchmark issue, one after the other.
+  const self = fileURLToPath(import.meta.url);
+  for (const args of [
+    ['--files', '20000', '--reps', '3'],
+    ['--latency-us', '1000', '--files', '2000', '--reps', '1'],
+    ['--scale', '10000,100000,1000000'],
+  ]) {
+    const r = spawnSync(process.execPath, [self, ...args], { stdio: 'inherit' });
+    if (r.status !== 0) process.exit(r.status ?? 1);
+  }
+}

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { InFlight } from './inflight.js';
+import type { InFlight, Job } from './inflight.js';
 
 /**
  * Removes a directory tree with many calls in flight: one readdir per directory (types from
@@ -46,13 +46,16 @@ export function removeTree(
             });
           });
         };
+        // Files in a lane per directory: unlinking takes the directory's lock, so spreading
+        // the calls over directories keeps them from waiting for each other (see InFlight).
+        const lane: Job[] = [];
         for (const entry of entries) {
           const p = path.join(dir, entry.name);
           if (entry.isDirectory()) {
             removeDir(p, childDone);
             continue;
           }
-          pool.push((done2) => {
+          lane.push((done2) => {
             fs.unlink(p, (e) => {
               if (e && e.code === 'EISDIR') removeDir(p, childDone);
               else if (e && e.code === 'EACCES') {
@@ -69,6 +72,7 @@ export function removeTree(
             });
           });
         }
+        pool.pushLane(lane);
         childDone();
         done();
       });
