@@ -40,7 +40,7 @@ export type {
   RunLog,
   ServiceLog,
 } from './ports.js';
-export { END_STATUSES, expireItem, RECORD_FIELDS } from './record.js';
+export { emptyFigures, END_STATUSES, expireItem, RECORD_FIELDS } from './record.js';
 export type { RunRecord, RunStatus } from './record.js';
 export { Scheduler } from './scheduler.js';
 export type { SchedulerOptions } from './scheduler.js';
