@@ -6,7 +6,7 @@
  */
 import { SetDesiredCapacityCommand } from '@aws-sdk/client-auto-scaling';
 import { restore, type RestoreResult } from '@efs-backup/core';
-import { expireItem, type RunStatus, type ServiceLog } from '@efs-backup/service';
+import { emptyFigures, expireItem, type RunStatus, type ServiceLog } from '@efs-backup/service';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -84,18 +84,8 @@ export async function runRestoreWorker(
     Message: `restoring ${what}`,
     StartTime: start.toISOString(),
     StopTime: null,
-    Snapshot: null,
-    NumberOfFiles: 0,
-    NumberOfFilesTransferred: 0,
-    NumberOfFilesLinked: 0,
-    TotalFileSize: 0,
-    TotalTransferredFileSize: 0,
-    NumberOfWarnings: 0,
+    ...emptyFigures(),
     CopyStartTime: start.toISOString(),
-    CopyStopTime: null,
-    PruneStartTime: null,
-    PruneStopTime: null,
-    SnapshotsPruned: 0,
     Host: os.hostname(),
     LogLocation: null,
     ExpireItem: expireItem(start, config.expireDays),
