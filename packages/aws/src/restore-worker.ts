@@ -4,7 +4,6 @@
  * file system, records the run in DynamoDB (the record's schema, `Kind: restore`), stores its
  * log in S3, notifies through SNS and scales its group to 0.
  */
-import { SetDesiredCapacityCommand } from '@aws-sdk/client-auto-scaling';
 import { restore, type RestoreResult } from '@efs-backup/core';
 import { emptyFigures, expireItem, type RunStatus, type ServiceLog } from '@efs-backup/service';
 import { randomUUID } from 'node:crypto';
@@ -13,7 +12,7 @@ import path from 'node:path';
 import { errorText } from './json-log.js';
 import { mount } from './mount.js';
 import type { RunItem } from './run-item.js';
-import type { WorkerClients } from './worker-clients.js';
+import { scaleGroupToZero, type WorkerClients } from './worker-clients.js';
 import type { WorkerConfig } from './worker-config.js';
 import { workerPorts } from './worker.js';
 
@@ -171,17 +170,7 @@ export async function runRestoreWorker(
     }
   }
   log.info({ RestoreId: restoreId, Status: record.Status }, record.Message);
-  try {
-    // The restore is done: the instance goes.
-    await o.clients.autoScaling.send(
-      new SetDesiredCapacityCommand({
-        AutoScalingGroupName: config.autoScalingGroupName,
-        DesiredCapacity: 0,
-        HonorCooldown: false,
-      }),
-    );
-  } catch (e) {
-    log.error({ err: errorText(e) }, 'cannot scale the Auto Scaling group to 0');
-  }
+  // The restore is done: the instance goes.
+  await scaleGroupToZero(o.clients.autoScaling, config.autoScalingGroupName, log);
   return { restoreId, status: record.Status };
 }

@@ -1,4 +1,6 @@
-import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { AutoScalingClient, SetDesiredCapacityCommand } from '@aws-sdk/client-auto-scaling';
+import type { ServiceLog } from '@efs-backup/service';
+import { errorText } from './json-log.js';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SNSClient } from '@aws-sdk/client-sns';
@@ -42,4 +44,23 @@ export async function instanceIdFromMetadata(base = 'http://169.254.169.254'): P
   });
   if (!id.ok) throw new Error(`the instance metadata service answered ${id.status}`);
   return (await id.text()).trim();
+}
+
+/** Scales the worker's group to 0 (its instance goes); a failure is logged, not thrown. */
+export async function scaleGroupToZero(
+  autoScaling: AutoScalingClient,
+  groupName: string,
+  log: ServiceLog,
+): Promise<void> {
+  try {
+    await autoScaling.send(
+      new SetDesiredCapacityCommand({
+        AutoScalingGroupName: groupName,
+        DesiredCapacity: 0,
+        HonorCooldown: false,
+      }),
+    );
+  } catch (e) {
+    log.error({ err: errorText(e) }, 'cannot scale the Auto Scaling group to 0');
+  }
 }

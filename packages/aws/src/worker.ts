@@ -7,10 +7,7 @@
  * waits to be told; then it completes the termination lifecycle action, its record, log and
  * notice written.
  */
-import {
-  CompleteLifecycleActionCommand,
-  SetDesiredCapacityCommand,
-} from '@aws-sdk/client-auto-scaling';
+import { CompleteLifecycleActionCommand } from '@aws-sdk/client-auto-scaling';
 import {
   composeNotice,
   runBackup,
@@ -29,7 +26,7 @@ import type { RunItem } from './run-item.js';
 import { S3LogStore } from './s3-log-store.js';
 import { SnsNotifier } from './sns-notifier.js';
 import type { StopListener } from './stop-listener.js';
-import type { WorkerClients } from './worker-clients.js';
+import { scaleGroupToZero, type WorkerClients } from './worker-clients.js';
 import type { WorkerConfig } from './worker-config.js';
 
 export interface WorkerOptions {
@@ -125,18 +122,8 @@ export async function runBackupWorker(
         ? 'finished before the window ended: scaling the group to 0'
         : 'stopped at the window: scaling the group to 0',
     );
-    try {
-      await o.clients.autoScaling.send(
-        new SetDesiredCapacityCommand({
-          AutoScalingGroupName: config.autoScalingGroupName,
-          DesiredCapacity: 0,
-          HonorCooldown: false,
-        }),
-      );
-    } catch (e) {
-      // The stop rule scales the group to 0 at the window's end anyway.
-      log.error({ err: errorText(e) }, 'cannot scale the Auto Scaling group to 0');
-    }
+    // Should this fail, the stop rule scales the group to 0 at the window's end anyway.
+    await scaleGroupToZero(o.clients.autoScaling, config.autoScalingGroupName, log);
     const asked = await waitForStop(o.stop, config.stopWaitSeconds * 1000);
     if (!asked) log.warn({}, 'no stop came: completing the lifecycle action anyway');
   }
