@@ -6,6 +6,7 @@ import path from 'node:path';
 import { CHUNK, copyFile, type CopyError } from './copy-file.js';
 import { EfsBackupError } from './errors.js';
 import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
+import { LinkThread } from './link-thread.js';
 import { InFlight, type Job } from './inflight.js';
 import { BackupSet } from './layout.js';
 import { LabelLock } from './lock.js';
@@ -229,6 +230,7 @@ class BackupRun {
   private readonly runOptions: BackupRunOptions;
   private readonly pool: InFlight;
   private readonly io: FsOps;
+  private readonly links: LinkThread | null = null;
 
   private prev: ManifestIndex | null = null;
   private prevPath = '';
@@ -269,6 +271,12 @@ class BackupRun {
           Math.min(60_000, o.windowMinutes * 6_000);
     this.pool = new InFlight(o.concurrency);
     this.io = (runOptions.io ?? (o.remote ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
+    // Direct calls on a local disk: the links go to a thread of their own (see LinkThread).
+    if (this.io.mode === 'sync') {
+      const links = new LinkThread(this.pool);
+      this.links = links;
+      this.pool.onStarve = () => links.flush();
+    }
   }
 
   async run(): Promise<BackupResult> {
@@ -287,6 +295,7 @@ class BackupRun {
       lock = LabelLock.acquire(set.lockFile, this.backupId);
       this.prepareDirs();
       await this.openBase();
+      if (this.prev) this.links?.start();
       const { stamp, resumedFrom } = this.openPartial();
       const onAbort = (): void => this.stop('signal');
       this.runOptions.signal?.addEventListener('abort', onAbort);
@@ -297,6 +306,7 @@ class BackupRun {
       try {
         await this.walk();
       } finally {
+        await this.links?.close();
         clearInterval(progress);
         if (timer) clearInterval(timer);
         this.runOptions.signal?.removeEventListener('abort', onAbort);
@@ -733,6 +743,7 @@ class BackupRun {
     }
     const ownGroup = m.nlink > 1 ? this.groups.get(m.inode) : undefined;
     const prev = dir.prev?.get(name);
+    let slot = done;
     const written = (rec: EntryRecord | null): void => {
       if (m.nlink > 1) {
         const group = this.groups.get(m.inode) ?? ownGroup!;
@@ -746,11 +757,12 @@ class BackupRun {
         for (const w of waiters) w();
       }
       if (rec) dir.records.push(rec);
-      this.entryDone(dir, done);
+      this.entryDone(dir, slot);
     };
     if (unchanged(prev, m, target)) {
       const from =
         dir.rel === '' ? `${this.prevPath}/${name}` : `${this.prevPath}/${dir.rel}/${name}`;
+      slot = this.freeSlot(done);
       return this.link(from, dst, (err) => {
         if (!err) {
           this.count(m, prev.data, 'linked');
@@ -776,15 +788,16 @@ class BackupRun {
       return this.entry(dir, name, done);
     }
     const from = `${this.partial}/${group.first}`;
+    const slot = this.freeSlot(done);
     this.link(from, dst, (err) => {
       if (err) {
         this.fail(err);
-        return done();
+        return slot();
       }
       const rec = record(name, m, group.record!.data, group.first);
       this.count(m, rec.data, 'linked');
       dir.records.push(rec);
-      this.entryDone(dir, done);
+      this.entryDone(dir, slot);
     });
   }
 
@@ -895,10 +908,24 @@ class BackupRun {
 
   /** Hard-links `from` to `dst`, replacing what a resumed partial left at `dst`. */
   private link(from: string, dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
-    this.io.link(from, dst, (err) => {
+    const link = this.links
+      ? (cb2: (err: NodeJS.ErrnoException | null) => void) => this.links!.link(from, dst, cb2)
+      : (cb2: (err: NodeJS.ErrnoException | null) => void) => this.io.link(from, dst, cb2);
+    link((err) => {
       if (!err || err.code !== 'EEXIST') return cb(err);
-      this.replace(dst, (e) => (e ? cb(e) : this.io.link(from, dst, cb)));
+      this.replace(dst, (e) => (e ? cb(e) : link(cb)));
     });
+  }
+
+  /**
+   * A link queued for the link thread holds no slot of the walk (the batch it goes in holds
+   * one), so the walk goes on filling batches: the job is done now, and the entry's own
+   * completion later gets a no-op in its place.
+   */
+  private freeSlot(done: () => void): () => void {
+    if (!this.links) return done;
+    done();
+    return noop;
   }
 
   /** Removes a name from the partial; only ever a name this run is about to write. */
@@ -977,3 +1004,5 @@ export function pointLatest(set: BackupSet, interval: string, stamp: string): vo
   fs.symlinkSync(`${interval}/${stamp}`, tmp);
   fs.renameSync(tmp, set.latestLink);
 }
+
+function noop(): void {}

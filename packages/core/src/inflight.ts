@@ -34,6 +34,8 @@ export class InFlight {
   private yielding = false;
   private halted = false;
   private idleWaiters: Array<() => void> = [];
+  /** Called when nothing is left to start: a last chance to queue work held back for batching. */
+  onStarve: (() => void) | null = null;
 
   constructor(limit: number, maxLanes = Math.max(16, limit * 4)) {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be >= 1: ${limit}`);
@@ -110,7 +112,11 @@ export class InFlight {
         setImmediate(this.resume);
         break;
       }
-      const job = this.next();
+      let job = this.next();
+      if (!job && this.onStarve) {
+        this.onStarve();
+        job = this.next();
+      }
       if (!job) break;
       this.active++;
       let called = false;

@@ -140,4 +140,27 @@ describe('incremental snapshots', () => {
     expect(diffStates(before, readTree(first.snapshotPath!))).toEqual([]);
     expect(fs.readFileSync(path.join(first.snapshotPath!, 'change/content'), 'utf8')).toBe('v1');
   });
+
+  for (const io of ['sync', 'async'] as const) {
+    it(`copies again what the previous snapshot lost, and links the rest (${io} calls)`, async () => {
+      const { src, dst } = setup();
+      const many: Record<string, ReturnType<typeof file>> = {};
+      for (let i = 0; i < 700; i++) many[`f${i}`] = file(`file ${i}`);
+      createTree(src, { ...everyKindTree(), many: dir(many) });
+      const first = await backup({ source: src, destination: dst, io });
+      fs.rmSync(path.join(first.snapshotPath!, 'many/f300'));
+      fs.rmSync(path.join(first.snapshotPath!, 'plain.txt'));
+
+      const second = await backup({ source: src, destination: dst, io });
+      expect(second.Status).toBe('Success');
+      expect(second.NumberOfFilesTransferred).toBe(2);
+      expect(rsyncDifferences(src, second.snapshotPath!)).toEqual([]);
+      expect(fs.readFileSync(path.join(second.snapshotPath!, 'many/f300'), 'utf8')).toBe(
+        'file 300',
+      );
+      for (const rel of ['many/f0', 'many/f299', 'many/f699', 'hard/first']) {
+        expect(sharedInodes(first.snapshotPath!, second.snapshotPath!, rel), rel).toBe(true);
+      }
+    });
+  }
 });
