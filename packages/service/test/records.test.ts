@@ -110,6 +110,29 @@ describe('each way a run ends writes the right fields', () => {
     });
   });
 
+  it('a records file is kept across runs: no schema rewrite, an empty journal, newer schemas refused', async () => {
+    const { src, dst } = setUp();
+    const first = await runBackup({ source: src, destination: dst }, ports());
+    const file = defaultRecordsFile(dst, 'efs-backup');
+    const second = await runBackup({ source: src, destination: dst }, ports());
+    expect((await records(dst)).map((r) => r.BackupId).sort()).toEqual(
+      [first.record.BackupId, second.record.BackupId].sort(),
+    );
+    // The journal stays between transactions, truncated: nothing for a reader to replay.
+    expect(fs.statSync(`${file}-journal`).size).toBe(0);
+    const db = new Database(file);
+    expect(db.pragma('user_version', { simple: true })).toBe(1);
+    db.pragma('user_version = 2');
+    db.close();
+    const later = await runBackup({ source: src, destination: dst }, ports());
+    expect(later.problems.join('\n')).toContain('written by a newer efs-backup (schema 2)');
+    const raw = new Database(file, { readonly: true });
+    const ids = raw.prepare('SELECT BackupId FROM runs').all() as { BackupId: string }[];
+    raw.close();
+    expect(ids.map((r) => r.BackupId)).not.toContain(later.record.BackupId);
+    expect(ids).toHaveLength(2);
+  });
+
   it('SuccessWithWarnings: the warning is counted, and listed in the log', async () => {
     const { src, dst } = setUp();
     leaveSocket(path.join(src, 'sub', 'app.sock'));
