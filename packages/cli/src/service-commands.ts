@@ -129,6 +129,7 @@ function oneOffStatus({ writeStatus, removeStatus }: Awaited<ReturnType<typeof r
         last: null,
       };
       write();
+      last = Date.now(); // progress follows every 2 s, not at once (each write is round trips on EFS)
     },
     progress(p) {
       if (!current?.running) return;

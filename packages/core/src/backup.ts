@@ -8,7 +8,7 @@ import { EfsBackupError } from './errors.js';
 import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
 import { LinkThread } from './link-thread.js';
 import { InFlight, type Job } from './inflight.js';
-import { BackupSet } from './layout.js';
+import { BackupSet, ensureDir } from './layout.js';
 import { LabelLock } from './lock.js';
 import {
   encodeEntry,
@@ -231,6 +231,8 @@ class BackupRun {
   private readonly pool: InFlight;
   private readonly io: FsOps;
   private readonly links: LinkThread | null = null;
+  /** The partial is one an earlier run left. */
+  private resuming = false;
 
   private prev: ManifestIndex | null = null;
   private prevPath = '';
@@ -291,8 +293,9 @@ class BackupRun {
     let message: string;
     try {
       // Only what the lock needs is made before it is held (nothing, for an existing set).
-      fs.mkdirSync(set.dataDir, { recursive: true, mode: 0o700 });
+      ensureDir(set.dataDir);
       lock = LabelLock.acquire(set.lockFile, this.backupId);
+      set.remember(); // the lock is held: only this run changes the set now
       this.prepareDirs();
       await this.openBase();
       if (this.prev) this.links?.start();
@@ -392,8 +395,8 @@ class BackupRun {
   private prepareDirs(): void {
     const { set, o } = this;
     if ((fs.statSync(set.dir).mode & 0o7777) !== 0o700) fs.chmodSync(set.dir, 0o700);
-    fs.mkdirSync(set.manifestsDir, { recursive: true, mode: 0o700 });
-    fs.mkdirSync(set.intervalDir(o.interval), { recursive: true, mode: 0o700 });
+    ensureDir(set.manifestsDir);
+    ensureDir(set.intervalDir(o.interval));
   }
 
   /** The newest complete snapshot of the label (any interval) and its manifest. */
@@ -429,9 +432,11 @@ class BackupRun {
     this.partial = set.partialDir(o.interval, partialStamp);
     if (resumedFrom === null) fs.mkdirSync(this.partial, { mode: 0o700 });
     else fs.chmodSync(this.partial, 0o700);
+    this.resuming = resumedFrom !== null;
     const journalPath = set.journalPath(partialStamp);
     this.journal = JournalWriter.open(journalPath);
     this.journalStart = this.journal.offset;
+    set.forget();
     return { stamp, resumedFrom };
   }
 
@@ -485,7 +490,9 @@ class BackupRun {
 
   private async walk(): Promise<void> {
     const { o } = this;
-    const resuming = this.journalStart > 0 || fs.readdirSync(this.partial).length > 0;
+    // A partial made by this run is empty; one resumed may hold names without a journal.
+    const resuming =
+      this.journalStart > 0 || (this.resuming && fs.readdirSync(this.partial).length > 0);
     if (this.journalStart > 0)
       this.resumeIndex = await ManifestIndex.openJournal(this.set.journalPath(this.partialStamp));
     const rootStat = fs.lstatSync(o.sourceRoot, { bigint: true });
@@ -983,6 +990,7 @@ class BackupRun {
       this.journalStart,
     );
     const final = set.snapshotDir(o.interval, stamp);
+    set.forget();
     try {
       fs.renameSync(this.partial, final);
     } catch (e) {
@@ -993,6 +1001,7 @@ class BackupRun {
     }
     pointLatest(set, o.interval, stamp);
     fs.rmSync(set.journalPath(partialStamp), { force: true });
+    set.forget();
     return stamp;
   }
 }

@@ -17,6 +17,7 @@ export {
   checkLabel,
   isIntervalName,
   DATA_DIR,
+  ensureDir,
   LATEST,
 } from './layout.js';
 export type { SnapshotRef } from './layout.js';

@@ -18,6 +18,7 @@ export class BackupSet {
   readonly destination: string;
   readonly label: string;
   readonly dir: string;
+  private listings: Map<string, fs.Dirent[]> | null = null;
 
   constructor(destination: string, label: string) {
     this.destination = destination;
@@ -56,22 +57,51 @@ export class BackupSet {
     return path.join(this.manifestsDir, `${stamp}.journal`);
   }
 
+  /**
+   * Keeps directory listings of the set until `forget()`. Only for the holder of the set's
+   * lock, which calls `forget()` after each change it makes: then nothing else changes the
+   * set, and a run lists each directory once instead of once per question (on EFS each
+   * listing is several round trips).
+   */
+  remember(): void {
+    this.listings = new Map();
+  }
+
+  forget(): void {
+    this.listings?.clear();
+  }
+
+  /** A directory's entries; none when it cannot be read. */
+  list(dir: string): fs.Dirent[] {
+    const known = this.listings?.get(dir);
+    if (known) return known;
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      entries = [];
+    }
+    this.listings?.set(dir, entries);
+    return entries;
+  }
+
+  /** Names in a directory of the set; none when it cannot be read. */
+  names(dir: string): string[] {
+    return this.list(dir).map((d) => d.name);
+  }
+
   /** Interval directories present, by name. */
   intervals(): string[] {
-    let names: fs.Dirent[];
-    try {
-      names = fs.readdirSync(this.dir, { withFileTypes: true });
-    } catch {
-      return [];
-    }
-    return names.filter((d) => d.isDirectory() && isIntervalName(d.name)).map((d) => d.name);
+    return this.list(this.dir)
+      .filter((d) => d.isDirectory() && isIntervalName(d.name))
+      .map((d) => d.name);
   }
 
   /** Complete snapshots, newest first (optionally of one interval). */
   snapshots(interval?: string): SnapshotRef[] {
     const out: SnapshotRef[] = [];
     for (const iv of interval ? [interval] : this.intervals()) {
-      for (const name of readdirOrEmpty(this.intervalDir(iv))) {
+      for (const name of this.names(this.intervalDir(iv))) {
         if (isStamp(name)) {
           out.push({
             interval: iv,
@@ -88,7 +118,7 @@ export class BackupSet {
   /** Directories named `.<stamp>.<suffix>` in an interval, oldest first. */
   hidden(interval: string, suffix: 'partial' | 'deleting'): string[] {
     const re = new RegExp(`^\\.(\\d{8}T\\d{6}Z)\\.${suffix}$`);
-    return readdirOrEmpty(this.intervalDir(interval))
+    return this.names(this.intervalDir(interval))
       .map((n) => re.exec(n)?.[1])
       .filter((s): s is string => s !== undefined)
       .sort();
@@ -98,7 +128,7 @@ export class BackupSet {
   stampsInUse(): Set<string> {
     const used = new Set<string>();
     for (const iv of this.intervals()) {
-      for (const name of readdirOrEmpty(this.intervalDir(iv))) {
+      for (const name of this.names(this.intervalDir(iv))) {
         const m = /^\.?(\d{8}T\d{6}Z)(\.\w+)?$/.exec(name);
         if (m) used.add(m[1]!);
       }
@@ -135,6 +165,20 @@ export interface SnapshotRef {
   stamp: string;
   path: string;
   manifest: string;
+}
+
+/**
+ * Makes a folder (and its parents, mode 0700) unless it is one already. Looked at first: on
+ * NFS and FUSE a mkdir of an existing name is a round trip to the server every time, while a
+ * stat is answered from the client's attribute cache.
+ */
+export function ensureDir(dir: string): void {
+  try {
+    if (fs.statSync(dir).isDirectory()) return;
+  } catch {
+    /* missing: made below */
+  }
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
 }
 
 export function readdirOrEmpty(dir: string): string[] {

@@ -88,6 +88,7 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
   if (within(sourceRoot, destination)) {
     throw badInput(`source ${sourceRoot} is inside the destination ${destination}`);
   }
+  const remote = isRemote(sourceRoot);
   return {
     source,
     prefix,
@@ -97,8 +98,8 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
     interval,
     retain,
     windowMinutes: o.windowMinutes ?? null,
-    concurrency: o.concurrency ?? defaultConcurrency(sourceRoot),
-    remote: isRemote(sourceRoot),
+    concurrency: o.concurrency ?? concurrencyFor(remote),
+    remote,
   };
 }
 
@@ -163,5 +164,9 @@ export function isRemote(p: string): boolean {
 }
 
 export function defaultConcurrency(p: string): number {
-  return isRemote(p) ? NETWORK_CONCURRENCY : Math.max(4, os.availableParallelism());
+  return concurrencyFor(isRemote(p));
+}
+
+function concurrencyFor(remote: boolean): number {
+  return remote ? NETWORK_CONCURRENCY : Math.max(4, os.availableParallelism());
 }

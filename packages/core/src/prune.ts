@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { InFlight } from './inflight.js';
-import { BackupSet, readdirOrEmpty } from './layout.js';
+import { BackupSet } from './layout.js';
 import { isStamp } from './stamp.js';
 import { removeTree } from './remove-tree.js';
 
@@ -48,6 +48,7 @@ export async function prune(
       result.warnings.push(`cannot prune ${interval}/${s.stamp}: ${(e as Error).message}`);
     }
   }
+  if (doomed.length > 0) set.forget();
   // After the commit no partial of this interval is in use.
   const trees = [
     ...set.hidden(interval, 'deleting').map((st) => set.deletingDir(interval, st)),
@@ -76,6 +77,7 @@ export async function prune(
   } finally {
     if (timer) clearInterval(timer);
     o.signal?.removeEventListener('abort', stopNow);
+    if (trees.length > 0) set.forget();
   }
   removeOrphanData(set);
   return result;
@@ -86,15 +88,16 @@ function removeOrphanData(set: BackupSet): void {
   const live = new Set<string>();
   const partials = new Set<string>();
   for (const iv of set.intervals()) {
-    for (const n of readdirOrEmpty(set.intervalDir(iv))) {
+    for (const n of set.names(set.intervalDir(iv))) {
       if (isStamp(n)) live.add(n);
     }
     for (const p of set.hidden(iv, 'partial')) partials.add(p);
   }
-  for (const n of readdirOrEmpty(set.manifestsDir)) {
+  for (const n of set.names(set.manifestsDir)) {
     const m = /^(\d{8}T\d{6}Z)\.(manifest|journal)(\.tmp)?$/.exec(n);
     if (!m) continue;
     const keep = m[2] === 'manifest' ? live.has(m[1]!) && !m[3] : partials.has(m[1]!);
     if (!keep) fs.rmSync(`${set.manifestsDir}/${n}`, { force: true });
   }
+  set.forget();
 }

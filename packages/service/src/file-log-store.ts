@@ -1,3 +1,4 @@
+import { ensureDir } from '@efs-backup/core';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LogStore, RunLog } from './ports.js';
@@ -13,7 +14,7 @@ const FLUSH_BYTES = 64 * 1024;
 export class FileLogStore implements LogStore {
   async open(record: RunRecord): Promise<RunLog> {
     const dir = path.join(setDataDir(record.Destination, record.Label), 'logs');
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    ensureDir(dir);
     const file = path.join(dir, `${record.BackupId}.log`);
     const fd = fs.openSync(file, 'a', 0o600);
     let pending: string[] = [];

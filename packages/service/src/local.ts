@@ -3,6 +3,7 @@
  * console. Only this module reaches the SQLite store (a native addon), and only when a store is
  * opened.
  */
+import { ensureDir } from '@efs-backup/core';
 import path from 'node:path';
 import fs from 'node:fs';
 import type { Config, Notifications } from './config.js';
@@ -58,7 +59,7 @@ export function localPorts(config: Config | null): RunPorts {
     records: async (job) => {
       const file = recordsFileFor(config, job);
       if (!config?.records.path) setDataDir(job.destination, job.label);
-      else fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      else ensureDir(path.dirname(file));
       return openRecordStore(file);
     },
     logs: new FileLogStore(),

@@ -1,4 +1,4 @@
-import { BackupSet } from '@efs-backup/core';
+import { BackupSet, ensureDir } from '@efs-backup/core';
 import fs from 'node:fs';
 
 /**
@@ -6,6 +6,12 @@ import fs from 'node:fs';
  * itself must exist: a folder is never made where a file system should be mounted.
  */
 export function setDataDir(destination: string, label: string): string {
+  const set = new BackupSet(destination, label);
+  try {
+    if (fs.statSync(set.dataDir).isDirectory()) return set.dataDir;
+  } catch {
+    /* made below, once the destination is known to be there */
+  }
   let st: fs.Stats;
   try {
     st = fs.statSync(destination);
@@ -13,7 +19,6 @@ export function setDataDir(destination: string, label: string): string {
     throw new Error(`destination ${destination} does not exist (is it mounted?)`);
   }
   if (!st.isDirectory()) throw new Error(`destination ${destination} is not a directory`);
-  const set = new BackupSet(destination, label);
-  fs.mkdirSync(set.dataDir, { recursive: true, mode: 0o700 });
+  ensureDir(set.dataDir);
   return set.dataDir;
 }

@@ -3,7 +3,7 @@
  * written by the daemon (one per job) and by a command-line backup while it goes; read by
  * `efs-backup status` from any process.
  */
-import type { BackupProgress } from '@efs-backup/core';
+import { ensureDir, type BackupProgress } from '@efs-backup/core';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,7 +42,7 @@ export function statusDir(destination: string, label: string): string {
 /** Writes one status file, whole (a reader never sees half of it). */
 export function writeStatus(s: SetStatus): void {
   const dir = path.join(setDataDir(s.destination, s.label), 'status');
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensureDir(dir);
   const file = path.join(dir, `${s.key}.json`);
   const tmp = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
