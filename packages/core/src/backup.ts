@@ -117,6 +117,7 @@ interface Meta {
   atime: number;
   mtime: number;
   nlink: number;
+  /** `dev:ino` of a file with more than one name; '' otherwise. */
   inode: string;
   sparse: boolean;
 }
@@ -140,6 +141,7 @@ function toMeta(st: fs.BigIntStats): Meta {
             ? 'p'
             : null;
   const size = kind === 'f' || kind === 'l' ? Number(st.size) : 0;
+  const nlink = Number(st.nlink);
   return {
     kind,
     mode,
@@ -150,8 +152,9 @@ function toMeta(st: fs.BigIntStats): Meta {
     mtimeNsec,
     atime: utime(aSec, aNsec),
     mtime: utime(mtimeSec, mtimeNsec),
-    nlink: Number(st.nlink),
-    inode: kind === 'd' ? '' : `${st.dev}:${st.ino}`,
+    nlink,
+    // Only hard-link groups are looked up by inode.
+    inode: kind === 'd' || nlink < 2 ? '' : `${st.dev}:${st.ino}`,
     sparse: kind === 'f' && Number(st.blocks) * 512 < size,
   };
 }
@@ -915,13 +918,20 @@ class BackupRun {
 
   /** Hard-links `from` to `dst`, replacing what a resumed partial left at `dst`. */
   private link(from: string, dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
-    const link = this.links
-      ? (cb2: (err: NodeJS.ErrnoException | null) => void) => this.links!.link(from, dst, cb2)
-      : (cb2: (err: NodeJS.ErrnoException | null) => void) => this.io.link(from, dst, cb2);
-    link((err) => {
+    const again = (err: NodeJS.ErrnoException | null): void => {
       if (!err || err.code !== 'EEXIST') return cb(err);
-      this.replace(dst, (e) => (e ? cb(e) : link(cb)));
-    });
+      this.replace(dst, (e) => (e ? cb(e) : this.linkOnce(from, dst, cb)));
+    };
+    this.linkOnce(from, dst, again);
+  }
+
+  private linkOnce(
+    from: string,
+    dst: string,
+    cb: (err: NodeJS.ErrnoException | null) => void,
+  ): void {
+    if (this.links) this.links.link(from, dst, cb);
+    else this.io.link(from, dst, cb);
   }
 
   /**
