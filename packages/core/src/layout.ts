@@ -79,7 +79,7 @@ export class BackupSet {
     try {
       entries = fs.readdirSync(dir, { withFileTypes: true });
     } catch {
-      entries = [];
+      return []; // not remembered: the next question asks the file system again
     }
     this.listings?.set(dir, entries);
     return entries;
