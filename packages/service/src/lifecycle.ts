@@ -42,20 +42,17 @@ import {
   type RunStatus,
 } from './record.js';
 
-/** What to back up: a configuration job, or the options of a command-line backup. */
-export interface JobSpec {
+/**
+ * What to back up: a configuration job, or the options of a command-line backup. The engine's
+ * options, with a window that may be a fraction of a minute (the service stops those itself),
+ * and what only the service uses.
+ */
+export interface JobSpec extends BackupOptions {
   /** The configuration job's name; absent for a command-line backup. */
   name?: string | null;
-  source: string;
-  prefix?: string;
-  destination: string;
-  label?: string;
-  interval?: string;
-  retain?: number;
   schedule?: string | null;
   /** Minutes the run may take; fractions allowed. @default no limit */
   windowMinutes?: number;
-  concurrency?: number;
   /** @default false */
   notifyOnSuccess?: boolean;
 }

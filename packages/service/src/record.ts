@@ -1,45 +1,31 @@
 import type { BackupFigures, BackupStatus } from '@efs-backup/core';
 
+/** Days a record (and its log) is kept. */
+export const DEFAULT_EXPIRE_DAYS = 90;
+
 /**
  * A run's status. The engine's statuses, plus `Unknown` (the run never reported its end) and
  * `Skipped` (the run was due while another run of its label was going, and did not start).
  */
-/** Days a record (and its log) is kept. */
-export const DEFAULT_EXPIRE_DAYS = 90;
-
 export type RunStatus = BackupStatus | 'Unknown' | 'Skipped';
 
-/** The record of one run (DESIGN.md): one schema for SQLite and DynamoDB. */
-export interface RunRecord {
-  BackupId: string;
+/**
+ * The record of one run (DESIGN.md): one schema for SQLite and DynamoDB. The engine's figures
+ * are named as its fields already; the record adds what only the service knows, and allows
+ * the times a run that never got going has not got.
+ */
+export interface RunRecord extends Omit<
+  BackupFigures,
+  'Status' | 'StopTime' | 'CopyStartTime' | 'CopyStopTime'
+> {
   /** The configuration job that ran; null for a command-line backup. */
   Job: string | null;
-  Label: string;
-  Interval: string;
-  Retain: number;
-  Source: string;
-  Prefix: string;
-  Destination: string;
-  WindowMinutes: number | null;
   Schedule: string | null;
   Status: RunStatus;
-  Message: string;
-  StartTime: string;
   /** Null while the run goes. */
   StopTime: string | null;
-  Snapshot: string | null;
-  NumberOfFiles: number;
-  NumberOfFilesTransferred: number;
-  NumberOfFilesLinked: number;
-  TotalFileSize: number;
-  TotalTransferredFileSize: number;
-  NumberOfWarnings: number;
   CopyStartTime: string | null;
   CopyStopTime: string | null;
-  PruneStartTime: string | null;
-  PruneStopTime: string | null;
-  SnapshotsPruned: number;
-  Host: string;
   LogLocation: string | null;
   /** Epoch seconds after which the record (and its log) is purged. */
   ExpireItem: number;
