@@ -143,8 +143,7 @@ export class EfsToEfsBackup extends Construct {
     this.worker = new WorkerHost(this, 'Worker', {
       vpc: props.vpc,
       ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
-      instanceType:
-        props.instanceType ?? ec2.InstanceType.of(ec2.InstanceClass.M6G, ec2.InstanceSize.LARGE),
+      instanceType: props.instanceType,
       command: 'backup',
       groupSuffix: id,
       lifecycleHookName: LIFECYCLE_HOOK_NAME,

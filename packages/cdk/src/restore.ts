@@ -72,8 +72,7 @@ export class EfsToEfsRestore extends Construct {
     this.worker = new WorkerHost(this, 'Worker', {
       vpc: props.vpc,
       ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
-      instanceType:
-        props.instanceType ?? ec2.InstanceType.of(ec2.InstanceClass.M6G, ec2.InstanceSize.LARGE),
+      instanceType: props.instanceType,
       command: 'restore',
       groupSuffix: id,
       desiredCapacity: 1,

@@ -22,7 +22,8 @@ export interface WorkerHostProps {
   readonly vpc: ec2.IVpc;
   /** @default the VPC's private subnets */
   readonly vpcSubnets?: ec2.SubnetSelection;
-  readonly instanceType: ec2.InstanceType;
+  /** Graviton: the worker has no native code. @default m6g.large */
+  readonly instanceType?: ec2.InstanceType | undefined;
   /** `backup` or `restore`: the worker's command. */
   readonly command: 'backup' | 'restore';
   /** The worker's configuration; the group's and the hook's names are added. */
@@ -139,7 +140,8 @@ export class WorkerHost extends Construct {
       machineImage: ec2.MachineImage.latestAmazonLinux2023({
         cpuType: ec2.AmazonLinuxCpuType.ARM_64,
       }),
-      instanceType: props.instanceType,
+      instanceType:
+        props.instanceType ?? ec2.InstanceType.of(ec2.InstanceClass.M6G, ec2.InstanceSize.LARGE),
       role: this.role,
       securityGroup: this.securityGroup,
       userData,
