@@ -3,7 +3,6 @@
  * refused command wrote nothing.
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncOptions } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,47 +78,7 @@ export function expectOneLineError(r: CliResult, names: RegExp): string {
   return message[0]!;
 }
 
-/**
- * Everything observable about a tree, one line per entry, never following symlinks: kind,
- * mode, owner, size, mtime and ctime to the nanosecond, and the content or link target. Two
- * equal fingerprints mean nothing was created, removed, written, renamed, chmod-ed or chown-ed
- * (with `ctime: false`, a chmod or chown to the same value is not seen).
- */
-export function fingerprint(root: string, options: { ctime?: boolean } = {}): string[] {
-  const withCtime = options.ctime ?? true;
-  const out: string[] = [];
-  const visit = (rel: string): void => {
-    const p = rel === '.' ? root : path.join(root, rel);
-    const st = fs.lstatSync(p, { bigint: true });
-    let what = '';
-    if (st.isFile()) {
-      try {
-        what = createHash('sha256').update(fs.readFileSync(p)).digest('hex');
-      } catch (e) {
-        what = `unreadable ${(e as NodeJS.ErrnoException).code}`;
-      }
-    } else if (st.isSymbolicLink()) {
-      what = `-> ${fs.readlinkSync(p)}`;
-    }
-    out.push(
-      [
-        JSON.stringify(rel),
-        st.mode.toString(8),
-        `${st.uid}:${st.gid}`,
-        st.isDirectory() ? '' : st.size,
-        `m${st.mtimeNs}`,
-        withCtime ? `c${st.ctimeNs}` : '',
-        `i${st.ino}`,
-        what,
-      ].join(' '),
-    );
-    if (st.isDirectory()) {
-      for (const name of fs.readdirSync(p).sort()) visit(rel === '.' ? name : `${rel}/${name}`);
-    }
-  };
-  visit('.');
-  return out;
-}
+export { fingerprint } from '../../core/test/fixtures/fingerprint.js';
 
 /** A unix socket file left in `dir` (a process that exits without closing its server). */
 export function leaveSocket(file: string): void {

@@ -2,7 +2,6 @@
  * Restore, verify and browse (issue 3) through the engine's API, on real directories.
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,6 +21,7 @@ import {
   type RestoreOptions,
 } from '../src/index.js';
 import { everyKindTree } from './fixtures/every-kind.js';
+import { fingerprint } from './fixtures/fingerprint.js';
 import { buildOriginalSet, DAY_STAMPS, fileInodes } from './fixtures/original-set.js';
 import { tmpDir } from './fixtures/tmp.js';
 import {
@@ -38,38 +38,6 @@ import {
 } from './fixtures/tree.js';
 
 // ---- helpers --------------------------------------------------------------------------------
-
-/**
- * Everything observable about a tree, one line per entry, never following symlinks: kind and
- * mode, owner, size, mtime and ctime to the nanosecond, inode, and content or link target.
- * Equal fingerprints mean nothing was created, removed, written, renamed, chmod-ed or chown-ed.
- */
-function fingerprint(root: string): string[] {
-  const out: string[] = [];
-  const visit = (rel: string): void => {
-    const p = rel === '.' ? root : path.join(root, rel);
-    const st = fs.lstatSync(p, { bigint: true });
-    let what = '';
-    if (st.isFile()) what = createHash('sha256').update(fs.readFileSync(p)).digest('hex');
-    else if (st.isSymbolicLink()) what = `-> ${fs.readlinkSync(p)}`;
-    out.push(
-      [
-        JSON.stringify(rel),
-        st.mode.toString(8),
-        `${st.uid}:${st.gid}`,
-        st.isDirectory() ? '' : st.size,
-        `m${st.mtimeNs}`,
-        `c${st.ctimeNs}`,
-        `i${st.ino}`,
-        what,
-      ].join(' '),
-    );
-    if (st.isDirectory())
-      for (const name of fs.readdirSync(p).sort()) visit(rel === '.' ? name : `${rel}/${name}`);
-  };
-  visit('.');
-  return out;
-}
 
 /**
  * Remembers the mtime of `p` to the microsecond (a Date keeps only milliseconds) and returns
