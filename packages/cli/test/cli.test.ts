@@ -15,6 +15,7 @@ import {
   file,
   symlink,
   type TestEntries,
+  sourceAndDestination,
 } from '../../core/test/fixtures/tree.js';
 import {
   cli,
@@ -43,12 +44,7 @@ const knownTree = (): TestEntries => ({
 const KNOWN = { entries: 7, nonDirs: 4, bytes: 1008 };
 
 function setup(entries: TestEntries = knownTree()): { base: string; src: string; dst: string } {
-  const base = tmpDir('efs-backup-cli-');
-  const src = path.join(base, 'src');
-  const dst = path.join(base, 'dst');
-  createTree(src, entries);
-  fs.mkdirSync(dst);
-  return { base, src, dst };
+  return sourceAndDestination(entries, 'efs-backup-cli-');
 }
 
 type Rec = { [field: string]: unknown };

@@ -20,6 +20,7 @@ import {
   rsyncDifferences,
   symlink,
   type TestEntries,
+  sourceAndDestination,
 } from '../../core/test/fixtures/tree.js';
 import {
   cli,
@@ -49,12 +50,7 @@ function backupCli(src: string, dst: string, ...extra: string[]): Record<string,
 }
 
 function setup(entries: TestEntries): { base: string; src: string; dst: string } {
-  const base = tmpDir('efs-restore-cli-');
-  const src = path.join(base, 'src');
-  const dst = path.join(base, 'dst');
-  createTree(src, entries);
-  fs.mkdirSync(dst);
-  return { base, src, dst };
+  return sourceAndDestination(entries, 'efs-restore-cli-');
 }
 
 const restoreArgs = (dst: string, target: string, ...extra: string[]): string[] => [

@@ -7,8 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tmpDir } from '../../core/test/fixtures/tmp.js';
-import { createTree, dir, file } from '../../core/test/fixtures/tree.js';
+import { dir, file, sourceAndDestination } from '../../core/test/fixtures/tree.js';
 import { BIN, cli, cliJson, expectOneLineError, fingerprint, requireBuild } from './helpers.js';
 
 beforeAll(requireBuild);
@@ -16,12 +15,10 @@ beforeAll(requireBuild);
 type Rec = Record<string, unknown>;
 
 function setup(): { base: string; src: string; dst: string } {
-  const base = tmpDir('efs-backup-service-cli-');
-  const src = path.join(base, 'src');
-  const dst = path.join(base, 'dst');
-  createTree(src, { 'a.txt': file('hello\n'), sub: dir({ 'b.txt': file('bb') }) });
-  fs.mkdirSync(dst);
-  return { base, src: fs.realpathSync(src), dst: fs.realpathSync(dst) };
+  return sourceAndDestination(
+    { 'a.txt': file('hello\n'), sub: dir({ 'b.txt': file('bb') }) },
+    'efs-backup-service-cli-',
+  );
 }
 
 function writeConfig(base: string, body: string): string {

@@ -3,7 +3,6 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backup, BackupSet, ManifestIndex } from '../src/index.js';
 import { everyKindTree } from './fixtures/every-kind.js';
-import { tmpDir } from './fixtures/tmp.js';
 import {
   createTree,
   diffStates,
@@ -13,16 +12,10 @@ import {
   readTree,
   rsyncDifferences,
   sharedInodes,
+  sourceAndDestination,
 } from './fixtures/tree.js';
 
-function setup(): { src: string; dst: string } {
-  const base = tmpDir();
-  const src = path.join(base, 'src');
-  const dst = path.join(base, 'dst');
-  fs.mkdirSync(src);
-  fs.mkdirSync(dst);
-  return { src, dst };
-}
+const setup = (): { src: string; dst: string } => sourceAndDestination();
 
 describe('a snapshot equals its source', () => {
   it('keeps every entry kind, name and attribute (rsync -aHc as the judge)', async () => {

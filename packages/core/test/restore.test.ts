@@ -35,6 +35,7 @@ import {
   rsyncDifferences,
   symlink,
   type TestEntries,
+  sourceAndDestination,
 } from './fixtures/tree.js';
 
 // ---- helpers --------------------------------------------------------------------------------
@@ -79,14 +80,8 @@ const changeLines = (changes: RestoreChange[]): string[] =>
     .map((c) => `${c.action} ${c.path}${c.reasons.length ? ` (${c.reasons.join(',')})` : ''}`)
     .sort();
 
-/** src and dst under a fresh directory removed after the test. */
 function setup(entries: TestEntries): { base: string; src: string; dst: string } {
-  const base = tmpDir('efs-restore-');
-  const src = path.join(base, 'src');
-  const dst = path.join(base, 'dst');
-  createTree(src, entries);
-  fs.mkdirSync(dst);
-  return { base, src, dst };
+  return sourceAndDestination(entries, 'efs-restore-');
 }
 
 async function backedUp(

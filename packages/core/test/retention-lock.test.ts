@@ -18,17 +18,19 @@ import {
   type BackupRunOptions,
 } from '../src/index.js';
 import { tmpDir } from './fixtures/tmp.js';
-import { createTree, diffTrees, dir, file } from './fixtures/tree.js';
+import { createTree, diffTrees, dir, file, sourceAndDestination } from './fixtures/tree.js';
 
 function setup(): { src: string; dst: string; set: BackupSet } {
-  const base = tmpDir('efs-backup-retention-');
-  const src = path.join(base, 'src');
-  const dst = path.join(base, 'dst');
-  createTree(src, {
-    'version.txt': file('v0'),
-    docs: dir({ 'readme.md': file('# docs\n'), 'ro-dir': dir({ x: file('x') }, { mode: 0o555 }) }),
-  });
-  fs.mkdirSync(dst);
+  const { src, dst } = sourceAndDestination(
+    {
+      'version.txt': file('v0'),
+      docs: dir({
+        'readme.md': file('# docs\n'),
+        'ro-dir': dir({ x: file('x') }, { mode: 0o555 }),
+      }),
+    },
+    'efs-backup-retention-',
+  );
   return { src, dst, set: new BackupSet(dst, 'efs-backup') };
 }
 

@@ -2,8 +2,7 @@
 import { backup, type BackupResult, type BackupRunOptions } from '@efs-backup/core';
 import fs from 'node:fs';
 import path from 'node:path';
-import { tmpDir } from '../../core/test/fixtures/tmp.js';
-import { createTree, dir, file, symlink } from '../../core/test/fixtures/tree.js';
+import { dir, file, sourceAndDestination, symlink } from '../../core/test/fixtures/tree.js';
 import type { Engine, RunPorts } from '../src/index.js';
 import { defaultRecordsFile, localPorts, openRecordStore } from '../src/local.js';
 import type { Notifier, RunRecord } from '../src/index.js';
@@ -16,16 +15,14 @@ export interface SetUp {
 
 /** A small source tree and an empty destination. */
 export function setUp(prefix = 'efs-backup-service-'): SetUp {
-  const base = tmpDir(prefix);
-  const src = path.join(base, 'src');
-  const dst = path.join(base, 'dst');
-  createTree(src, {
-    'a.txt': file('hello\n'),
-    sub: dir({ 'b.txt': file('bb'), deeper: dir({ 'c.bin': file(Buffer.alloc(1000, 7)) }) }),
-    link: symlink('a.txt'),
-  });
-  fs.mkdirSync(dst);
-  return { base, src: fs.realpathSync(src), dst: fs.realpathSync(dst) };
+  return sourceAndDestination(
+    {
+      'a.txt': file('hello\n'),
+      sub: dir({ 'b.txt': file('bb'), deeper: dir({ 'c.bin': file(Buffer.alloc(1000, 7)) }) }),
+      link: symlink('a.txt'),
+    },
+    prefix,
+  );
 }
 
 /** The local adapters, with these notifiers instead of the configuration's. */
