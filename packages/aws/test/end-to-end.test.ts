@@ -85,6 +85,22 @@ function partials(backupDir: string, interval = 'daily'): string[] {
   return fs.existsSync(d) ? fs.readdirSync(d).filter((n) => n.endsWith('.partial')) : [];
 }
 
+/**
+ * The AWS calls of one run that ends by itself, complete or stopped by its window: the worker
+ * reports and scales the group to zero; the orchestrator only starts it and tidies up.
+ */
+const ONE_RUN = [
+  'orchestrator autoscaling.SetDesiredCapacity',
+  'orchestrator events.PutRule',
+  'orchestrator events.PutTargets',
+  'worker sns.Publish',
+  'worker autoscaling.SetDesiredCapacity',
+  'orchestrator ssm.SendCommand',
+  'worker autoscaling.CompleteLifecycleAction',
+  'orchestrator events.RemoveTargets',
+  'orchestrator events.DeleteRule',
+];
+
 describe('the AWS workflow, simulated', () => {
   it('a complete run: started, backed up, finished early, the instance let go, the run closed', async () => {
     const s = await simulation('complete', { source: 'fs-source', notifyOnSuccess: true });
@@ -134,17 +150,7 @@ describe('the AWS workflow, simulated', () => {
     ]);
     // The one-time stop rule is gone with the run.
     expect(s.rules.size).toBe(0);
-    expect(s.sequence()).toEqual([
-      'orchestrator autoscaling.SetDesiredCapacity',
-      'orchestrator events.PutRule',
-      'orchestrator events.PutTargets',
-      'worker sns.Publish',
-      'worker autoscaling.SetDesiredCapacity',
-      'orchestrator ssm.SendCommand',
-      'worker autoscaling.CompleteLifecycleAction',
-      'orchestrator events.RemoveTargets',
-      'orchestrator events.DeleteRule',
-    ]);
+    expect(s.sequence()).toEqual(ONE_RUN);
     // In the order they ended: the launch event arrives while the start is still at work.
     expect(
       s.results.map((r) => `${r.event}:${'action' in r ? r.action : r.reason}`).sort(),
@@ -321,17 +327,7 @@ describe('the AWS workflow, simulated', () => {
         'the backup window ended before the backup completed; the next run continues from where this one stopped',
       Closed: expect.any(String),
     });
-    expect(s.sequence()).toEqual([
-      'orchestrator autoscaling.SetDesiredCapacity',
-      'orchestrator events.PutRule',
-      'orchestrator events.PutTargets',
-      'worker sns.Publish',
-      'worker autoscaling.SetDesiredCapacity',
-      'orchestrator ssm.SendCommand',
-      'worker autoscaling.CompleteLifecycleAction',
-      'orchestrator events.RemoveTargets',
-      'orchestrator events.DeleteRule',
-    ]);
+    expect(s.sequence()).toEqual(ONE_RUN);
     expect(s.desired).toBe(0);
   });
 
