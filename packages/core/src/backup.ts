@@ -47,6 +47,11 @@ export interface BackupFigures {
   NumberOfFiles: number;
   NumberOfFilesTransferred: number;
   NumberOfFilesLinked: number;
+  /**
+   * Unchanged files that could not be linked to the previous snapshot (the file system's limit
+   * of links per inode, such as EFS's 177, or the previous copy gone) and were copied instead.
+   */
+  NumberOfFilesCopiedForLinkLimit: number;
   TotalFileSize: number;
   TotalTransferredFileSize: number;
   NumberOfWarnings: number;
@@ -258,6 +263,7 @@ class BackupRun {
   private transferred = 0;
   private transferredBytes = 0;
   private linked = 0;
+  private copiedForLinkLimit = 0;
   private warningCount = 0;
   private estimate: { entries: number; bytes: number } | null = null;
 
@@ -381,6 +387,7 @@ class BackupRun {
       NumberOfFiles: this.files,
       NumberOfFilesTransferred: this.transferred,
       NumberOfFilesLinked: this.linked,
+      NumberOfFilesCopiedForLinkLimit: this.copiedForLinkLimit,
       TotalFileSize: this.totalBytes,
       TotalTransferredFileSize: this.transferredBytes,
       NumberOfWarnings: this.warningCount,

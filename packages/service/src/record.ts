@@ -51,6 +51,7 @@ export const RECORD_FIELDS = [
   'NumberOfFiles',
   'NumberOfFilesTransferred',
   'NumberOfFilesLinked',
+  'NumberOfFilesCopiedForLinkLimit',
   'TotalFileSize',
   'TotalTransferredFileSize',
   'NumberOfWarnings',
@@ -86,6 +87,7 @@ export function emptyFigures(): Pick<
   | 'NumberOfFiles'
   | 'NumberOfFilesTransferred'
   | 'NumberOfFilesLinked'
+  | 'NumberOfFilesCopiedForLinkLimit'
   | 'TotalFileSize'
   | 'TotalTransferredFileSize'
   | 'NumberOfWarnings'
@@ -100,6 +102,7 @@ export function emptyFigures(): Pick<
     NumberOfFiles: 0,
     NumberOfFilesTransferred: 0,
     NumberOfFilesLinked: 0,
+    NumberOfFilesCopiedForLinkLimit: 0,
     TotalFileSize: 0,
     TotalTransferredFileSize: 0,
     NumberOfWarnings: 0,
@@ -132,6 +135,7 @@ export function figuresOf(
     NumberOfFiles: f.NumberOfFiles,
     NumberOfFilesTransferred: f.NumberOfFilesTransferred,
     NumberOfFilesLinked: f.NumberOfFilesLinked,
+    NumberOfFilesCopiedForLinkLimit: f.NumberOfFilesCopiedForLinkLimit,
     TotalFileSize: f.TotalFileSize,
     TotalTransferredFileSize: f.TotalTransferredFileSize,
     NumberOfWarnings: f.NumberOfWarnings,

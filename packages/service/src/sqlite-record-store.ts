@@ -27,6 +27,7 @@ const COLUMN_TYPES: Record<(typeof RECORD_FIELDS)[number], string> = {
   NumberOfFiles: 'INTEGER NOT NULL',
   NumberOfFilesTransferred: 'INTEGER NOT NULL',
   NumberOfFilesLinked: 'INTEGER NOT NULL',
+  NumberOfFilesCopiedForLinkLimit: 'INTEGER NOT NULL DEFAULT 0',
   TotalFileSize: 'INTEGER NOT NULL',
   TotalTransferredFileSize: 'INTEGER NOT NULL',
   NumberOfWarnings: 'INTEGER NOT NULL',
