@@ -5,11 +5,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { CHUNK, copyFile, type CopyError } from './copy-file.js';
 import { EfsBackupError } from './errors.js';
-import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
+import {
+  asyncOps,
+  mkfifo,
+  readdirSync,
+  syncOps,
+  timeArg,
+  type FsOps,
+  type TimeArg,
+} from './fs-ops.js';
 import { LinkThread } from './link-thread.js';
 import { InFlight, type Job } from './inflight.js';
 import { BackupSet, ensureDir } from './layout.js';
 import { LabelLock } from './lock.js';
+import { fsPath } from './names.js';
 import {
   encodeEntry,
   JournalWriter,
@@ -24,6 +33,7 @@ import {
 } from './manifest.js';
 import { resolveBackupOptions, type BackupOptions, type ResolvedOptions } from './options.js';
 import { prune, type PruneResult } from './prune.js';
+import { removeAll } from './remove-tree.js';
 import { uniqueStamp } from './stamp.js';
 
 export type BackupStatus = 'Running' | 'Success' | 'SuccessWithWarnings' | 'Incomplete' | 'Failed';
@@ -105,6 +115,8 @@ export interface BackupRunOptions extends BackupOptions {
 }
 
 const MAX_WARNINGS_KEPT = 1000;
+/** Destination errors that concern one entry, not the run (see `BackupRun.fail`). */
+const PER_ENTRY_CODES = new Set(['ENAMETOOLONG', 'EILSEQ']);
 const CHUNK_ENTRIES = 1000;
 const euid = process.geteuid?.() ?? -1;
 const egid = process.getegid?.() ?? -1;
@@ -118,17 +130,16 @@ interface Meta {
   size: number;
   mtimeSec: number;
   mtimeNsec: number;
-  /** utimes arguments: seconds, centred in the microsecond so rounding never moves it. */
-  atime: number;
-  mtime: number;
+  /** utimes arguments (see `timeArg`). */
+  atime: TimeArg;
+  mtime: TimeArg;
   nlink: number;
   /** `dev:ino` of a file with more than one name; '' otherwise. */
   inode: string;
+  /** ctime in ns of a file with more than one name (its names are compared); 0n otherwise. */
+  change: bigint;
   sparse: boolean;
 }
-
-const utime = (sec: number, nsec: number): number =>
-  sec + (Math.floor(nsec / 1000) * 1000 + 500) / 1e9;
 
 function toMeta(st: fs.BigIntStats): Meta {
   const mode = Number(st.mode);
@@ -155,11 +166,12 @@ function toMeta(st: fs.BigIntStats): Meta {
     size,
     mtimeSec,
     mtimeNsec,
-    atime: utime(aSec, aNsec),
-    mtime: utime(mtimeSec, mtimeNsec),
+    atime: timeArg(aSec, aNsec),
+    mtime: timeArg(mtimeSec, mtimeNsec),
     nlink,
     // Only hard-link groups are looked up by inode.
     inode: kind === 'd' || nlink < 2 ? '' : `${st.dev}:${st.ino}`,
+    change: kind === 'd' || nlink < 2 ? 0n : st.ctimeNs,
     sparse: kind === 'f' && Number(st.blocks) * 512 < size,
   };
 }
@@ -195,6 +207,19 @@ function unchanged(prev: EntryRecord | undefined, m: Meta, target: string): prev
   );
 }
 
+/** Two stats of one inode saw it in the same state (ctime catches what mtime may not). */
+function sameInodeState(a: Meta, b: Meta): boolean {
+  return (
+    a.change === b.change &&
+    a.size === b.size &&
+    a.mtimeSec === b.mtimeSec &&
+    a.mtimeNsec === b.mtimeNsec &&
+    a.mode === b.mode &&
+    a.uid === b.uid &&
+    a.gid === b.gid
+  );
+}
+
 /** A directory being written; children are counted down before its metadata is applied. */
 interface DirNode {
   rel: string;
@@ -216,6 +241,8 @@ interface DirNode {
 /** One inode seen under several names: the first name is written, the others link to it. */
 interface LinkGroup {
   first: string;
+  /** The first name's metadata: a later name that differs saw the inode change meanwhile. */
+  meta: Meta;
   /** Names met so far; at st_nlink the group is dropped, so the map holds open groups only. */
   seen: number;
   record: EntryRecord | null;
@@ -250,6 +277,9 @@ class BackupRun {
   private partial = '';
   private partialStamp = '';
   private stopReason: 'window' | 'signal' | null = null;
+  private lock: LabelLock | null = null;
+  /** Why `latest` could not be pointed at the committed snapshot; null when it was. */
+  private latestError: string | null = null;
   private fatal: Error | null = null;
   private rootDone = false;
   private rootRecord: EntryRecord | null = null;
@@ -300,10 +330,16 @@ class BackupRun {
     let snapshot: string | null = null;
     let status: BackupStatus;
     let message: string;
+    let refused: EfsBackupError | null = null;
     try {
       // Only what the lock needs is made before it is held (nothing, for an existing set).
       ensureDir(set.dataDir);
-      lock = LabelLock.acquire(set.lockFile, this.backupId);
+      lock = LabelLock.acquire(set.lockFile, this.backupId, {
+        // Found at a heartbeat: another run took the lock (this one was paused past the
+        // stale limit). Stop writing at once; nothing is committed.
+        onLost: (why) => this.lostLock(why),
+      });
+      this.lock = lock;
       set.remember(); // the lock is held: only this run changes the set now
       this.prepareDirs();
       await this.openBase();
@@ -326,7 +362,10 @@ class BackupRun {
       }
       // Stopped early: what unfinished directories already hold is kept for the next run.
       for (const d of this.openDirs) this.journal!.add(d.rel, d.records);
-      await new Promise<void>((resolve) => this.journal!.flush(() => resolve()));
+      const journalError = await new Promise<Error | null>((resolve) =>
+        this.journal!.flush(resolve),
+      );
+      if (journalError) this.journalFailed(journalError);
       copyStop = this.now();
       if (this.fatal) throw this.fatal;
       if (this.stopReason || !this.rootDone) {
@@ -335,9 +374,11 @@ class BackupRun {
         message =
           this.stopReason === 'signal'
             ? 'the run was stopped before the backup completed; the next run continues from where this one stopped'
-            : 'the backup window ended before the backup completed; the next run continues from where this one stopped';
+            : this.stopReason === 'window'
+              ? 'the backup window ended before the backup completed; the next run continues from where this one stopped'
+              : 'the walk ended before every entry was written (an engine error); the next run continues from where this one stopped';
       } else {
-        snapshot = this.commit(stamp, resumedFrom, copyStop);
+        snapshot = await this.commit(stamp, resumedFrom, copyStop);
         pruneStart = this.now();
         pruned = await prune(set, o.interval, o.retain, {
           concurrency: o.concurrency,
@@ -348,27 +389,21 @@ class BackupRun {
         pruneStop = this.now();
         for (const w of pruned.warnings) this.warn('', w);
         status = this.warningCount > 0 ? 'SuccessWithWarnings' : 'Success';
-        message =
-          status === 'Success'
-            ? `snapshot ${o.interval}/${snapshot} is complete`
-            : `snapshot ${o.interval}/${snapshot} is complete, but ${this.warningCount} entr${this.warningCount === 1 ? 'y' : 'ies'} could not be backed up (see the warnings)`;
+        message = this.successMessage(`${o.interval}/${snapshot}`);
       }
     } catch (e) {
       status = 'Failed';
       message = e instanceof Error ? e.message : String(e);
-      if (e instanceof EfsBackupError && e.code !== 'FAILED') {
-        this.journal?.close();
-        this.prev?.close();
-        this.resumeIndex?.close();
-        lock?.release();
-        throw e;
-      }
+      if (e instanceof EfsBackupError && e.code !== 'FAILED') refused = e;
     } finally {
+      // Every way out ends what the run started, so the process can exit.
+      await this.links?.close();
       this.journal?.close();
       this.prev?.close();
       this.resumeIndex?.close();
+      lock?.release();
     }
-    lock?.release();
+    if (refused) throw refused;
     const stop = this.now();
     return {
       BackupId: this.backupId,
@@ -400,6 +435,17 @@ class BackupRun {
       warnings: this.warnings,
       snapshotPath: snapshot ? set.snapshotDir(o.interval, snapshot) : null,
     };
+  }
+
+  private successMessage(name: string): string {
+    const n = this.warningCount - (this.latestError ? 1 : 0);
+    const parts: string[] = [];
+    if (this.latestError) parts.push(`latest could not be pointed at it (${this.latestError})`);
+    if (n > 0)
+      parts.push(`${n} entr${n === 1 ? 'y' : 'ies'} could not be backed up (see the warnings)`);
+    return parts.length === 0
+      ? `snapshot ${name} is complete`
+      : `snapshot ${name} is complete, but ${parts.join('; and ')}`;
   }
 
   private prepareDirs(): void {
@@ -444,7 +490,7 @@ class BackupRun {
     else fs.chmodSync(this.partial, 0o700);
     this.resuming = resumedFrom !== null;
     const journalPath = set.journalPath(partialStamp);
-    this.journal = JournalWriter.open(journalPath);
+    this.journal = JournalWriter.open(journalPath, (err) => this.journalFailed(err));
     this.journalStart = this.journal.offset;
     set.forget();
     return { stamp, resumedFrom };
@@ -463,10 +509,38 @@ class BackupRun {
 
   private readonly stopping = (): boolean => this.stopReason !== null || this.fatal !== null;
 
-  private fail(err: Error): void {
+  /**
+   * The one place that decides what a destination error does. Most end the run (nothing is
+   * committed; the partial is kept); a few concern one entry only (`rel`): a path too long for
+   * the destination, or a name it does not take. Those are a warning for that entry, which is
+   * left out, so one deep path cannot stop every backup. Returns true when the run goes on.
+   */
+  private fail(err: NodeJS.ErrnoException, rel?: string): boolean {
+    if (rel !== undefined && err.code !== undefined && PER_ENTRY_CODES.has(err.code)) {
+      this.warn(rel, `cannot be created on the destination (${err.code}): ${err.message}`);
+      return true;
+    }
     this.fatal ??= new EfsBackupError('FAILED', `cannot write the backup: ${err.message}`, {
       cause: err,
     });
+    this.pool.halt();
+    return false;
+  }
+
+  private journalFailed(err: Error): void {
+    this.fatal ??= new EfsBackupError(
+      'FAILED',
+      `cannot write the journal ${this.set.journalPath(this.partialStamp)}: ${err.message}`,
+      { cause: err },
+    );
+    this.pool.halt();
+  }
+
+  private lostLock(why: string): void {
+    this.fatal ??= new EfsBackupError(
+      'FAILED',
+      `this run lost its lock and stopped without committing: ${why}`,
+    );
     this.pool.halt();
   }
 
@@ -574,14 +648,14 @@ class BackupRun {
 
   /** A resumed partial may hold names the source no longer has. */
   private removeExtras(dir: DirNode, names: string[], next: () => void): void {
-    fs.readdir(dir.dst, (err, existing) => {
+    this.io.readdir(dir.dst, (err, existing) => {
       if (err) return next();
       const keep = new Set(names);
       const extras = existing.filter((n) => !keep.has(n));
       let left = extras.length;
       if (left === 0) return next();
       for (const n of extras) {
-        fs.rm(path.join(dir.dst, n), { recursive: true, force: true }, (e) => {
+        removeAll(`${dir.dst}/${n}`, (e) => {
           if (e) this.fail(e);
           if (--left === 0) next();
         });
@@ -707,10 +781,7 @@ class BackupRun {
     };
     this.io.mkdir(dst, 0o700, (err) => {
       if (!err) return created();
-      if (err.code !== 'EEXIST') {
-        this.fail(err);
-        return done();
-      }
+      if (err.code !== 'EEXIST') return this.failed(err, rel, dir, done);
       // Resuming: keep the directory if it is one, make it writable again.
       this.io.lstat(dst, (e, st) => {
         if (!e && st.isDirectory()) {
@@ -722,7 +793,7 @@ class BackupRun {
             this.fail(e3);
             return done();
           }
-          this.io.mkdir(dst, 0o700, (e4) => (e4 ? (this.fail(e4), done()) : created()));
+          this.io.mkdir(dst, 0o700, (e4) => (e4 ? this.failed(e4, rel, dir, done) : created()));
         });
       });
     });
@@ -756,7 +827,7 @@ class BackupRun {
         );
         return done(); // the slot is free while waiting for the first name to be written
       }
-      this.groups.set(m.inode, { first: rel, seen: 1, record: null, waiters: [] });
+      this.groups.set(m.inode, { first: rel, meta: m, seen: 1, record: null, waiters: [] });
     }
     const ownGroup = m.nlink > 1 ? this.groups.get(m.inode) : undefined;
     const prev = dir.prev?.get(name);
@@ -785,8 +856,18 @@ class BackupRun {
           this.count(m, prev.data, 'linked');
           return written(record(name, m, prev.data));
         }
-        // The previous snapshot lost this entry, or the inode has too many links: write it anew.
-        this.create(rel, src, dst, m, target, written);
+        // The previous snapshot lost this entry, or its inode has as many links as the file
+        // system allows (EFS: 177): write it anew, whatever its size. A link queued on the link
+        // thread freed its slot; the copy takes one of its own, so the walk waits for it.
+        const copy = (d: () => void): void => {
+          slot = d;
+          this.create(rel, src, dst, m, target, (rec) => {
+            if (rec) this.copiedForLinkLimit++;
+            written(rec);
+          });
+        };
+        if (slot === noop) this.pool.push(copy);
+        else copy(slot);
       });
     }
     this.create(rel, src, dst, m, target, written);
@@ -804,12 +885,27 @@ class BackupRun {
       // The first name vanished; this name takes its place, from a fresh lstat.
       return this.entry(dir, name, done);
     }
+    const rel = dir.rel === '' ? name : `${dir.rel}/${name}`;
+    if (!sameInodeState(group.meta, m)) {
+      // The inode changed between the visits to its names: linking would give this name the
+      // first name's content under its own (newer) metadata. This name gets a copy of its
+      // own, consistent with what it says; the next run joins the names again.
+      this.warn(
+        rel,
+        `changed while its names were being backed up: copied on its own, not as a hard link to ${group.first}`,
+      );
+      return this.create(rel, `${dir.src}/${name}`, dst, m, '', (rec) => {
+        if (rec) dir.records.push(rec);
+        this.entryDone(dir, done);
+      });
+    }
     const from = `${this.partial}/${group.first}`;
     const slot = this.freeSlot(done);
     this.link(from, dst, (err) => {
       if (err) {
-        this.fail(err);
-        return slot();
+        if (this.fail(err, rel)) this.entryDone(dir, slot);
+        else slot();
+        return;
       }
       const rec = record(name, m, group.record!.data, group.first);
       this.count(m, rec.data, 'linked');
@@ -853,7 +949,7 @@ class BackupRun {
             }
             if (err.code === 'EPERM' && err.syscall === 'fchown')
               return this.ownerLost(rel, dst, src, m, target, cb);
-            this.fail(err);
+            this.fail(err, rel);
             return cb(null);
           }
           this.count(m, res!.digest, 'copied', res!.bytes);
@@ -864,7 +960,7 @@ class BackupRun {
     if (m.kind === 'l') {
       return retryOnExists((again) => {
         this.io.symlink(target, dst, (err) => {
-          if (err) return err.code === 'EEXIST' ? again() : (this.fail(err), cb(null));
+          if (err) return err.code === 'EEXIST' ? again() : (this.fail(err, rel), cb(null));
           this.setMeta(rel, dst, m, true, (e) => {
             if (e) return (this.fail(e), cb(null));
             this.count(m, target, 'copied');
@@ -873,12 +969,11 @@ class BackupRun {
         });
       });
     }
-    // FIFO: Node has no mkfifo(2); coreutils does it.
     retryOnExists((again) => {
-      execFile('mkfifo', ['-m', '600', '--', dst], (err, _out, stderr) => {
+      mkfifo(dst, this.partial, (err) => {
         if (err) {
-          if (/exists/i.test(stderr)) return again();
-          this.fail(new Error(`mkfifo ${dst}: ${stderr.trim() || err.message}`));
+          if (err.code === 'EEXIST') return again();
+          this.fail(err, rel);
           return cb(null);
         }
         this.setMeta(rel, dst, m, false, (e) => {
@@ -956,8 +1051,7 @@ class BackupRun {
   private replace(dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
     this.io.unlink(dst, (err) => {
       if (!err || err.code === 'ENOENT') return cb(null);
-      if (err.code === 'EISDIR' || err.code === 'EPERM')
-        return fs.rm(dst, { recursive: true, force: true }, cb);
+      if (err.code === 'EISDIR' || err.code === 'EPERM') return removeAll(dst, cb);
       cb(err);
     });
   }
@@ -972,6 +1066,12 @@ class BackupRun {
     }
   }
 
+  /** A destination error for one entry: a warning and the entry left out, or the run's end. */
+  private failed(err: NodeJS.ErrnoException, rel: string, dir: DirNode, done: () => void): void {
+    if (this.fail(err, rel)) this.entryDone(dir, done);
+    else done();
+  }
+
   private entryDone(dir: DirNode, done: () => void): void {
     this.recorded(dir);
     this.finished(dir);
@@ -980,8 +1080,12 @@ class BackupRun {
 
   // ---- commit ---------------------------------------------------------------------------
 
-  /** Manifest first, then the rename that makes the snapshot appear, then `latest`. */
-  private commit(stamp: string, resumedFrom: string | null, stopTime: Date): string {
+  /**
+   * Data first, then the manifest, then the rename that makes the snapshot appear, then
+   * `latest`; each step durable before the next (see `syncFileSystem`), so after a power loss
+   * a snapshot under its final name holds every byte its manifest promises.
+   */
+  private async commit(stamp: string, resumedFrom: string | null, stopTime: Date): Promise<string> {
     const { set, o } = this;
     this.journal!.close();
     const partialStamp = resumedFrom ?? stamp;
@@ -1000,23 +1104,46 @@ class BackupRun {
       TotalFileSize: this.totalBytes,
       root: encodeEntry(this.rootRecord!),
     };
-    writeManifest(
-      set.manifestPath(stamp),
-      header,
-      set.journalPath(partialStamp),
-      this.journalStart,
-    );
+    const failed = (what: string, e: unknown): EfsBackupError =>
+      new EfsBackupError('FAILED', `cannot commit the snapshot: ${what}: ${(e as Error).message}`, {
+        cause: e,
+      });
+    try {
+      await syncFileSystem(this.partial);
+    } catch (e) {
+      throw failed('its data could not be made durable', e);
+    }
+    // A run paused past the stale limit may have lost its lock: it never commits then.
+    this.lock!.check();
+    const manifest = set.manifestPath(stamp);
+    try {
+      writeManifest(manifest, header, set.journalPath(partialStamp), this.journalStart);
+    } catch (e) {
+      throw failed('its manifest could not be written', e);
+    }
     const final = set.snapshotDir(o.interval, stamp);
     set.forget();
     try {
       fs.renameSync(this.partial, final);
+      fsyncDir(set.intervalDir(o.interval));
     } catch (e) {
-      fs.rmSync(set.manifestPath(stamp), { force: true });
-      throw new EfsBackupError('FAILED', `cannot commit the snapshot: ${(e as Error).message}`, {
-        cause: e,
-      });
+      if (!fs.existsSync(final)) {
+        fs.rmSync(manifest, { force: true });
+        throw failed(`the rename into ${o.interval}/${stamp}`, e);
+      }
+      // Renamed, but the rename could not be made durable: committed, with a warning.
+      this.warn(
+        '',
+        `the commit of ${o.interval}/${stamp} may not be durable yet: ${(e as Error).message}`,
+      );
     }
-    pointLatest(set, o.interval, stamp);
+    // The snapshot is committed: what follows cannot make the run fail.
+    try {
+      pointLatest(set, o.interval, stamp);
+    } catch (e) {
+      this.latestError = (e as Error).message;
+      this.warn('', `latest could not be pointed at ${o.interval}/${stamp}: ${this.latestError}`);
+    }
     fs.rmSync(set.journalPath(partialStamp), { force: true });
     set.forget();
     return stamp;
@@ -1026,9 +1153,42 @@ class BackupRun {
 /** `latest` is replaced atomically: a new symlink renamed over the old one. */
 export function pointLatest(set: BackupSet, interval: string, stamp: string): void {
   const tmp = `${set.latestLink}.${process.pid}.tmp`;
-  fs.rmSync(tmp, { force: true });
-  fs.symlinkSync(`${interval}/${stamp}`, tmp);
-  fs.renameSync(tmp, set.latestLink);
+  try {
+    fs.rmSync(tmp, { force: true });
+    fs.symlinkSync(`${interval}/${stamp}`, tmp);
+    fs.renameSync(tmp, set.latestLink);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  fsyncDir(set.dir);
+}
+
+/**
+ * Makes everything written to the file system holding `dir` durable: one syncfs(2), through
+ * coreutils' `sync -f` (Node has no syncfs). Measured against an fsync per copied file, see
+ * the durable-commit note in ARCHITECTURE.md. Where `sync -f` is missing, a plain `sync`.
+ */
+export function syncFileSystem(dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('sync', ['-f', dir], (err, _out, stderr) => {
+      if (!err) return resolve();
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        return execFile('/bin/sync', [], (e2) => (e2 ? reject(e2) : resolve()));
+      }
+      reject(new Error(stderr.trim() || err.message));
+    });
+  });
+}
+
+/** fsync of a directory: the names it holds (a rename into it) are durable. */
+export function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 function noop(): void {}

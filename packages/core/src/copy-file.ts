@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import type { FsOps } from './fs-ops.js';
+import type { FsOps, TimeArg } from './fs-ops.js';
 
 const { O_RDONLY, O_NOFOLLOW, O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
 /** Bytes read or written at once; a file no larger than this is copied with one read. */
@@ -12,9 +12,9 @@ export interface CopyMeta {
   mode: number;
   uid: number;
   gid: number;
-  atime: number;
-  /** Seconds since the epoch, fractional: what utimes takes. */
-  mtime: number;
+  atime: TimeArg;
+  /** Seconds since the epoch, fractional: what utimes takes (see `timeArg`). */
+  mtime: TimeArg;
   /** Write zero blocks as holes (the source is sparse). */
   sparse: boolean;
 }

@@ -1,7 +1,25 @@
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import { decodeDirents, fsPath as b, mayBeLossy, nameFromBytes, shown } from './names.js';
 
 type Cb<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 type Done = (err: NodeJS.ErrnoException | null) => void;
+
+/**
+ * A time as utimes takes it: seconds since the epoch. Node takes a negative number for "now",
+ * but a numeric string for the time it says, so times before 1970 are strings (see `timeArg`).
+ */
+export type TimeArg = number | string;
+
+/**
+ * The utimes argument for `sec` seconds and `nsec` nanoseconds (floored), to the microsecond:
+ * centred in the microsecond, on the side libuv's truncation toward zero keeps it in.
+ */
+export function timeArg(sec: number, nsec: number): TimeArg {
+  const us = Math.floor(nsec / 1000) * 1000;
+  if (sec >= 0) return sec + (us + 500) / 1e9;
+  return String(sec + (us - 500) / 1e9);
+}
 
 /**
  * The file-system calls of the walk, in callback form, two ways:
@@ -11,6 +29,10 @@ type Done = (err: NodeJS.ErrnoException | null) => void;
  *   where a metadata call takes microseconds and handing it to a pool thread and back costs
  *   more than the call itself (measured: twice the system time for a no-change backup).
  * Callbacks of `syncOps` run before the call returns; the job runner copes with that.
+ *
+ * Paths and names are strings in the engine's byte-safe form (names.ts): every path is passed
+ * through `fsPath`, and a listing or link target that may have lost bytes to UTF-8 decoding is
+ * read again as bytes.
  */
 export interface FsOps {
   readonly mode: 'sync' | 'async';
@@ -23,8 +45,8 @@ export interface FsOps {
   chmod(p: string, mode: number, cb: Done): void;
   chown(p: string, uid: number, gid: number, cb: Done): void;
   lchown(p: string, uid: number, gid: number, cb: Done): void;
-  utimes(p: string, atime: number, mtime: number, cb: Done): void;
-  lutimes(p: string, atime: number, mtime: number, cb: Done): void;
+  utimes(p: string, atime: TimeArg, mtime: TimeArg, cb: Done): void;
+  lutimes(p: string, atime: TimeArg, mtime: TimeArg, cb: Done): void;
   link(existing: string, p: string, cb: Done): void;
   symlink(target: string, p: string, cb: Done): void;
   unlink(p: string, cb: Done): void;
@@ -34,27 +56,41 @@ export interface FsOps {
   write(fd: number, buf: Buffer, length: number, position: number, cb: Cb<number>): void;
   fchown(fd: number, uid: number, gid: number, cb: Done): void;
   fchmod(fd: number, mode: number, cb: Done): void;
-  futimes(fd: number, atime: number, mtime: number, cb: Done): void;
+  futimes(fd: number, atime: TimeArg, mtime: TimeArg, cb: Done): void;
   ftruncate(fd: number, length: number, cb: Done): void;
 }
 
 export const asyncOps: FsOps = {
   mode: 'async',
-  lstat: (p, cb) => fs.lstat(p, { bigint: true }, cb),
-  readdir: (p, cb) => fs.readdir(p, cb),
-  readdirTypes: (p, cb) => fs.readdir(p, { withFileTypes: true }, cb),
-  readlink: (p, cb) => fs.readlink(p, cb),
-  mkdir: (p, mode, cb) => fs.mkdir(p, mode, (e) => cb(e)),
-  chmod: (p, mode, cb) => fs.chmod(p, mode, cb),
-  chown: (p, uid, gid, cb) => fs.chown(p, uid, gid, cb),
-  lchown: (p, uid, gid, cb) => fs.lchown(p, uid, gid, cb),
-  utimes: (p, a, m, cb) => fs.utimes(p, a, m, cb),
-  lutimes: (p, a, m, cb) => fs.lutimes(p, a, m, cb),
-  link: (existing, p, cb) => fs.link(existing, p, cb),
-  symlink: (target, p, cb) => fs.symlink(target, p, cb),
-  unlink: (p, cb) => fs.unlink(p, cb),
+  lstat: (p, cb) => fs.lstat(b(p), { bigint: true }, cb),
+  readdir: (p, cb) =>
+    fs.readdir(b(p), (err, names) => {
+      if (err || !names.some(mayBeLossy)) return cb(err, names);
+      fs.readdir(b(p), { encoding: 'buffer' }, (e, raw) => cb(e, e ? [] : raw.map(nameFromBytes)));
+    }),
+  readdirTypes: (p, cb) =>
+    fs.readdir(b(p), { withFileTypes: true }, (err, list) => {
+      if (err || !list.some((d) => mayBeLossy(d.name))) return cb(err, list);
+      fs.readdir(b(p), { withFileTypes: true, encoding: 'buffer' }, (e, raw) =>
+        cb(e, e ? [] : decodeDirents(raw)),
+      );
+    }),
+  readlink: (p, cb) =>
+    fs.readlink(b(p), (err, target) => {
+      if (err || !mayBeLossy(target)) return cb(err, target);
+      fs.readlink(b(p), { encoding: 'buffer' }, (e, raw) => cb(e, e ? '' : nameFromBytes(raw)));
+    }),
+  mkdir: (p, mode, cb) => fs.mkdir(b(p), mode, (e) => cb(e)),
+  chmod: (p, mode, cb) => fs.chmod(b(p), mode, cb),
+  chown: (p, uid, gid, cb) => fs.chown(b(p), uid, gid, cb),
+  lchown: (p, uid, gid, cb) => fs.lchown(b(p), uid, gid, cb),
+  utimes: (p, a, m, cb) => fs.utimes(b(p), a, m, cb),
+  lutimes: (p, a, m, cb) => fs.lutimes(b(p), a, m, cb),
+  link: (existing, p, cb) => fs.link(b(existing), b(p), cb),
+  symlink: (target, p, cb) => fs.symlink(b(target), b(p), cb),
+  unlink: (p, cb) => fs.unlink(b(p), cb),
   read: (fd, buf, length, position, cb) => fs.read(fd, buf, 0, length, position, cb),
-  open: (p, flags, mode, cb) => fs.open(p, flags, mode, cb),
+  open: (p, flags, mode, cb) => fs.open(b(p), flags, mode, cb),
   close: (fd, cb) => fs.close(fd, cb),
   write: (fd, buf, length, position, cb) => fs.write(fd, buf, 0, length, position, cb),
   fchown: (fd, uid, gid, cb) => fs.fchown(fd, uid, gid, cb),
@@ -75,22 +111,22 @@ function call<T>(f: () => T, cb: Cb<T>): void {
 
 export const syncOps: FsOps = {
   mode: 'sync',
-  lstat: (p, cb) => call(() => fs.lstatSync(p, { bigint: true }), cb),
-  readdir: (p, cb) => call(() => fs.readdirSync(p), cb),
-  readdirTypes: (p, cb) => call(() => fs.readdirSync(p, { withFileTypes: true }), cb),
-  readlink: (p, cb) => call(() => fs.readlinkSync(p), cb),
-  mkdir: (p, mode, cb) => call(() => void fs.mkdirSync(p, mode), cb),
-  chmod: (p, mode, cb) => call(() => fs.chmodSync(p, mode), cb),
-  chown: (p, uid, gid, cb) => call(() => fs.chownSync(p, uid, gid), cb),
-  lchown: (p, uid, gid, cb) => call(() => fs.lchownSync(p, uid, gid), cb),
-  utimes: (p, a, m, cb) => call(() => fs.utimesSync(p, a, m), cb),
-  lutimes: (p, a, m, cb) => call(() => fs.lutimesSync(p, a, m), cb),
-  link: (existing, p, cb) => call(() => fs.linkSync(existing, p), cb),
-  symlink: (target, p, cb) => call(() => fs.symlinkSync(target, p), cb),
-  unlink: (p, cb) => call(() => fs.unlinkSync(p), cb),
+  lstat: (p, cb) => call(() => fs.lstatSync(b(p), { bigint: true }), cb),
+  readdir: (p, cb) => call(() => readdirSync(p), cb),
+  readdirTypes: (p, cb) => call(() => readdirTypesSync(p), cb),
+  readlink: (p, cb) => call(() => readlinkSync(p), cb),
+  mkdir: (p, mode, cb) => call(() => void fs.mkdirSync(b(p), mode), cb),
+  chmod: (p, mode, cb) => call(() => fs.chmodSync(b(p), mode), cb),
+  chown: (p, uid, gid, cb) => call(() => fs.chownSync(b(p), uid, gid), cb),
+  lchown: (p, uid, gid, cb) => call(() => fs.lchownSync(b(p), uid, gid), cb),
+  utimes: (p, a, m, cb) => call(() => fs.utimesSync(b(p), a, m), cb),
+  lutimes: (p, a, m, cb) => call(() => fs.lutimesSync(b(p), a, m), cb),
+  link: (existing, p, cb) => call(() => fs.linkSync(b(existing), b(p)), cb),
+  symlink: (target, p, cb) => call(() => fs.symlinkSync(b(target), b(p)), cb),
+  unlink: (p, cb) => call(() => fs.unlinkSync(b(p)), cb),
   read: (fd, buf, length, position, cb) =>
     call(() => fs.readSync(fd, buf, 0, length, position), cb),
-  open: (p, flags, mode, cb) => call(() => fs.openSync(p, flags, mode), cb),
+  open: (p, flags, mode, cb) => call(() => fs.openSync(b(p), flags, mode), cb),
   close: (fd, cb) => call(() => fs.closeSync(fd), cb),
   write: (fd, buf, length, position, cb) =>
     call(() => fs.writeSync(fd, buf, 0, length, position), cb),
@@ -99,3 +135,52 @@ export const syncOps: FsOps = {
   futimes: (fd, a, m, cb) => call(() => fs.futimesSync(fd, a, m), cb),
   ftruncate: (fd, length, cb) => call(() => fs.ftruncateSync(fd, length), cb),
 };
+
+/** A directory's names, byte-safe. */
+export function readdirSync(p: string): string[] {
+  const names = fs.readdirSync(b(p));
+  if (!names.some(mayBeLossy)) return names;
+  return fs.readdirSync(b(p), { encoding: 'buffer' }).map(nameFromBytes);
+}
+
+/** A directory's entries with their types (d_type), byte-safe. */
+export function readdirTypesSync(p: string): fs.Dirent[] {
+  const list = fs.readdirSync(b(p), { withFileTypes: true });
+  if (!list.some((d) => mayBeLossy(d.name))) return list;
+  return decodeDirents(fs.readdirSync(b(p), { withFileTypes: true, encoding: 'buffer' }));
+}
+
+/** A symlink's target, byte-safe. */
+export function readlinkSync(p: string): string {
+  const target = fs.readlinkSync(b(p));
+  if (!mayBeLossy(target)) return target;
+  return nameFromBytes(fs.readlinkSync(b(p), { encoding: 'buffer' }));
+}
+
+let fifos = 0;
+
+/**
+ * Makes a FIFO (mode 0600) at `p`, failing with EEXIST when the name is taken. Node has no
+ * mkfifo(2); coreutils' mkfifo takes its path as an argument string, so a path that is not
+ * UTF-8 is made under a temporary name in `scratch` (a UTF-8 folder on the same file system)
+ * and linked into place.
+ */
+export function mkfifo(p: string, scratch: string, cb: Done): void {
+  const direct = p.isWellFormed();
+  const at = direct ? p : `${scratch}/.efs-fifo-${process.pid}-${++fifos}`;
+  execFile('mkfifo', ['-m', '600', '--', at], (err, _out, stderr) => {
+    if (err) {
+      const e: NodeJS.ErrnoException = new Error(
+        `mkfifo ${shown(p)}: ${stderr.trim() || err.message}`,
+      );
+      e.code = /exists/i.test(stderr)
+        ? 'EEXIST'
+        : /too long/i.test(stderr)
+          ? 'ENAMETOOLONG'
+          : 'EIO';
+      return cb(e);
+    }
+    if (direct) return cb(null);
+    fs.link(at, b(p), (le) => fs.unlink(at, () => cb(le)));
+  });
+}

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { InFlight } from './inflight.js';
+import { fsPath } from './names.js';
 
 type Done = (err: NodeJS.ErrnoException | null) => void;
 
@@ -123,7 +124,7 @@ interface Batch {
 function linkHere(from: string[], to: string[]): LinkFailure[] {
   return from.map((f, i) => {
     try {
-      fs.linkSync(f, to[i]!);
+      fs.linkSync(fsPath(f), fsPath(to[i]!));
       return null;
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
@@ -145,6 +146,18 @@ function linkError(f: [string, string], from: string, to: string): NodeJS.ErrnoE
 const THREAD_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { linkSync } = require('node:fs');
+// Names that are not UTF-8 arrive in the engine's byte-safe form (names.ts): back to bytes.
+const bytes = (s) =>
+  s.isWellFormed()
+    ? s
+    : Buffer.concat(
+        [...s].map((c) => {
+          const u = c.charCodeAt(0);
+          return c.length === 1 && u >= 0xdc80 && u <= 0xdcff
+            ? Buffer.of(u - 0xdc00)
+            : Buffer.from(c, 'utf8');
+        }),
+      );
 parentPort.on('message', (m) => {
   const id = m.id;
   const from = m.from.split('\\0');
@@ -152,7 +165,7 @@ parentPort.on('message', (m) => {
   const codes = new Array(from.length);
   for (let i = 0; i < from.length; i++) {
     try {
-      linkSync(from[i], to[i]);
+      linkSync(bytes(from[i]), bytes(to[i]));
       codes[i] = null;
     } catch (e) {
       codes[i] = [String(e.code || 'EIO'), String(e.message)];

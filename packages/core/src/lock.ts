@@ -9,6 +9,10 @@ export interface LockInfo {
   pid: number;
   startedAt: string;
   heartbeat: string;
+  /** The host's boot id (Linux): a lock from before a reboot has no live owner. */
+  boot?: string;
+  /** The owner process's start time (clock ticks since boot): tells a reused pid apart. */
+  pidStart?: string;
 }
 
 export interface LockOptions {
@@ -16,6 +20,11 @@ export interface LockOptions {
   staleAfterMs?: number;
   /** How often the heartbeat is written. @default 10000 */
   heartbeatMs?: number;
+  /**
+   * Called when a heartbeat finds the lock is no longer this run's (another run took it over
+   * while this one was paused past the stale limit). The run must stop writing and not commit.
+   */
+  onLost?: (why: string) => void;
 }
 
 /** One writer per label: a lock file with owner, host and heartbeat. */
@@ -39,6 +48,7 @@ export class LabelLock {
       pid: process.pid,
       startedAt: now,
       heartbeat: now,
+      ...processIdentity(process.pid),
     };
     for (let attempt = 0; attempt < 3; attempt++) {
       // A live lock is refused before anything is written.
@@ -50,7 +60,7 @@ export class LabelLock {
       try {
         fs.linkSync(tmp, file);
         const lock = new LabelLock(file, info);
-        lock.startHeartbeat(options.heartbeatMs ?? 10_000);
+        lock.startHeartbeat(options.heartbeatMs ?? 10_000, options.onLost ?? null);
         return lock;
       } catch (e) {
         if (!isSystemError(e, 'EEXIST')) throw e;
@@ -86,10 +96,15 @@ export class LabelLock {
     );
   }
 
-  private startHeartbeat(ms: number): void {
+  private startHeartbeat(ms: number, onLost: ((why: string) => void) | null): void {
     this.timer = setInterval(() => {
       const held = readLock(this.file);
-      if (!held || held.owner !== this.info.owner) return;
+      if (!held || held.owner !== this.info.owner) {
+        clearInterval(this.timer!);
+        this.timer = null;
+        onLost?.(lostReason(this.file, held));
+        return;
+      }
       this.info.heartbeat = new Date().toISOString();
       try {
         const tmp = `${this.file}.beat.${process.pid}`;
@@ -100,6 +115,16 @@ export class LabelLock {
       }
     }, ms);
     this.timer.unref();
+  }
+
+  /** Throws unless the lock file still names this run (checked right before a commit). */
+  check(): void {
+    const held = readLock(this.file);
+    if (held && held.owner === this.info.owner) return;
+    throw new EfsBackupError(
+      'FAILED',
+      `this run lost its lock and stopped without committing: ${lostReason(this.file, held)}`,
+    );
   }
 
   release(): void {
@@ -143,14 +168,53 @@ function recentlyWritten(file: string, staleAfterMs: number): boolean {
   }
 }
 
+/**
+ * A lock of this host is judged by its owner's liveness, whatever its heartbeat says: a live
+ * process may be paused (SIGSTOP, a suspended VM, an NFS stall) far longer than the stale limit,
+ * and taking its lock would put two writers in one partial. Only a lock of another host, whose
+ * process cannot be asked, is judged by the age of its heartbeat.
+ */
 function isStale(held: LockInfo, staleAfterMs: number): boolean {
-  if (Date.now() - Date.parse(held.heartbeat) > staleAfterMs) return true;
-  if (held.host === os.hostname() && held.pid !== process.pid) {
-    try {
-      process.kill(held.pid, 0);
-    } catch (e) {
-      return isSystemError(e, 'ESRCH');
-    }
+  if (held.host === os.hostname()) return !ownerAlive(held);
+  return Date.now() - Date.parse(held.heartbeat) > staleAfterMs;
+}
+
+function ownerAlive(held: LockInfo): boolean {
+  const me = processIdentity(process.pid);
+  if (held.boot && me.boot && held.boot !== me.boot) return false; // the host rebooted since
+  try {
+    process.kill(held.pid, 0);
+  } catch (e) {
+    if (isSystemError(e, 'ESRCH')) return false;
   }
-  return false;
+  if (held.pidStart) {
+    const start = processIdentity(held.pid).pidStart;
+    if (start !== undefined && start !== held.pidStart) return false; // the pid was reused
+  }
+  return true;
+}
+
+/** The boot id and a process's start time, where /proc tells them. */
+function processIdentity(pid: number): { boot?: string; pidStart?: string } {
+  const out: { boot?: string; pidStart?: string } = {};
+  try {
+    out.boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    /* not Linux */
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22, counted after the command name, which may hold spaces and parentheses.
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    if (start) out.pidStart = start;
+  } catch {
+    /* gone, or no /proc */
+  }
+  return out;
+}
+
+function lostReason(file: string, held: LockInfo | null): string {
+  return held
+    ? `its lock ${file} is now held by ${held.owner} (pid ${held.pid} on ${held.host}, since ${held.startedAt})`
+    : `its lock ${file} is gone or unreadable`;
 }

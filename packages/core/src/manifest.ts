@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import { dirname } from 'node:path';
 import type { FsOps } from './fs-ops.js';
 
 /**
@@ -142,14 +143,20 @@ export class JournalWriter {
   private flushWaiters: Array<(err: Error | null) => void> = [];
   private error: Error | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private readonly onError: ((err: Error) => void) | null;
 
-  private constructor(fd: number, position: number) {
+  private constructor(fd: number, position: number, onError: ((err: Error) => void) | null) {
     this.fd = fd;
     this.position = position;
+    this.onError = onError;
   }
 
-  /** Opens (or creates) a journal; a torn last line from a killed run is cut off. */
-  static open(path: string): JournalWriter {
+  /**
+   * Opens (or creates) a journal; a torn last line from a killed run is cut off. A write that
+   * fails is reported once to `onError` as it happens (and to every later flush): a journal
+   * that lost lines must not become a manifest.
+   */
+  static open(path: string, onError: ((err: Error) => void) | null = null): JournalWriter {
     const fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
     const size = fs.fstatSync(fd).size;
     let end = size;
@@ -170,7 +177,7 @@ export class JournalWriter {
       }
       if (end !== size) fs.ftruncateSync(fd, end);
     }
-    const w = new JournalWriter(fd, end);
+    const w = new JournalWriter(fd, end, onError);
     w.timer = setInterval(() => w.flush(() => {}), 2000);
     w.timer.unref();
     return w;
@@ -215,8 +222,10 @@ export class JournalWriter {
     this.writing = true;
     writeAll(this.fd, buf, this.position, (err) => {
       this.writing = false;
-      if (err) this.error = err;
-      else this.position += buf.length;
+      if (err) {
+        this.error = err;
+        this.onError?.(err);
+      } else this.position += buf.length;
       this.kick();
     });
   }
@@ -453,6 +462,7 @@ export function writeManifest(
   const tmp = `${path}.tmp`;
   const hash = createHash('sha256');
   const out = fs.openSync(tmp, 'w', 0o600);
+  let written = false;
   try {
     let pos = 0;
     const put = (buf: Buffer): void => {
@@ -480,8 +490,22 @@ export function writeManifest(
     const tail = Buffer.from(`${CHECKSUM_PREFIX}${hash.digest('hex')}\n`);
     fs.writeSync(out, tail, 0, tail.length, pos);
     fs.fsyncSync(out);
+    written = true;
   } finally {
     fs.closeSync(out);
+    if (!written) fs.rmSync(tmp, { force: true });
   }
-  fs.renameSync(tmp, path);
+  try {
+    fs.renameSync(tmp, path);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  // The rename itself made durable: its folder fsynced.
+  const dir = fs.openSync(dirname(path), 'r');
+  try {
+    fs.fsyncSync(dir);
+  } finally {
+    fs.closeSync(dir);
+  }
 }

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { InFlight, Job } from './inflight.js';
+import { asyncOps } from './fs-ops.js';
+import { InFlight, type Job } from './inflight.js';
+import { fsPath } from './names.js';
 
 /**
  * Removes a directory tree with many calls in flight: one readdir per directory (types from
@@ -23,7 +25,7 @@ export function removeTree(
   // the tree is still being removed (or until it is halted, at the window's end).
   const removeDir = (dir: string, parentDone: () => void, retried = false): void => {
     pool.push((done) => {
-      fs.readdir(dir, { withFileTypes: true }, (err, entries) => {
+      asyncOps.readdirTypes(dir, (err, entries) => {
         if (err) {
           if (err.code === 'EACCES' && !retried) {
             return makeWritable(dir, () => {
@@ -39,7 +41,7 @@ export function removeTree(
         const childDone = (): void => {
           if (--pending > 0) return;
           pool.push((done2) => {
-            fs.rmdir(dir, (e) => {
+            fs.rmdir(fsPath(dir), (e) => {
               if (e && e.code !== 'ENOENT') fail(e, parentDone);
               else parentDone();
               done2();
@@ -56,11 +58,11 @@ export function removeTree(
             continue;
           }
           lane.push((done2) => {
-            fs.unlink(p, (e) => {
+            fs.unlink(fsPath(p), (e) => {
               if (e && e.code === 'EISDIR') removeDir(p, childDone);
               else if (e && e.code === 'EACCES') {
                 return makeWritable(dir, () =>
-                  fs.unlink(p, (e2) => {
+                  fs.unlink(fsPath(p), (e2) => {
                     if (e2 && e2.code !== 'ENOENT') fail(e2, childDone);
                     else childDone();
                     done2();
@@ -80,13 +82,13 @@ export function removeTree(
   };
 
   pool.push((done) => {
-    fs.lstat(root, (err, st) => {
+    fs.lstat(fsPath(root), (err, st) => {
       if (err) {
         cb(err.code === 'ENOENT' ? null : err);
         return done();
       }
       if (!st.isDirectory()) {
-        return fs.unlink(root, (e) => {
+        return fs.unlink(fsPath(root), (e) => {
           cb(e && e.code !== 'ENOENT' ? e : null);
           done();
         });
@@ -99,5 +101,10 @@ export function removeTree(
 
 /** A read-only directory (its snapshot's copy of one) must be writable to empty it. */
 function makeWritable(dir: string, next: () => void): void {
-  fs.chmod(dir, 0o700, () => next());
+  fs.chmod(fsPath(dir), 0o700, () => next());
+}
+
+/** Removes one tree (or a single name) on its own, a few calls in flight; byte-safe. */
+export function removeAll(p: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
+  removeTree(new InFlight(8), p, cb);
 }

@@ -370,7 +370,10 @@ describe('LabelLock', () => {
 
   const lockFile = (): string => path.join(tmpDir('efs-backup-lock-'), 'lock');
 
-  function plant(file: string, o: { pid: number; host?: string; agoMs?: number }): void {
+  function plant(
+    file: string,
+    o: { pid: number; host?: string; agoMs?: number; pidStart?: string },
+  ): void {
     const t = new Date(Date.now() - (o.agoMs ?? 0)).toISOString();
     fs.writeFileSync(
       file,
@@ -380,6 +383,7 @@ describe('LabelLock', () => {
         pid: o.pid,
         startedAt: t,
         heartbeat: t,
+        ...(o.pidStart ? { pidStart: o.pidStart } : {}),
       }),
     );
   }
@@ -426,15 +430,39 @@ describe('LabelLock', () => {
     expect(fs.readFileSync(file, 'utf8')).toBe(before);
   });
 
-  it('a dead pid on this host, or an old heartbeat, is taken over', () => {
-    const dead = spawnSync('true').pid;
+  it('a live process of this host keeps its lock, however old its heartbeat (it may be paused)', () => {
     const child = spawn('sleep', ['30'], { stdio: 'ignore' });
     children.push(child);
-    for (const o of [
-      { pid: dead },
-      { pid: child.pid!, agoMs: 10 * 60_000 },
-      { pid: 1, host: 'another-host', agoMs: 10 * 60_000 },
-    ]) {
+    const file = lockFile();
+    plant(file, { pid: child.pid!, agoMs: 10 * 60_000 });
+    const err = lockedError(() => LabelLock.acquire(file, 'me'));
+    expect(err.message).toContain(`pid ${child.pid}`);
+    expect(readLock(file)!.owner).toBe('someone-else');
+  });
+
+  it('a lock whose pid now belongs to another process (pid reused) is taken over', () => {
+    const file = lockFile();
+    plant(file, { pid: process.pid, pidStart: '1' });
+    const lock = LabelLock.acquire(file, 'me');
+    expect(readLock(file)).toMatchObject({ owner: 'me', pid: process.pid });
+    lock.release();
+  });
+
+  it('the holder finds out at its heartbeat, and before a commit, that its lock was taken', async () => {
+    const file = lockFile();
+    let lost = '';
+    const lock = LabelLock.acquire(file, 'me', { heartbeatMs: 20, onLost: (why) => (lost = why) });
+    plant(file, { pid: 1, host: 'another-host' });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(lost).toMatch(/someone-else.*another-host/);
+    expect(() => lock.check()).toThrow(/lost its lock/);
+    lock.release();
+    expect(readLock(file)!.owner).toBe('someone-else'); // not ours to remove
+  });
+
+  it('a dead pid on this host, or an old heartbeat of another host, is taken over', () => {
+    const dead = spawnSync('true').pid;
+    for (const o of [{ pid: dead }, { pid: 1, host: 'another-host', agoMs: 10 * 60_000 }]) {
       const file = lockFile();
       plant(file, o);
       const lock = LabelLock.acquire(file, 'me');
