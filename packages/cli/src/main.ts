@@ -10,6 +10,7 @@ import {
   formatBytes,
   formatDuration,
   formatCount,
+  shown,
 } from '@efs-backup/core';
 import type { RunRecord, RunStatus } from '@efs-backup/service';
 import fs from 'node:fs';
@@ -98,7 +99,7 @@ async function runBackup(o: BackupCliOptions): Promise<number> {
     process.stdout.write(lines.join('\n') + '\n');
   }
   for (const w of result.warnings.slice(0, 20))
-    process.stderr.write(`warning: ${w.path || '.'}: ${w.message}\n`);
+    process.stderr.write(`warning: ${shown(w.path) || '.'}: ${w.message}\n`);
   if (result.NumberOfWarnings > 20)
     process.stderr.write(`warning: ... and ${result.NumberOfWarnings - 20} more\n`);
   return exitCodeFor(result.Status);

@@ -54,3 +54,4 @@ export {
 export { adopt } from './adopt.js';
 export type { AdoptedSnapshot, AdoptOptions } from './adopt.js';
 export { formatBytes, formatCount, formatDuration } from './format.js';
+export { bytesOfName, fsPath, nameFromBytes, shown } from './names.js';

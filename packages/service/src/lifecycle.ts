@@ -17,6 +17,7 @@ import {
   type BackupRunOptions,
   type BackupWarning,
   type ResolvedOptions,
+  shown,
 } from '@efs-backup/core';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
@@ -431,7 +432,7 @@ async function runEngine(
       },
       onWarning: (w) => {
         if (warningsLogged < MAX_WARNINGS_LOGGED) {
-          ctx.logger?.warn({ path: w.path, warning: w.message }, 'entry not backed up');
+          ctx.logger?.warn({ path: shown(w.path), warning: w.message }, 'entry not backed up');
         } else if (warningsLogged === MAX_WARNINGS_LOGGED) {
           ctx.logger?.warn(
             {},
