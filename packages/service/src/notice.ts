@@ -53,6 +53,14 @@ function took(r: RunRecord): string {
       : `${(s / 3600).toFixed(1)} h`;
 }
 
+/** Unchanged files copied because a hard link to the previous snapshot failed, when any. */
+export function linkLimit(r: Pick<RunRecord, 'NumberOfFilesCopiedForLinkLimit'>): string {
+  const n = r.NumberOfFilesCopiedForLinkLimit ?? 0;
+  return n > 0
+    ? `, of which ${formatCount(n)} unchanged but copied because a hard link to the previous snapshot failed (the file system's limit of links per file)`
+    : '';
+}
+
 /** The name of what was backed up, for headlines: the job, else label and interval. */
 export function runName(r: RunRecord): string {
   return r.Job ? `job ${r.Job} (${r.Label}/${r.Interval})` : `${r.Label}/${r.Interval}`;
@@ -74,7 +82,7 @@ export function summary(r: RunRecord): string {
   if (r.Status !== 'Skipped') {
     lines.push(
       `  Snapshot      ${r.Snapshot ? `${r.Interval}/${r.Snapshot}` : 'none committed'}`,
-      `  Entries       ${formatCount(r.NumberOfFiles)} (${formatBytes(r.TotalFileSize)}): ${formatCount(r.NumberOfFilesTransferred)} copied (${formatBytes(r.TotalTransferredFileSize)}), ${formatCount(r.NumberOfFilesLinked)} unchanged and linked`,
+      `  Entries       ${formatCount(r.NumberOfFiles)} (${formatBytes(r.TotalFileSize)}): ${formatCount(r.NumberOfFilesTransferred)} copied (${formatBytes(r.TotalTransferredFileSize)})${linkLimit(r)}, ${formatCount(r.NumberOfFilesLinked)} unchanged and linked`,
       `  Warnings      ${r.NumberOfWarnings}`,
       `  Pruned        ${r.SnapshotsPruned} old snapshot(s)`,
     );
