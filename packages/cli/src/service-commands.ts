@@ -274,7 +274,15 @@ async function listRuns(o: HistoryOptions): Promise<RunRecord[]> {
   const stores = new Map<string, RecordStore | null>();
   try {
     for (const s of sources) {
-      if (!stores.has(s.file)) stores.set(s.file, await openExistingRecordStore(s.file));
+      if (!stores.has(s.file)) {
+        for (const aside of setAsideFiles(s.file))
+          process.stderr.write(
+            `note: earlier records of ${s.file} are in ${aside}, set aside because it could not be read\n`,
+          );
+        const store = await openExistingRecordStore(s.file);
+        for (const w of store?.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
+        stores.set(s.file, store);
+      }
       const store = stores.get(s.file);
       if (!store) continue;
       const rows = await store.list({
@@ -291,6 +299,21 @@ async function listRuns(o: HistoryOptions): Promise<RunRecord[]> {
     a.StartTime < b.StartTime ? 1 : a.StartTime > b.StartTime ? -1 : 0,
   );
   return o.limit !== undefined ? runs.slice(0, o.limit) : runs;
+}
+
+/** The unreadable records files set aside beside `file` (`<file>.corrupt-<stamp>`). */
+function setAsideFiles(file: string): string[] {
+  const dir = path.dirname(file);
+  const prefix = `${path.basename(file)}.corrupt-`;
+  try {
+    return fs
+      .readdirSync(dir)
+      .filter((n) => n.startsWith(prefix) && !n.endsWith('-journal'))
+      .sort()
+      .map((n) => path.join(dir, n));
+  } catch {
+    return [];
+  }
 }
 
 function table(head: string[], rows: string[][]): string {

@@ -239,6 +239,8 @@ class RunContext {
     } catch (e) {
       this.problem('cannot open the run records', e, { BackupId: record.BackupId });
     }
+    const warnings = this.records?.warnings ?? [];
+    for (const w of warnings) this.log.warn({ BackupId: record.BackupId }, w);
     try {
       this.runLog = await this.ports.logs.open(record);
       record.LogLocation = this.runLog.location;
@@ -251,6 +253,7 @@ class RunContext {
         },
         { write: (line: string) => runLog.write(line) },
       );
+      for (const w of warnings) this.logger.warn({}, w);
     } catch (e) {
       this.problem('cannot write the run log', e, { BackupId: record.BackupId });
     }

@@ -17,6 +17,8 @@ export interface RecordQuery {
 export interface RecordStore {
   /** Where the records are (a file, a table), for messages. */
   readonly location: string;
+  /** What opening the store had to do that a person should know (an unreadable file set aside). */
+  readonly warnings?: readonly string[];
   /** Writes the record, replacing the one with the same BackupId. */
   put(record: RunRecord): Promise<void>;
   get(backupId: string): Promise<RunRecord | null>;
