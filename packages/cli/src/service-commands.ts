@@ -290,7 +290,7 @@ async function listRuns(o: HistoryOptions): Promise<RunRecord[]> {
         ...(s.job !== null ? { Job: s.job } : {}),
         ...(o.limit !== undefined ? { limit: o.limit } : {}),
       });
-      for (const r of rows) byId.set(r.BackupId, r);
+      for (const r of rows) byId.set(r.BackupId, await endFromLog(r));
     }
   } finally {
     for (const s of stores.values()) await s?.close();
@@ -299,6 +299,22 @@ async function listRuns(o: HistoryOptions): Promise<RunRecord[]> {
     a.StartTime < b.StartTime ? 1 : a.StartTime > b.StartTime ? -1 : 0,
   );
   return o.limit !== undefined ? runs.slice(0, o.limit) : runs;
+}
+
+/**
+ * A record still Running whose log says how the run ended (its end could not be written to the
+ * records: the destination full): shown as it ended, saying so. The next run records it.
+ */
+async function endFromLog(r: RunRecord): Promise<RunRecord> {
+  if (r.Status !== 'Running' || !r.LogLocation) return r;
+  const { FileLogStore } = await service();
+  const ended = await new FileLogStore().readEnd(r.LogLocation);
+  if (!ended || ended.BackupId !== r.BackupId) return r;
+  return {
+    ...r,
+    ...ended,
+    Message: `${ended.Message} (from the run's log: its end could not be written to the records; the next run records it)`,
+  };
 }
 
 /** The unreadable records files set aside beside `file` (`<file>.corrupt-<stamp>`). */

@@ -37,7 +37,7 @@ export function whatToDo(r: RunRecord): string {
     case 'Failed':
       return `Check that the source and the destination are mounted and writable and that no other host writes this backup set, then run \`${retry}\` to try again.`;
     case 'Unknown':
-      return `Check the host ${r.Host} (it may have been restarted or killed the backup); the next run continues from the partial snapshot, or run \`${retry}\` now.`;
+      return `Check the host ${r.Host} (it may have been restarted or killed the backup) and the free space of the destination (a full one cannot take the run's end); the next run continues from the partial snapshot, or run \`${retry}\` now.`;
     case 'Skipped':
       return 'If runs of this backup set often overlap, space their schedules further apart or shorten windowMinutes.';
   }

@@ -43,6 +43,11 @@ export interface LogStore {
   open(record: RunRecord): Promise<RunLog>;
   /** Deletes a stored log (its record expired). */
   remove(location: string): Promise<void>;
+  /**
+   * The record a run's log ends with (`run ended: <Status>`), null when it has none: how a run
+   * whose record could not be written at its end is closed with what really happened.
+   */
+  readEnd?(location: string): Promise<RunRecord | null>;
 }
 
 /** What a notice says, composed once for every channel. */

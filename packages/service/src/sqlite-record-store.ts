@@ -47,6 +47,13 @@ const COLUMN_TYPES: Record<(typeof RECORD_FIELDS)[number], string> = {
  */
 const SCHEMA_VERSION = 2;
 
+/**
+ * The reserve's size. The end of a run is one row updated in place and the purge of expired
+ * rows: a few pages in the journal and the file (measured on a full tmpfs: see
+ * record-faults-cli.test.ts), and the run's log, buffered up to 64 KiB, after it.
+ */
+export const RESERVE_BYTES = 256 * 1024;
+
 const MIGRATIONS: Record<number, string> = {
   2: 'ALTER TABLE runs ADD COLUMN NumberOfFilesCopiedForLinkLimit INTEGER NOT NULL DEFAULT 0',
 };
@@ -74,8 +81,13 @@ export class SqliteRecordStore implements RecordStore {
   private constructor(file: string, db: Database.Database) {
     this.location = file;
     this.db = db;
+    // An upsert, not INSERT OR REPLACE: the run's end updates its row in place (same rowid, same
+    // page) instead of deleting it and appending a new one, so it needs fewer new pages.
     this.insert = db.prepare(
-      `INSERT OR REPLACE INTO runs (${RECORD_FIELDS.join(', ')}) VALUES (${RECORD_FIELDS.map((f) => `@${f}`).join(', ')})`,
+      `INSERT INTO runs (${RECORD_FIELDS.join(', ')}) VALUES (${RECORD_FIELDS.map((f) => `@${f}`).join(', ')}) ` +
+        `ON CONFLICT (BackupId) DO UPDATE SET ${RECORD_FIELDS.filter((f) => f !== 'BackupId')
+          .map((f) => `${f} = excluded.${f}`)
+          .join(', ')}`,
     );
   }
 
@@ -161,8 +173,56 @@ export class SqliteRecordStore implements RecordStore {
     }
   }
 
+  /** `<file>-reserve`: room kept on the records' file system for a run's last writes. */
+  get reserveFile(): string {
+    return `${this.location}-reserve`;
+  }
+
+  /**
+   * Makes sure the reserve is there: RESERVE_BYTES of real blocks beside the records file. A run
+   * whose destination fills up gives them back (putting its end) so its end can still be
+   * written. Best effort: a file system too full for it already is said by the run's own writes.
+   */
+  keepReserve(): void {
+    const file = this.reserveFile;
+    try {
+      if (fs.statSync(file).size >= RESERVE_BYTES) return;
+    } catch {
+      /* made below */
+    }
+    try {
+      const fd = fs.openSync(file, 'w', 0o600);
+      try {
+        // Written, not just sized: a sparse file would hold no blocks to give back.
+        fs.writeSync(fd, Buffer.alloc(RESERVE_BYTES));
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch {
+      fs.rmSync(file, { force: true });
+    }
+  }
+
+  /** Gives the reserve's blocks back; true when there was one. */
+  releaseReserve(): boolean {
+    try {
+      fs.unlinkSync(this.reserveFile);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   async put(record: RunRecord): Promise<void> {
-    this.insert.run(record);
+    try {
+      this.insert.run(record);
+    } catch (e) {
+      // The file system is full (or the write failed): give back the reserve and try once more.
+      const code = (e as { code?: string }).code ?? '';
+      if (!/^SQLITE_(FULL|IOERR)/.test(code) || !this.releaseReserve()) throw e;
+      this.insert.run(record);
+    }
   }
 
   async get(backupId: string): Promise<RunRecord | null> {

@@ -7,7 +7,14 @@ import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readRunLog, RECORD_FIELDS, runBackup, summary, type RunRecord } from '../src/index.js';
+import {
+  readRunLog,
+  RECORD_FIELDS,
+  runBackup,
+  summary,
+  type RunPorts,
+  type RunRecord,
+} from '../src/index.js';
 import { defaultRecordsFile } from '../src/local.js';
 import { ports, records, setUp } from './fixtures.js';
 
@@ -193,5 +200,67 @@ describe('an unreadable records file', () => {
     const run = await runBackup({ source: src, destination: dst }, ports());
     expect(run.problems.join('\n')).toContain('written by a newer efs-backup (schema 99)');
     expect(fs.readdirSync(path.dirname(file)).filter((n) => n.includes('corrupt'))).toEqual([]);
+  });
+});
+
+describe('a run whose end cannot be written to the records', () => {
+  /** The local records, but the run's end (any non-Running record) fails as a full disk does. */
+  function fullAtTheEnd(): RunPorts {
+    const local = ports();
+    return {
+      ...local,
+      records: async (job) => {
+        const store = await local.records(job);
+        const put = store.put.bind(store);
+        store.put = async (r) => {
+          if (r.Status !== 'Running')
+            throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+          return put(r);
+        };
+        return store;
+      },
+    };
+  }
+
+  it('says which status it could not write where; the next run closes it from its log with what really happened', async () => {
+    const { src, dst } = setUp();
+    const file = defaultRecordsFile(dst, 'efs-backup');
+    const failed = await runBackup(
+      { source: src, destination: dst },
+      fullAtTheEnd(),
+      {
+        engine: async () => {
+          throw new Error('cannot write the backup: ENOSPC: no space left on device, write');
+        },
+      },
+    );
+    expect(failed.record.Status).toBe('Failed');
+    expect(failed.problems.join('\n')).toContain(
+      `cannot write the end of run ${failed.record.BackupId} (Failed) to ${file}`,
+    );
+    expect((await records(dst))[0]).toMatchObject({
+      BackupId: failed.record.BackupId,
+      Status: 'Running',
+    });
+
+    const next = await runBackup({ source: src, destination: dst }, ports());
+    expect(next.record.Status).toBe('Success');
+    const closed = (await records(dst)).find((r) => r.BackupId === failed.record.BackupId)!;
+    expect(closed.Status).toBe('Failed');
+    expect(closed.Message).toMatch(
+      /^cannot write the backup: ENOSPC.*recorded from the run's log by the next run/,
+    );
+    expect(closed.StopTime).toBe(failed.record.StopTime);
+  });
+
+  it('with no end in its log either: Unknown, saying it could not be written as well as killed', async () => {
+    const { src, dst } = setUp();
+    const failed = await runBackup({ source: src, destination: dst }, fullAtTheEnd());
+    fs.writeFileSync(failed.record.LogLocation!, ''); // the log lost too
+    await runBackup({ source: src, destination: dst }, ports());
+    const closed = (await records(dst)).find((r) => r.BackupId === failed.record.BackupId)!;
+    expect(closed.Status).toBe('Unknown');
+    expect(closed.Message).toMatch(/never reported its end/);
+    expect(closed.Message).toMatch(/could not be written/);
   });
 });
