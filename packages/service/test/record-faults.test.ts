@@ -225,15 +225,11 @@ describe('a run whose end cannot be written to the records', () => {
   it('says which status it could not write where; the next run closes it from its log with what really happened', async () => {
     const { src, dst } = setUp();
     const file = defaultRecordsFile(dst, 'efs-backup');
-    const failed = await runBackup(
-      { source: src, destination: dst },
-      fullAtTheEnd(),
-      {
-        engine: async () => {
-          throw new Error('cannot write the backup: ENOSPC: no space left on device, write');
-        },
+    const failed = await runBackup({ source: src, destination: dst }, fullAtTheEnd(), {
+      engine: async () => {
+        throw new Error('cannot write the backup: ENOSPC: no space left on device, write');
       },
-    );
+    });
     expect(failed.record.Status).toBe('Failed');
     expect(failed.problems.join('\n')).toContain(
       `cannot write the end of run ${failed.record.BackupId} (Failed) to ${file}`,
