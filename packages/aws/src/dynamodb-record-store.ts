@@ -239,9 +239,12 @@ export class DynamoDbRecordStore implements RecordStore {
 }
 
 /** The record's fields of an item (a missing field reads as null). */
+/** Counts added to the record after items were written without them: 0 in an older item. */
+const LATER_COUNTS = new Set<string>(['NumberOfFilesCopiedForLinkLimit']);
+
 export function recordOf(item: RunItem): RunRecord {
   const out: Record<string, unknown> = {};
-  for (const f of RECORD_FIELDS) out[f] = item[f] ?? null;
+  for (const f of RECORD_FIELDS) out[f] = item[f] ?? (LATER_COUNTS.has(f) ? 0 : null);
   return out as unknown as RunRecord;
 }
 

@@ -14,6 +14,8 @@ export const BACKUP_METRICS = {
   NumberOfFiles: 'Count',
   NumberOfFilesTransferred: 'Count',
   NumberOfFilesLinked: 'Count',
+  /** Unchanged files copied because a hard link failed (EFS: 177 links per file). */
+  NumberOfFilesCopiedForLinkLimit: 'Count',
   TotalFileSize: 'Bytes',
   TotalTransferredFileSize: 'Bytes',
   NumberOfWarnings: 'Count',
@@ -35,6 +37,7 @@ export function metricValues(r: RunRecord): Record<BackupMetric, number> {
     NumberOfFiles: r.NumberOfFiles,
     NumberOfFilesTransferred: r.NumberOfFilesTransferred,
     NumberOfFilesLinked: r.NumberOfFilesLinked,
+    NumberOfFilesCopiedForLinkLimit: r.NumberOfFilesCopiedForLinkLimit ?? 0,
     TotalFileSize: r.TotalFileSize,
     TotalTransferredFileSize: r.TotalTransferredFileSize,
     NumberOfWarnings: r.NumberOfWarnings,

@@ -43,6 +43,7 @@ function record(over: Partial<RunRecord> = {}): RunRecord {
     NumberOfFiles: 61,
     NumberOfFilesTransferred: 12,
     NumberOfFilesLinked: 49,
+    NumberOfFilesCopiedForLinkLimit: 2,
     TotalFileSize: 320_000,
     TotalTransferredFileSize: 1234,
     NumberOfWarnings: 0,
@@ -69,6 +70,17 @@ describe('DynamoDbRecordStore (dynalite)', () => {
     expect(await store.get('b-1')).toEqual(r);
     expect(await store.get('missing')).toBeNull();
     expect(store.location).toMatch(/^DynamoDB table records-/);
+  });
+
+  it('an item written before NumberOfFilesCopiedForLinkLimit existed reads it as 0', async () => {
+    const store = new DynamoDbRecordStore({
+      tableName: await aws.newTable(),
+      client: aws.dynamodb,
+    });
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    const { NumberOfFilesCopiedForLinkLimit, ...old } = record();
+    expect(await store.create(old as RunRecord)).toBe(true);
+    expect(await store.get('b-1')).toEqual(record({ NumberOfFilesCopiedForLinkLimit: 0 }));
   });
 
   it('a record write keeps the workflow attributes of the item', async () => {

@@ -143,6 +143,7 @@ describe("start (the schedule's Scheduled Event)", () => {
       NumberOfFiles: 0,
       NumberOfFilesTransferred: 0,
       NumberOfFilesLinked: 0,
+      NumberOfFilesCopiedForLinkLimit: 0,
       TotalFileSize: 0,
       TotalTransferredFileSize: 0,
       NumberOfWarnings: 0,

@@ -91,7 +91,11 @@ async function runBackup(o: BackupCliOptions): Promise<number> {
     const lines = [
       `${result.Status}: ${result.Message}`,
       `  ${formatCount(result.NumberOfFiles)} entries (${formatBytes(result.TotalFileSize)}): ` +
-        `${formatCount(result.NumberOfFilesTransferred)} copied (${formatBytes(result.TotalTransferredFileSize)}), ` +
+        `${formatCount(result.NumberOfFilesTransferred)} copied (${formatBytes(result.TotalTransferredFileSize)})` +
+        (result.NumberOfFilesCopiedForLinkLimit > 0
+          ? `, of which ${formatCount(result.NumberOfFilesCopiedForLinkLimit)} unchanged but copied because a hard link to the previous snapshot failed`
+          : '') +
+        ', ' +
         `${formatCount(result.NumberOfFilesLinked)} unchanged and linked`,
       `  ${result.SnapshotsPruned} old snapshot(s) pruned; ${result.NumberOfWarnings} warning(s); ${formatDuration(Date.now() - started)}`,
     ];

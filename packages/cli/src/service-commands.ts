@@ -274,7 +274,15 @@ async function listRuns(o: HistoryOptions): Promise<RunRecord[]> {
   const stores = new Map<string, RecordStore | null>();
   try {
     for (const s of sources) {
-      if (!stores.has(s.file)) stores.set(s.file, await openExistingRecordStore(s.file));
+      if (!stores.has(s.file)) {
+        for (const aside of setAsideFiles(s.file))
+          process.stderr.write(
+            `note: earlier records of ${s.file} are in ${aside}, set aside because it could not be read\n`,
+          );
+        const store = await openExistingRecordStore(s.file);
+        for (const w of store?.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
+        stores.set(s.file, store);
+      }
       const store = stores.get(s.file);
       if (!store) continue;
       const rows = await store.list({
@@ -282,7 +290,7 @@ async function listRuns(o: HistoryOptions): Promise<RunRecord[]> {
         ...(s.job !== null ? { Job: s.job } : {}),
         ...(o.limit !== undefined ? { limit: o.limit } : {}),
       });
-      for (const r of rows) byId.set(r.BackupId, r);
+      for (const r of rows) byId.set(r.BackupId, await endFromLog(r));
     }
   } finally {
     for (const s of stores.values()) await s?.close();
@@ -291,6 +299,37 @@ async function listRuns(o: HistoryOptions): Promise<RunRecord[]> {
     a.StartTime < b.StartTime ? 1 : a.StartTime > b.StartTime ? -1 : 0,
   );
   return o.limit !== undefined ? runs.slice(0, o.limit) : runs;
+}
+
+/**
+ * A record still Running whose log says how the run ended (its end could not be written to the
+ * records: the destination full): shown as it ended, saying so. The next run records it.
+ */
+async function endFromLog(r: RunRecord): Promise<RunRecord> {
+  if (r.Status !== 'Running' || !r.LogLocation) return r;
+  const { FileLogStore } = await service();
+  const ended = await new FileLogStore().readEnd(r.LogLocation);
+  if (!ended || ended.BackupId !== r.BackupId) return r;
+  return {
+    ...r,
+    ...ended,
+    Message: `${ended.Message} (from the run's log: its end could not be written to the records; the next run records it)`,
+  };
+}
+
+/** The unreadable records files set aside beside `file` (`<file>.corrupt-<stamp>`). */
+function setAsideFiles(file: string): string[] {
+  const dir = path.dirname(file);
+  const prefix = `${path.basename(file)}.corrupt-`;
+  try {
+    return fs
+      .readdirSync(dir)
+      .filter((n) => n.startsWith(prefix) && !n.endsWith('-journal'))
+      .sort()
+      .map((n) => path.join(dir, n));
+  } catch {
+    return [];
+  }
 }
 
 function table(head: string[], rows: string[][]): string {

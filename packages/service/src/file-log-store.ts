@@ -49,6 +49,23 @@ export class FileLogStore implements LogStore {
     };
   }
 
+  async readEnd(location: string): Promise<RunRecord | null> {
+    if (!/\/\.efs-backup\/logs\/[^/]+\.log$/.test(location)) return null;
+    let lines: Record<string, unknown>[];
+    try {
+      ({ lines } = readRunLog(location));
+    } catch {
+      return null;
+    }
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const l = lines[i]!;
+      if (typeof l.msg !== 'string' || !l.msg.startsWith('run ended: ') || !l.record) continue;
+      const record = l.record as RunRecord;
+      return record.Status !== 'Running' ? record : null;
+    }
+    return null;
+  }
+
   async remove(location: string): Promise<void> {
     // Only a log file of a backup set is ever removed.
     if (!/\/\.efs-backup\/logs\/[^/]+\.log$/.test(location)) return;

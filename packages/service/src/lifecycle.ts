@@ -240,6 +240,8 @@ class RunContext {
     } catch (e) {
       this.problem('cannot open the run records', e, { BackupId: record.BackupId });
     }
+    const warnings = this.records?.warnings ?? [];
+    for (const w of warnings) this.log.warn({ BackupId: record.BackupId }, w);
     try {
       this.runLog = await this.ports.logs.open(record);
       record.LogLocation = this.runLog.location;
@@ -252,6 +254,7 @@ class RunContext {
         },
         { write: (line: string) => runLog.write(line) },
       );
+      for (const w of warnings) this.logger.warn({}, w);
     } catch (e) {
       this.problem('cannot write the run log', e, { BackupId: record.BackupId });
     }
@@ -262,9 +265,13 @@ class RunContext {
     try {
       await this.records.put(record);
     } catch (e) {
-      this.problem(`cannot write the record to ${this.records.location}`, e, {
-        BackupId: record.BackupId,
-      });
+      this.problem(
+        record.Status === 'Running'
+          ? `cannot write the record to ${this.records.location}`
+          : `cannot write the end of run ${record.BackupId} (${record.Status}) to ${this.records.location}; the records show it Running until the next run of this backup set closes it`,
+        e,
+        { BackupId: record.BackupId },
+      );
     }
   }
 
@@ -501,11 +508,33 @@ async function markOrphans(ctx: RunContext, rj: ResolvedJob, backupId: string): 
   }
   for (const r of orphans) {
     if (r.BackupId === backupId) continue;
+    // Its log may say how it ended: a run whose record could not be written at its end (the
+    // destination full) still logs its end when the log can be written.
+    let ended: RunRecord | null = null;
+    if (r.LogLocation && ctx.ports.logs.readEnd) {
+      ended = await ctx.ports.logs.readEnd(r.LogLocation).catch(() => null);
+      if (ended && ended.BackupId !== r.BackupId) ended = null;
+    }
+    if (ended) {
+      const record: RunRecord = {
+        ...r,
+        ...ended,
+        Message: `${ended.Message} (recorded from the run's log by the next run: the run could not write its record at its end)`,
+      };
+      await ctx.put(record);
+      ctx.logger?.warn(
+        { orphan: r.BackupId, status: record.Status },
+        `an earlier run could not write its end: ${record.Status}, from its log`,
+      );
+      // Notified as it would have been, had its end been written (a success, only when asked).
+      if (shouldNotify(record.Status, false)) await ctx.notify(record);
+      continue;
+    }
     const record: RunRecord = {
       ...r,
       Status: 'Unknown',
       Message:
-        'the run never reported its end: its process stopped (killed, or the host went down) before it wrote its figures; the next run continues from its partial snapshot',
+        'the run never reported its end: its process stopped (killed, or the host went down) or its end could not be written (the destination full or failing?) before it wrote its figures, and its log does not say how it ended; the next run continues from its partial snapshot',
     };
     await ctx.put(record);
     ctx.logger?.warn({ orphan: r.BackupId }, 'an earlier run never reported its end: Unknown');

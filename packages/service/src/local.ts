@@ -60,7 +60,10 @@ export function localPorts(config: Config | null): RunPorts {
       const file = recordsFileFor(config, job);
       if (!config?.records.path) setDataDir(job.destination, job.label);
       else ensureDir(path.dirname(file));
-      return openRecordStore(file);
+      const store = await openRecordStore(file);
+      // Room kept for the run's end, should the destination fill up (SqliteRecordStore.put).
+      (store as { keepReserve?: () => void }).keepReserve?.();
+      return store;
     },
     logs: new FileLogStore(),
     notifiers: notifiersFor(config?.notifications),

@@ -37,7 +37,7 @@ export function whatToDo(r: RunRecord): string {
     case 'Failed':
       return `Check that the source and the destination are mounted and writable and that no other host writes this backup set, then run \`${retry}\` to try again.`;
     case 'Unknown':
-      return `Check the host ${r.Host} (it may have been restarted or killed the backup); the next run continues from the partial snapshot, or run \`${retry}\` now.`;
+      return `Check the host ${r.Host} (it may have been restarted or killed the backup) and the free space of the destination (a full one cannot take the run's end); the next run continues from the partial snapshot, or run \`${retry}\` now.`;
     case 'Skipped':
       return 'If runs of this backup set often overlap, space their schedules further apart or shorten windowMinutes.';
   }
@@ -51,6 +51,14 @@ function took(r: RunRecord): string {
     : s < 3600
       ? `${(s / 60).toFixed(1)} min`
       : `${(s / 3600).toFixed(1)} h`;
+}
+
+/** Unchanged files copied because a hard link to the previous snapshot failed, when any. */
+export function linkLimit(r: Pick<RunRecord, 'NumberOfFilesCopiedForLinkLimit'>): string {
+  const n = r.NumberOfFilesCopiedForLinkLimit ?? 0;
+  return n > 0
+    ? `, of which ${formatCount(n)} unchanged but copied because a hard link to the previous snapshot failed (the file system's limit of links per file)`
+    : '';
 }
 
 /** The name of what was backed up, for headlines: the job, else label and interval. */
@@ -74,7 +82,7 @@ export function summary(r: RunRecord): string {
   if (r.Status !== 'Skipped') {
     lines.push(
       `  Snapshot      ${r.Snapshot ? `${r.Interval}/${r.Snapshot}` : 'none committed'}`,
-      `  Entries       ${formatCount(r.NumberOfFiles)} (${formatBytes(r.TotalFileSize)}): ${formatCount(r.NumberOfFilesTransferred)} copied (${formatBytes(r.TotalTransferredFileSize)}), ${formatCount(r.NumberOfFilesLinked)} unchanged and linked`,
+      `  Entries       ${formatCount(r.NumberOfFiles)} (${formatBytes(r.TotalFileSize)}): ${formatCount(r.NumberOfFilesTransferred)} copied (${formatBytes(r.TotalTransferredFileSize)})${linkLimit(r)}, ${formatCount(r.NumberOfFilesLinked)} unchanged and linked`,
       `  Warnings      ${r.NumberOfWarnings}`,
       `  Pruned        ${r.SnapshotsPruned} old snapshot(s)`,
     );

@@ -17,6 +17,8 @@ export interface RecordQuery {
 export interface RecordStore {
   /** Where the records are (a file, a table), for messages. */
   readonly location: string;
+  /** What opening the store had to do that a person should know (an unreadable file set aside). */
+  readonly warnings?: readonly string[];
   /** Writes the record, replacing the one with the same BackupId. */
   put(record: RunRecord): Promise<void>;
   get(backupId: string): Promise<RunRecord | null>;
@@ -41,6 +43,11 @@ export interface LogStore {
   open(record: RunRecord): Promise<RunLog>;
   /** Deletes a stored log (its record expired). */
   remove(location: string): Promise<void>;
+  /**
+   * The record a run's log ends with (`run ended: <Status>`), null when it has none: how a run
+   * whose record could not be written at its end is closed with what really happened.
+   */
+  readEnd?(location: string): Promise<RunRecord | null>;
 }
 
 /** What a notice says, composed once for every channel. */

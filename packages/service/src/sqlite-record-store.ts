@@ -41,25 +41,83 @@ const COLUMN_TYPES: Record<(typeof RECORD_FIELDS)[number], string> = {
   ExpireItem: 'INTEGER NOT NULL',
 };
 
-const SCHEMA_VERSION = 1;
+/**
+ * 1: the first schema. 2: NumberOfFilesCopiedForLinkLimit. A file of an older version is
+ * migrated on open, each step in one transaction with its version bump.
+ */
+const SCHEMA_VERSION = 2;
+
+/**
+ * The reserve's size. The end of a run is one row updated in place and the purge of expired
+ * rows: a few pages in the journal and the file (measured on a full tmpfs: see
+ * record-faults-cli.test.ts), and the run's log, buffered up to 64 KiB, after it.
+ */
+export const RESERVE_BYTES = 256 * 1024;
+
+const MIGRATIONS: Record<number, string> = {
+  2: 'ALTER TABLE runs ADD COLUMN NumberOfFilesCopiedForLinkLimit INTEGER NOT NULL DEFAULT 0',
+};
+
+/** SQLite's answers for a file that is not (or no longer) a sound database. */
+const unreadable = (code: string | undefined): boolean =>
+  code === 'SQLITE_NOTADB' || (code?.startsWith('SQLITE_CORRUPT') ?? false);
+
+class Unreadable extends Error {}
+
+/** `20261201T101500Z`. */
+const stamp = (d: Date): string =>
+  d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
 
 export class SqliteRecordStore implements RecordStore {
   readonly location: string;
+  /** What opening the file had to do that a person should know (a file set aside). */
+  readonly warnings: string[] = [];
   private readonly db: Database.Database;
   private readonly insert: Database.Statement;
 
   private constructor(file: string, db: Database.Database) {
     this.location = file;
     this.db = db;
+    // An upsert, not INSERT OR REPLACE: the run's end updates its row in place (same rowid, same
+    // page) instead of deleting it and appending a new one, so it needs fewer new pages.
     this.insert = db.prepare(
-      `INSERT OR REPLACE INTO runs (${RECORD_FIELDS.join(', ')}) VALUES (${RECORD_FIELDS.map((f) => `@${f}`).join(', ')})`,
+      `INSERT INTO runs (${RECORD_FIELDS.join(', ')}) VALUES (${RECORD_FIELDS.map((f) => `@${f}`).join(', ')}) ` +
+        `ON CONFLICT (BackupId) DO UPDATE SET ${RECORD_FIELDS.filter((f) => f !== 'BackupId')
+          .map((f) => `${f} = excluded.${f}`)
+          .join(', ')}`,
     );
   }
 
-  /** Opens (creating when needed) the records file; its folder must exist. */
+  /**
+   * Opens (creating when needed) the records file; its folder must exist. A file SQLite cannot
+   * read (not a database, corrupt, failing its quick check) is renamed aside, never deleted,
+   * and a fresh one started; `warnings` names both files.
+   */
   static open(file: string): SqliteRecordStore {
     if (!fs.existsSync(path.dirname(file)))
       throw new Error(`the folder of the records file ${file} does not exist`);
+    const before = statOf(file);
+    try {
+      return SqliteRecordStore.openAs(file);
+    } catch (e) {
+      if (!(e instanceof Unreadable)) throw e;
+      const now = statOf(file);
+      // Another process set it aside (and maybe started a fresh one) meanwhile: open what is there.
+      if (!before || !now || now.ino !== before.ino || now.dev !== before.dev)
+        return SqliteRecordStore.openAs(file);
+      const aside = setAside(file);
+      const store = SqliteRecordStore.openAs(file);
+      store.warnings.push(
+        `the records file ${file} could not be read (${e.message}); it was set aside as ${aside} and a new records file was started`,
+      );
+      return store;
+    }
+  }
+
+  private static openAs(file: string): SqliteRecordStore {
     const db = new Database(file, { timeout: 15_000 });
     try {
       // Rollback journal, not WAL: WAL needs shared memory, which a network file system
@@ -68,21 +126,40 @@ export class SqliteRecordStore implements RecordStore {
       // update on EFS), and a reader that finds it empty knows at once it is not a hot journal
       // (PERSIST leaves a zeroed header that every read transaction opens and reads).
       // On a 1 ms mount, open + 2 records + purge: 190 ms with PERSIST, 100 ms now.
-      db.pragma('journal_mode = TRUNCATE');
-      db.pragma('synchronous = FULL');
-      const version = db.pragma('user_version', { simple: true }) as number;
+      let version: number;
+      try {
+        db.pragma('journal_mode = TRUNCATE');
+        db.pragma('synchronous = FULL');
+        version = db.pragma('user_version', { simple: true }) as number;
+        if (version > 0) {
+          const check = db.pragma('quick_check(1)', { simple: true }) as string;
+          if (check !== 'ok') throw new Unreadable(`quick_check: ${check}`);
+        }
+      } catch (e) {
+        if (e instanceof Unreadable) throw e;
+        const code = (e as { code?: string }).code;
+        if (unreadable(code)) throw new Unreadable((e as Error).message);
+        throw e;
+      }
       if (version > SCHEMA_VERSION)
         throw new Error(`${file} was written by a newer efs-backup (schema ${version})`);
       if (version < SCHEMA_VERSION) {
-        // A new file: the schema and its version in one transaction.
+        // IMMEDIATE: the version is read again under the write lock, so two processes opening
+        // an old file at once migrate it once.
         db.transaction(() => {
-          db.exec(
-            `CREATE TABLE IF NOT EXISTS runs (${RECORD_FIELDS.map((f) => `${f} ${COLUMN_TYPES[f]}`).join(', ')});
-             CREATE INDEX IF NOT EXISTS runs_by_set ON runs (Destination, Label, StartTime);
-             CREATE INDEX IF NOT EXISTS runs_by_expiry ON runs (ExpireItem);`,
-          );
-          db.pragma(`user_version = ${SCHEMA_VERSION}`);
-        })();
+          const now = db.pragma('user_version', { simple: true }) as number;
+          if (now === 0) {
+            // A new file: the schema and its version in one transaction.
+            db.exec(
+              `CREATE TABLE IF NOT EXISTS runs (${RECORD_FIELDS.map((f) => `${f} ${COLUMN_TYPES[f]}`).join(', ')});
+               CREATE INDEX IF NOT EXISTS runs_by_set ON runs (Destination, Label, StartTime);
+               CREATE INDEX IF NOT EXISTS runs_by_expiry ON runs (ExpireItem);`,
+            );
+          } else {
+            for (let v = now + 1; v <= SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
+          }
+          if (now < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+        }).immediate();
         try {
           fs.chmodSync(file, 0o600);
         } catch {
@@ -96,8 +173,56 @@ export class SqliteRecordStore implements RecordStore {
     }
   }
 
+  /** `<file>-reserve`: room kept on the records' file system for a run's last writes. */
+  get reserveFile(): string {
+    return `${this.location}-reserve`;
+  }
+
+  /**
+   * Makes sure the reserve is there: RESERVE_BYTES of real blocks beside the records file. A run
+   * whose destination fills up gives them back (putting its end) so its end can still be
+   * written. Best effort: a file system too full for it already is said by the run's own writes.
+   */
+  keepReserve(): void {
+    const file = this.reserveFile;
+    try {
+      if (fs.statSync(file).size >= RESERVE_BYTES) return;
+    } catch {
+      /* made below */
+    }
+    try {
+      const fd = fs.openSync(file, 'w', 0o600);
+      try {
+        // Written, not just sized: a sparse file would hold no blocks to give back.
+        fs.writeSync(fd, Buffer.alloc(RESERVE_BYTES));
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch {
+      fs.rmSync(file, { force: true });
+    }
+  }
+
+  /** Gives the reserve's blocks back; true when there was one. */
+  releaseReserve(): boolean {
+    try {
+      fs.unlinkSync(this.reserveFile);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   async put(record: RunRecord): Promise<void> {
-    this.insert.run(record);
+    try {
+      this.insert.run(record);
+    } catch (e) {
+      // The file system is full (or the write failed): give back the reserve and try once more.
+      const code = (e as { code?: string }).code ?? '';
+      if (!/^SQLITE_(FULL|IOERR)/.test(code) || !this.releaseReserve()) throw e;
+      this.insert.run(record);
+    }
   }
 
   async get(backupId: string): Promise<RunRecord | null> {
@@ -142,4 +267,29 @@ export class SqliteRecordStore implements RecordStore {
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
+}
+
+function statOf(file: string): fs.Stats | null {
+  try {
+    return fs.statSync(file);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Renames an unreadable records file (and its journal, which belongs to it: left behind it
+ * would be replayed into the fresh file) to `<file>.corrupt-<UTC stamp>`; returns the new name.
+ */
+function setAside(file: string): string {
+  const base = `${file}.corrupt-${stamp(new Date())}`;
+  let aside = base;
+  for (let n = 2; fs.existsSync(aside); n++) aside = `${base}-${n}`;
+  fs.renameSync(file, aside);
+  try {
+    fs.renameSync(`${file}-journal`, `${aside}-journal`);
+  } catch {
+    /* no journal */
+  }
+  return aside;
 }
