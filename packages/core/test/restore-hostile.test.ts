@@ -159,7 +159,11 @@ describe('temporary files of a killed restore', () => {
       target,
       onChange: (c) => changes.push(c),
     });
-    expect(changes).toEqual([]);
+    // Only the directories' mtimes, which the temporaries moved, are put back.
+    expect(changes.map((c) => `${c.action} ${c.path} ${c.reasons.join(',')}`).sort()).toEqual([
+      'update . mtime',
+      'update d mtime',
+    ]);
     expect(r.deleted).toBe(0);
     expect(fs.readdirSync(target).sort()).toEqual(['a', 'd']);
     expect(fs.readdirSync(path.join(target, 'd'))).toEqual(['b']);
@@ -303,7 +307,7 @@ function toByteNames(snap: string, manifest: string): void {
         const target = byteName(fs.readlinkSync(renamed));
         fs.rmSync(renamed);
         fs.symlinkSync(target, renamed);
-        const t = Number(cst.mtimeNs / 1000n) / 1e6;
+        const t = (Number(cst.mtimeNs / 1000n) + 0.5) / 1e6;
         fs.lutimesSync(renamed, t, t);
       }
     }
@@ -362,6 +366,6 @@ describe('names that are not UTF-8', () => {
     // Names the manifest does not list are found as bytes, and reported as such.
     fs.writeFileSync(Buffer.concat([Buffer.from(`${snap}/`), Buffer.from([0x78, 0xfe])]), '');
     const [after] = await verify({ destination: dst });
-    expect(after!.problems).toEqual([`extra: x\udcfe`]);
+    expect(after!.problems.sort()).toEqual(['changed: .: mtime', `extra: x\udcfe`]);
   });
 });
