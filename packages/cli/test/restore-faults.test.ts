@@ -119,10 +119,7 @@ function rewriteManifest(manifest: string, edit: (lines: string[]) => string[]):
   lines.pop();
   lines.pop();
   const body = edit(lines).join('\n') + '\n';
-  fs.writeFileSync(
-    manifest,
-    `${body}#sha256 ${createHash('sha256').update(body).digest('hex')}\n`,
-  );
+  fs.writeFileSync(manifest, `${body}#sha256 ${createHash('sha256').update(body).digest('hex')}\n`);
 }
 
 describe('a manifest edited to hold names that leave the target', () => {

@@ -65,7 +65,12 @@ async function backedUp(entries: Parameters<typeof sourceAndDestination>[0]): Pr
   const r = await backup({ source: s.src, destination: s.dst });
   expect(r.Status, r.Message).toBe('Success');
   const set = new BackupSet(s.dst, 'efs-backup');
-  return { ...s, snap: r.snapshotPath!, stamp: r.Snapshot!, manifest: set.manifestPath(r.Snapshot!) };
+  return {
+    ...s,
+    snap: r.snapshotPath!,
+    stamp: r.Snapshot!,
+    manifest: set.manifestPath(r.Snapshot!),
+  };
 }
 
 async function failure(p: Promise<unknown>): Promise<EfsBackupError> {
@@ -96,35 +101,38 @@ describe('restore refuses manifest names that would leave the target', () => {
     ['.', dirEntry('.')],
     ['empty', dirEntry('')],
     ['NUL', linkEntry('x\0y')],
-  ])('a manifest entry named %s: restore, verify and ls say the manifest is damaged', async (_, raw) => {
-    const { base, dst, manifest } = await backedUp({ a: file('a'), sub: dir({ x: file('x') }) });
-    addEntries(manifest, '', [raw]);
-    const target = path.join(base, 'out', 'target');
-    fs.mkdirSync(path.join(target, 'sub'), { recursive: true });
-    const parent = path.dirname(target);
-    const before = parentState(parent);
-    const beforeTarget = fingerprint(target);
+  ])(
+    'a manifest entry named %s: restore, verify and ls say the manifest is damaged',
+    async (_, raw) => {
+      const { base, dst, manifest } = await backedUp({ a: file('a'), sub: dir({ x: file('x') }) });
+      addEntries(manifest, '', [raw]);
+      const target = path.join(base, 'out', 'target');
+      fs.mkdirSync(path.join(target, 'sub'), { recursive: true });
+      const parent = path.dirname(target);
+      const before = parentState(parent);
+      const beforeTarget = fingerprint(target);
 
-    const err = await failure(restore({ destination: dst, snapshot: 'latest', target }));
-    expect(err.code).toBe('FAILED');
-    expect(err.message).toMatch(/manifest .*is damaged/);
-    expect(err.message).toContain(JSON.stringify(raw[0]));
-    expect(err.message).toMatch(/verify/);
-    expect(parentState(parent)).toBe(before);
-    expect(fs.existsSync(path.join(parent, 'PLANTED'))).toBe(false);
-    expect(fs.existsSync(path.join(target, 'sub', 'PLANTED'))).toBe(false);
-    expect(fingerprint(target)).toEqual(beforeTarget);
+      const err = await failure(restore({ destination: dst, snapshot: 'latest', target }));
+      expect(err.code).toBe('FAILED');
+      expect(err.message).toMatch(/manifest .*is damaged/);
+      expect(err.message).toContain(JSON.stringify(raw[0]));
+      expect(err.message).toMatch(/verify/);
+      expect(parentState(parent)).toBe(before);
+      expect(fs.existsSync(path.join(parent, 'PLANTED'))).toBe(false);
+      expect(fs.existsSync(path.join(target, 'sub', 'PLANTED'))).toBe(false);
+      expect(fingerprint(target)).toEqual(beforeTarget);
 
-    const [v] = await verify({ destination: dst });
-    expect(v!.problems.join('\n')).toMatch(/^manifest: .*damaged/m);
+      const [v] = await verify({ destination: dst });
+      expect(v!.problems.join('\n')).toMatch(/^manifest: .*damaged/m);
 
-    const { index } = await openSnapshot(dst, 'efs-backup', 'latest');
-    try {
-      expect(() => listPath(index, '')).toThrow(/manifest .*is damaged/);
-    } finally {
-      index.close();
-    }
-  });
+      const { index } = await openSnapshot(dst, 'efs-backup', 'latest');
+      try {
+        expect(() => listPath(index, '')).toThrow(/manifest .*is damaged/);
+      } finally {
+        index.close();
+      }
+    },
+  );
 
   it('a hard link whose first name leaves the snapshot is refused, nothing is linked', async () => {
     const { base, dst, manifest } = await backedUp({ a: file('a') });
@@ -179,7 +187,12 @@ describe('temporary files of a killed restore', () => {
 // ---- 3. verify while a prune deletes ------------------------------------------------------
 
 /** Two complete snapshots of one interval; the older is the one a prune with retain 1 deletes. */
-async function twoSnapshots(): Promise<{ dst: string; set: BackupSet; older: string; newer: string }> {
+async function twoSnapshots(): Promise<{
+  dst: string;
+  set: BackupSet;
+  older: string;
+  newer: string;
+}> {
   const s = sourceAndDestination({ a: file('a'), d: dir({ b: file('b'), c: file('c') }) });
   const r1 = await backup({ source: s.src, destination: s.dst });
   expect(r1.Status, r1.Message).toBe('Success');
@@ -187,7 +200,12 @@ async function twoSnapshots(): Promise<{ dst: string; set: BackupSet; older: str
   fs.writeFileSync(path.join(s.src, 'a'), 'changed');
   const r2 = await backup({ source: s.src, destination: s.dst, retain: 5 });
   expect(r2.Status, r2.Message).toBe('Success');
-  return { dst: s.dst, set: new BackupSet(s.dst, 'efs-backup'), older: r1.Snapshot!, newer: r2.Snapshot! };
+  return {
+    dst: s.dst,
+    set: new BackupSet(s.dst, 'efs-backup'),
+    older: r1.Snapshot!,
+    newer: r2.Snapshot!,
+  };
 }
 
 /** What prune does first to a doomed snapshot: renamed `.<stamp>.deleting`, manifest removed. */
@@ -322,12 +340,19 @@ describe('names that are not UTF-8', () => {
   it('restore writes the byte names, a second restore and verify find nothing to do', async () => {
     const { base, dst, snap, manifest } = await backedUp({
       [`n${MARK}`]: file('hello'),
-      [`d${MARK}`]: dir({ [`f${MARK}`]: file('x'), [`l${MARK}`]: symlink(`t${MARK}`), [`p${MARK}`]: fifo() }),
+      [`d${MARK}`]: dir({
+        [`f${MARK}`]: file('x'),
+        [`l${MARK}`]: symlink(`t${MARK}`),
+        [`p${MARK}`]: fifo(),
+      }),
       [`h${MARK}`]: hardlink(`n${MARK}`),
     });
     toByteNames(snap, manifest);
     const names = (p: Buffer | string): string[] =>
-      fs.readdirSync(p, { encoding: 'buffer' }).map((b) => b.toString('hex')).sort();
+      fs
+        .readdirSync(p, { encoding: 'buffer' })
+        .map((b) => b.toString('hex'))
+        .sort();
     expect(names(snap)).toEqual(['64ff', '68ff', '6eff']);
 
     const [before] = await verify({ destination: dst });
