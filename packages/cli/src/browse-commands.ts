@@ -8,6 +8,7 @@ import {
   pathHistory,
   type EntryRecord,
   formatBytes,
+  shown,
 } from '@efs-backup/core';
 import path from 'node:path';
 
@@ -54,7 +55,7 @@ export function addBrowseCommands(program: Command, setExit: (code: number) => v
             for (const e of entries) {
               process.stdout.write(
                 `${modeString(e)} ${String(e.uid).padStart(6)} ${String(e.gid).padStart(6)} ${String(e.size).padStart(12)} ` +
-                  `${mtimeOf(e)} ${e.name}${e.kind === 'l' ? ` -> ${e.data}` : ''}\n`,
+                  `${mtimeOf(e)} ${shown(e.name)}${e.kind === 'l' ? ` -> ${shown(e.data)}` : ''}\n`,
               );
             }
           }
@@ -91,7 +92,9 @@ export function addBrowseCommands(program: Command, setExit: (code: number) => v
                     ? formatBytes(l.sizeBefore ?? 0)
                     : `${formatBytes(l.sizeBefore ?? 0)} -> ${formatBytes(l.sizeAfter ?? 0)}; ${l.what.join(', ')}`;
               const mark = l.change === 'added' ? '+' : l.change === 'removed' ? '-' : '~';
-              process.stdout.write(`${mark} ${l.path}${l.kind === 'd' ? '/' : ''} (${size})\n`);
+              process.stdout.write(
+                `${mark} ${shown(l.path)}${l.kind === 'd' ? '/' : ''} (${size})\n`,
+              );
             }
             const count = (c: string): number => lines.filter((l) => l.change === c).length;
             process.stdout.write(
@@ -119,7 +122,7 @@ export async function printPathHistory(
     return 0;
   }
   if (versions.length === 0) {
-    process.stdout.write(`${p} is in no snapshot of ${set.dir}\n`);
+    process.stdout.write(`${shown(p)} is in no snapshot of ${set.dir}\n`);
     return 0;
   }
   for (const v of versions) {
@@ -134,7 +137,7 @@ export async function printPathHistory(
       e.kind === 'f'
         ? `${formatBytes(e.size)}, sha256 ${e.data.slice(0, 12)}`
         : e.kind === 'l'
-          ? `-> ${e.data}`
+          ? `-> ${shown(e.data)}`
           : modeString(e);
     process.stdout.write(`${span}  ${modeString(e)}  modified ${mtimeOf(e)}  ${desc}\n`);
   }

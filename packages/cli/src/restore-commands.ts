@@ -7,13 +7,14 @@ import {
   type RestoreChange,
   formatBytes,
   formatCount,
+  shown,
 } from '@efs-backup/core';
 
 const EXIT_OK = 0;
 const EXIT_NOT_CLEAN = 1;
 
 function changeLine(c: RestoreChange): string {
-  return `${c.action.padEnd(6)} ${c.path}${c.reasons.length > 0 ? ` (${c.reasons.join(', ')})` : ''}`;
+  return `${c.action.padEnd(6)} ${shown(c.path)}${c.reasons.length > 0 ? ` (${c.reasons.join(', ')})` : ''}`;
 }
 
 export function addRestoreCommands(program: Command, setExit: (code: number) => void): void {
@@ -100,13 +101,18 @@ export function addRestoreCommands(program: Command, setExit: (code: number) => 
           const name = `${v.snapshot.interval}/${v.snapshot.stamp}`;
           if (v.problems.length > 0 || (v.sourceDifferences?.length ?? 0) > 0) bad = true;
           if (o.json) continue;
+          // Deleted by a prune while verify ran: not checked, and not damage.
+          if (v.skipped !== undefined) {
+            process.stdout.write(`skipped: ${v.skipped}\n`);
+            continue;
+          }
           if (v.problems.length === 0) {
             process.stdout.write(
               `ok ${name}: ${formatCount(v.entries)} entries, ${formatBytes(v.bytes)} re-read\n`,
             );
           } else {
             process.stdout.write(`DAMAGED ${name}: ${v.problems.length} problem(s)\n`);
-            for (const p of v.problems) process.stdout.write(`  ${p}\n`);
+            for (const p of v.problems) process.stdout.write(`  ${shown(p)}\n`);
           }
           if (v.sourceDifferences) {
             process.stdout.write(
@@ -114,7 +120,7 @@ export function addRestoreCommands(program: Command, setExit: (code: number) => 
                 ? `  the source matches ${name}\n`
                 : `  the source differs from ${name} in ${v.sourceDifferences.length} entr${v.sourceDifferences.length === 1 ? 'y' : 'ies'}:\n`,
             );
-            for (const d of v.sourceDifferences) process.stdout.write(`  ${d}\n`);
+            for (const d of v.sourceDifferences) process.stdout.write(`  ${shown(d)}\n`);
           }
         }
         if (o.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');

@@ -1,7 +1,7 @@
 import { badInput } from './errors.js';
 import type { BackupSet, SnapshotRef } from './layout.js';
-import { ManifestIndex, type EntryRecord } from './manifest.js';
-import { checkSnapshotPath, entryAt } from './selectors.js';
+import type { ManifestIndex, EntryRecord } from './manifest.js';
+import { checkSnapshotPath, entryAt, openManifest } from './selectors.js';
 
 /** Browsing from manifests alone: nothing here reads a snapshot's tree. */
 
@@ -134,7 +134,7 @@ export async function pathHistory(set: BackupSet, p: string): Promise<PathVersio
   for (const s of snapshots) {
     let index: ManifestIndex;
     try {
-      index = await ManifestIndex.openManifest(s.manifest);
+      index = await openManifest(s);
     } catch {
       continue;
     }

@@ -37,7 +37,7 @@ export { prune } from './prune.js';
 export type { PruneResult } from './prune.js';
 export { removeTree } from './remove-tree.js';
 export { isStamp, stampToDate, toStamp } from './stamp.js';
-export { restore, differences } from './restore.js';
+export { restore, differences, restoreTemporary } from './restore.js';
 export type { RestoreAction, RestoreChange, RestoreOptions, RestoreResult } from './restore.js';
 export { verify } from './verify.js';
 export type { SnapshotVerification, VerifyOptions } from './verify.js';
@@ -46,6 +46,7 @@ export type { DiffLine, ListedEntry, PathVersion } from './browse.js';
 export {
   checkSnapshotPath,
   entryAt,
+  openManifest,
   openSnapshot,
   readHeader,
   resolveSnapshot,

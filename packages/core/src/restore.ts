@@ -3,12 +3,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { copyFile, CHUNK } from './copy-file.js';
 import { badInput, EfsBackupError, isSystemError } from './errors.js';
+import { byteSafe } from './byte-paths.js';
 import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
 import { InFlight, type Job } from './inflight.js';
 import type { SnapshotRef } from './layout.js';
 import { entryKind, type EntryRecord, type ManifestIndex } from './manifest.js';
+import { fsPath, shown } from './names.js';
 import { isRemote, within } from './options.js';
-import { checkSnapshotPath, entryAt, openSnapshot } from './selectors.js';
+import {
+  badName,
+  checkSnapshotPath,
+  entryAt,
+  isGone,
+  openSnapshot,
+  prunedError,
+} from './selectors.js';
 
 export interface RestoreOptions {
   destination: string;
@@ -88,6 +97,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
     path.resolve(o.destination),
     label,
     o.snapshot,
+    'being restored',
   );
   try {
     const sub = checkSnapshotPath(index, o.subdir ?? '', 'subdir');
@@ -107,13 +117,21 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
     }
     const concurrency = o.concurrency ?? 32;
     const parent = fs.existsSync(target) ? target : nearestExisting(target);
-    const io = (o.io ?? (isRemote(parent) ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
+    const io = byteSafe(
+      (o.io ?? (isRemote(parent) ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps,
+    );
     const run = new RestoreRun(index, snapshot, sub, o, io, concurrency);
-    if (!o.dryRun)
-      fs.mkdirSync(root.kind === 'd' ? path.dirname(target) : target, { recursive: true });
     // A file is restored into the target directory under its own name.
     const dst = root.kind === 'd' ? target : path.join(target, path.basename(sub));
-    return await run.run(root, dst);
+    try {
+      if (!o.dryRun)
+        fs.mkdirSync(root.kind === 'd' ? path.dirname(target) : target, { recursive: true });
+      return await run.run(root, dst);
+    } catch (e) {
+      // The snapshot went away under the restore: say why, not which file was missing.
+      if (isGone(snapshot)) throw prunedError(snapshot, 'being restored', e);
+      throw e;
+    }
   } finally {
     index.close();
   }
@@ -137,6 +155,28 @@ function nearestExisting(p: string): string {
   return cur;
 }
 
+/** Temporary names of a restore: `.efs-restore-<pid>-<n>`. */
+const TMP_PREFIX = '.efs-restore-';
+const TMP_NAME = /^\.efs-restore-(\d+)-(\d+)$/;
+
+/**
+ * A temporary file that a killed restore left behind (its process is gone), or one of a
+ * restore still running into the same target: never content of the target either way.
+ */
+export function restoreTemporary(name: string): 'mine' | 'live' | 'leftover' | null {
+  const m = TMP_NAME.exec(name);
+  if (!m) return null;
+  const pid = Number(m[1]);
+  if (pid === process.pid) return 'mine';
+  if (pid <= 0 || !Number.isSafeInteger(pid)) return 'leftover';
+  try {
+    process.kill(pid, 0);
+    return 'live';
+  } catch (e) {
+    return isSystemError(e, 'EPERM') ? 'live' : 'leftover';
+  }
+}
+
 interface DirJob {
   /** Snapshot-relative path. */
   rel: string;
@@ -147,6 +187,10 @@ interface DirJob {
   pending: number;
   /** The directory is new in the target (dry run: nothing below it exists). */
   fresh: boolean;
+  /** What the target's directory was when entered (when it existed). */
+  before?: fs.BigIntStats;
+  /** Leftovers of a killed restore were removed from it (its mtime moved). */
+  cleaned?: boolean;
 }
 
 class RestoreRun {
@@ -186,6 +230,31 @@ class RestoreRun {
   /** Target-relative name of a snapshot-relative path, for messages. */
   private shown(dst: string): string {
     return path.relative(this.rootDst, dst) || '.';
+  }
+
+  /**
+   * Whatever the manifest says, nothing is written outside the target: `p` must be the
+   * target's root or a path of plain names below it.
+   */
+  private inside(p: string): boolean {
+    if (p === this.rootDst) return true;
+    if (!p.startsWith(`${this.rootDst}/`)) return false;
+    return p
+      .slice(this.rootDst.length + 1)
+      .split('/')
+      .every((n) => badName(n) === null);
+  }
+
+  /** Fails the run when `p` is not inside the target; true when it is. */
+  private guard(p: string): boolean {
+    if (this.inside(p)) return true;
+    this.fail(
+      new EfsBackupError(
+        'FAILED',
+        `refusing to write ${shown(p)}: it is not inside the target ${shown(this.rootDst)} (the snapshot's manifest is damaged: run verify)`,
+      ),
+    );
+    return false;
   }
 
   private change(action: RestoreAction, dst: string, reasons: string[] = []): void {
@@ -232,13 +301,17 @@ class RestoreRun {
 
   /** Makes sure the target directory exists (and is a real directory), then lists it. */
   private enterDir(job: DirJob, done: () => void): void {
+    if (!this.guard(job.dst)) return done();
     this.io.lstat(job.dst, (err, st) => {
       if (err && err.code !== 'ENOENT') {
         this.fail(err);
         return done();
       }
       const list = (): void => this.listDir(job, done);
-      if (!err && st.isDirectory()) return list();
+      if (!err && st.isDirectory()) {
+        job.before = st;
+        return list();
+      }
       job.fresh = true;
       this.change('create', job.dst);
       if (this.o.dryRun) return list();
@@ -275,29 +348,44 @@ class RestoreRun {
         this.finished(job);
         done();
       };
-      if (!this.o.delete || job.fresh) return dispatch();
+      // Nothing below a new directory to look at; a dry run only looks when asked to delete.
+      if (job.fresh || (this.o.dryRun && !this.o.delete)) return dispatch();
       this.removeExtras(job, list, dispatch);
     });
   }
 
-  /** --delete: what the target holds and the snapshot does not. */
+  /**
+   * Removes what a killed restore left in the directory (its temporary files), and with
+   * --delete what the target holds and the snapshot does not. Temporary files of restores are
+   * never content: they are neither kept nor reported as deleted.
+   */
   private removeExtras(job: DirJob, keep: Map<string, EntryRecord>, next: () => void): void {
     this.io.readdir(job.dst, (err, names) => {
       if (err) {
         this.fail(err);
         return next();
       }
-      const extras = names.filter((n) => !keep.has(n));
-      let left = extras.length;
+      const doomed: string[] = [];
+      for (const n of names) {
+        if (keep.has(n)) continue;
+        const tmp = n.startsWith(TMP_PREFIX) ? restoreTemporary(n) : null;
+        if (tmp === 'leftover') {
+          if (!this.o.dryRun) doomed.push(n);
+          job.cleaned = true;
+        } else if (tmp === null && this.o.delete) {
+          this.change('delete', `${job.dst}/${n}`);
+          if (!this.o.dryRun) doomed.push(n);
+        }
+      }
+      let left = doomed.length;
       if (left === 0) return next();
-      for (const n of extras) {
+      for (const n of doomed) {
         const p = `${job.dst}/${n}`;
-        this.change('delete', p);
-        if (this.o.dryRun) {
+        if (!this.guard(p)) {
           if (--left === 0) next();
           continue;
         }
-        fs.rm(p, { recursive: true, force: true }, (e) => {
+        fs.rm(fsPath(p), { recursive: true, force: true }, (e) => {
           if (e) this.fail(e);
           if (--left === 0) next();
         });
@@ -320,7 +408,11 @@ class RestoreRun {
         }
         const diff = differences(job.entry, st, null);
         if (diff.length === 0) return after();
-        if (!job.fresh) this.change('update', job.dst, diff);
+        // Removing leftovers moved the mtime: not a change of content worth reporting.
+        const moved =
+          job.cleaned && job.before && !differences(job.entry, job.before, null).includes('mtime');
+        const reasons = moved ? diff.filter((d) => d !== 'mtime') : diff;
+        if (!job.fresh && reasons.length > 0) this.change('update', job.dst, reasons);
         if (this.o.dryRun) return after();
         this.applyMeta(job.dst, job.entry, false, (e) => {
           if (e) this.fail(e);
@@ -335,6 +427,7 @@ class RestoreRun {
       if (parent) this.finished(parent);
       done();
     };
+    if (!this.guard(dst)) return end();
     // A second name of one inode: linked to the first after the walk, if the first is restored.
     if (e.link !== undefined) {
       // The group's first name may lie outside a --subdir: then the first name met inside
@@ -380,20 +473,20 @@ class RestoreRun {
   }
 
   private tmpName(dst: string): string {
-    return `${path.dirname(dst)}/.efs-restore-${process.pid}-${++this.tmpCounter}`;
+    return `${path.dirname(dst)}/${TMP_PREFIX}${process.pid}-${++this.tmpCounter}`;
   }
 
   /** Writes a new inode at a temporary name, then renames it over `dst`. */
   private write(rel: string, dst: string, e: EntryRecord, cb: (err: Error | null) => void): void {
     const tmp = this.tmpName(dst);
     const commit = (err: Error | null): void => {
-      if (err) return fs.rm(tmp, { force: true }, () => cb(err));
-      fs.rename(tmp, dst, (re) => {
+      if (err) return fs.rm(fsPath(tmp), { force: true }, () => cb(err));
+      fs.rename(fsPath(tmp), fsPath(dst), (re) => {
         if (!re) return cb(null);
         if (re.code !== 'EISDIR' && re.code !== 'ENOTEMPTY' && re.code !== 'EEXIST') return cb(re);
         // A directory stands where a file goes.
-        fs.rm(dst, { recursive: true, force: true }, (rme) =>
-          rme ? cb(rme) : fs.rename(tmp, dst, (re2) => cb(re2)),
+        fs.rm(fsPath(dst), { recursive: true, force: true }, (rme) =>
+          rme ? cb(rme) : fs.rename(fsPath(tmp), fsPath(dst), (re2) => cb(re2)),
         );
       });
     };
@@ -406,7 +499,7 @@ class RestoreRun {
         mtime: utime(e.mtimeSec, e.mtimeNsec),
         sparse: true,
       };
-      const io = this.io.mode === 'sync' && e.size < CHUNK ? syncOps : asyncOps;
+      const io = byteSafe(this.io.mode === 'sync' && e.size < CHUNK ? syncOps : asyncOps);
       return copyFile(
         io,
         this.snapPath(rel),
@@ -419,7 +512,7 @@ class RestoreRun {
           this.result.bytes += res!.bytes;
           if (res!.digest !== e.data) {
             this.result.warnings.push(
-              `${rel}: the snapshot's data does not match its manifest (run verify)`,
+              `${shown(rel)}: the snapshot's data does not match its manifest (run verify)`,
             );
           }
           commit(null);
@@ -427,14 +520,22 @@ class RestoreRun {
       );
     }
     if (e.kind === 'l') {
-      return fs.symlink(e.data, tmp, (err) => {
+      return fs.symlink(fsPath(e.data), fsPath(tmp), (err) => {
         if (err) return cb(err);
         this.applyMeta(tmp, e, true, commit);
       });
     }
-    execFile('mkfifo', ['-m', '600', '--', tmp], (err, _o, stderr) => {
-      if (err) return cb(new Error(`mkfifo ${tmp}: ${stderr.trim() || err.message}`));
-      this.applyMeta(tmp, e, false, commit);
+    // mkfifo takes its path as an argument string: a path that is not UTF-8 is made under a
+    // temporary name in the target's root (same file system) and renamed into place.
+    const made = tmp.isWellFormed() ? tmp : this.tmpName(`${this.rootDst}/fifo`);
+    execFile('mkfifo', ['-m', '600', '--', made], (err, _o, stderr) => {
+      if (err) return cb(new Error(`mkfifo ${shown(made)}: ${stderr.trim() || err.message}`));
+      const placed = (re: Error | null): void => {
+        if (re) return fs.rm(made, { force: true }, () => cb(re));
+        this.applyMeta(tmp, e, false, commit);
+      };
+      if (made === tmp) return placed(null);
+      fs.rename(made, fsPath(tmp), placed);
     });
   }
 
@@ -451,7 +552,7 @@ class RestoreRun {
     if (e.uid === euid && e.gid === egid) return mode();
     this.io.lchown(p, e.uid, e.gid, (err) => {
       if (err && err.code === 'EPERM') {
-        this.result.warnings.push(`${this.shown(p)}: owner not restored (needs root)`);
+        this.result.warnings.push(`${shown(this.shown(p))}: owner not restored (needs root)`);
         return mode();
       }
       if (err) return cb(err);
@@ -469,9 +570,10 @@ class RestoreRun {
     const touched = new Map<string, string>();
     for (const l of this.links) {
       const from = firstDst(l.first);
+      if (!this.guard(from) || !this.guard(l.dst)) return;
       let same = false;
       try {
-        same = fs.lstatSync(from).ino === fs.lstatSync(l.dst).ino;
+        same = fs.lstatSync(fsPath(from)).ino === fs.lstatSync(fsPath(l.dst)).ino;
       } catch {
         same = false;
       }
@@ -483,17 +585,17 @@ class RestoreRun {
       if (this.o.dryRun) continue;
       const tmp = this.tmpName(l.dst);
       try {
-        fs.linkSync(from, tmp);
+        fs.linkSync(fsPath(from), fsPath(tmp));
         try {
-          fs.renameSync(tmp, l.dst);
+          fs.renameSync(fsPath(tmp), fsPath(l.dst));
         } catch (re) {
           if (!isSystemError(re) || !['EISDIR', 'ENOTEMPTY', 'EEXIST'].includes(re.code)) throw re;
           // A directory stands where this name goes.
-          fs.rmSync(l.dst, { recursive: true, force: true });
-          fs.renameSync(tmp, l.dst);
+          fs.rmSync(fsPath(l.dst), { recursive: true, force: true });
+          fs.renameSync(fsPath(tmp), fsPath(l.dst));
         }
       } catch (err) {
-        fs.rmSync(tmp, { force: true });
+        fs.rmSync(fsPath(tmp), { force: true });
         this.fail(err as Error);
         return;
       }
@@ -502,7 +604,8 @@ class RestoreRun {
     // Linking changed those directories' mtimes after they were set.
     for (const [rel, dst] of touched) {
       const e = entryAt(this.index, rel === '.' ? '' : rel);
-      if (e) fs.utimesSync(dst, utime(e.mtimeSec, e.mtimeNsec), utime(e.mtimeSec, e.mtimeNsec));
+      if (e)
+        fs.utimesSync(fsPath(dst), utime(e.mtimeSec, e.mtimeNsec), utime(e.mtimeSec, e.mtimeNsec));
     }
   }
 }

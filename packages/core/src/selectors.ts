@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { badInput } from './errors.js';
+import { badInput, EfsBackupError, isSystemError } from './errors.js';
 import { BackupSet, type SnapshotRef } from './layout.js';
 import { decodeEntry, ManifestIndex, type EntryRecord, type ManifestHeader } from './manifest.js';
 
@@ -85,17 +85,117 @@ export async function openSnapshot(
   destination: string,
   label: string,
   selector: string,
+  doing = 'being read',
 ): Promise<{ set: BackupSet; snapshot: SnapshotRef; index: ManifestIndex }> {
   const set = new BackupSet(destination, label);
   if (!fs.existsSync(set.dir)) throw badInput(`no backup set ${label} on ${destination}`);
   const snapshot = resolveSnapshot(set, selector);
   let index: ManifestIndex;
   try {
-    index = await ManifestIndex.openManifest(snapshot.manifest);
+    index = await openManifest(snapshot);
   } catch (e) {
+    if (isSystemError(e, 'ENOENT') && isGone(snapshot)) throw prunedError(snapshot, doing, e);
     throw badInput(
       `snapshot ${snapshot.interval}/${snapshot.stamp} has no usable manifest: ${(e as Error).message}`,
     );
   }
   return { set, snapshot, index };
+}
+
+/** The snapshot's directory is gone: a prune renamed it `.<stamp>.deleting` (or finished). */
+export function isGone(s: SnapshotRef): boolean {
+  try {
+    fs.lstatSync(s.path);
+    return false;
+  } catch (e) {
+    return isSystemError(e, 'ENOENT');
+  }
+}
+
+export function prunedError(s: SnapshotRef, doing: string, cause?: unknown): EfsBackupError {
+  return new EfsBackupError(
+    'FAILED',
+    `snapshot ${s.interval}/${s.stamp} was deleted by a prune while ${doing}`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/**
+ * Opens a snapshot's manifest for reading (restore, verify, browse). Its checksum only says the
+ * file is whole, not that whoever wrote it can be trusted: every directory read from it is
+ * checked, and a name that could lead out of the directory holding it (empty, `.`, `..`, with
+ * `/` or NUL) or a hard link whose first name is not a plain path inside the snapshot is
+ * refused as damage of the manifest, never followed.
+ */
+export async function openManifest(s: SnapshotRef): Promise<ManifestIndex> {
+  return guardNames(await ManifestIndex.openManifest(s.manifest), s);
+}
+
+/** Wraps the index's directory reads with the name checks of `openManifest`. */
+export function guardNames(index: ManifestIndex, s: SnapshotRef): ManifestIndex {
+  const readDir = index.readDir.bind(index);
+  const readDirSync = index.readDirSync.bind(index);
+  index.readDir = (io, dir, cb) =>
+    readDir(io, dir, (err, entries) => {
+      if (err || !entries) return cb(err, entries);
+      const bad = badEntry(dir, entries, s);
+      if (bad) return cb(bad, null);
+      cb(null, entries);
+    });
+  index.readDirSync = (dir) => {
+    const entries = readDirSync(dir);
+    const bad = entries && badEntry(dir, entries, s);
+    if (bad) throw bad;
+    return entries;
+  };
+  return index;
+}
+
+/** Why a manifest name is not one name of a directory entry, or null when it is. */
+export function badName(name: unknown): string | null {
+  if (typeof name !== 'string') return 'is not a string';
+  if (name === '') return 'is empty';
+  if (name === '.' || name === '..') return `is "${name}"`;
+  if (name.includes('/')) return 'holds "/"';
+  if (name.includes('\0')) return 'holds NUL';
+  return null;
+}
+
+/** Why a snapshot-relative path is not a plain path inside the snapshot, or null. */
+export function badRelativePath(p: unknown): string | null {
+  if (typeof p !== 'string') return 'is not a string';
+  if (p === '') return 'is empty';
+  if (p.startsWith('/')) return 'is absolute';
+  for (const part of p.split('/')) {
+    const why = badName(part);
+    if (why) return `has a part that ${why}`;
+  }
+  return null;
+}
+
+const KINDS = new Set(['f', 'd', 'l', 'p']);
+
+function badEntry(
+  dir: string,
+  entries: Map<string, EntryRecord>,
+  s: SnapshotRef,
+): EfsBackupError | null {
+  for (const e of entries.values()) {
+    let why = badName(e.name);
+    if (why) why = `an entry whose name ${why}`;
+    else if (!KINDS.has(e.kind)) why = `an entry of unknown kind ${JSON.stringify(e.kind)}`;
+    else if (e.link !== undefined) {
+      const l = badRelativePath(e.link);
+      if (l) why = `an entry whose hard link's first name ${JSON.stringify(e.link)} ${l}`;
+    }
+    if (why) {
+      return new EfsBackupError(
+        'FAILED',
+        `the manifest of snapshot ${s.interval}/${s.stamp} is damaged: directory ` +
+          `${JSON.stringify(dir === '' ? '.' : dir)} lists ${JSON.stringify(e.name)}, ${why}; ` +
+          `nothing is read through it (run verify on the snapshot)`,
+      );
+    }
+  }
+  return null;
 }

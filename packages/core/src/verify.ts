@@ -2,12 +2,14 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { badInput } from './errors.js';
+import { byteSafe } from './byte-paths.js';
 import { asyncOps, type FsOps } from './fs-ops.js';
 import { InFlight } from './inflight.js';
 import { BackupSet, type SnapshotRef } from './layout.js';
-import { ManifestIndex, type EntryRecord } from './manifest.js';
+import type { ManifestIndex, EntryRecord } from './manifest.js';
+import { fsPath } from './names.js';
 import { differences } from './restore.js';
-import { resolveSnapshot, rootEntry } from './selectors.js';
+import { isGone, openManifest, resolveSnapshot, rootEntry } from './selectors.js';
 
 export interface VerifyOptions {
   destination: string;
@@ -21,6 +23,8 @@ export interface VerifyOptions {
   source?: string;
   /** @default 32 */
   concurrency?: number;
+  /** Called as the check of each snapshot begins, its manifest read (awaited). */
+  onSnapshot?: (s: SnapshotRef) => void | Promise<void>;
 }
 
 export interface SnapshotVerification {
@@ -31,6 +35,11 @@ export interface SnapshotVerification {
   problems: string[];
   /** With --source: `added|removed|changed: <path>`. */
   sourceDifferences: string[] | null;
+  /**
+   * Why the snapshot was not checked: it was deleted (by a prune) while verify ran. Not damage:
+   * its problems are dropped.
+   */
+  skipped?: string;
 }
 
 /**
@@ -51,15 +60,29 @@ export async function verify(o: VerifyOptions): Promise<SnapshotVerification[]> 
       problems: [],
       sourceDifferences: null,
     };
+    // A prune renames a doomed snapshot `.<stamp>.deleting` and removes its manifest, then
+    // deletes the tree: a snapshot listed when verify began may go at any point of its check.
+    const skipIfGone = (): boolean => {
+      if (!isGone(s)) return false;
+      v.skipped = `${s.interval}/${s.stamp} was deleted by a prune while being verified`;
+      v.problems = [];
+      v.entries = 0;
+      v.bytes = 0;
+      v.sourceDifferences = null;
+      out.push(v);
+      return true;
+    };
     let index: ManifestIndex;
     try {
-      index = await ManifestIndex.openManifest(s.manifest);
+      index = await openManifest(s);
     } catch (e) {
+      if (skipIfGone()) continue;
       v.problems.push(`manifest: ${(e as Error).message}`);
       out.push(v);
       continue;
     }
     try {
+      await o.onSnapshot?.(s);
       await compareTree(
         index,
         s.path,
@@ -83,6 +106,7 @@ export async function verify(o: VerifyOptions): Promise<SnapshotVerification[]> 
     } finally {
       index.close();
     }
+    if (skipIfGone()) continue;
     out.push(v);
   }
   return out;
@@ -100,7 +124,7 @@ function compareTree(
   report: (line: string) => void,
   counts: { entries: number; bytes: number } | null,
 ): Promise<void> {
-  const io: FsOps = asyncOps;
+  const io: FsOps = byteSafe(asyncOps);
   const pool = new InFlight(concurrency);
   const inodes = new Map<string, bigint>();
   const linkChecks: Array<{ rel: string; first: string }> = [];
@@ -182,7 +206,7 @@ function compareTree(
 function hashFile(p: string, cb: (err: Error | null, digest: string, bytes: number) => void): void {
   const hash = createHash('sha256');
   let bytes = 0;
-  const stream = fs.createReadStream(p, { highWaterMark: 1 << 20 });
+  const stream = fs.createReadStream(fsPath(p), { highWaterMark: 1 << 20 });
   stream.on('data', (chunk) => {
     hash.update(chunk);
     bytes += chunk.length;
