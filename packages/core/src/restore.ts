@@ -1,10 +1,8 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { copyFile, CHUNK } from './copy-file.js';
 import { badInput, EfsBackupError, isSystemError } from './errors.js';
-import { byteSafe } from './byte-paths.js';
-import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
+import { asyncOps, mkfifo, syncOps, timeArg, type FsOps } from './fs-ops.js';
 import { InFlight, type Job } from './inflight.js';
 import type { SnapshotRef } from './layout.js';
 import { entryKind, type EntryRecord, type ManifestIndex } from './manifest.js';
@@ -63,8 +61,6 @@ export interface RestoreResult {
 
 const euid = process.geteuid?.() ?? -1;
 const egid = process.getegid?.() ?? -1;
-const utime = (sec: number, nsec: number): number =>
-  sec + (Math.floor(nsec / 1000) * 1000 + 500) / 1e9;
 
 /** What differs between a manifest entry and what the target holds. */
 export function differences(
@@ -117,9 +113,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
     }
     const concurrency = o.concurrency ?? 32;
     const parent = fs.existsSync(target) ? target : nearestExisting(target);
-    const io = byteSafe(
-      (o.io ?? (isRemote(parent) ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps,
-    );
+    const io = (o.io ?? (isRemote(parent) ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
     const run = new RestoreRun(index, snapshot, sub, o, io, concurrency);
     // A file is restored into the target directory under its own name.
     const dst = root.kind === 'd' ? target : path.join(target, path.basename(sub));
@@ -495,11 +489,11 @@ class RestoreRun {
         mode: e.mode,
         uid: e.uid,
         gid: e.gid,
-        atime: utime(e.mtimeSec, e.mtimeNsec),
-        mtime: utime(e.mtimeSec, e.mtimeNsec),
+        atime: timeArg(e.mtimeSec, e.mtimeNsec),
+        mtime: timeArg(e.mtimeSec, e.mtimeNsec),
         sparse: true,
       };
-      const io = byteSafe(this.io.mode === 'sync' && e.size < CHUNK ? syncOps : asyncOps);
+      const io = this.io.mode === 'sync' && e.size < CHUNK ? syncOps : asyncOps;
       return copyFile(
         io,
         this.snapPath(rel),
@@ -525,18 +519,8 @@ class RestoreRun {
         this.applyMeta(tmp, e, true, commit);
       });
     }
-    // mkfifo takes its path as an argument string: a path that is not UTF-8 is made under a
-    // temporary name in the target's root (same file system) and renamed into place.
-    const made = tmp.isWellFormed() ? tmp : this.tmpName(`${this.rootDst}/fifo`);
-    execFile('mkfifo', ['-m', '600', '--', made], (err, _o, stderr) => {
-      if (err) return cb(new Error(`mkfifo ${shown(made)}: ${stderr.trim() || err.message}`));
-      const placed = (re: Error | null): void => {
-        if (re) return fs.rm(made, { force: true }, () => cb(re));
-        this.applyMeta(tmp, e, false, commit);
-      };
-      if (made === tmp) return placed(null);
-      fs.rename(made, fsPath(tmp), placed);
-    });
+    // A path that is not UTF-8 is made in the target's root (same file system), then linked.
+    mkfifo(tmp, this.rootDst, (err) => (err ? cb(err) : this.applyMeta(tmp, e, false, commit)));
   }
 
   private applyMeta(
@@ -545,7 +529,7 @@ class RestoreRun {
     isLink: boolean,
     cb: (err: Error | null) => void,
   ): void {
-    const a = utime(e.mtimeSec, e.mtimeNsec);
+    const a = timeArg(e.mtimeSec, e.mtimeNsec);
     const times = (): void => (isLink ? this.io.lutimes(p, a, a, cb) : this.io.utimes(p, a, a, cb));
     const mode = (): void =>
       isLink ? times() : this.io.chmod(p, e.mode & 0o7777, (err) => (err ? cb(err) : times()));
@@ -605,7 +589,11 @@ class RestoreRun {
     for (const [rel, dst] of touched) {
       const e = entryAt(this.index, rel === '.' ? '' : rel);
       if (e)
-        fs.utimesSync(fsPath(dst), utime(e.mtimeSec, e.mtimeNsec), utime(e.mtimeSec, e.mtimeNsec));
+        fs.utimesSync(
+          fsPath(dst),
+          timeArg(e.mtimeSec, e.mtimeNsec),
+          timeArg(e.mtimeSec, e.mtimeNsec),
+        );
     }
   }
 }

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { badInput } from './errors.js';
-import { byteSafe } from './byte-paths.js';
 import { asyncOps, type FsOps } from './fs-ops.js';
 import { InFlight } from './inflight.js';
 import { BackupSet, type SnapshotRef } from './layout.js';
@@ -124,7 +123,7 @@ function compareTree(
   report: (line: string) => void,
   counts: { entries: number; bytes: number } | null,
 ): Promise<void> {
-  const io: FsOps = byteSafe(asyncOps);
+  const io: FsOps = asyncOps;
   const pool = new InFlight(concurrency);
   const inodes = new Map<string, bigint>();
   const linkChecks: Array<{ rel: string; first: string }> = [];
