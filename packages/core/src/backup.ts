@@ -8,7 +8,6 @@ import { EfsBackupError } from './errors.js';
 import {
   asyncOps,
   mkfifo,
-  readdirSync,
   syncOps,
   timeArg,
   type FsOps,
