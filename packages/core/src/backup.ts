@@ -17,7 +17,6 @@ import { LinkThread } from './link-thread.js';
 import { InFlight, type Job } from './inflight.js';
 import { BackupSet, ensureDir } from './layout.js';
 import { LabelLock } from './lock.js';
-import { fsPath } from './names.js';
 import {
   encodeEntry,
   JournalWriter,
