@@ -73,7 +73,11 @@ describe.skipIf(skip)('a hard-linked file changed between the visits to its two 
     run.child.stderr!.on('data', (d: Buffer | string) => (log += String(d)));
     // Wait until b/y's statx is held back and a/x has been copied into the partial.
     const end = Date.now() + 20_000;
-    while (!(/b\/y\) delayed/.test(log) && partialCopy(dst, 'a/x') && fs.statSync(partialCopy(dst, 'a/x')!).size === OLD.length)) {
+    while (!(
+      /b\/y\) delayed/.test(log) &&
+      partialCopy(dst, 'a/x') &&
+      fs.statSync(partialCopy(dst, 'a/x')!).size === OLD.length
+    )) {
       if (Date.now() > end) throw new Error(`b/y was never delayed after a/x was copied:\n${log}`);
       if (run.child.exitCode !== null) throw new Error(`the run ended first:\n${log}`);
       await sleep(5);

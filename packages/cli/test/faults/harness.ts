@@ -194,7 +194,11 @@ export interface RunningCli {
 /** Starts the CLI and returns at once, for SIGSTOP, kill -9, or changes made while it runs. */
 export function startCli(args: string[], o: RunOptions = {}): RunningCli {
   const c = command(args, o);
-  const child = spawn(c.file, c.argv, { env: c.env, cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(c.file, c.argv, {
+    env: c.env,
+    cwd: o.cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -215,7 +219,12 @@ export function startCli(args: string[], o: RunOptions = {}): RunningCli {
 }
 
 /** Runs `efs-backup backup --source src --destination dst --json ...extra`. */
-export function backup(src: string, dst: string, o: RunOptions = {}, extra: string[] = []): RunResult {
+export function backup(
+  src: string,
+  dst: string,
+  o: RunOptions = {},
+  extra: string[] = [],
+): RunResult {
   return runCli(['backup', '--source', src, '--destination', dst, '--json', ...extra], o);
 }
 
@@ -247,10 +256,20 @@ export function cleanup(dir: string): void {
 /** The complete snapshots (their stamps, oldest first) of one interval. */
 export function snapshots(dst: string, label = LABEL, interval = INTERVAL): string[] {
   const d = path.join(dst, label, interval);
-  return fs.existsSync(d) ? fs.readdirSync(d).filter((n) => STAMP.test(n)).sort() : [];
+  return fs.existsSync(d)
+    ? fs
+        .readdirSync(d)
+        .filter((n) => STAMP.test(n))
+        .sort()
+    : [];
 }
 
-export function snapshotDir(dst: string, stamp: string, label = LABEL, interval = INTERVAL): string {
+export function snapshotDir(
+  dst: string,
+  stamp: string,
+  label = LABEL,
+  interval = INTERVAL,
+): string {
   return path.join(dst, label, interval, stamp);
 }
 
@@ -288,7 +307,15 @@ export function verifyClean(
   label = LABEL,
   selector = 'latest',
 ): { ok: boolean; output: string } {
-  const r = runCli(['verify', '--destination', destination, '--label', label, '--snapshot', selector]);
+  const r = runCli([
+    'verify',
+    '--destination',
+    destination,
+    '--label',
+    label,
+    '--snapshot',
+    selector,
+  ]);
   return { ok: r.status === 0, output: describeRun(r) };
 }
 
@@ -296,7 +323,10 @@ export function verifyClean(
 export function makeWritable(snapshot: string, rel: string): void {
   let d = snapshot;
   fs.chmodSync(d, 0o700);
-  for (const part of path.dirname(rel).split('/').filter((p) => p !== '.')) {
+  for (const part of path
+    .dirname(rel)
+    .split('/')
+    .filter((p) => p !== '.')) {
     d = path.join(d, part);
     fs.chmodSync(d, 0o700);
   }

@@ -108,4 +108,3 @@ describe.skipIf(skip)('journal cannot be opened (open:.journal:EPERM) on an incr
     expect(rsyncDiff(src, latestDir(dst))).toEqual([]);
   }, 60_000);
 });
-

@@ -29,7 +29,7 @@ function setup(): { src: string; dst: string } {
   const dst = path.join(base, 'dst');
   smallTree(src, 20);
   const big = Buffer.alloc(2 << 20);
-  for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i * 2654435761 >>> 0, i);
+  for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE((i * 2654435761) >>> 0, i);
   fs.writeFileSync(path.join(src, 'big.bin'), big);
   fs.writeFileSync(path.join(src, 'd1', 'small.bin'), 'small\n');
   fs.mkdirSync(dst);
@@ -51,7 +51,9 @@ describe.skipIf(skip)('a link that fails for an unchanged file', () => {
     expect(r.status, describeRun(r)).toBe(0);
     expect(r.json?.Status, describeRun(r)).toBe('Success');
     expect(r.json).toHaveProperty('NumberOfFilesCopiedForLinkLimit');
-    expect(Number(r.json?.NumberOfFilesCopiedForLinkLimit), describeRun(r)).toBeGreaterThanOrEqual(1);
+    expect(Number(r.json?.NumberOfFilesCopiedForLinkLimit), describeRun(r)).toBeGreaterThanOrEqual(
+      1,
+    );
     judgeClean(src, dst);
     // The next run, without the fault, links again and is still clean.
     const again = backup(src, dst);

@@ -58,7 +58,12 @@ interface Lock {
  * Starts backup A of a fresh tree, slowed down (every open below the source waits 150 ms, one
  * call in flight) so it lasts seconds, and stops it (SIGSTOP) as soon as it holds the lock.
  */
-async function startAndStopA(): Promise<{ src: string; dst: string; lockFile: string; a: RunningCli }> {
+async function startAndStopA(): Promise<{
+  src: string;
+  dst: string;
+  lockFile: string;
+  a: RunningCli;
+}> {
   base = tempDir('efs-faults-lock-');
   const src = path.join(base, 'src');
   const dst = path.join(base, 'dst');
@@ -126,7 +131,9 @@ describe.skipIf(skip)('a paused run keeps its lock', () => {
     const ra = await a.done;
     expect(ra.status, `A must not succeed: ${describeRun(ra)}`).not.toBe(0);
     expect(ra.json?.Status, describeRun(ra)).not.toBe('Success');
-    expect(String(ra.json?.Message ?? ra.stderr), describeRun(ra)).toMatch(/lost .*lock|lock .*(lost|taken)/i);
+    expect(String(ra.json?.Message ?? ra.stderr), describeRun(ra)).toMatch(
+      /lost .*lock|lock .*(lost|taken)/i,
+    );
     expect(snapshots(dst), 'A committed a snapshot without its lock').toEqual([]);
     // The other owner's lock is left alone.
     expect(readLock(lockFile)).toEqual(other);

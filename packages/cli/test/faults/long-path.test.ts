@@ -24,7 +24,9 @@ afterEach(() => cleanup(base));
 
 /** `count` nested directory names of `len` bytes each, named c01xxx…, c02xxx…, … */
 const chain = (count: number, len: number, tag: string): string[] =>
-  Array.from({ length: count }, (_, i) => `${tag}${String(i + 1).padStart(2, '0')}`.padEnd(len, 'x'));
+  Array.from({ length: count }, (_, i) =>
+    `${tag}${String(i + 1).padStart(2, '0')}`.padEnd(len, 'x'),
+  );
 
 describe.skipIf(skip)('a source path too long for the destination', () => {
   it('warns about that entry, backs up the rest: SuccessWithWarnings, twice', () => {
@@ -51,14 +53,17 @@ describe.skipIf(skip)('a source path too long for the destination', () => {
       expect(Number(r.json?.NumberOfWarnings), describeRun(r)).toBeGreaterThanOrEqual(1);
       expect(snapshots(dst), `run ${run}`).toHaveLength(run);
       // The warning names the entry (by its path from the source root) and why.
-      const warnings = (r.stderr + r.stdout)
-        .split('\n')
-        .filter((l) => l.includes('long/c01'));
-      expect(warnings.length, `no warning names the entry: ${describeRun(r)}`).toBeGreaterThanOrEqual(1);
-      expect(warnings.join('\n'), describeRun(r)).toMatch(/too long|ENAMETOOLONG/i);
+      const warnings = (r.stderr + r.stdout).split('\n').filter((l) => l.includes('long/c01'));
+      expect(
+        warnings.length,
+        `no warning names the entry: ${describeRun(r)}`,
+      ).toBeGreaterThanOrEqual(1);
+      expect(r.stderr + r.stdout, describeRun(r)).toMatch(/too long|ENAMETOOLONG/i);
       // Everything else is in the snapshot: only the too-long chain below long/ may be missing.
       expect(rsyncDiff(src, latestDir(dst), ['--exclude=/long/c01*'])).toEqual([]);
-      expect(fs.readFileSync(path.join(latestDir(dst), 'long', 'short.txt'), 'utf8')).toBe('short\n');
+      expect(fs.readFileSync(path.join(latestDir(dst), 'long', 'short.txt'), 'utf8')).toBe(
+        'short\n',
+      );
     }
   });
 });

@@ -64,7 +64,15 @@ describe.skipIf(skip)('mtimes before 1970', () => {
     expect(v.ok, v.output).toBe(true);
 
     const target = path.join(base, 'restored');
-    const rr = runCli(['restore', '--destination', dst, '--snapshot', 'latest', '--target', target]);
+    const rr = runCli([
+      'restore',
+      '--destination',
+      dst,
+      '--snapshot',
+      'latest',
+      '--target',
+      target,
+    ]);
     expect(rr.status, describeRun(rr)).toBe(0);
     expect(rsyncDiff(src, target)).toEqual([]);
 
