@@ -892,7 +892,9 @@ class BackupRun {
         rel,
         `changed while its names were being backed up: copied on its own, not as a hard link to ${group.first}`,
       );
-      return this.create(rel, `${dir.src}/${name}`, dst, m, '', (rec) => {
+      // (A symlink's target cannot change in place: only its owner can, so the target stands.)
+      const target = m.kind === 'l' ? group.record.data : '';
+      return this.create(rel, `${dir.src}/${name}`, dst, m, target, (rec) => {
         if (rec) dir.records.push(rec);
         this.entryDone(dir, done);
       });
