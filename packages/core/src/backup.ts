@@ -5,14 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CHUNK, copyFile, type CopyError } from './copy-file.js';
 import { EfsBackupError } from './errors.js';
-import {
-  asyncOps,
-  mkfifo,
-  syncOps,
-  timeArg,
-  type FsOps,
-  type TimeArg,
-} from './fs-ops.js';
+import { asyncOps, mkfifo, syncOps, timeArg, type FsOps, type TimeArg } from './fs-ops.js';
 import { LinkThread } from './link-thread.js';
 import { InFlight, type Job } from './inflight.js';
 import { BackupSet, ensureDir } from './layout.js';
@@ -1166,8 +1159,11 @@ export function pointLatest(set: BackupSet, interval: string, stamp: string): vo
 
 /**
  * Makes everything written to the file system holding `dir` durable: one syncfs(2), through
- * coreutils' `sync -f` (Node has no syncfs). Measured against an fsync per copied file, see
- * the durable-commit note in ARCHITECTURE.md. Where `sync -f` is missing, a plain `sync`.
+ * coreutils' `sync -f` (Node has no syncfs; one process per run). Chosen over an fsync per
+ * copied file, measured on a local ext4 disk: a full backup of 20 000 small files took 1.20 s
+ * with syncfs and 3.44 s with an fsync per file (1.15 s with neither, the data then still
+ * unwritten); a no-change backup pays a few milliseconds. On NFS and EFS, where close already
+ * flushes, it is one more round trip. Where `sync -f` is missing, a plain `sync`.
  */
 export function syncFileSystem(dir: string): Promise<void> {
   return new Promise((resolve, reject) => {
