@@ -104,3 +104,15 @@ export function deadPid(): number {
   if (r.pid === undefined || r.pid <= 0) throw new Error('could not run true');
   return r.pid;
 }
+
+/** `restore` of the newest snapshot of the default label into `target`. */
+export const restoreArgs = (dst: string, target: string, ...extra: string[]): string[] => [
+  'restore',
+  '--destination',
+  dst,
+  '--snapshot',
+  'latest',
+  '--target',
+  target,
+  ...extra,
+];

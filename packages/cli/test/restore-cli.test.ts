@@ -28,6 +28,7 @@ import {
   expectOneLineError,
   fingerprint,
   requireBuild,
+  restoreArgs,
   type CliResult,
 } from './helpers.js';
 
@@ -52,17 +53,6 @@ function backupCli(src: string, dst: string, ...extra: string[]): Record<string,
 function setup(entries: TestEntries): { base: string; src: string; dst: string } {
   return sourceAndDestination(entries, 'efs-restore-cli-');
 }
-
-const restoreArgs = (dst: string, target: string, ...extra: string[]): string[] => [
-  'restore',
-  '--destination',
-  dst,
-  '--snapshot',
-  'latest',
-  '--target',
-  target,
-  ...extra,
-];
 
 /** The numbers of the summary line `restored ...: N created, N updated, ...`. */
 function summary(stdout: string): Record<string, number> {

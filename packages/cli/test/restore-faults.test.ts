@@ -9,7 +9,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { dir, file, sourceAndDestination } from '../../core/test/fixtures/tree.js';
-import { BIN, cli, cliJson, expectOneLineError, requireBuild, type CliResult } from './helpers.js';
+import {
+  BIN,
+  cli,
+  cliJson,
+  expectOneLineError,
+  requireBuild,
+  restoreArgs,
+  type CliResult,
+} from './helpers.js';
 
 beforeAll(requireBuild);
 
@@ -24,17 +32,6 @@ function backupCli(src: string, dst: string): string {
   expect(json.Status).toBe('Success');
   return json.Snapshot as string;
 }
-
-const restoreArgs = (dst: string, target: string, ...extra: string[]): string[] => [
-  'restore',
-  '--destination',
-  dst,
-  '--snapshot',
-  'latest',
-  '--target',
-  target,
-  ...extra,
-];
 
 /** Every `.efs-restore-*` name below `root`. */
 function temporaries(root: string): string[] {

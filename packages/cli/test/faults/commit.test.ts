@@ -8,19 +8,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  INTERVAL,
+  LABEL,
   backup,
   cleanup,
   describeRun,
-  INTERVAL,
   latestDir,
-  LABEL,
   rsyncDiff,
   skipReason,
   smallTree,
   snapshotDir,
   snapshots,
+  sourceAndDestination,
   stateDir,
-  tempDir,
   verifyClean,
 } from './harness.js';
 
@@ -29,11 +29,8 @@ let base = '';
 afterEach(() => cleanup(base));
 
 function setup(): { src: string; dst: string } {
-  base = tempDir('efs-faults-commit-');
-  const src = path.join(base, 'src');
-  const dst = path.join(base, 'dst');
-  smallTree(src, 25);
-  fs.mkdirSync(dst);
+  let src: string, dst: string;
+  ({ base, src, dst } = sourceAndDestination('efs-faults-commit-', 25));
   return { src, dst };
 }
 

@@ -10,11 +10,10 @@ import {
   backup,
   cleanup,
   describeRun,
-  rsyncDiff,
   latestDir,
+  rsyncDiff,
   skipReason,
-  smallTree,
-  tempDir,
+  sourceAndDestination,
 } from './harness.js';
 
 const skip = skipReason('strace', 'rsync');
@@ -25,11 +24,8 @@ const TRACE = 'trace=fsync,fdatasync,syncfs,sync_file_range,rename,renameat,rena
 
 describe.skipIf(skip)('durable commit', () => {
   it('syncfs, or one fsync per copied file, before the rename of the partial', () => {
-    base = tempDir('efs-faults-durable-');
-    const src = path.join(base, 'src');
-    const dst = path.join(base, 'dst');
-    smallTree(src, 300);
-    fs.mkdirSync(dst);
+    let src: string, dst: string;
+    ({ base, src, dst } = sourceAndDestination('efs-faults-durable-', 300));
     const out = path.join(base, 'strace.out');
 
     const r = backup(src, dst, {

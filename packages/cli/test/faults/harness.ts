@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { restoreArgs } from '../helpers.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(HERE, '../../../..');
@@ -348,4 +349,24 @@ export function smallTree(root: string, n = 30, seed = 'v1'): void {
 export function copyTree(src: string, to: string): void {
   fs.mkdirSync(to, { recursive: true });
   execFileSync('cp', ['-a', `${src}/.`, to]);
+}
+
+/** Restores the newest snapshot into a fresh `target`: the differences from `src` (none: []). */
+export function restoredDiff(src: string, dst: string, target: string): string[] {
+  const r = runCli(restoreArgs(dst, target));
+  if (r.status !== 0) return [`restore exited ${r.status}: ${describeRun(r)}`];
+  return rsyncDiff(src, target);
+}
+
+/** A fresh source of `n` small files and an empty destination, under a new temp folder. */
+export function sourceAndDestination(
+  prefix: string,
+  n = 25,
+): { base: string; src: string; dst: string } {
+  const base = tempDir(prefix);
+  const src = path.join(base, 'src');
+  const dst = path.join(base, 'dst');
+  smallTree(src, n);
+  fs.mkdirSync(dst);
+  return { base, src, dst };
 }

@@ -13,13 +13,14 @@ import {
   describeRun,
   latestDir,
   rsyncDiff,
+  runCli,
   skipReason,
   smallTree,
   snapshotDir,
   snapshots,
+  sourceAndDestination,
   tempDir,
   verifyClean,
-  runCli,
 } from './harness.js';
 
 const skip = skipReason('faultfs', 'rsync');
@@ -32,11 +33,8 @@ beforeAll(() => {
 
 describe.skipIf(skip)('journal write error (write:.journal:EIO)', () => {
   it('first backup: exit 3 Failed naming the journal, nothing committed; then a clean run', () => {
-    base = tempDir('efs-faults-journal-');
-    const src = path.join(base, 'src');
-    const dst = path.join(base, 'dst');
-    smallTree(src, 30);
-    fs.mkdirSync(dst);
+    let src: string, dst: string;
+    ({ base, src, dst } = sourceAndDestination('efs-faults-journal-', 30));
 
     const r = backup(src, dst, { faults: 'write:.journal:EIO' });
     expect(r.status, describeRun(r)).toBe(3);
@@ -88,11 +86,8 @@ describe.skipIf(skip)('journal write error (write:.journal:EIO)', () => {
 
 describe.skipIf(skip)('journal cannot be opened (open:.journal:EPERM) on an incremental', () => {
   it('the process exits 3 (within 30 s) and the earlier snapshot is intact', () => {
-    base = tempDir('efs-faults-journal-');
-    const src = path.join(base, 'src');
-    const dst = path.join(base, 'dst');
-    smallTree(src, 30);
-    fs.mkdirSync(dst);
+    let src: string, dst: string;
+    ({ base, src, dst } = sourceAndDestination('efs-faults-journal-', 30));
     const first = backup(src, dst);
     expect(first.status, describeRun(first)).toBe(0);
     smallTree(path.join(src, 'added'), 5, 'v2');

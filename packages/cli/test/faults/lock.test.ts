@@ -15,13 +15,12 @@ import {
   latestDir,
   rsyncDiff,
   skipReason,
-  smallTree,
   snapshots,
+  sourceAndDestination,
   startCli,
   stateDir,
-  tempDir,
-  verifyClean,
   type RunningCli,
+  verifyClean,
 } from './harness.js';
 
 const skip = skipReason('faultfs', 'rsync');
@@ -64,11 +63,8 @@ async function startAndStopA(): Promise<{
   lockFile: string;
   a: RunningCli;
 }> {
-  base = tempDir('efs-faults-lock-');
-  const src = path.join(base, 'src');
-  const dst = path.join(base, 'dst');
-  smallTree(src, 24);
-  fs.mkdirSync(dst);
+  let src: string, dst: string;
+  ({ base, src, dst } = sourceAndDestination('efs-faults-lock-', 24));
   const lockFile = path.join(stateDir(dst), 'lock');
   const a = startCli(
     ['backup', '--source', src, '--destination', dst, '--concurrency', '1', '--json'],
