@@ -100,10 +100,12 @@ export interface BackupRunOptions extends BackupOptions {
   /**
    * How metadata calls are made: 'async' keeps many in flight (network file systems),
    * 'sync' makes them on the main thread (local disks, where that is cheaper).
-   * @default from the source's file-system type
+   * @default for each side, from that side's file-system type
    */
-  io?: 'sync' | 'async';
+  io?: IoMode | { source: IoMode; destination: IoMode };
 }
+
+type IoMode = 'sync' | 'async';
 
 const MAX_WARNINGS_KEPT = 1000;
 /** Destination errors that concern one entry, not the run (see `BackupRun.fail`). */
@@ -198,6 +200,15 @@ function unchanged(prev: EntryRecord | undefined, m: Meta, target: string): prev
   );
 }
 
+/**
+ * One side's calls: direct on a local disk, where a call takes microseconds; many in flight
+ * through the thread pool on NFS, EFS or FUSE, where each waits on the network. `forced`
+ * (the run's `io` option) overrides the choice.
+ */
+function sideOps(forced: IoMode | undefined, remote: boolean): FsOps {
+  return (forced ?? (remote ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
+}
+
 /** Two stats of one inode saw it in the same state (ctime catches what mtime may not). */
 function sameInodeState(a: Meta, b: Meta): boolean {
   return (
@@ -255,7 +266,9 @@ class BackupRun {
   private readonly deadline: number | null;
   private readonly runOptions: BackupRunOptions;
   private readonly pool: InFlight;
-  private readonly io: FsOps;
+  /** The calls of each side, chosen by that side's own file system (see `sideOps`). */
+  private readonly src: FsOps;
+  private readonly dst: FsOps;
   private readonly links: LinkThread | null = null;
   /** The partial is one an earlier run left. */
   private resuming = false;
@@ -302,9 +315,11 @@ class BackupRun {
           o.windowMinutes * 60_000 -
           Math.min(60_000, o.windowMinutes * 6_000);
     this.pool = new InFlight(o.concurrency);
-    this.io = (runOptions.io ?? (o.remote ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
+    const io = runOptions.io;
+    this.src = sideOps(typeof io === 'object' ? io.source : io, o.sourceRemote);
+    this.dst = sideOps(typeof io === 'object' ? io.destination : io, o.destinationRemote);
     // Direct calls on a local disk: the links go to a thread of their own (see LinkThread).
-    if (this.io.mode === 'sync') {
+    if (this.dst.mode === 'sync') {
       const links = new LinkThread(this.pool);
       this.links = links;
       this.pool.onStarve = () => links.flush();
@@ -601,17 +616,17 @@ class BackupRun {
         this.removeExtras(dir, keep, () => this.dispatch(dir, names, done));
       } else this.dispatch(dir, names, done);
     };
-    this.io.readdirTypes(dir.src, (err, list) => {
+    this.src.readdirTypes(dir.src, (err, list) => {
       if (err) this.warn(dir.rel, `cannot read directory: ${err.message}`);
       else names = list;
       joined();
     });
-    this.prev?.readDir(this.io, dir.rel, (err, map) => {
+    this.prev?.readDir(this.dst, dir.rel, (err, map) => {
       if (err) this.warn(dir.rel, `previous manifest unreadable here (${err.message}); copying`);
       dir.prev = map;
       joined();
     });
-    this.resumeIndex?.readDir(this.io, dir.rel, (err, map) => {
+    this.resumeIndex?.readDir(this.dst, dir.rel, (err, map) => {
       dir.resumed = err ? null : map;
       joined();
     });
@@ -639,7 +654,7 @@ class BackupRun {
 
   /** A resumed partial may hold names the source no longer has. */
   private removeExtras(dir: DirNode, names: string[], next: () => void): void {
-    this.io.readdir(dir.dst, (err, existing) => {
+    this.dst.readdir(dir.dst, (err, existing) => {
       if (err) return next();
       const keep = new Set(names);
       const extras = existing.filter((n) => !keep.has(n));
@@ -687,13 +702,13 @@ class BackupRun {
   private applyDirMeta(dir: DirNode, cb: (err: NodeJS.ErrnoException | null) => void): void {
     const m = dir.meta;
     const chmod = (): void => {
-      this.io.chmod(dir.dst, m.mode & 0o7777, (err) => {
+      this.dst.chmod(dir.dst, m.mode & 0o7777, (err) => {
         if (err) return cb(err);
-        this.io.utimes(dir.dst, m.atime, m.mtime, cb);
+        this.dst.utimes(dir.dst, m.atime, m.mtime, cb);
       });
     };
     if (m.uid === euid && m.gid === egid) return chmod();
-    this.io.chown(dir.dst, m.uid, m.gid, (err) =>
+    this.dst.chown(dir.dst, m.uid, m.gid, (err) =>
       err ? this.ownerWarning(dir.rel, err, chmod, cb) : chmod(),
     );
   }
@@ -713,7 +728,7 @@ class BackupRun {
   private entry(dir: DirNode, name: string, done: () => void): void {
     const src = `${dir.src}/${name}`;
     const rel = dir.rel === '' ? name : `${dir.rel}/${name}`;
-    this.io.lstat(src, (err, st) => {
+    this.src.lstat(src, (err, st) => {
       if (err) {
         this.warn(
           rel,
@@ -729,7 +744,7 @@ class BackupRun {
       const dst = `${dir.dst}/${name}`;
       if (m.kind === 'd') return this.enterDir(dir, name, rel, src, dst, m, done);
       if (m.kind === 'l') {
-        return this.io.readlink(src, (e, target) => {
+        return this.src.readlink(src, (e, target) => {
           if (e) {
             this.warn(rel, `cannot read link: ${e.message}`);
             return this.entryDone(dir, done);
@@ -770,21 +785,21 @@ class BackupRun {
       this.pool.defer((d) => this.listDir(child, d));
       done();
     };
-    this.io.mkdir(dst, 0o700, (err) => {
+    this.dst.mkdir(dst, 0o700, (err) => {
       if (!err) return created();
       if (err.code !== 'EEXIST') return this.failed(err, rel, dir, done);
       // Resuming: keep the directory if it is one, make it writable again.
-      this.io.lstat(dst, (e, st) => {
+      this.dst.lstat(dst, (e, st) => {
         if (!e && st.isDirectory()) {
           child.existed = true;
-          return this.io.chmod(dst, 0o700, (e2) => (e2 ? (this.fail(e2), done()) : created()));
+          return this.dst.chmod(dst, 0o700, (e2) => (e2 ? (this.fail(e2), done()) : created()));
         }
         this.replace(dst, (e3) => {
           if (e3) {
             this.fail(e3);
             return done();
           }
-          this.io.mkdir(dst, 0o700, (e4) => (e4 ? this.failed(e4, rel, dir, done) : created()));
+          this.dst.mkdir(dst, 0o700, (e4) => (e4 ? this.failed(e4, rel, dir, done) : created()));
         });
       });
     });
@@ -926,8 +941,10 @@ class BackupRun {
       return retryOnExists((again) => {
         // Files of one chunk are copied with direct calls when the walk makes them (local
         // disk); larger ones always go through the pool, so the event loop keeps turning.
-        const io = this.io.mode === 'sync' && m.size < CHUNK ? syncOps : asyncOps;
-        copyFile(io, src, dst, m.size, m, this.stopping, (err: CopyError | null, res) => {
+        const small = m.size < CHUNK;
+        const read = small && this.src.mode === 'sync' ? syncOps : asyncOps;
+        const write = small && this.dst.mode === 'sync' ? syncOps : asyncOps;
+        copyFile(read, write, src, dst, m.size, m, this.stopping, (err: CopyError | null, res) => {
           if (err) {
             if (err.code === 'ESTOPPED') return cb(null);
             if (err.side === 'destination' && err.code === 'EEXIST') return again();
@@ -938,7 +955,7 @@ class BackupRun {
                   ? 'vanished during the backup'
                   : `cannot read: ${err.message}`,
               );
-              return this.io.unlink(dst, () => cb(null));
+              return this.dst.unlink(dst, () => cb(null));
             }
             if (err.code === 'EPERM' && err.syscall === 'fchown')
               return this.ownerLost(rel, dst, src, m, target, cb);
@@ -952,7 +969,7 @@ class BackupRun {
     }
     if (m.kind === 'l') {
       return retryOnExists((again) => {
-        this.io.symlink(target, dst, (err) => {
+        this.dst.symlink(target, dst, (err) => {
           if (err) return err.code === 'EEXIST' ? again() : (this.fail(err, rel), cb(null));
           this.setMeta(rel, dst, m, true, (e) => {
             if (e) return (this.fail(e), cb(null));
@@ -988,7 +1005,7 @@ class BackupRun {
     cb: (rec: EntryRecord | null) => void,
   ): void {
     this.warn(rel, 'owner not kept: changing owners needs root');
-    this.io.unlink(dst, () =>
+    this.dst.unlink(dst, () =>
       this.create(rel, src, dst, { ...m, uid: euid, gid: egid }, target, cb),
     );
   }
@@ -1003,12 +1020,12 @@ class BackupRun {
   ): void {
     const times = (): void =>
       isLink
-        ? this.io.lutimes(dst, m.atime, m.mtime, cb)
-        : this.io.utimes(dst, m.atime, m.mtime, cb);
+        ? this.dst.lutimes(dst, m.atime, m.mtime, cb)
+        : this.dst.utimes(dst, m.atime, m.mtime, cb);
     const mode = (): void =>
-      isLink ? times() : this.io.chmod(dst, m.mode & 0o7777, (e) => (e ? cb(e) : times()));
+      isLink ? times() : this.dst.chmod(dst, m.mode & 0o7777, (e) => (e ? cb(e) : times()));
     if (m.uid === euid && m.gid === egid) return mode();
-    this.io.lchown(dst, m.uid, m.gid, (e) => (e ? this.ownerWarning(rel, e, mode, cb) : mode()));
+    this.dst.lchown(dst, m.uid, m.gid, (e) => (e ? this.ownerWarning(rel, e, mode, cb) : mode()));
   }
 
   /** Hard-links `from` to `dst`, replacing what a resumed partial left at `dst`. */
@@ -1026,7 +1043,7 @@ class BackupRun {
     cb: (err: NodeJS.ErrnoException | null) => void,
   ): void {
     if (this.links) this.links.link(from, dst, cb);
-    else this.io.link(from, dst, cb);
+    else this.dst.link(from, dst, cb);
   }
 
   /**
@@ -1042,7 +1059,7 @@ class BackupRun {
 
   /** Removes a name from the partial; only ever a name this run is about to write. */
   private replace(dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
-    this.io.unlink(dst, (err) => {
+    this.dst.unlink(dst, (err) => {
       if (!err || err.code === 'ENOENT') return cb(null);
       if (err.code === 'EISDIR' || err.code === 'EPERM') return removeAll(dst, cb);
       cb(err);

@@ -35,12 +35,14 @@ const euid = process.geteuid?.() ?? -1;
 const egid = process.getegid?.() ?? -1;
 
 /**
- * Copies one regular file into a new inode at `dst`, hashing while it copies, then sets owner,
+ * Copies one regular file into a new inode at `dst`, reading with `io` and writing with `out`
+ * (each side's own calls: direct on a local disk, many in flight on a network file system), hashing while it copies, then sets owner,
  * mode and times on the open descriptor. `dst` must not exist: an existing name may be a hard
  * link into an older snapshot, and writing through it would change that snapshot.
  */
 export function copyFile(
   io: FsOps,
+  out: FsOps,
   src: string,
   dst: string,
   size: number,
@@ -50,7 +52,7 @@ export function copyFile(
 ): void {
   io.open(src, O_RDONLY | O_NOFOLLOW, 0, (err, sfd) => {
     if (err) return cb(tag(err, 'source'), null);
-    io.open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600, (err2, dfd) => {
+    out.open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600, (err2, dfd) => {
       if (err2) return io.close(sfd, () => cb(tag(err2, 'destination'), null));
       const hash = createHash('sha256');
       // Small files: one read of size+1 bytes sees the end of file without a second call.
@@ -58,24 +60,24 @@ export function copyFile(
       let pos = 0;
       let holeAtEnd = false;
       const fail = (e: CopyError): void => {
-        io.close(sfd, () => io.close(dfd, () => cb(e, null)));
+        io.close(sfd, () => out.close(dfd, () => cb(e, null)));
       };
       const finish = (): void => {
         const truncate = (next: () => void): void => {
           if (!holeAtEnd) return next();
-          io.ftruncate(dfd, pos, (e) => (e ? fail(tag(e, 'destination')) : next()));
+          out.ftruncate(dfd, pos, (e) => (e ? fail(tag(e, 'destination')) : next()));
         };
         truncate(() => {
           const chown = (next: () => void): void => {
             if (meta.uid === euid && meta.gid === egid) return next();
-            io.fchown(dfd, meta.uid, meta.gid, (e) => (e ? fail(tag(e, 'destination')) : next()));
+            out.fchown(dfd, meta.uid, meta.gid, (e) => (e ? fail(tag(e, 'destination')) : next()));
           };
           chown(() => {
-            io.fchmod(dfd, meta.mode & 0o7777, (e) => {
+            out.fchmod(dfd, meta.mode & 0o7777, (e) => {
               if (e) return fail(tag(e, 'destination'));
-              io.futimes(dfd, meta.atime, meta.mtime, (e2) => {
+              out.futimes(dfd, meta.atime, meta.mtime, (e2) => {
                 if (e2) return fail(tag(e2, 'destination'));
-                io.close(dfd, (e3) => {
+                out.close(dfd, (e3) => {
                   io.close(sfd, () => {
                     if (e3) return cb(tag(e3, 'destination'), null);
                     cb(null, { bytes: pos, digest: hash.digest('base64') });
@@ -101,12 +103,12 @@ export function copyFile(
           const short = n < buf.length;
           const next = short ? finish : readMore;
           if (meta.sparse)
-            return writeSparse(io, dfd, data, at, (we, hole) => {
+            return writeSparse(out, dfd, data, at, (we, hole) => {
               if (we) return fail(tag(we, 'destination'));
               holeAtEnd = hole;
               next();
             });
-          writeAt(io, dfd, data, at, (we) => (we ? fail(tag(we, 'destination')) : next()));
+          writeAt(out, dfd, data, at, (we) => (we ? fail(tag(we, 'destination')) : next()));
         });
       };
       readMore();

@@ -34,8 +34,10 @@ export interface ResolvedOptions {
   retain: number;
   windowMinutes: number | null;
   concurrency: number;
-  /** The source is on a network (or FUSE) file system, where every call waits. */
-  remote: boolean;
+  /** The source is on a network file system (NFS, EFS, FUSE): many calls in flight there. */
+  sourceRemote: boolean;
+  /** The same for the destination; each side's calls are chosen by its own. */
+  destinationRemote: boolean;
 }
 
 export const DEFAULTS = { prefix: '/', label: 'efs-backup', interval: 'daily', retain: 7 } as const;
@@ -88,7 +90,8 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
   if (within(sourceRoot, destination)) {
     throw badInput(`source ${sourceRoot} is inside the destination ${destination}`);
   }
-  const remote = isRemote(sourceRoot);
+  const sourceRemote = isRemote(sourceRoot);
+  const destinationRemote = isRemote(destination);
   return {
     source,
     prefix,
@@ -98,8 +101,10 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
     interval,
     retain,
     windowMinutes: o.windowMinutes ?? null,
-    concurrency: o.concurrency ?? concurrencyFor(remote),
-    remote,
+    // Sized for the slower side: one side on a network file system waits on every call.
+    concurrency: o.concurrency ?? concurrencyFor(sourceRemote || destinationRemote),
+    sourceRemote,
+    destinationRemote,
   };
 }
 

@@ -113,8 +113,11 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
     }
     const concurrency = o.concurrency ?? 32;
     const parent = fs.existsSync(target) ? target : nearestExisting(target);
-    const io = (o.io ?? (isRemote(parent) ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
-    const run = new RestoreRun(index, snapshot, sub, o, io, concurrency);
+    // Each side's calls by its own file system: the snapshot's (read) and the target's (written).
+    const side = (remote: boolean): FsOps =>
+      (o.io ?? (remote ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
+    const io = side(isRemote(parent));
+    const run = new RestoreRun(index, snapshot, sub, o, io, side(isRemote(set.dir)), concurrency);
     // A file is restored into the target directory under its own name.
     const dst = root.kind === 'd' ? target : path.join(target, path.basename(sub));
     try {
@@ -202,6 +205,8 @@ class RestoreRun {
     private readonly sub: string,
     private readonly o: RestoreOptions,
     private readonly io: FsOps,
+    /** The snapshot side's calls (manifest and file reads). */
+    private readonly snapIo: FsOps,
     concurrency: number,
   ) {
     this.pool = new InFlight(concurrency);
@@ -318,7 +323,7 @@ class RestoreRun {
   }
 
   private listDir(job: DirJob, done: () => void): void {
-    this.index.readDir(this.io, job.rel, (err, entries) => {
+    this.index.readDir(this.snapIo, job.rel, (err, entries) => {
       if (err) {
         this.fail(err);
         return done();
@@ -493,9 +498,10 @@ class RestoreRun {
         mtime: timeArg(e.mtimeSec, e.mtimeNsec),
         sparse: true,
       };
-      const io = this.io.mode === 'sync' && e.size < CHUNK ? syncOps : asyncOps;
+      const small = e.size < CHUNK;
       return copyFile(
-        io,
+        small && this.snapIo.mode === 'sync' ? syncOps : asyncOps,
+        small && this.io.mode === 'sync' ? syncOps : asyncOps,
         this.snapPath(rel),
         tmp,
         e.size,

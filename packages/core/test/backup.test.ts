@@ -42,6 +42,23 @@ describe('a snapshot equals its source', () => {
     expect(sharedInodes(first.snapshotPath!, second.snapshotPath!, 'hard/first')).toBe(true);
   });
 
+  it.each([
+    ['a local source onto a network destination', { source: 'sync', destination: 'async' }],
+    ['a network source onto a local destination', { source: 'async', destination: 'sync' }],
+  ] as const)('is as faithful backing %s (each side its own calls)', async (_what, io) => {
+    const { src, dst } = setup();
+    createTree(src, everyKindTree());
+    const first = await backup({ source: src, destination: dst, io, concurrency: 16 });
+    expect(first.Status).toBe('Success');
+    expect(rsyncDifferences(src, first.snapshotPath!)).toEqual([]);
+    fs.writeFileSync(path.join(src, 'plain.txt'), 'changed');
+    const second = await backup({ source: src, destination: dst, io, concurrency: 16 });
+    expect(second.NumberOfFilesTransferred).toBe(1);
+    expect(rsyncDifferences(src, second.snapshotPath!)).toEqual([]);
+    expect(diffTrees(src, second.snapshotPath!, { sparse: true })).toEqual([]);
+    expect(sharedInodes(first.snapshotPath!, second.snapshotPath!, 'hard/first')).toBe(true);
+  });
+
   it('keeps sparse holes (block counts)', async () => {
     const { src, dst } = setup();
     createTree(src, everyKindTree());
