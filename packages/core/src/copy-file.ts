@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import type { FsOps, TimeArg } from './fs-ops.js';
+import { egid, euid, type FsOps, type TimeArg } from './fs-ops.js';
 
 const { O_RDONLY, O_NOFOLLOW, O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
 /** Bytes read or written at once; a file no larger than this is copied with one read. */
@@ -30,9 +30,6 @@ export type CopyError = NodeJS.ErrnoException & { side: 'source' | 'destination'
 function tag(err: NodeJS.ErrnoException, side: 'source' | 'destination'): CopyError {
   return Object.assign(err, { side });
 }
-
-const euid = process.geteuid?.() ?? -1;
-const egid = process.getegid?.() ?? -1;
 
 /**
  * Copies one regular file into a new inode at `dst`, reading with `io` and writing with `out`

@@ -5,6 +5,10 @@ import { decodeDirents, fsPath as b, mayBeLossy, nameFromBytes, shown } from './
 type Cb<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 type Done = (err: NodeJS.ErrnoException | null) => void;
 
+/** Who this process is: owners other than these need root (chown) to be kept. */
+export const euid = process.geteuid?.() ?? -1;
+export const egid = process.getegid?.() ?? -1;
+
 /**
  * A time as utimes takes it: seconds since the epoch. Node takes a negative number for "now",
  * but a numeric string for the time it says, so times before 1970 are strings (see `timeArg`).

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { copyFile, CHUNK } from './copy-file.js';
 import { badInput, EfsBackupError, isSystemError } from './errors.js';
-import { asyncOps, mkfifo, syncOps, timeArg, type FsOps } from './fs-ops.js';
+import { asyncOps, egid, euid, mkfifo, syncOps, timeArg, type FsOps } from './fs-ops.js';
 import { InFlight, type Job } from './inflight.js';
 import type { SnapshotRef } from './layout.js';
 import { entryKind, type EntryRecord, type ManifestIndex } from './manifest.js';
@@ -58,9 +58,6 @@ export interface RestoreResult {
   bytes: number;
   warnings: string[];
 }
-
-const euid = process.geteuid?.() ?? -1;
-const egid = process.getegid?.() ?? -1;
 
 /** What differs between a manifest entry and what the target holds. */
 export function differences(

@@ -1,0 +1,112 @@
+import type fs from 'node:fs';
+import { timeArg, type TimeArg } from './fs-ops.js';
+import { splitNs, type EntryKind, type EntryRecord } from './manifest.js';
+
+/**
+ * What a backup decides about one entry, from its lstat and the manifests: pure functions,
+ * no calls. The walk asks them once per entry.
+ */
+
+/** Source metadata of one entry, taken from lstat. */
+export interface Meta {
+  kind: EntryKind | null;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  /** utimes arguments (see `timeArg`). */
+  atime: TimeArg;
+  mtime: TimeArg;
+  nlink: number;
+  /** `dev:ino` of a file with more than one name; '' otherwise. */
+  inode: string;
+  /** ctime in ns of a file with more than one name (its names are compared); 0n otherwise. */
+  change: bigint;
+  sparse: boolean;
+}
+
+export function toMeta(st: fs.BigIntStats): Meta {
+  const mode = Number(st.mode);
+  const [mtimeSec, mtimeNsec] = splitNs(st.mtimeNs);
+  const [aSec, aNsec] = splitNs(st.atimeNs);
+  const fmt = mode & 0o170000;
+  const kind: EntryKind | null =
+    fmt === 0o100000
+      ? 'f'
+      : fmt === 0o040000
+        ? 'd'
+        : fmt === 0o120000
+          ? 'l'
+          : fmt === 0o010000
+            ? 'p'
+            : null;
+  const size = kind === 'f' || kind === 'l' ? Number(st.size) : 0;
+  const nlink = Number(st.nlink);
+  return {
+    kind,
+    mode,
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size,
+    mtimeSec,
+    mtimeNsec,
+    atime: timeArg(aSec, aNsec),
+    mtime: timeArg(mtimeSec, mtimeNsec),
+    nlink,
+    // Only hard-link groups are looked up by inode.
+    inode: kind === 'd' || nlink < 2 ? '' : `${st.dev}:${st.ino}`,
+    change: kind === 'd' || nlink < 2 ? 0n : st.ctimeNs,
+    sparse: kind === 'f' && Number(st.blocks) * 512 < size,
+  };
+}
+
+/** The manifest entry of an entry written with metadata `m`. */
+export function entryOf(name: string, m: Meta, data: string, link?: string): EntryRecord {
+  const r: EntryRecord = {
+    name,
+    kind: m.kind!,
+    mode: m.mode,
+    uid: m.uid,
+    gid: m.gid,
+    size: m.size,
+    mtimeSec: m.mtimeSec,
+    mtimeNsec: m.mtimeNsec,
+    data,
+  };
+  if (link !== undefined) r.link = link;
+  return r;
+}
+
+/** Unchanged: same type, size, mtime, mode, uid and gid; a symlink also the same target. */
+export function unchanged(
+  prev: EntryRecord | undefined,
+  m: Meta,
+  target: string,
+): prev is EntryRecord {
+  return (
+    prev !== undefined &&
+    prev.kind === m.kind &&
+    prev.mode === m.mode &&
+    prev.uid === m.uid &&
+    prev.gid === m.gid &&
+    prev.size === m.size &&
+    prev.mtimeSec === m.mtimeSec &&
+    prev.mtimeNsec === m.mtimeNsec &&
+    (m.kind !== 'l' || prev.data === target)
+  );
+}
+
+/** Two stats of one inode saw it in the same state (ctime catches what mtime may not). */
+export function sameInodeState(a: Meta, b: Meta): boolean {
+  return (
+    a.change === b.change &&
+    a.size === b.size &&
+    a.mtimeSec === b.mtimeSec &&
+    a.mtimeNsec === b.mtimeNsec &&
+    a.mode === b.mode &&
+    a.uid === b.uid &&
+    a.gid === b.gid
+  );
+}

@@ -1,0 +1,222 @@
+import path from 'node:path';
+import type { Meta } from './change.js';
+import { entryOf } from './change.js';
+import { CHUNK, copyFile, type CopyError } from './copy-file.js';
+import { asyncOps, egid, euid, mkfifo, syncOps, type FsOps } from './fs-ops.js';
+import type { LinkThread } from './link-thread.js';
+import type { EntryRecord } from './manifest.js';
+import { removeAll } from './remove-tree.js';
+import type { RunControl } from './run-control.js';
+import type { RunReport } from './run-report.js';
+
+/**
+ * Carries out what the walk decided for one entry on the destination: a hard link (on the link
+ * thread when there is one), or a new copy of a file, symlink or FIFO with its metadata; a
+ * name a resumed partial already holds is replaced (EEXIST), and an owner that cannot be kept
+ * without root is a warning. Every error goes to the run's control, which decides what it does.
+ */
+export class EntryWriter {
+  constructor(
+    private readonly src: FsOps,
+    private readonly dst: FsOps,
+    private readonly links: LinkThread | null,
+    private readonly report: RunReport,
+    private readonly control: RunControl,
+    /** A UTF-8 folder on the destination for FIFOs whose path is not UTF-8 (see `mkfifo`). */
+    private readonly scratch: string,
+  ) {}
+
+  /** Writes a new copy of a file, symlink or FIFO; `cb(null)` when it was given up with a warning. */
+  create(
+    rel: string,
+    src: string,
+    dst: string,
+    m: Meta,
+    target: string,
+    cb: (rec: EntryRecord | null) => void,
+  ): void {
+    const name = path.basename(dst);
+    const retryOnExists = (attempt: (again: () => void) => void): void => {
+      attempt(() =>
+        this.replace(dst, (e) => (e ? (this.control.fail(e), cb(null)) : attempt(() => cb(null)))),
+      );
+    };
+    if (m.kind === 'f') {
+      return retryOnExists((again) => {
+        // Files of one chunk are copied with direct calls when the walk makes them (local
+        // disk); larger ones always go through the pool, so the event loop keeps turning.
+        const small = m.size < CHUNK;
+        const read = small && this.src.mode === 'sync' ? syncOps : asyncOps;
+        const write = small && this.dst.mode === 'sync' ? syncOps : asyncOps;
+        copyFile(
+          read,
+          write,
+          src,
+          dst,
+          m.size,
+          m,
+          this.control.stopping,
+          (err: CopyError | null, res) => {
+            if (err) {
+              if (err.code === 'ESTOPPED') return cb(null);
+              if (err.side === 'destination' && err.code === 'EEXIST') return again();
+              if (err.side === 'source') {
+                this.report.warn(
+                  rel,
+                  err.code === 'ENOENT'
+                    ? 'vanished during the backup'
+                    : `cannot read: ${err.message}`,
+                );
+                return this.dst.unlink(dst, () => cb(null));
+              }
+              if (err.code === 'EPERM' && err.syscall === 'fchown')
+                return this.ownerLost(rel, dst, src, m, target, cb);
+              this.control.fail(err, rel);
+              return cb(null);
+            }
+            this.report.count('f', m.size, 'copied', res!.bytes);
+            cb(entryOf(name, { ...m, size: res!.bytes }, res!.digest));
+          },
+        );
+      });
+    }
+    if (m.kind === 'l') {
+      return retryOnExists((again) => {
+        this.dst.symlink(target, dst, (err) => {
+          if (err) return err.code === 'EEXIST' ? again() : (this.control.fail(err, rel), cb(null));
+          this.setMeta(rel, dst, m, true, (e) => {
+            if (e) return (this.control.fail(e), cb(null));
+            this.report.count(m.kind!, m.size, 'copied');
+            cb(entryOf(name, m, target));
+          });
+        });
+      });
+    }
+    retryOnExists((again) => {
+      mkfifo(dst, this.scratch, (err) => {
+        if (err) {
+          if (err.code === 'EEXIST') return again();
+          this.control.fail(err, rel);
+          return cb(null);
+        }
+        this.setMeta(rel, dst, m, false, (e) => {
+          if (e) return (this.control.fail(e), cb(null));
+          this.report.count(m.kind!, m.size, 'copied');
+          cb(entryOf(name, m, ''));
+        });
+      });
+    });
+  }
+
+  /** Not root and the file belongs to someone else: keep it, owned by us, with a warning. */
+  private ownerLost(
+    rel: string,
+    dst: string,
+    src: string,
+    m: Meta,
+    target: string,
+    cb: (rec: EntryRecord | null) => void,
+  ): void {
+    this.report.warn(rel, 'owner not kept: changing owners needs root');
+    this.dst.unlink(dst, () =>
+      this.create(rel, src, dst, { ...m, uid: euid, gid: egid }, target, cb),
+    );
+  }
+
+  /** Owner, mode and times of a new symlink or FIFO (never following a symlink). */
+  private setMeta(
+    rel: string,
+    dst: string,
+    m: Meta,
+    isLink: boolean,
+    cb: (err: NodeJS.ErrnoException | null) => void,
+  ): void {
+    const times = (): void =>
+      isLink
+        ? this.dst.lutimes(dst, m.atime, m.mtime, cb)
+        : this.dst.utimes(dst, m.atime, m.mtime, cb);
+    const mode = (): void =>
+      isLink ? times() : this.dst.chmod(dst, m.mode & 0o7777, (e) => (e ? cb(e) : times()));
+    if (m.uid === euid && m.gid === egid) return mode();
+    this.dst.lchown(dst, m.uid, m.gid, (e) => (e ? this.ownerWarning(rel, e, mode, cb) : mode()));
+  }
+
+  /** Hard-links `from` to `dst`, replacing what a resumed partial left at `dst`. */
+  private link(from: string, dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
+    const again = (err: NodeJS.ErrnoException | null): void => {
+      if (!err || err.code !== 'EEXIST') return cb(err);
+      this.replace(dst, (e) => (e ? cb(e) : this.linkOnce(from, dst, cb)));
+    };
+    this.linkOnce(from, dst, again);
+  }
+
+  private linkOnce(
+    from: string,
+    dst: string,
+    cb: (err: NodeJS.ErrnoException | null) => void,
+  ): void {
+    if (this.links) this.links.link(from, dst, cb);
+    else this.dst.link(from, dst, cb);
+  }
+
+  /**
+   * Hard-links `from` to `dst` as the entry's job `done`. A link queued for the link thread
+   * holds no slot of the walk (the batch it goes in holds one), so the walk goes on filling
+   * batches: the job ends as soon as the link is queued (queued first, so the walk never
+   * looks idle in between), and `cb` gets a no-op as the entry's completion. Whatever the
+   * entry does after such a link (a fallback copy) must take a slot of its own. Without the
+   * link thread, `cb` gets `done` itself.
+   */
+  linkQueued(
+    from: string,
+    dst: string,
+    done: () => void,
+    cb: (err: NodeJS.ErrnoException | null, slot: () => void) => void,
+  ): void {
+    if (!this.links) return this.link(from, dst, (err) => cb(err, done));
+    this.link(from, dst, (err) => cb(err, noop));
+    done();
+  }
+
+  /** Removes a name from the partial; only ever a name this run is about to write. */
+  replace(dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
+    this.dst.unlink(dst, (err) => {
+      if (!err || err.code === 'ENOENT') return cb(null);
+      if (err.code === 'EISDIR' || err.code === 'EPERM') return removeAll(dst, cb);
+      cb(err);
+    });
+  }
+
+  /** Owner, mode and times of a directory, once its children are written. */
+  dirMeta(
+    rel: string,
+    dst: string,
+    m: Meta,
+    cb: (err: NodeJS.ErrnoException | null) => void,
+  ): void {
+    const chmod = (): void => {
+      this.dst.chmod(dst, m.mode & 0o7777, (err) => {
+        if (err) return cb(err);
+        this.dst.utimes(dst, m.atime, m.mtime, cb);
+      });
+    };
+    if (m.uid === euid && m.gid === egid) return chmod();
+    this.dst.chown(dst, m.uid, m.gid, (err) =>
+      err ? this.ownerWarning(rel, err, chmod, cb) : chmod(),
+    );
+  }
+
+  /** Without root, foreign owners cannot be kept: a warning, not a failure. */
+  ownerWarning(
+    rel: string,
+    err: NodeJS.ErrnoException,
+    next: () => void,
+    cb: (err: NodeJS.ErrnoException | null) => void,
+  ): void {
+    if (err.code !== 'EPERM') return cb(err);
+    this.report.warn(rel, 'owner not kept: changing owners needs root');
+    next();
+  }
+}
+
+function noop(): void {}

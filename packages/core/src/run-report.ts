@@ -1,0 +1,188 @@
+import os from 'node:os';
+import type { EntryKind } from './manifest.js';
+import type { ResolvedOptions } from './options.js';
+
+/**
+ * What a run tells: its counters, its warnings (the first ones kept, all counted), its
+ * progress, and at the end its figures, named as the record's fields. Counted in one place.
+ */
+
+export type BackupStatus = 'Running' | 'Success' | 'SuccessWithWarnings' | 'Incomplete' | 'Failed';
+
+/** The run's figures, named as the record's fields (DESIGN.md). */
+export interface BackupFigures {
+  BackupId: string;
+  Label: string;
+  Interval: string;
+  Retain: number;
+  Source: string;
+  Prefix: string;
+  Destination: string;
+  WindowMinutes: number | null;
+  Status: BackupStatus;
+  Message: string;
+  StartTime: string;
+  StopTime: string;
+  /** The committed snapshot's stamp; null when none was committed. */
+  Snapshot: string | null;
+  NumberOfFiles: number;
+  NumberOfFilesTransferred: number;
+  NumberOfFilesLinked: number;
+  /**
+   * Unchanged files that could not be linked to the previous snapshot (the file system's limit
+   * of links per inode, such as EFS's 177, or the previous copy gone) and were copied instead.
+   */
+  NumberOfFilesCopiedForLinkLimit: number;
+  TotalFileSize: number;
+  TotalTransferredFileSize: number;
+  NumberOfWarnings: number;
+  CopyStartTime: string;
+  CopyStopTime: string;
+  PruneStartTime: string | null;
+  PruneStopTime: string | null;
+  SnapshotsPruned: number;
+  Host: string;
+}
+
+export interface BackupWarning {
+  /** Path relative to the source root ('' for the root itself). */
+  path: string;
+  message: string;
+}
+
+export interface BackupProgress {
+  phase: 'copy' | 'prune';
+  entries: number;
+  bytes: number;
+  /** From the previous snapshot's manifest; null on a first backup. */
+  estimatedEntries: number | null;
+  estimatedBytes: number | null;
+}
+
+export interface BackupResult extends BackupFigures {
+  /** The first warnings (at most 1000); NumberOfWarnings counts them all. */
+  warnings: BackupWarning[];
+  /** Where the snapshot is, when one was committed. */
+  snapshotPath: string | null;
+}
+
+const MAX_WARNINGS_KEPT = 1000;
+
+export type Outcome = 'linked' | 'copied' | 'resumed';
+
+export class RunReport {
+  files = 0;
+  totalBytes = 0;
+  transferred = 0;
+  transferredBytes = 0;
+  linked = 0;
+  copiedForLinkLimit = 0;
+  warningCount = 0;
+  readonly warnings: BackupWarning[] = [];
+  /** From the previous snapshot's manifest; null on a first backup. */
+  estimate: { entries: number; bytes: number } | null = null;
+
+  constructor(
+    private readonly onWarning: ((w: BackupWarning) => void) | undefined,
+    private readonly onProgress: ((p: BackupProgress) => void) | undefined,
+  ) {}
+
+  warn(rel: string, message: string): void {
+    this.warningCount++;
+    const w = { path: rel, message };
+    if (this.warnings.length < MAX_WARNINGS_KEPT) this.warnings.push(w);
+    this.onWarning?.(w);
+  }
+
+  /** One entry is in the snapshot: `bytes` is what was written for it (a copy). */
+  count(kind: EntryKind, size: number, how: Outcome, bytes = 0): void {
+    this.files++;
+    if (kind === 'f') this.totalBytes += size;
+    if (how === 'linked') this.linked++;
+    else if (how === 'copied') {
+      this.transferred++;
+      this.transferredBytes += bytes;
+    }
+  }
+
+  /** Reports progress every `ms` until the returned function is called (which reports once more). */
+  startProgress(ms: number): () => void {
+    const t = setInterval(() => this.emit(), ms);
+    t.unref();
+    return () => {
+      clearInterval(t);
+      this.emit();
+    };
+  }
+
+  private emit(): void {
+    this.onProgress?.({
+      phase: 'copy',
+      entries: this.files,
+      bytes: this.totalBytes,
+      estimatedEntries: this.estimate?.entries ?? null,
+      estimatedBytes: this.estimate?.bytes ?? null,
+    });
+  }
+
+  /** The message of a committed snapshot; `latestError` when `latest` could not be moved. */
+  successMessage(name: string, latestError: string | null): string {
+    const n = this.warningCount - (latestError ? 1 : 0);
+    const parts: string[] = [];
+    if (latestError) parts.push(`latest could not be pointed at it (${latestError})`);
+    if (n > 0)
+      parts.push(`${n} entr${n === 1 ? 'y' : 'ies'} could not be backed up (see the warnings)`);
+    return parts.length === 0
+      ? `snapshot ${name} is complete`
+      : `snapshot ${name} is complete, but ${parts.join('; and ')}`;
+  }
+
+  /** The run's result, from the options, the times and the counters. */
+  result(
+    o: ResolvedOptions,
+    end: {
+      backupId: string;
+      status: BackupStatus;
+      message: string;
+      start: Date;
+      stop: Date;
+      copyStop: Date;
+      snapshot: string | null;
+      snapshotPath: string | null;
+      pruneStart: Date | null;
+      pruneStop: Date | null;
+      pruned: number;
+    },
+  ): BackupResult {
+    return {
+      BackupId: end.backupId,
+      Label: o.label,
+      Interval: o.interval,
+      Retain: o.retain,
+      Source: o.source,
+      Prefix: o.prefix,
+      Destination: o.destination,
+      WindowMinutes: o.windowMinutes,
+      Status: end.status,
+      Message: end.message,
+      StartTime: end.start.toISOString(),
+      StopTime: end.stop.toISOString(),
+      Snapshot: end.snapshot,
+      NumberOfFiles: this.files,
+      NumberOfFilesTransferred: this.transferred,
+      NumberOfFilesLinked: this.linked,
+      NumberOfFilesCopiedForLinkLimit: this.copiedForLinkLimit,
+      TotalFileSize: this.totalBytes,
+      TotalTransferredFileSize: this.transferredBytes,
+      NumberOfWarnings: this.warningCount,
+      CopyStartTime: end.start.toISOString(),
+      CopyStopTime: end.copyStop.toISOString(),
+      PruneStartTime: end.pruneStart?.toISOString() ?? null,
+      PruneStopTime: end.pruneStop?.toISOString() ?? null,
+      SnapshotsPruned: end.pruned,
+      Host: os.hostname(),
+      warnings: this.warnings,
+      snapshotPath: end.snapshotPath,
+    };
+  }
+}

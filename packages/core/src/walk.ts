@@ -1,0 +1,415 @@
+import fs from 'node:fs';
+import { entryOf, sameInodeState, toMeta, unchanged, type Meta } from './change.js';
+import type { BaseSnapshot } from './base-snapshot.js';
+import type { EntryWriter } from './entry-writer.js';
+import { readdirSync, type FsOps } from './fs-ops.js';
+import type { InFlight, Job } from './inflight.js';
+import { ManifestIndex, type EntryRecord } from './manifest.js';
+import type { PartialSnapshot } from './partial.js';
+import { removeAll } from './remove-tree.js';
+import type { RunControl } from './run-control.js';
+import type { RunReport } from './run-report.js';
+
+const CHUNK_ENTRIES = 1000;
+
+/** A directory being written; children are counted down before its metadata is applied. */
+interface DirNode {
+  rel: string;
+  src: string;
+  dst: string;
+  meta: Meta;
+  parent: DirNode | null;
+  /** Child entry jobs not yet recorded, plus one for the listing. */
+  waiting: number;
+  /** Child entries and sub-trees not yet finished, plus one for the listing. */
+  pending: number;
+  records: EntryRecord[];
+  prev: Map<string, EntryRecord> | null;
+  resumed: Map<string, EntryRecord> | null;
+  /** The directory was already in the partial (a resumed run). */
+  existed: boolean;
+}
+
+/** One inode seen under several names: the first name is written, the others link to it. */
+interface LinkGroup {
+  first: string;
+  /** The first name's metadata: a later name that differs saw the inode change meanwhile. */
+  meta: Meta;
+  /** Names met so far; at st_nlink the group is dropped, so the map holds open groups only. */
+  seen: number;
+  record: EntryRecord | null;
+  waiters: Array<() => void> | null;
+}
+
+/**
+ * The walk of the source: each directory's listing joined with the previous manifest's entries
+ * and the journal's (what an interrupted run already wrote), sub-directories first and each
+ * directory's other entries in a lane served in turn with the others; for each entry the
+ * decision (resumed, a second name of an inode, unchanged and linked, or copied), carried out
+ * by the entry writer; a directory's metadata applied once all its children are written, and
+ * its entries journaled as they are recorded.
+ */
+export class Walk {
+  /** The source's root was walked to the end and its metadata applied. */
+  complete = false;
+  rootRecord: EntryRecord | null = null;
+  private resumeIndex: ManifestIndex | null = null;
+  private readonly groups = new Map<string, LinkGroup>();
+  /** Directories with children still to record: a stop journals what they already hold. */
+  private readonly openDirs = new Set<DirNode>();
+
+  constructor(
+    private readonly sourceRoot: string,
+    private readonly partial: PartialSnapshot,
+    private readonly journalPath: string,
+    private readonly base: BaseSnapshot | null,
+    private readonly src: FsOps,
+    private readonly dst: FsOps,
+    private readonly pool: InFlight,
+    private readonly writer: EntryWriter,
+    private readonly report: RunReport,
+    private readonly control: RunControl,
+  ) {}
+
+  /** Walks the whole source into the partial; resolves once nothing is left in flight. */
+  async run(): Promise<void> {
+    const { partial } = this;
+    // A partial made by this run is empty; one resumed may hold names without a journal.
+    const existed =
+      partial.journalStart > 0 || (partial.resumed && readdirSync(partial.dir).length > 0);
+    if (partial.journalStart > 0)
+      this.resumeIndex = await ManifestIndex.openJournal(this.journalPath);
+    const rootStat = fs.lstatSync(this.sourceRoot, { bigint: true });
+    const root: DirNode = {
+      rel: '',
+      src: this.sourceRoot,
+      dst: partial.dir,
+      meta: toMeta(rootStat),
+      parent: null,
+      waiting: 1,
+      pending: 1,
+      records: [],
+      prev: null,
+      resumed: null,
+      existed,
+    };
+    this.rootRecord = entryOf('', root.meta, '');
+    try {
+      await new Promise<void>((resolve) => {
+        this.pool.push((done) => this.listDir(root, done));
+        this.pool.onIdle(resolve);
+      });
+    } finally {
+      this.resumeIndex?.close();
+    }
+  }
+
+  /** Stopped early: what unfinished directories already hold is journaled for the next run. */
+  journalOpenDirs(): void {
+    for (const d of this.openDirs) this.partial.journal.add(d.rel, d.records);
+  }
+
+  private listDir(dir: DirNode, done: () => void): void {
+    let outstanding = 1 + (this.base ? 1 : 0) + (this.resumeIndex ? 1 : 0);
+    let names: fs.Dirent[] = [];
+    const joined = (): void => {
+      if (--outstanding > 0) return;
+      if (dir.existed) {
+        const keep = names.map((d) => d.name);
+        this.removeExtras(dir, keep, () => this.dispatch(dir, names, done));
+      } else this.dispatch(dir, names, done);
+    };
+    this.src.readdirTypes(dir.src, (err, list) => {
+      if (err) this.report.warn(dir.rel, `cannot read directory: ${err.message}`);
+      else names = list;
+      joined();
+    });
+    this.base?.index.readDir(this.dst, dir.rel, (err, map) => {
+      if (err)
+        this.report.warn(dir.rel, `previous manifest unreadable here (${err.message}); copying`);
+      dir.prev = map;
+      joined();
+    });
+    this.resumeIndex?.readDir(this.dst, dir.rel, (err, map) => {
+      dir.resumed = err ? null : map;
+      joined();
+    });
+  }
+
+  /**
+   * Sub-directories are looked at first, so many directories are open at once; the other
+   * entries go in this directory's lane, served in turn with other directories' lanes.
+   */
+  private dispatch(dir: DirNode, names: fs.Dirent[], done: () => void): void {
+    this.openDirs.add(dir);
+    dir.waiting += names.length;
+    dir.pending += names.length;
+    const lane: Job[] = [];
+    for (const d of names) {
+      const name = d.name;
+      if (d.isDirectory()) this.pool.push((j) => this.entry(dir, name, j));
+      else lane.push((j) => this.entry(dir, name, j));
+    }
+    this.pool.pushLane(lane);
+    this.recorded(dir);
+    this.finished(dir);
+    done();
+  }
+
+  /** A resumed partial may hold names the source no longer has. */
+  private removeExtras(dir: DirNode, names: string[], next: () => void): void {
+    this.dst.readdir(dir.dst, (err, existing) => {
+      if (err) return next();
+      const keep = new Set(names);
+      const extras = existing.filter((n) => !keep.has(n));
+      let left = extras.length;
+      if (left === 0) return next();
+      for (const n of extras) {
+        removeAll(`${dir.dst}/${n}`, (e) => {
+          if (e) this.control.fail(e);
+          if (--left === 0) next();
+        });
+      }
+    });
+  }
+
+  /** One child entry was recorded (or given up). */
+  private recorded(dir: DirNode): void {
+    if (--dir.waiting === 0 || dir.records.length >= CHUNK_ENTRIES) {
+      this.partial.journal.add(dir.rel, dir.records);
+      dir.records = [];
+    }
+    if (dir.waiting === 0) {
+      // Every child is looked up: the directory's manifest entries are no longer needed.
+      dir.prev = null;
+      dir.resumed = null;
+      this.openDirs.delete(dir);
+    }
+  }
+
+  /** One child entry or sub-tree is finished; the last one applies the directory's metadata. */
+  private finished(dir: DirNode): void {
+    if (--dir.pending > 0) return;
+    this.pool.push((done) => {
+      this.writer.dirMeta(dir.rel, dir.dst, dir.meta, (err) => {
+        if (err) {
+          this.control.fail(err);
+          return done();
+        }
+        if (dir.parent) this.finished(dir.parent);
+        else this.complete = true;
+        done();
+      });
+    });
+  }
+
+  private entry(dir: DirNode, name: string, done: () => void): void {
+    const src = `${dir.src}/${name}`;
+    const rel = dir.rel === '' ? name : `${dir.rel}/${name}`;
+    this.src.lstat(src, (err, st) => {
+      if (err) {
+        this.report.warn(
+          rel,
+          err.code === 'ENOENT' ? 'vanished during the backup' : `cannot read: ${err.message}`,
+        );
+        return this.entryDone(dir, done);
+      }
+      const m = toMeta(st);
+      if (m.kind === null) {
+        this.report.warn(rel, `skipped: ${st.isSocket() ? 'socket' : 'device'} (not backed up)`);
+        return this.entryDone(dir, done);
+      }
+      const dst = `${dir.dst}/${name}`;
+      if (m.kind === 'd') return this.enterDir(dir, name, rel, src, dst, m, done);
+      if (m.kind === 'l') {
+        return this.src.readlink(src, (e, target) => {
+          if (e) {
+            this.report.warn(rel, `cannot read link: ${e.message}`);
+            return this.entryDone(dir, done);
+          }
+          this.leaf(dir, name, rel, src, dst, m, target, done);
+        });
+      }
+      this.leaf(dir, name, rel, src, dst, m, '', done);
+    });
+  }
+
+  private enterDir(
+    dir: DirNode,
+    name: string,
+    rel: string,
+    src: string,
+    dst: string,
+    m: Meta,
+    done: () => void,
+  ): void {
+    const child: DirNode = {
+      rel,
+      src,
+      dst,
+      meta: m,
+      parent: dir,
+      waiting: 1,
+      pending: 1,
+      records: [],
+      prev: null,
+      resumed: null,
+      existed: false,
+    };
+    const created = (): void => {
+      dir.records.push(entryOf(name, m, ''));
+      this.report.files++;
+      this.recorded(dir);
+      this.pool.defer((d) => this.listDir(child, d));
+      done();
+    };
+    this.dst.mkdir(dst, 0o700, (err) => {
+      if (!err) return created();
+      if (err.code !== 'EEXIST') return this.failed(err, rel, dir, done);
+      // Resuming: keep the directory if it is one, make it writable again.
+      this.dst.lstat(dst, (e, st) => {
+        if (!e && st.isDirectory()) {
+          child.existed = true;
+          return this.dst.chmod(dst, 0o700, (e2) =>
+            e2 ? (this.control.fail(e2), done()) : created(),
+          );
+        }
+        this.writer.replace(dst, (e3) => {
+          if (e3) {
+            this.control.fail(e3);
+            return done();
+          }
+          this.dst.mkdir(dst, 0o700, (e4) => (e4 ? this.failed(e4, rel, dir, done) : created()));
+        });
+      });
+    });
+  }
+
+  /** A file, symlink or FIFO. */
+  private leaf(
+    dir: DirNode,
+    name: string,
+    rel: string,
+    src: string,
+    dst: string,
+    m: Meta,
+    target: string,
+    done: () => void,
+  ): void {
+    // Already written by an interrupted run of this partial (single-name entries only).
+    const resumed = dir.resumed?.get(name);
+    if (m.nlink === 1 && unchanged(resumed, m, target)) {
+      this.report.count(m.kind!, m.size, 'resumed');
+      dir.records.push(resumed);
+      return this.entryDone(dir, done);
+    }
+    if (m.nlink > 1) {
+      const group = this.groups.get(m.inode);
+      if (group) {
+        if (++group.seen >= m.nlink) this.groups.delete(m.inode);
+        if (group.record) return this.linkMember(dir, name, dst, m, group, done);
+        group.waiters!.push(() =>
+          this.pool.push((d) => this.linkMember(dir, name, dst, m, group, d)),
+        );
+        return done(); // the slot is free while waiting for the first name to be written
+      }
+      this.groups.set(m.inode, { first: rel, meta: m, seen: 1, record: null, waiters: [] });
+    }
+    const ownGroup = m.nlink > 1 ? this.groups.get(m.inode) : undefined;
+    const prev = dir.prev?.get(name);
+    let slot = done;
+    const written = (rec: EntryRecord | null): void => {
+      if (m.nlink > 1) {
+        const group = this.groups.get(m.inode) ?? ownGroup!;
+        const waiters = group.waiters!;
+        if (rec) {
+          group.record = rec;
+          group.waiters = null;
+        } else if (this.groups.get(m.inode) === group) {
+          this.groups.delete(m.inode); // the first name failed: the next one becomes first
+        }
+        for (const w of waiters) w();
+      }
+      if (rec) dir.records.push(rec);
+      this.entryDone(dir, slot);
+    };
+    if (unchanged(prev, m, target)) {
+      const from =
+        dir.rel === '' ? `${this.base!.path}/${name}` : `${this.base!.path}/${dir.rel}/${name}`;
+      return this.writer.linkQueued(from, dst, done, (err, linkSlot) => {
+        slot = linkSlot;
+        if (!err) {
+          this.report.count(m.kind!, m.size, 'linked');
+          return written(entryOf(name, m, prev.data));
+        }
+        // The previous snapshot lost this entry, or its inode has as many links as the file
+        // system allows (EFS: 177): write it anew, whatever its size. A link queued on the link
+        // thread freed its slot; the copy takes one of its own, so the walk waits for it.
+        const copy = (d: () => void): void => {
+          slot = d;
+          this.writer.create(rel, src, dst, m, target, (rec) => {
+            if (rec) this.report.copiedForLinkLimit++;
+            written(rec);
+          });
+        };
+        if (slot === done) copy(done);
+        else this.pool.push(copy);
+      });
+    }
+    this.writer.create(rel, src, dst, m, target, written);
+  }
+
+  private linkMember(
+    dir: DirNode,
+    name: string,
+    dst: string,
+    m: Meta,
+    group: LinkGroup,
+    done: () => void,
+  ): void {
+    if (!group.record) {
+      // The first name vanished; this name takes its place, from a fresh lstat.
+      return this.entry(dir, name, done);
+    }
+    const rel = dir.rel === '' ? name : `${dir.rel}/${name}`;
+    if (!sameInodeState(group.meta, m)) {
+      // The inode changed between the visits to its names: linking would give this name the
+      // first name's content under its own (newer) metadata. This name gets a copy of its
+      // own, consistent with what it says; the next run joins the names again.
+      this.report.warn(
+        rel,
+        `changed while its names were being backed up: copied on its own, not as a hard link to ${group.first}`,
+      );
+      // (A symlink's target cannot change in place: only its owner can, so the target stands.)
+      const target = m.kind === 'l' ? group.record.data : '';
+      return this.writer.create(rel, `${dir.src}/${name}`, dst, m, target, (rec) => {
+        if (rec) dir.records.push(rec);
+        this.entryDone(dir, done);
+      });
+    }
+    const from = `${this.partial.dir}/${group.first}`;
+    this.writer.linkQueued(from, dst, done, (err, slot) => {
+      if (err) {
+        if (this.control.fail(err, rel)) this.entryDone(dir, slot);
+        else slot();
+        return;
+      }
+      const rec = entryOf(name, m, group.record!.data, group.first);
+      this.report.count(m.kind!, m.size, 'linked');
+      dir.records.push(rec);
+      this.entryDone(dir, slot);
+    });
+  }
+
+  /** A destination error for one entry: a warning and the entry left out, or the run's end. */
+  private failed(err: NodeJS.ErrnoException, rel: string, dir: DirNode, done: () => void): void {
+    if (this.control.fail(err, rel)) this.entryDone(dir, done);
+    else done();
+  }
+
+  private entryDone(dir: DirNode, done: () => void): void {
+    this.recorded(dir);
+    this.finished(dir);
+    done();
+  }
+}
