@@ -334,24 +334,31 @@ export class ManifestIndex {
     const expected = tailText.slice(CHECKSUM_PREFIX.length, -1);
     const hash = createHash('sha256');
     const blocks = new Map<string, BlockRef[]>();
-    let header: ManifestHeader | null = null;
+    let header: unknown = undefined;
+    // A damaged line is noted and the scan goes on: the checksum, which covers every byte, says
+    // first whether the file was damaged after it was written.
+    let malformed: string | null = null;
     await scanLines(
       path,
       bodyEnd,
       (line, offset) => {
-        if (header === null) {
-          header = JSON.parse(line.toString('utf8')) as ManifestHeader;
-          if (header.format !== MANIFEST_FORMAT) throw new Error(`${path} is not a manifest`);
-          return;
+        if (malformed !== null) return;
+        try {
+          if (header === undefined) header = JSON.parse(line.toString('utf8'));
+          else indexBlock(blocks, line, offset);
+        } catch (e) {
+          malformed = (e as Error).message;
         }
-        indexBlock(blocks, line, offset);
       },
       (chunk) => hash.update(chunk),
     );
     const actual = hash.digest('hex');
     if (actual !== expected) throw new Error(`manifest ${path} fails its checksum`);
-    if (header === null) throw new Error(`manifest ${path} has no header`);
-    return new ManifestIndex(path, header, blocks);
+    if (malformed !== null) throw new Error(`manifest ${path} is malformed: ${malformed}`);
+    if (header === undefined) throw new Error(`manifest ${path} has no header`);
+    const h = header as ManifestHeader | null;
+    if (h?.format !== MANIFEST_FORMAT) throw new Error(`${path} is not a manifest`);
+    return new ManifestIndex(path, h, blocks);
   }
 
   /** Opens a journal (block lines only); a missing journal is empty. */
