@@ -103,7 +103,7 @@ export class DynamoDbRecordStore implements RecordStore {
         ConsistentRead: true,
       }),
     );
-    return (r.Item as RunItem | undefined) ?? null;
+    return r.Item ? withDefaults(r.Item as RunItem) : null;
   }
 
   /** Items whose attributes equal the filter's, newest first (by StartTime). */
@@ -231,20 +231,33 @@ export class DynamoDbRecordStore implements RecordStore {
           ...(start ? { ExclusiveStartKey: start } : {}),
         }),
       );
-      out.push(...((r.Items ?? []) as RunItem[]));
+      out.push(...((r.Items ?? []) as RunItem[]).map(withDefaults));
       start = r.LastEvaluatedKey;
     } while (start);
     return out;
   }
 }
 
-/** The record's fields of an item (a missing field reads as null). */
-/** Counts added to the record after items were written without them: 0 in an older item. */
-const LATER_COUNTS = new Set<string>(['NumberOfFilesCopiedForLinkLimit']);
+/**
+ * Fields added to the record after items were written without them, and what they read as in
+ * an older item: every item before restores were recorded is a backup's.
+ */
+const LATER_DEFAULTS: Partial<Record<(typeof RECORD_FIELDS)[number], unknown>> = {
+  NumberOfFilesCopiedForLinkLimit: 0,
+  Kind: 'backup',
+};
 
+/** An item as read, with the fields added later that it lacks at their defaults. */
+function withDefaults(item: RunItem): RunItem {
+  const out: Record<string, unknown> = { ...item };
+  for (const [f, v] of Object.entries(LATER_DEFAULTS)) out[f] ??= v;
+  return out as unknown as RunItem;
+}
+
+/** The record's fields of an item (a missing field reads as null, or as LATER_DEFAULTS say). */
 export function recordOf(item: RunItem): RunRecord {
   const out: Record<string, unknown> = {};
-  for (const f of RECORD_FIELDS) out[f] = item[f] ?? (LATER_COUNTS.has(f) ? 0 : null);
+  for (const f of RECORD_FIELDS) out[f] = item[f] ?? LATER_DEFAULTS[f] ?? null;
   return out as unknown as RunRecord;
 }
 

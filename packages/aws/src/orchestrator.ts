@@ -22,8 +22,7 @@ import type { SNSClient } from '@aws-sdk/client-sns';
 import { SendCommandCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import {
   composeNotice,
-  emptyFigures,
-  expireItem,
+  newRunRecord,
   shouldNotify,
   type RunRecord,
   type ServiceLog,
@@ -205,26 +204,21 @@ export class Orchestrator {
       const live = (await this.store.listItems({ Status: 'Running' })).find(
         (r) => r.BackupId !== backupId && isLive(r, time),
       );
-      const record: RunRecord = {
-        BackupId: backupId,
-        Job: null,
-        Label: job.label,
-        Interval: job.interval,
-        Retain: job.retain,
-        Source: this.mountPath(s.SOURCE_FILE_SYSTEM_ID),
-        Prefix: job.prefix,
-        Destination: this.mountPath(s.BACKUP_FILE_SYSTEM_ID),
-        WindowMinutes: job.windowMinutes,
-        Schedule: job.schedule,
-        Status: 'Running',
-        Message: `waiting for the worker: the Auto Scaling group ${s.AUTO_SCALING_GROUP_NAME} is launching an instance`,
-        StartTime: time.toISOString(),
-        StopTime: null,
-        ...emptyFigures(),
-        Host: 'pending',
-        LogLocation: null,
-        ExpireItem: expireItem(time, s.EXPIRE_DAYS),
-      };
+      const record = newRunRecord({
+        id: backupId,
+        label: job.label,
+        interval: job.interval,
+        retain: job.retain,
+        source: this.mountPath(s.SOURCE_FILE_SYSTEM_ID),
+        prefix: job.prefix,
+        destination: this.mountPath(s.BACKUP_FILE_SYSTEM_ID),
+        windowMinutes: job.windowMinutes,
+        schedule: job.schedule,
+        message: `waiting for the worker: the Auto Scaling group ${s.AUTO_SCALING_GROUP_NAME} is launching an instance`,
+        start: time,
+        host: 'pending',
+        expireDays: s.EXPIRE_DAYS,
+      });
       if (live) return this.skip(record, live, time);
       item = {
         ...record,

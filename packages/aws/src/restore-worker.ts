@@ -1,11 +1,11 @@
 /**
  * The EC2 worker of a restore: mounts the backup file system (read-only) and the file system
  * to restore into, restores one snapshot (or a sub-directory of it) under a prefix of that
- * file system, records the run in DynamoDB (the record's schema, `Kind: restore`), stores its
+ * file system, records the run in DynamoDB (the record's schema, as a restore: `Kind: restore`), stores its
  * log in S3, notifies through SNS and scales its group to 0.
  */
 import { restore, type RestoreResult } from '@efs-backup/core';
-import { emptyFigures, expireItem, type RunStatus, type ServiceLog } from '@efs-backup/service';
+import { newRunRecord, type RunStatus, type ServiceLog } from '@efs-backup/service';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -68,26 +68,23 @@ export async function runRestoreWorker(
   );
   const what = `${settings.snapshot} of ${label}${settings.subdir ? `, ${settings.subdir}` : ''}${settings.delete ? ' (mirror: what the snapshot lacks is deleted)' : ''}`;
   const record: RunItem = {
-    BackupId: restoreId,
-    Kind: 'restore',
-    Job: 'restore',
-    Label: label,
-    Interval: '-',
-    Retain: 0,
-    Source: path.posix.join(backupDir, label),
-    Prefix: settings.subdir ? `/${settings.subdir.replace(/^\/+/, '')}` : '/',
-    Destination: target,
-    WindowMinutes: null,
-    Schedule: null,
-    Status: 'Running',
-    Message: `restoring ${what}`,
-    StartTime: start.toISOString(),
-    StopTime: null,
-    ...emptyFigures(),
+    ...newRunRecord({
+      kind: 'restore',
+      id: restoreId,
+      job: 'restore',
+      label,
+      snapshot: settings.snapshot,
+      source: path.posix.join(backupDir, label),
+      prefix: settings.subdir ? `/${settings.subdir.replace(/^\/+/, '')}` : '/',
+      target,
+      subdir: settings.subdir || null,
+      mirror: settings.delete,
+      message: `restoring ${what}`,
+      start,
+      host: os.hostname(),
+      expireDays: config.expireDays,
+    }),
     CopyStartTime: start.toISOString(),
-    Host: os.hostname(),
-    LogLocation: null,
-    ExpireItem: expireItem(start, config.expireDays),
     NotifyOnSuccess: settings.notifyOnSuccess,
   };
   const runLog = await ports.logs.open(record);
@@ -147,6 +144,7 @@ export async function runRestoreWorker(
     record.NumberOfFilesTransferred = result.created + result.updated;
     record.NumberOfFilesLinked = result.linked;
     record.TotalTransferredFileSize = result.bytes;
+    record.NumberOfFilesDeleted = result.deleted;
     record.NumberOfWarnings = result.warnings.length;
     record.Message = `restored ${result.snapshot.interval}/${result.snapshot.stamp} of ${label}${settings.subdir ? ` (${settings.subdir})` : ''} into ${target}: ${result.created} created, ${result.updated} updated, ${result.deleted} deleted, ${result.unchanged} unchanged`;
   }

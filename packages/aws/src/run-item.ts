@@ -21,8 +21,6 @@ export interface RunAttributes {
   Notified?: string;
   /** When the orchestrator saw the worker gone and closed the run (ISO). */
   Closed?: string;
-  /** `restore` for the record of a restore; absent for a backup. */
-  Kind?: 'restore';
 }
 
 export type RunItem = RunRecord & RunAttributes;
@@ -36,5 +34,4 @@ export const RUN_ATTRIBUTES = [
   'WorkerInstance',
   'Notified',
   'Closed',
-  'Kind',
 ] as const satisfies readonly (keyof RunAttributes)[];

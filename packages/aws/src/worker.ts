@@ -161,8 +161,9 @@ async function backupOnce(
     destination,
     prefix: run.Prefix,
     label: run.Label,
-    interval: run.Interval,
-    retain: run.Retain,
+    // A backup's record always has them; the engine's defaults otherwise.
+    ...(run.Interval !== null ? { interval: run.Interval } : {}),
+    ...(run.Retain !== null ? { retain: run.Retain } : {}),
     schedule: run.Schedule,
     ...(run.WindowMinutes !== null ? { windowMinutes: run.WindowMinutes } : {}),
     ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),

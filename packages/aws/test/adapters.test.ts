@@ -26,6 +26,7 @@ afterAll(async () => {
 function record(over: Partial<RunRecord> = {}): RunRecord {
   return {
     BackupId: 'b-1',
+    Kind: 'backup',
     Job: null,
     Label: 'efs-backup',
     Interval: 'daily',
@@ -33,6 +34,10 @@ function record(over: Partial<RunRecord> = {}): RunRecord {
     Source: '/mnt/efs/fs-source',
     Prefix: '/',
     Destination: '/mnt/efs/fs-backup',
+    RestoredSnapshot: null,
+    Target: null,
+    Subdir: null,
+    Mirror: null,
     WindowMinutes: 180,
     Schedule: 'cron(0 2 * * ? *)',
     Status: 'Success',
@@ -52,6 +57,7 @@ function record(over: Partial<RunRecord> = {}): RunRecord {
     PruneStartTime: null,
     PruneStopTime: null,
     SnapshotsPruned: 0,
+    NumberOfFilesDeleted: null,
     Host: 'ip-10-0-0-1',
     LogLocation: 's3://logs/logs/efs-backup/b-1.log',
     ExpireItem: 1_800_000_000,
@@ -81,6 +87,47 @@ describe('DynamoDbRecordStore (dynalite)', () => {
     const { NumberOfFilesCopiedForLinkLimit, ...old } = record();
     expect(await store.create(old as RunRecord)).toBe(true);
     expect(await store.get('b-1')).toEqual(record({ NumberOfFilesCopiedForLinkLimit: 0 }));
+  });
+
+  it('an item written before restores were recorded reads back as a backup', async () => {
+    const store = new DynamoDbRecordStore({
+      tableName: await aws.newTable(),
+      client: aws.dynamodb,
+    });
+    /* eslint-disable @typescript-eslint/no-unused-vars */
+    const { Kind, RestoredSnapshot, Target, Subdir, Mirror, NumberOfFilesDeleted, ...old } =
+      record();
+    /* eslint-enable @typescript-eslint/no-unused-vars */
+    expect(await store.create(old as RunRecord)).toBe(true);
+    expect(await store.get('b-1')).toEqual(record());
+    expect(await store.getItem('b-1')).toMatchObject({ Kind: 'backup' });
+    expect(await store.listItems({ Status: 'Success' })).toEqual([
+      expect.objectContaining({ Kind: 'backup' }),
+    ]);
+  });
+
+  it("a restore's record keeps its own fields", async () => {
+    const store = new DynamoDbRecordStore({
+      tableName: await aws.newTable(),
+      client: aws.dynamodb,
+    });
+    const r = record({
+      BackupId: 'r-1',
+      Kind: 'restore',
+      Job: 'restore',
+      Interval: 'daily',
+      Retain: null,
+      Source: '/mnt/efs/fs-backup/efs-backup',
+      Destination: '/mnt/efs/fs-source/restored',
+      RestoredSnapshot: 'daily.0',
+      Target: '/mnt/efs/fs-source/restored',
+      Subdir: 'docs',
+      Mirror: true,
+      NumberOfFilesDeleted: 3,
+    });
+    await store.put(r);
+    expect(await store.get('r-1')).toEqual(r);
+    expect(await store.listItems({ Kind: 'restore' })).toEqual([expect.objectContaining(r)]);
   });
 
   it('a record write keeps the workflow attributes of the item', async () => {

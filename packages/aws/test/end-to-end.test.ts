@@ -230,10 +230,19 @@ describe('the AWS workflow, simulated', () => {
     const store = new DynamoDbRecordStore({ tableName: s.table, client: aws.dynamodb });
     const restored = (await store.listItems({ Kind: 'restore' }))[0];
     expect(restored).toMatchObject({
+      Kind: 'restore',
       Status: 'Success',
       Snapshot: stamp,
       Destination: path.join(s.o.base, 'mnt', 'fs-source', 'restored'),
       NumberOfFilesTransferred: 4,
+      // Recorded as a restore: what was asked, not a backup's interval and retain.
+      RestoredSnapshot: 'daily.0',
+      Target: path.join(s.o.base, 'mnt', 'fs-source', 'restored'),
+      Subdir: 'docs',
+      Mirror: false,
+      NumberOfFilesDeleted: 0,
+      Interval: 'daily',
+      Retain: null,
     });
     expect(await s3Text(s.bucket, restored!.LogLocation!)).toContain('efs-backup restore done');
     expect(published(s)).toEqual([

@@ -126,6 +126,7 @@ describe("start (the schedule's Scheduled Event)", () => {
     });
     expect(await orchestrator.store.getItem(BACKUP_ID)).toEqual({
       BackupId: BACKUP_ID,
+      Kind: 'backup',
       Job: null,
       Label: 'efs-backup',
       Interval: 'daily',
@@ -133,6 +134,10 @@ describe("start (the schedule's Scheduled Event)", () => {
       Source: '/mnt/efs/fs-0123456789abcdef0',
       Prefix: '/',
       Destination: '/mnt/efs/fs-0fedcba9876543210',
+      RestoredSnapshot: null,
+      Target: null,
+      Subdir: null,
+      Mirror: null,
       WindowMinutes: 180,
       Schedule: 'cron(0 2 * * ? *)',
       Status: 'Running',
@@ -152,6 +157,7 @@ describe("start (the schedule's Scheduled Event)", () => {
       PruneStartTime: null,
       PruneStopTime: null,
       SnapshotsPruned: 0,
+      NumberOfFilesDeleted: null,
       Host: 'pending',
       LogLocation: null,
       // 90 days after the start.

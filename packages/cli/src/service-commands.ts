@@ -118,7 +118,7 @@ function oneOffStatus({ writeStatus, removeStatus }: Awaited<ReturnType<typeof r
         job: r.Job,
         destination: r.Destination,
         label: r.Label,
-        interval: r.Interval,
+        interval: r.Interval ?? '-',
         schedule: r.Schedule,
         writer: 'backup',
         pid: process.pid,
@@ -362,7 +362,8 @@ async function printHistory(o: HistoryOptions): Promise<number> {
   const rows = runs.map((r) => [
     shortTime(r.StartTime),
     r.Job ?? '-',
-    r.Interval,
+    // A restore says so where a backup says its interval.
+    r.Kind === 'restore' ? 'restore' : (r.Interval ?? '-'),
     r.Status,
     r.Snapshot ?? '-',
     formatCount(r.NumberOfFiles),

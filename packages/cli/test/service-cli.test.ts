@@ -8,6 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dir, file, sourceAndDestination } from '../../core/test/fixtures/tree.js';
+import { newRunRecord } from '../../service/src/record.js';
+import { SqliteRecordStore } from '../../service/src/sqlite-record-store.js';
 import { BIN, cli, cliJson, expectOneLineError, fingerprint, requireBuild } from './helpers.js';
 
 beforeAll(requireBuild);
@@ -63,6 +65,46 @@ describe('backup writes a record and a log', () => {
     expect(text.status).toBe(0);
     expect(text.stdout.split('\n')[1]).toContain(second.json.BackupId as string);
     expect(text.stdout).toMatch(/Success\s+\d{8}T\d{6}Z\s+3\s+0\s+0 B/);
+  });
+
+  it('history tells a restore from a backup: its INTERVAL column says restore', async () => {
+    const { src, dst } = setup();
+    const backup = cliJson<Rec>(['backup', '--source', src, '--destination', dst]);
+    expect(backup.result.status, backup.result.stderr).toBe(0);
+    // Only the AWS restore worker records restores; written here as it writes them.
+    const store = SqliteRecordStore.open(
+      path.join(dst, 'efs-backup', '.efs-backup', 'records.sqlite'),
+    );
+    const restore = {
+      ...newRunRecord({
+        kind: 'restore',
+        id: 'restore-1',
+        label: 'efs-backup',
+        snapshot: 'daily.0',
+        source: path.join(dst, 'efs-backup'),
+        prefix: '/',
+        target: '/restored',
+        mirror: false,
+        start: new Date(Date.parse(backup.json.StartTime as string) + 60_000),
+        host: 'h',
+        expireDays: 90,
+      }),
+      Status: 'Success' as const,
+      Message: 'restored',
+      Interval: 'daily',
+      StopTime: new Date().toISOString(),
+    };
+    await store.put(restore);
+    await store.close();
+    const h = cliJson<Rec[]>(['history', '--destination', dst]);
+    expect(h.json.map((r) => [r.BackupId, r.Kind])).toEqual([
+      ['restore-1', 'restore'],
+      [backup.json.BackupId, 'backup'],
+    ]);
+    const lines = cli(['history', '--destination', dst]).stdout.split('\n');
+    expect(lines[0]).toMatch(/^STARTED\s+JOB\s+INTERVAL\s+STATUS/);
+    expect(lines[1]).toMatch(/\s-\s+restore\s+Success\s+.*restore-1/);
+    expect(lines[2]).toMatch(/\s-\s+daily\s+Success\s/);
   });
 
   it('history with a path still lists the versions of that path', () => {

@@ -36,9 +36,9 @@ import {
 } from './ports.js';
 import {
   DEFAULT_EXPIRE_DAYS,
-  emptyFigures,
   expireItem,
   figuresOf,
+  newRunRecord,
   type RunRecord,
   type RunStatus,
 } from './record.js';
@@ -165,26 +165,21 @@ function baseRecord(
   start: Date,
   expireDays: number,
 ): RunRecord {
-  return {
-    BackupId: backupId,
-    Job: job.name ?? null,
-    Label: r.label,
-    Interval: r.interval,
-    Retain: r.retain,
-    Source: r.source,
-    Prefix: r.prefix,
-    Destination: r.destination,
-    WindowMinutes: job.windowMinutes ?? null,
-    Schedule: job.schedule ?? null,
-    Status: 'Running',
-    Message: 'the run is going',
-    StartTime: start.toISOString(),
-    StopTime: null,
-    ...emptyFigures(),
-    Host: os.hostname(),
-    LogLocation: null,
-    ExpireItem: expireItem(start, expireDays),
-  };
+  return newRunRecord({
+    id: backupId,
+    job: job.name ?? null,
+    label: r.label,
+    interval: r.interval,
+    retain: r.retain,
+    source: r.source,
+    prefix: r.prefix,
+    destination: r.destination,
+    windowMinutes: job.windowMinutes ?? null,
+    schedule: job.schedule ?? null,
+    start,
+    host: os.hostname(),
+    expireDays,
+  });
 }
 
 /** The job as given, when its options cannot be resolved (for the record of a refusal). */

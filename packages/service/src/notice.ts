@@ -61,8 +61,12 @@ export function linkLimit(r: Pick<RunRecord, 'NumberOfFilesCopiedForLinkLimit'>)
     : '';
 }
 
-/** The name of what was backed up, for headlines: the job, else label and interval. */
+/**
+ * The name of what was backed up, for headlines: the job, else label and interval; for a
+ * restore, the snapshot restored.
+ */
 export function runName(r: RunRecord): string {
+  if (r.Kind === 'restore') return `restore of ${r.RestoredSnapshot ?? '?'} of ${r.Label}`;
   return r.Job ? `job ${r.Job} (${r.Label}/${r.Interval})` : `${r.Label}/${r.Interval}`;
 }
 
@@ -75,7 +79,9 @@ export function summary(r: RunRecord): string {
     `  Status        ${r.Status}`,
     `  Source        ${r.Source}${r.Prefix && r.Prefix !== '/' ? ` (prefix ${r.Prefix})` : ''}`,
     `  Destination   ${r.Destination}/${r.Label}`,
-    `  Interval      ${r.Interval}, retain ${r.Retain}${r.Schedule ? `, schedule "${r.Schedule}"` : ''}${r.WindowMinutes !== null ? `, window ${r.WindowMinutes} min` : ''}`,
+    r.Kind === 'restore'
+      ? `  Restored      ${r.RestoredSnapshot ?? '?'}${r.Subdir ? ` (${r.Subdir})` : ''} into ${r.Target ?? r.Destination}${r.Mirror ? ', mirror: what the snapshot lacks deleted' : ''}`
+      : `  Interval      ${r.Interval}, retain ${r.Retain}${r.Schedule ? `, schedule "${r.Schedule}"` : ''}${r.WindowMinutes !== null ? `, window ${r.WindowMinutes} min` : ''}`,
     `  Started       ${r.StartTime}`,
     `  Stopped       ${r.StopTime ?? '-'}${r.StopTime ? ` (${took(r)})` : ''}`,
   ];

@@ -9,17 +9,52 @@ export const DEFAULT_EXPIRE_DAYS = 90;
  */
 export type RunStatus = BackupStatus | 'Unknown' | 'Skipped';
 
+/** What a run did: a backup, or a restore of a snapshot. */
+export type RunKind = 'backup' | 'restore';
+
 /**
- * The record of one run (DESIGN.md): one schema for SQLite and DynamoDB. The engine's figures
- * are named as its fields already; the record adds what only the service knows, and allows
- * the times a run that never got going has not got.
+ * The record of one run (DESIGN.md): one schema for SQLite and DynamoDB, backups and restores
+ * alike. The engine's figures are named as its fields already; the record adds what only the
+ * service knows, and allows the times a run that never got going has not got.
+ *
+ * `Kind` says which fields a run has. One interface (not a union of a backup's and a
+ * restore's) because it is one table's row: every reader sees every column, and a store reads
+ * an item of either kind back the same way.
+ *
+ * - A backup: `Interval` and `Retain` are its job's; the restore fields are null.
+ * - A restore: `RestoredSnapshot`, `Target`, `Subdir` and `Mirror` say what was asked;
+ *   `Interval` is the interval of the snapshot restored (null until it is resolved), `Retain`
+ *   is null. `Source` is the backup set (`<backup file system>/<label>`), `Destination` the
+ *   target (as `Target`: where the files were written), `Prefix` the sub-directory restored.
+ *   Its figures use the backup's fields: `Snapshot` the stamp restored, `NumberOfFiles` the
+ *   snapshot's entries looked at (created, updated, linked and unchanged),
+ *   `NumberOfFilesTransferred` the files written (created and updated),
+ *   `TotalTransferredFileSize` their bytes, `NumberOfFilesLinked` the hard links made,
+ *   `NumberOfWarnings`, and `CopyStartTime`/`CopyStopTime` the restore's own times; what only a
+ *   mirror does has its own field, `NumberOfFilesDeleted`. The prune fields stay empty.
  */
 export interface RunRecord extends Omit<
   BackupFigures,
-  'Status' | 'StopTime' | 'CopyStartTime' | 'CopyStopTime'
+  'Status' | 'StopTime' | 'CopyStartTime' | 'CopyStopTime' | 'Interval' | 'Retain'
 > {
+  /** `backup` for a record written before restores were recorded. */
+  Kind: RunKind;
   /** The configuration job that ran; null for a command-line backup. */
   Job: string | null;
+  /** A backup's interval; a restore's snapshot's interval, null until it is resolved. */
+  Interval: string | null;
+  /** Null for a restore. */
+  Retain: number | null;
+  /** The snapshot a restore was asked for, as asked (`daily.0`, a stamp); null for a backup. */
+  RestoredSnapshot: string | null;
+  /** The directory a restore writes into; null for a backup. */
+  Target: string | null;
+  /** The sub-directory of the snapshot restored; null for a backup or a whole snapshot. */
+  Subdir: string | null;
+  /** A restore that deletes what the snapshot lacks (`--delete`); null for a backup. */
+  Mirror: boolean | null;
+  /** Entries a mirror restore deleted from the target; null for a backup. */
+  NumberOfFilesDeleted: number | null;
   Schedule: string | null;
   Status: RunStatus;
   /** Null while the run goes. */
@@ -34,6 +69,7 @@ export interface RunRecord extends Omit<
 /** Every field of the record, in the order DESIGN.md lists them. */
 export const RECORD_FIELDS = [
   'BackupId',
+  'Kind',
   'Job',
   'Label',
   'Interval',
@@ -41,6 +77,10 @@ export const RECORD_FIELDS = [
   'Source',
   'Prefix',
   'Destination',
+  'RestoredSnapshot',
+  'Target',
+  'Subdir',
+  'Mirror',
   'WindowMinutes',
   'Schedule',
   'Status',
@@ -60,6 +100,7 @@ export const RECORD_FIELDS = [
   'PruneStartTime',
   'PruneStopTime',
   'SnapshotsPruned',
+  'NumberOfFilesDeleted',
   'Host',
   'LogLocation',
   'ExpireItem',
@@ -114,10 +155,13 @@ export function emptyFigures(): Pick<
   };
 }
 
+/** The fields only a restore has. */
+type RestoreField = 'RestoredSnapshot' | 'Target' | 'Subdir' | 'Mirror' | 'NumberOfFilesDeleted';
+
 /** The engine's figures as the record's fields. */
 export function figuresOf(
   f: BackupFigures,
-): Omit<RunRecord, 'Job' | 'Schedule' | 'LogLocation' | 'ExpireItem'> {
+): Omit<RunRecord, 'Job' | 'Schedule' | 'LogLocation' | 'ExpireItem' | 'Kind' | RestoreField> {
   return {
     BackupId: f.BackupId,
     Label: f.Label,
@@ -145,5 +189,92 @@ export function figuresOf(
     PruneStopTime: f.PruneStopTime,
     SnapshotsPruned: f.SnapshotsPruned,
     Host: f.Host,
+  };
+}
+
+/** What is known of a run at its start, whatever it does. */
+interface RunStart {
+  /** The run's id: the record's key. */
+  id: string;
+  /** The configuration job; null (the default) for a command-line run. */
+  job?: string | null;
+  label: string;
+  source: string;
+  prefix: string;
+  windowMinutes?: number | null;
+  schedule?: string | null;
+  start: Date;
+  /** Where the run goes (`pending` while no worker has claimed it). */
+  host: string;
+  /** Days the record is kept. */
+  expireDays: number;
+  /** @default 'the run is going' */
+  message?: string;
+}
+
+/** A backup at its start. */
+export interface BackupStart extends RunStart {
+  kind?: 'backup';
+  interval: string;
+  retain: number;
+  destination: string;
+}
+
+/** A restore at its start: its target is its destination. */
+export interface RestoreStart extends RunStart {
+  kind: 'restore';
+  /** The snapshot as asked for (`daily.0`, a stamp). */
+  snapshot: string;
+  target: string;
+  subdir?: string | null;
+  mirror: boolean;
+}
+
+/**
+ * The Running record of a new run, from what is known at its start, with empty figures: the
+ * one place a record is made (the lifecycle, the orchestrator and the AWS workers).
+ */
+export function newRunRecord(run: BackupStart | RestoreStart): RunRecord {
+  const kind: Pick<RunRecord, 'Kind' | 'Interval' | 'Retain' | 'Destination' | RestoreField> =
+    run.kind === 'restore'
+      ? {
+          Kind: 'restore',
+          Interval: null,
+          Retain: null,
+          Destination: run.target,
+          RestoredSnapshot: run.snapshot,
+          Target: run.target,
+          Subdir: run.subdir ?? null,
+          Mirror: run.mirror,
+          NumberOfFilesDeleted: 0,
+        }
+      : {
+          Kind: 'backup',
+          Interval: run.interval,
+          Retain: run.retain,
+          Destination: run.destination,
+          RestoredSnapshot: null,
+          Target: null,
+          Subdir: null,
+          Mirror: null,
+          NumberOfFilesDeleted: null,
+        };
+  return {
+    BackupId: run.id,
+    Job: run.job ?? null,
+    Label: run.label,
+    Source: run.source,
+    Prefix: run.prefix,
+    WindowMinutes: run.windowMinutes ?? null,
+    Schedule: run.schedule ?? null,
+    Status: 'Running',
+    Message: run.message ?? 'the run is going',
+    StartTime: run.start.toISOString(),
+    StopTime: null,
+    ...emptyFigures(),
+    ...kind,
+    Host: run.host,
+    LogLocation: null,
+    ExpireItem: expireItem(run.start, run.expireDays),
   };
 }

@@ -10,13 +10,19 @@ import { RECORD_FIELDS, type RunRecord } from './record.js';
 
 const COLUMN_TYPES: Record<(typeof RECORD_FIELDS)[number], string> = {
   BackupId: 'TEXT PRIMARY KEY NOT NULL',
+  Kind: "TEXT NOT NULL DEFAULT 'backup'",
   Job: 'TEXT',
   Label: 'TEXT NOT NULL',
-  Interval: 'TEXT NOT NULL',
-  Retain: 'INTEGER NOT NULL',
+  Interval: 'TEXT',
+  Retain: 'INTEGER',
   Source: 'TEXT NOT NULL',
   Prefix: 'TEXT NOT NULL',
   Destination: 'TEXT NOT NULL',
+  RestoredSnapshot: 'TEXT',
+  Target: 'TEXT',
+  Subdir: 'TEXT',
+  /** 0 or 1 (SQLite has no boolean); null for a backup. */
+  Mirror: 'INTEGER',
   WindowMinutes: 'REAL',
   Schedule: 'TEXT',
   Status: 'TEXT NOT NULL',
@@ -36,16 +42,18 @@ const COLUMN_TYPES: Record<(typeof RECORD_FIELDS)[number], string> = {
   PruneStartTime: 'TEXT',
   PruneStopTime: 'TEXT',
   SnapshotsPruned: 'INTEGER NOT NULL',
+  NumberOfFilesDeleted: 'INTEGER',
   Host: 'TEXT NOT NULL',
   LogLocation: 'TEXT',
   ExpireItem: 'INTEGER NOT NULL',
 };
 
 /**
- * 1: the first schema. 2: NumberOfFilesCopiedForLinkLimit. A file of an older version is
- * migrated on open, each step in one transaction with its version bump.
+ * 1: the first schema. 2: NumberOfFilesCopiedForLinkLimit. 3: restores (Kind, the restore
+ * fields; Interval and Retain nullable). A file of an older version is migrated on open, each
+ * step in one transaction with its version bump.
  */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /**
  * The reserve's size. The end of a run is one row updated in place and the purge of expired
@@ -54,8 +62,43 @@ const SCHEMA_VERSION = 2;
  */
 export const RESERVE_BYTES = 256 * 1024;
 
+const CREATE_TABLE = (name: string): string =>
+  `CREATE TABLE IF NOT EXISTS ${name} (${RECORD_FIELDS.map((f) => `${f} ${COLUMN_TYPES[f]}`).join(', ')})`;
+const CREATE_INDEXES = `CREATE INDEX IF NOT EXISTS runs_by_set ON runs (Destination, Label, StartTime);
+   CREATE INDEX IF NOT EXISTS runs_by_expiry ON runs (ExpireItem);`;
+
+/** The columns version 3 added; the others were there at version 2. */
+const ADDED_IN_3 = new Set<string>([
+  'Kind',
+  'RestoredSnapshot',
+  'Target',
+  'Subdir',
+  'Mirror',
+  'NumberOfFilesDeleted',
+]);
+const V2_COLUMNS = RECORD_FIELDS.filter((f) => !ADDED_IN_3.has(f)).join(', ');
+
 const MIGRATIONS: Record<number, string> = {
   2: 'ALTER TABLE runs ADD COLUMN NumberOfFilesCopiedForLinkLimit INTEGER NOT NULL DEFAULT 0',
+  // SQLite cannot drop a NOT NULL (Interval, Retain) in place: the table is made anew, in the
+  // record's column order, and the rows copied (each a backup's, as Kind's default says).
+  3: `${CREATE_TABLE('runs_v3')};
+      INSERT INTO runs_v3 (${V2_COLUMNS}) SELECT ${V2_COLUMNS} FROM runs;
+      DROP TABLE runs;
+      ALTER TABLE runs_v3 RENAME TO runs;
+      ${CREATE_INDEXES}`,
+};
+
+/** A record as a row: SQLite has no boolean. */
+const rowOf = (r: RunRecord): Record<string, unknown> => ({
+  ...r,
+  Mirror: r.Mirror === null ? null : r.Mirror ? 1 : 0,
+});
+
+/** A row as a record. */
+const fromRow = (row: unknown): RunRecord => {
+  const r = row as Omit<RunRecord, 'Mirror'> & { Mirror: number | null };
+  return { ...r, Mirror: r.Mirror === null ? null : r.Mirror !== 0 };
 };
 
 /** SQLite's answers for a file that is not (or no longer) a sound database. */
@@ -150,11 +193,7 @@ export class SqliteRecordStore implements RecordStore {
           const now = db.pragma('user_version', { simple: true }) as number;
           if (now === 0) {
             // A new file: the schema and its version in one transaction.
-            db.exec(
-              `CREATE TABLE IF NOT EXISTS runs (${RECORD_FIELDS.map((f) => `${f} ${COLUMN_TYPES[f]}`).join(', ')});
-               CREATE INDEX IF NOT EXISTS runs_by_set ON runs (Destination, Label, StartTime);
-               CREATE INDEX IF NOT EXISTS runs_by_expiry ON runs (ExpireItem);`,
-            );
+            db.exec(`${CREATE_TABLE('runs')}; ${CREATE_INDEXES}`);
           } else {
             for (let v = now + 1; v <= SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
           }
@@ -216,18 +255,18 @@ export class SqliteRecordStore implements RecordStore {
 
   async put(record: RunRecord): Promise<void> {
     try {
-      this.insert.run(record);
+      this.insert.run(rowOf(record));
     } catch (e) {
       // The file system is full (or the write failed): give back the reserve and try once more.
       const code = (e as { code?: string }).code ?? '';
       if (!/^SQLITE_(FULL|IOERR)/.test(code) || !this.releaseReserve()) throw e;
-      this.insert.run(record);
+      this.insert.run(rowOf(record));
     }
   }
 
   async get(backupId: string): Promise<RunRecord | null> {
     const row = this.db.prepare('SELECT * FROM runs WHERE BackupId = ?').get(backupId);
-    return (row as RunRecord | undefined) ?? null;
+    return row === undefined ? null : fromRow(row);
   }
 
   async list(q: RecordQuery = {}): Promise<RunRecord[]> {
@@ -247,7 +286,7 @@ export class SqliteRecordStore implements RecordStore {
       `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ` +
       `ORDER BY StartTime DESC, rowid DESC${q.limit !== undefined ? ' LIMIT @limit' : ''}`;
     if (q.limit !== undefined) args.limit = q.limit;
-    return this.db.prepare(sql).all(args) as RunRecord[];
+    return this.db.prepare(sql).all(args).map(fromRow);
   }
 
   async purgeExpired(now: Date): Promise<RunRecord[]> {
@@ -255,7 +294,8 @@ export class SqliteRecordStore implements RecordStore {
     const purge = this.db.transaction(() => {
       const rows = this.db
         .prepare('SELECT * FROM runs WHERE ExpireItem < ? AND Status != ?')
-        .all(cutoff, 'Running') as RunRecord[];
+        .all(cutoff, 'Running')
+        .map(fromRow);
       this.db
         .prepare('DELETE FROM runs WHERE ExpireItem < ? AND Status != ?')
         .run(cutoff, 'Running');

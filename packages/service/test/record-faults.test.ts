@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  newRunRecord,
   readRunLog,
   RECORD_FIELDS,
   runBackup,
@@ -16,6 +17,7 @@ import {
   type RunRecord,
 } from '../src/index.js';
 import { defaultRecordsFile } from '../src/local.js';
+import { SqliteRecordStore } from '../src/sqlite-record-store.js';
 import { ports, records, setUp } from './fixtures.js';
 
 /** The `runs` table as efs-backup wrote it at schema version 1 (before NumberOfFilesCopiedForLinkLimit). */
@@ -23,11 +25,31 @@ const SCHEMA_V1 = `CREATE TABLE IF NOT EXISTS runs (BackupId TEXT PRIMARY KEY NO
 CREATE INDEX IF NOT EXISTS runs_by_set ON runs (Destination, Label, StartTime);
 CREATE INDEX IF NOT EXISTS runs_by_expiry ON runs (ExpireItem);`;
 
+/** The fields version 3 added (restores). */
+type V3Field =
+  'Kind' | 'RestoredSnapshot' | 'Target' | 'Subdir' | 'Mirror' | 'NumberOfFilesDeleted';
+
+/** What a version-3 file reads a backup's row of an older file as. */
+const ADDED_IN_V3: Pick<RunRecord, V3Field> = {
+  Kind: 'backup',
+  RestoredSnapshot: null,
+  Target: null,
+  Subdir: null,
+  Mirror: null,
+  NumberOfFilesDeleted: null,
+};
+
+/** The `runs` table at schema version 2: version 1's, with NumberOfFilesCopiedForLinkLimit. */
+const SCHEMA_V2 = SCHEMA_V1.replace(
+  'NumberOfFilesLinked INTEGER NOT NULL,',
+  'NumberOfFilesLinked INTEGER NOT NULL, NumberOfFilesCopiedForLinkLimit INTEGER NOT NULL DEFAULT 0,',
+);
+
 function oldRow(
   dst: string,
   id: string,
   start: string,
-): Omit<RunRecord, 'NumberOfFilesCopiedForLinkLimit'> {
+): Omit<RunRecord, 'NumberOfFilesCopiedForLinkLimit' | V3Field> {
   return {
     BackupId: id,
     Job: null,
@@ -61,13 +83,16 @@ function oldRow(
   };
 }
 
-/** A records file as the previous version left it: schema 1, two runs. */
-function versionOneFile(dst: string): { file: string; rows: ReturnType<typeof oldRow>[] } {
+/** A records file as an older version left it: schema 1 or 2, two runs. */
+function olderFile(
+  dst: string,
+  version: 1 | 2,
+): { file: string; rows: ReturnType<typeof oldRow>[] } {
   const file = defaultRecordsFile(dst, 'efs-backup');
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const db = new Database(file);
-  db.exec(SCHEMA_V1);
-  db.pragma('user_version = 1');
+  db.exec(version === 1 ? SCHEMA_V1 : SCHEMA_V2);
+  db.pragma(`user_version = ${version}`);
   const rows = [
     oldRow(dst, '00000000-0000-4000-8000-00000000000a', '2026-11-01T02:00:00.000Z'),
     oldRow(dst, '00000000-0000-4000-8000-00000000000b', '2026-11-02T02:00:00.000Z'),
@@ -82,44 +107,98 @@ function versionOneFile(dst: string): { file: string; rows: ReturnType<typeof ol
 }
 
 describe('schema migration', () => {
-  it('a version-1 records file gains NumberOfFilesCopiedForLinkLimit (version 2), keeps its rows, and takes new runs', async () => {
-    const { src, dst } = setUp();
-    const { file, rows } = versionOneFile(dst);
-    const run = await runBackup({ source: src, destination: dst }, ports());
-    expect(run.problems).toEqual([]);
-    expect(run.record.Status).toBe('Success');
+  it.each([1, 2] as const)(
+    'a version-%i records file is migrated to version 3 (restores: Kind, the restore fields, Interval and Retain nullable), keeps its rows, and takes new runs',
+    async (version) => {
+      const { src, dst } = setUp();
+      const { file, rows } = olderFile(dst, version);
+      const run = await runBackup({ source: src, destination: dst }, ports());
+      expect(run.problems).toEqual([]);
+      expect(run.record.Status).toBe('Success');
 
-    const db = new Database(file, { readonly: true });
-    expect(db.pragma('user_version', { simple: true })).toBe(2);
-    const cols = (db.prepare('PRAGMA table_info(runs)').all() as { name: string }[]).map(
-      (c) => c.name,
-    );
-    db.close();
-    expect([...cols].sort()).toEqual([...RECORD_FIELDS].sort());
+      const db = new Database(file, { readonly: true });
+      expect(db.pragma('user_version', { simple: true })).toBe(3);
+      const cols = db.prepare('PRAGMA table_info(runs)').all() as {
+        name: string;
+        notnull: number;
+      }[];
+      const indexes = (db.prepare('PRAGMA index_list(runs)').all() as { name: string }[]).map(
+        (i) => i.name,
+      );
+      db.close();
+      // As a new file's: the record's fields in its order, the indexes kept.
+      expect(cols.map((c) => c.name)).toEqual([...RECORD_FIELDS]);
+      expect(cols.filter((c) => c.name === 'Interval' || c.name === 'Retain')).toEqual([
+        expect.objectContaining({ notnull: 0 }),
+        expect.objectContaining({ notnull: 0 }),
+      ]);
+      expect(indexes).toEqual(expect.arrayContaining(['runs_by_set', 'runs_by_expiry']));
 
-    const all = await records(dst);
-    expect(all.map((r) => r.BackupId)).toEqual([
-      run.record.BackupId,
-      rows[1]!.BackupId,
-      rows[0]!.BackupId,
-    ]);
-    // The old rows as they were, with the new count at 0.
-    for (const old of rows)
-      expect(all.find((r) => r.BackupId === old.BackupId)).toEqual({
-        ...old,
-        NumberOfFilesCopiedForLinkLimit: 0,
-      });
-    expect(all[0]).toEqual(run.record);
-    // Opened again: nothing more to migrate.
-    const again = await runBackup({ source: src, destination: dst }, ports());
-    expect(again.problems).toEqual([]);
-    expect(await records(dst)).toHaveLength(4);
+      const all = await records(dst);
+      expect(all.map((r) => r.BackupId)).toEqual([
+        run.record.BackupId,
+        rows[1]!.BackupId,
+        rows[0]!.BackupId,
+      ]);
+      // The old rows as they were: backups, the new count at 0, no restore fields.
+      for (const old of rows)
+        expect(all.find((r) => r.BackupId === old.BackupId)).toEqual({
+          ...old,
+          NumberOfFilesCopiedForLinkLimit: 0,
+          ...ADDED_IN_V3,
+        });
+      expect(all[0]).toEqual(run.record);
+      // Opened again: nothing more to migrate.
+      const again = await runBackup({ source: src, destination: dst }, ports());
+      expect(again.problems).toEqual([]);
+      expect(await records(dst)).toHaveLength(4);
+    },
+  );
+
+  it("a restore's record round-trips through the records file (its mirror a boolean)", async () => {
+    const { dst } = setUp();
+    const file = defaultRecordsFile(dst, 'efs-backup');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const store = SqliteRecordStore.open(file);
+    const restore: RunRecord = {
+      ...newRunRecord({
+        kind: 'restore',
+        id: 'r',
+        label: 'efs-backup',
+        snapshot: 'daily.0',
+        source: `${dst}/efs-backup`,
+        prefix: '/docs',
+        target: '/restored',
+        subdir: 'docs',
+        mirror: true,
+        start: new Date('2026-11-03T02:00:00.000Z'),
+        host: 'h',
+        expireDays: 90,
+      }),
+      Status: 'Success',
+      Interval: 'daily',
+      Snapshot: '20261102T020000Z',
+      NumberOfFilesDeleted: 2,
+    };
+    const backup = {
+      ...oldRow(dst, 'b', '2026-11-01T02:00:00.000Z'),
+      NumberOfFilesCopiedForLinkLimit: 0,
+      ...ADDED_IN_V3,
+    };
+    await store.put(restore);
+    await store.put(backup);
+    expect(await store.get('r')).toEqual(restore);
+    expect(await store.list()).toEqual([restore, backup]);
+    await store.put({ ...restore, Mirror: false });
+    expect((await store.get('r'))!.Mirror).toBe(false);
+    await store.close();
   });
 
   it('the summary (log and notices) tells unchanged files copied because a link failed', () => {
     const { dst } = setUp();
     const r: RunRecord = {
       ...oldRow(dst, 'b', '2026-11-01T02:00:00.000Z'),
+      ...ADDED_IN_V3,
       NumberOfFilesTransferred: 180,
       NumberOfFilesCopiedForLinkLimit: 177,
     };
