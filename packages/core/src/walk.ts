@@ -4,6 +4,7 @@ import type { BaseSnapshot } from './base-snapshot.js';
 import type { EntryWriter } from './entry-writer.js';
 import { readdirSync, type FsOps } from './fs-ops.js';
 import type { InFlight, Job } from './inflight.js';
+import { LinkGroups, type LinkGroup } from './link-groups.js';
 import { ManifestIndex, type EntryRecord } from './manifest.js';
 import type { PartialSnapshot } from './partial.js';
 import { removeAll } from './remove-tree.js';
@@ -30,17 +31,6 @@ interface DirNode {
   existed: boolean;
 }
 
-/** One inode seen under several names: the first name is written, the others link to it. */
-interface LinkGroup {
-  first: string;
-  /** The first name's metadata: a later name that differs saw the inode change meanwhile. */
-  meta: Meta;
-  /** Names met so far; at st_nlink the group is dropped, so the map holds open groups only. */
-  seen: number;
-  record: EntryRecord | null;
-  waiters: Array<() => void> | null;
-}
-
 /**
  * The walk of the source: each directory's listing joined with the previous manifest's entries
  * and the journal's (what an interrupted run already wrote), sub-directories first and each
@@ -54,7 +44,7 @@ export class Walk {
   complete = false;
   rootRecord: EntryRecord | null = null;
   private resumeIndex: ManifestIndex | null = null;
-  private readonly groups = new Map<string, LinkGroup>();
+  private readonly groups = new LinkGroups();
   /** Directories with children still to record: a stop journals what they already hold. */
   private readonly openDirs = new Set<DirNode>();
 
@@ -303,33 +293,22 @@ export class Walk {
       dir.records.push(resumed);
       return this.entryDone(dir, done);
     }
+    let ownGroup: LinkGroup | null = null;
     if (m.nlink > 1) {
-      const group = this.groups.get(m.inode);
-      if (group) {
-        if (++group.seen >= m.nlink) this.groups.delete(m.inode);
+      const group = this.groups.meet(m, rel);
+      if (group.first !== rel) {
         if (group.record) return this.linkMember(dir, name, dst, m, group, done);
         group.waiters!.push(() =>
           this.pool.push((d) => this.linkMember(dir, name, dst, m, group, d)),
         );
         return done(); // the slot is free while waiting for the first name to be written
       }
-      this.groups.set(m.inode, { first: rel, meta: m, seen: 1, record: null, waiters: [] });
+      ownGroup = group;
     }
-    const ownGroup = m.nlink > 1 ? this.groups.get(m.inode) : undefined;
     const prev = dir.prev?.get(name);
     let slot = done;
     const written = (rec: EntryRecord | null): void => {
-      if (m.nlink > 1) {
-        const group = this.groups.get(m.inode) ?? ownGroup!;
-        const waiters = group.waiters!;
-        if (rec) {
-          group.record = rec;
-          group.waiters = null;
-        } else if (this.groups.get(m.inode) === group) {
-          this.groups.delete(m.inode); // the first name failed: the next one becomes first
-        }
-        for (const w of waiters) w();
-      }
+      if (ownGroup) this.groups.firstWritten(m, ownGroup, rec);
       if (rec) dir.records.push(rec);
       this.entryDone(dir, slot);
     };
