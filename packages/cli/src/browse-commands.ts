@@ -6,16 +6,16 @@ import {
   listPath,
   openSnapshot,
   pathHistory,
-  type EntryRecord,
+  type ManifestEntry,
   formatBytes,
   shown,
 } from '@efs-backup/core';
 import path from 'node:path';
 
-const TYPE_CHAR: Record<EntryRecord['kind'], string> = { f: '-', d: 'd', l: 'l', p: 'p' };
+const TYPE_CHAR: Record<ManifestEntry['kind'], string> = { f: '-', d: 'd', l: 'l', p: 'p' };
 
 /** `ls -l`-style mode string, setuid/setgid/sticky included. */
-export function modeString(e: EntryRecord): string {
+export function modeString(e: ManifestEntry): string {
   const m = e.mode;
   const rwx = (bits: number, special: boolean, s: string, S: string): string =>
     (bits & 4 ? 'r' : '-') +
@@ -29,7 +29,7 @@ export function modeString(e: EntryRecord): string {
   );
 }
 
-const mtimeOf = (e: EntryRecord): string =>
+const mtimeOf = (e: ManifestEntry): string =>
   new Date(e.mtimeSec * 1000 + Math.floor(e.mtimeNsec / 1e6)).toISOString();
 
 export function addBrowseCommands(program: Command, setExit: (code: number) => void): void {

@@ -498,7 +498,7 @@ async function printStatus(o: StatusOptions): Promise<number> {
       const done =
         p === null
           ? 'starting'
-          : `${p.phase === 'prune' ? 'pruning; ' : ''}${formatCount(p.entries)}${p.estimatedEntries ? ` of about ${formatCount(p.estimatedEntries)}` : ''} entries (${formatBytes(p.bytes)})` +
+          : `${formatCount(p.entries)}${p.estimatedEntries ? ` of about ${formatCount(p.estimatedEntries)}` : ''} entries (${formatBytes(p.bytes)})` +
             (p.estimatedEntries
               ? `, ${Math.min(100, Math.floor((100 * p.entries) / p.estimatedEntries))}%`
               : '');

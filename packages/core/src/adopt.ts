@@ -14,7 +14,7 @@ import {
   splitNs,
   writeManifest,
   type EntryKind,
-  type EntryRecord,
+  type ManifestEntry,
 } from './manifest.js';
 import { toStamp } from './stamp.js';
 
@@ -73,7 +73,7 @@ export function adopt(o: AdoptOptions): AdoptedSnapshot[] {
       const journal = set.journalPath(stamp);
       fs.rmSync(journal, { force: true });
       const fd = fs.openSync(journal, 'w', 0o600);
-      let manifest: { root: EntryRecord; files: number; bytes: number };
+      let manifest: { root: ManifestEntry; files: number; bytes: number };
       try {
         manifest = manifestOf(
           src,
@@ -120,7 +120,7 @@ export function adopt(o: AdoptOptions): AdoptedSnapshot[] {
   }
 }
 
-function entryOf(name: string, st: fs.BigIntStats, kind: EntryKind, data: string): EntryRecord {
+function entryOf(name: string, st: fs.BigIntStats, kind: EntryKind, data: string): ManifestEntry {
   const [mtimeSec, mtimeNsec] = splitNs(st.mtimeNs);
   return {
     name,
@@ -138,15 +138,15 @@ function entryOf(name: string, st: fs.BigIntStats, kind: EntryKind, data: string
 /** Walks one old snapshot and journals its manifest blocks. */
 function manifestOf(
   root: string,
-  write: (dir: string, records: EntryRecord[]) => void,
+  write: (dir: string, records: ManifestEntry[]) => void,
   digests: Map<string, string>,
-): { root: EntryRecord; files: number; bytes: number } {
+): { root: ManifestEntry; files: number; bytes: number } {
   let files = 0;
   let bytes = 0;
   const firstName = new Map<string, string>();
   const walk = (rel: string): void => {
     const dir = rel === '' ? root : path.join(root, rel);
-    const records: EntryRecord[] = [];
+    const records: ManifestEntry[] = [];
     const subdirs: string[] = [];
     for (const name of fs.readdirSync(dir)) {
       const p = path.join(dir, name);

@@ -1,11 +1,11 @@
 import { badInput } from './errors.js';
 import type { BackupSet, SnapshotRef } from './layout.js';
-import type { ManifestIndex, EntryRecord } from './manifest.js';
+import type { ManifestIndex, ManifestEntry } from './manifest.js';
 import { checkSnapshotPath, entryAt, openManifest } from './selectors.js';
 
 /** Browsing from manifests alone: nothing here reads a snapshot's tree. */
 
-export interface ListedEntry extends EntryRecord {
+export interface ListedEntry extends ManifestEntry {
   /** Snapshot-relative path. */
   path: string;
 }
@@ -24,7 +24,7 @@ export function listPath(index: ManifestIndex, p: string): ListedEntry[] {
 export interface DiffLine {
   change: 'added' | 'removed' | 'changed';
   path: string;
-  kind: EntryRecord['kind'];
+  kind: ManifestEntry['kind'];
   /** Bytes in the first snapshot (removed, changed). */
   sizeBefore: number | null;
   /** Bytes in the second snapshot (added, changed). */
@@ -34,7 +34,7 @@ export interface DiffLine {
 }
 
 /** What differs between the same path of two manifests. */
-export function entryChanges(a: EntryRecord, b: EntryRecord): string[] {
+export function entryChanges(a: ManifestEntry, b: ManifestEntry): string[] {
   if (a.kind !== b.kind) return ['type'];
   const out: string[] = [];
   if (a.kind === 'f' && a.data !== b.data) out.push('content');
@@ -66,8 +66,8 @@ export function diffManifests(a: ManifestIndex, b: ManifestIndex): DiffLine[] {
     }
   };
   const walk = (rel: string): void => {
-    const before = a.readDirSync(rel) ?? new Map<string, EntryRecord>();
-    const after = b.readDirSync(rel) ?? new Map<string, EntryRecord>();
+    const before = a.readDirSync(rel) ?? new Map<string, ManifestEntry>();
+    const after = b.readDirSync(rel) ?? new Map<string, ManifestEntry>();
     for (const [name, ea] of before) {
       const p = rel === '' ? name : `${rel}/${name}`;
       const eb = after.get(name);
@@ -118,7 +118,7 @@ export function diffManifests(a: ManifestIndex, b: ManifestIndex): DiffLine[] {
 
 export interface PathVersion {
   /** The entry as the first snapshot holding this version recorded it. */
-  entry: EntryRecord;
+  entry: ManifestEntry;
   /** Snapshots holding this version, oldest first. */
   snapshots: SnapshotRef[];
 }

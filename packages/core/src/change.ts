@@ -1,6 +1,6 @@
 import type fs from 'node:fs';
 import { timeArg, type TimeArg } from './fs-ops.js';
-import { splitNs, type EntryKind, type EntryRecord } from './manifest.js';
+import { splitNs, type EntryKind, type ManifestEntry } from './manifest.js';
 
 /**
  * What a backup decides about one entry, from its lstat and the manifests: pure functions,
@@ -63,8 +63,8 @@ export function toMeta(st: fs.BigIntStats): Meta {
 }
 
 /** The manifest entry of an entry written with metadata `m`. */
-export function entryOf(name: string, m: Meta, data: string, link?: string): EntryRecord {
-  const r: EntryRecord = {
+export function entryOf(name: string, m: Meta, data: string, link?: string): ManifestEntry {
+  const r: ManifestEntry = {
     name,
     kind: m.kind!,
     mode: m.mode,
@@ -81,10 +81,10 @@ export function entryOf(name: string, m: Meta, data: string, link?: string): Ent
 
 /** Unchanged: same type, size, mtime, mode, uid and gid; a symlink also the same target. */
 export function unchanged(
-  prev: EntryRecord | undefined,
+  prev: ManifestEntry | undefined,
   m: Meta,
   target: string,
-): prev is EntryRecord {
+): prev is ManifestEntry {
   return (
     prev !== undefined &&
     prev.kind === m.kind &&

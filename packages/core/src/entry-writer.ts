@@ -4,7 +4,7 @@ import { entryOf } from './change.js';
 import { CHUNK, copyFile, type CopyError } from './copy-file.js';
 import { asyncOps, egid, euid, mkfifo, syncOps, type FsOps } from './fs-ops.js';
 import type { LinkThread } from './link-thread.js';
-import type { EntryRecord } from './manifest.js';
+import type { ManifestEntry } from './manifest.js';
 import { removeAll } from './remove-tree.js';
 import type { RunControl } from './run-control.js';
 import type { RunReport } from './run-report.js';
@@ -33,7 +33,7 @@ export class EntryWriter {
     dst: string,
     m: Meta,
     target: string,
-    cb: (rec: EntryRecord | null) => void,
+    cb: (rec: ManifestEntry | null) => void,
   ): void {
     const name = path.basename(dst);
     const retryOnExists = (attempt: (again: () => void) => void): void => {
@@ -115,7 +115,7 @@ export class EntryWriter {
     src: string,
     m: Meta,
     target: string,
-    cb: (rec: EntryRecord | null) => void,
+    cb: (rec: ManifestEntry | null) => void,
   ): void {
     this.report.warn(rel, 'owner not kept: changing owners needs root');
     this.dst.unlink(dst, () =>

@@ -24,7 +24,7 @@ export type { SnapshotRef } from './layout.js';
 export { LabelLock, readLock } from './lock.js';
 export type { LockInfo } from './lock.js';
 export { ManifestIndex, MANIFEST_FORMAT } from './manifest.js';
-export type { EntryKind, EntryRecord, ManifestHeader } from './manifest.js';
+export type { EntryKind, ManifestEntry, ManifestHeader } from './manifest.js';
 export {
   defaultConcurrency,
   NETWORK_CONCURRENCY,

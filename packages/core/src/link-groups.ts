@@ -1,5 +1,5 @@
 import type { Meta } from './change.js';
-import type { EntryRecord } from './manifest.js';
+import type { ManifestEntry } from './manifest.js';
 
 /** One inode seen under several names: the first name is written, the others link to it. */
 export interface LinkGroup {
@@ -10,7 +10,7 @@ export interface LinkGroup {
   /** Names met so far; at st_nlink the group is dropped, so only open groups are held. */
   seen: number;
   /** The first name's entry once it is written; null until then. */
-  record: EntryRecord | null;
+  record: ManifestEntry | null;
   /** Later names waiting for the first to be written; null once it is. */
   waiters: Array<() => void> | null;
 }
@@ -42,7 +42,7 @@ export class LinkGroups {
    * The first name of `own` was written (`rec`) or given up (null: the next name to come
    * becomes first); the names waiting for it go on either way.
    */
-  firstWritten(m: Meta, own: LinkGroup, rec: EntryRecord | null): void {
+  firstWritten(m: Meta, own: LinkGroup, rec: ManifestEntry | null): void {
     const group = this.open.get(m.inode) ?? own;
     const waiters = group.waiters!;
     if (rec) {

@@ -18,7 +18,7 @@ import type { FsOps } from './fs-ops.js';
  */
 export type EntryKind = 'f' | 'd' | 'l' | 'p';
 
-export interface EntryRecord {
+export interface ManifestEntry {
   name: string;
   kind: EntryKind;
   /** st_mode, type bits included. */
@@ -93,7 +93,7 @@ type EncodedEntry = [
   string?,
 ];
 
-export function encodeEntry(e: EntryRecord): EncodedEntry {
+export function encodeEntry(e: ManifestEntry): EncodedEntry {
   const out: EncodedEntry = [
     e.name,
     e.kind,
@@ -109,9 +109,9 @@ export function encodeEntry(e: EntryRecord): EncodedEntry {
   return out;
 }
 
-export function decodeEntry(a: unknown): EntryRecord {
+export function decodeEntry(a: unknown): ManifestEntry {
   if (!Array.isArray(a) || a.length < 9) throw new Error('malformed manifest entry');
-  const e: EntryRecord = {
+  const e: ManifestEntry = {
     name: a[0] as string,
     kind: a[1] as EntryKind,
     mode: a[2] as number,
@@ -126,7 +126,7 @@ export function decodeEntry(a: unknown): EntryRecord {
   return e;
 }
 
-export function blockLine(dir: string, entries: EntryRecord[]): string {
+export function blockLine(dir: string, entries: ManifestEntry[]): string {
   return JSON.stringify(dir) + '\t' + JSON.stringify(entries.map(encodeEntry)) + '\n';
 }
 
@@ -188,7 +188,7 @@ export class JournalWriter {
     return this.position + this.pendingBytes;
   }
 
-  add(dir: string, entries: EntryRecord[]): void {
+  add(dir: string, entries: ManifestEntry[]): void {
     if (entries.length === 0) return;
     const line = blockLine(dir, entries);
     this.pending.push(line);
@@ -383,7 +383,7 @@ export class ManifestIndex {
   readDir(
     io: Pick<FsOps, 'read'>,
     dir: string,
-    cb: (err: Error | null, entries: Map<string, EntryRecord> | null) => void,
+    cb: (err: Error | null, entries: Map<string, ManifestEntry> | null) => void,
   ): void {
     const refs = this.blocks.get(dir);
     if (!refs) return cb(null, null);
@@ -395,7 +395,7 @@ export class ManifestIndex {
       }
     }
     const fd = this.fd;
-    const out = new Map<string, EntryRecord>();
+    const out = new Map<string, ManifestEntry>();
     let i = 0;
     const next = (): void => {
       const ref = refs[i++];
@@ -414,12 +414,12 @@ export class ManifestIndex {
     next();
   }
 
-  readDirSync(dir: string): Map<string, EntryRecord> | null {
+  readDirSync(dir: string): Map<string, ManifestEntry> | null {
     const refs = this.blocks.get(dir);
     if (!refs) return null;
     const fd = fs.openSync(this.path, 'r');
     try {
-      const out = new Map<string, EntryRecord>();
+      const out = new Map<string, ManifestEntry>();
       for (const ref of refs) {
         const buf = Buffer.allocUnsafe(ref.length);
         const n = fs.readSync(fd, buf, 0, ref.length, ref.offset);
@@ -447,7 +447,7 @@ function indexBlock(blocks: Map<string, BlockRef[]>, line: Buffer, offset: numbe
   else blocks.set(dir, [ref]);
 }
 
-function parseBlockInto(line: Buffer, out: Map<string, EntryRecord>): void {
+function parseBlockInto(line: Buffer, out: Map<string, ManifestEntry>): void {
   const tab = line.indexOf(9);
   const entries = JSON.parse(line.subarray(tab + 1).toString('utf8')) as unknown[];
   for (const raw of entries) {

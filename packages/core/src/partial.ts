@@ -9,7 +9,7 @@ import {
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
   writeManifest,
-  type EntryRecord,
+  type ManifestEntry,
   type ManifestHeader,
 } from './manifest.js';
 import type { RunReport } from './run-report.js';
@@ -83,7 +83,7 @@ export interface CommitFacts {
   stop: Date;
   files: number;
   bytes: number;
-  root: EntryRecord;
+  root: ManifestEntry;
 }
 
 /**

@@ -5,7 +5,7 @@ import { badInput, EfsBackupError, isSystemError } from './errors.js';
 import { asyncOps, egid, euid, mkfifo, syncOps, timeArg, type FsOps } from './fs-ops.js';
 import { InFlight, type Job } from './inflight.js';
 import type { SnapshotRef } from './layout.js';
-import { entryKind, type EntryRecord, type ManifestIndex } from './manifest.js';
+import { entryKind, type ManifestEntry, type ManifestIndex } from './manifest.js';
 import { fsPath, shown } from './names.js';
 import { isRemote, within } from './options.js';
 import {
@@ -61,7 +61,7 @@ export interface RestoreResult {
 
 /** What differs between a manifest entry and what the target holds. */
 export function differences(
-  e: EntryRecord,
+  e: ManifestEntry,
   st: fs.BigIntStats,
   linkTarget: string | null,
 ): string[] {
@@ -176,7 +176,7 @@ interface DirJob {
   rel: string;
   /** Target path. */
   dst: string;
-  entry: EntryRecord;
+  entry: ManifestEntry;
   parent: DirJob | null;
   pending: number;
   /** The directory is new in the target (dry run: nothing below it exists). */
@@ -266,7 +266,7 @@ class RestoreRun {
     this.pool.halt();
   }
 
-  async run(root: EntryRecord, dst: string): Promise<RestoreResult> {
+  async run(root: ManifestEntry, dst: string): Promise<RestoreResult> {
     this.rootDst = root.kind === 'd' ? dst : path.dirname(dst);
     await new Promise<void>((resolve) => {
       this.pool.push((done) => {
@@ -325,7 +325,7 @@ class RestoreRun {
         this.fail(err);
         return done();
       }
-      const list = entries ?? new Map<string, EntryRecord>();
+      const list = entries ?? new Map<string, ManifestEntry>();
       const dispatch = (): void => {
         job.pending += list.size;
         const lane: Job[] = [];
@@ -355,7 +355,7 @@ class RestoreRun {
    * --delete what the target holds and the snapshot does not. Temporary files of restores are
    * never content: they are neither kept nor reported as deleted.
    */
-  private removeExtras(job: DirJob, keep: Map<string, EntryRecord>, next: () => void): void {
+  private removeExtras(job: DirJob, keep: Map<string, ManifestEntry>, next: () => void): void {
     this.io.readdir(job.dst, (err, names) => {
       if (err) {
         this.fail(err);
@@ -418,7 +418,13 @@ class RestoreRun {
     });
   }
 
-  private leaf(rel: string, dst: string, e: EntryRecord, done: () => void, parent?: DirJob): void {
+  private leaf(
+    rel: string,
+    dst: string,
+    e: ManifestEntry,
+    done: () => void,
+    parent?: DirJob,
+  ): void {
     const end = (): void => {
       if (parent) this.finished(parent);
       done();
@@ -473,7 +479,7 @@ class RestoreRun {
   }
 
   /** Writes a new inode at a temporary name, then renames it over `dst`. */
-  private write(rel: string, dst: string, e: EntryRecord, cb: (err: Error | null) => void): void {
+  private write(rel: string, dst: string, e: ManifestEntry, cb: (err: Error | null) => void): void {
     const tmp = this.tmpName(dst);
     const commit = (err: Error | null): void => {
       if (err) return fs.rm(fsPath(tmp), { force: true }, () => cb(err));
@@ -528,7 +534,7 @@ class RestoreRun {
 
   private applyMeta(
     p: string,
-    e: EntryRecord,
+    e: ManifestEntry,
     isLink: boolean,
     cb: (err: Error | null) => void,
   ): void {

@@ -7,7 +7,7 @@ import type { ResolvedOptions } from './options.js';
  * progress, and at the end its figures, named as the record's fields. Counted in one place.
  */
 
-export type BackupStatus = 'Running' | 'Success' | 'SuccessWithWarnings' | 'Incomplete' | 'Failed';
+export type BackupStatus = 'Success' | 'SuccessWithWarnings' | 'Incomplete' | 'Failed';
 
 /** The run's figures, named as the record's fields (DESIGN.md). */
 export interface BackupFigures {
@@ -51,7 +51,8 @@ export interface BackupWarning {
 }
 
 export interface BackupProgress {
-  phase: 'copy' | 'prune';
+  /** What the run is doing: copying (the walk). */
+  phase: 'copy';
   entries: number;
   bytes: number;
   /** From the previous snapshot's manifest; null on a first backup. */

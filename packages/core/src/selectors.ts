@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { badInput, EfsBackupError, isSystemError } from './errors.js';
 import { BackupSet, type SnapshotRef } from './layout.js';
-import { decodeEntry, ManifestIndex, type EntryRecord, type ManifestHeader } from './manifest.js';
+import { decodeEntry, ManifestIndex, type ManifestEntry, type ManifestHeader } from './manifest.js';
 
 /**
  * Resolves a selector: `latest`, `daily.0` (newest daily), `daily.3`, a stamp, or the
@@ -70,14 +70,14 @@ export function checkSnapshotPath(index: ManifestIndex, p: string, what = 'path'
 }
 
 /** The manifest entry of a snapshot-relative path ('' is the root). */
-export function entryAt(index: ManifestIndex, rel: string): EntryRecord | null {
+export function entryAt(index: ManifestIndex, rel: string): ManifestEntry | null {
   if (rel === '') return rootEntry(index);
   const slash = rel.lastIndexOf('/');
   const dir = slash < 0 ? '' : rel.slice(0, slash);
   return index.readDirSync(dir)?.get(rel.slice(slash + 1)) ?? null;
 }
 
-export function rootEntry(index: ManifestIndex): EntryRecord {
+export function rootEntry(index: ManifestIndex): ManifestEntry {
   return { ...decodeEntry(index.header!.root), name: '' };
 }
 
@@ -177,7 +177,7 @@ const KINDS = new Set(['f', 'd', 'l', 'p']);
 
 function badEntry(
   dir: string,
-  entries: Map<string, EntryRecord>,
+  entries: Map<string, ManifestEntry>,
   s: SnapshotRef,
 ): EfsBackupError | null {
   for (const e of entries.values()) {

@@ -5,7 +5,7 @@ import { badInput } from './errors.js';
 import { asyncOps, type FsOps } from './fs-ops.js';
 import { InFlight } from './inflight.js';
 import { BackupSet, type SnapshotRef } from './layout.js';
-import type { ManifestIndex, EntryRecord } from './manifest.js';
+import type { ManifestIndex, ManifestEntry } from './manifest.js';
 import { fsPath } from './names.js';
 import { differences } from './restore.js';
 import { isGone, openManifest, resolveSnapshot, rootEntry } from './selectors.js';
@@ -131,7 +131,7 @@ function compareTree(
     ? ['missing', 'extra', 'changed']
     : ['removed', 'added', 'changed'];
 
-  const checkEntry = (rel: string, e: EntryRecord, done: () => void): void => {
+  const checkEntry = (rel: string, e: ManifestEntry, done: () => void): void => {
     const p = rel === '' ? root : `${root}/${rel}`;
     io.lstat(p, (err, st) => {
       if (err) {
@@ -171,7 +171,7 @@ function compareTree(
         report(`manifest: ${rel}: ${err.message}`);
         return done();
       }
-      const list = entries ?? new Map<string, EntryRecord>();
+      const list = entries ?? new Map<string, ManifestEntry>();
       io.readdir(p, (e2, names) => {
         if (!e2) {
           for (const n of names)

@@ -5,7 +5,7 @@ import type { EntryWriter } from './entry-writer.js';
 import { readdirSync, type FsOps } from './fs-ops.js';
 import type { InFlight, Job } from './inflight.js';
 import { LinkGroups, type LinkGroup } from './link-groups.js';
-import { ManifestIndex, type EntryRecord } from './manifest.js';
+import { ManifestIndex, type ManifestEntry } from './manifest.js';
 import type { PartialSnapshot } from './partial.js';
 import { removeAll } from './remove-tree.js';
 import type { RunControl } from './run-control.js';
@@ -24,9 +24,9 @@ interface DirNode {
   waiting: number;
   /** Child entries and sub-trees not yet finished, plus one for the listing. */
   pending: number;
-  records: EntryRecord[];
-  prev: Map<string, EntryRecord> | null;
-  resumed: Map<string, EntryRecord> | null;
+  records: ManifestEntry[];
+  prev: Map<string, ManifestEntry> | null;
+  resumed: Map<string, ManifestEntry> | null;
   /** The directory was already in the partial (a resumed run). */
   existed: boolean;
 }
@@ -42,7 +42,7 @@ interface DirNode {
 export class Walk {
   /** The source's root was walked to the end and its metadata applied. */
   complete = false;
-  rootRecord: EntryRecord | null = null;
+  rootRecord: ManifestEntry | null = null;
   private resumeIndex: ManifestIndex | null = null;
   private readonly groups = new LinkGroups();
   /** Directories with children still to record: a stop journals what they already hold. */
@@ -307,7 +307,7 @@ export class Walk {
     }
     const prev = dir.prev?.get(name);
     let slot = done;
-    const written = (rec: EntryRecord | null): void => {
+    const written = (rec: ManifestEntry | null): void => {
       if (ownGroup) this.groups.firstWritten(m, ownGroup, rec);
       if (rec) dir.records.push(rec);
       this.entryDone(dir, slot);

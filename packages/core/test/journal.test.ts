@@ -3,11 +3,11 @@ import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { blockLine, type EntryRecord, JournalWriter, ManifestIndex } from '../src/manifest.js';
+import { blockLine, type ManifestEntry, JournalWriter, ManifestIndex } from '../src/manifest.js';
 import { nameFromBytes } from '../src/names.js';
 import { tmpDir } from './fixtures/tmp.js';
 
-function entry(name: string, over: Partial<EntryRecord> = {}): EntryRecord {
+function entry(name: string, over: Partial<ManifestEntry> = {}): ManifestEntry {
   return {
     name,
     kind: 'f',

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { asyncOps, type FsOps, syncOps } from '../src/fs-ops.js';
 import {
   blockLine,
-  type EntryRecord,
+  type ManifestEntry,
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
   type ManifestHeader,
@@ -14,7 +14,7 @@ import {
 import { nameFromBytes } from '../src/names.js';
 import { tmpDir } from './fixtures/tmp.js';
 
-function entry(name: string, over: Partial<EntryRecord> = {}): EntryRecord {
+function entry(name: string, over: Partial<ManifestEntry> = {}): ManifestEntry {
   return {
     name,
     kind: 'f',
@@ -64,13 +64,13 @@ function readDir(
   ix: ManifestIndex,
   io: Pick<FsOps, 'read'>,
   dir: string,
-): Promise<Map<string, EntryRecord> | null> {
+): Promise<Map<string, ManifestEntry> | null> {
   return new Promise((resolve, reject) =>
     ix.readDir(io, dir, (err, entries) => (err ? reject(err) : resolve(entries))),
   );
 }
 
-const blocks: Array<[string, EntryRecord[]]> = [
+const blocks: Array<[string, ManifestEntry[]]> = [
   ['', [entry('a', { kind: 'd', mode: 0o40755, size: 0, data: '' }), entry('top')]],
   ['a', [entry('f1'), entry('ln', { kind: 'l', mode: 0o120777, size: 0, data: 'f1' })]],
   ['a', [entry('f2', { link: 'a/f1' }), entry('f1', { size: 11, data: 'sum-f1-new' })]],
@@ -78,10 +78,10 @@ const blocks: Array<[string, EntryRecord[]]> = [
 ];
 
 /** What `blocks` holds per directory, later blocks winning. */
-function expected(list: Array<[string, EntryRecord[]]>): Map<string, Map<string, EntryRecord>> {
-  const out = new Map<string, Map<string, EntryRecord>>();
+function expected(list: Array<[string, ManifestEntry[]]>): Map<string, Map<string, ManifestEntry>> {
+  const out = new Map<string, Map<string, ManifestEntry>>();
   for (const [dir, entries] of list) {
-    const m = out.get(dir) ?? new Map<string, EntryRecord>();
+    const m = out.get(dir) ?? new Map<string, ManifestEntry>();
     for (const e of entries) m.set(e.name, e);
     out.set(dir, m);
   }
@@ -90,7 +90,7 @@ function expected(list: Array<[string, EntryRecord[]]>): Map<string, Map<string,
 
 /** A journal of `list` and a manifest made of it; returns both paths. */
 function written(
-  list: Array<[string, EntryRecord[]]> = blocks,
+  list: Array<[string, ManifestEntry[]]> = blocks,
   h: ManifestHeader = header(),
 ): { dir: string; journal: string; manifest: string } {
   const dir = tmpDir('efs-manifest-');
@@ -135,7 +135,7 @@ describe('ManifestIndex and writeManifest', () => {
   it('answers readDir with syncOps before it returns, and reopens after close', async () => {
     const { manifest } = written();
     const ix = await open(manifest);
-    let got: Map<string, EntryRecord> | null = null;
+    let got: Map<string, ManifestEntry> | null = null;
     ix.readDir(syncOps, 'a', (err, entries) => {
       expect(err).toBeNull();
       got = entries;
@@ -191,7 +191,7 @@ describe('ManifestIndex and writeManifest', () => {
   });
 
   it('reads a manifest of several megabytes, lines across read chunks included', async () => {
-    const list: Array<[string, EntryRecord[]]> = [];
+    const list: Array<[string, ManifestEntry[]]> = [];
     for (let d = 0; d < 2000; d++) {
       list.push([`dir/${d}`, [entry(`f${d}`, { data: String(d).repeat(300).slice(0, 1000) })]]);
     }

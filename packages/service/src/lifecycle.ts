@@ -462,7 +462,7 @@ async function runEngine(
     };
     return { record, warnings: [], snapshotPath: null };
   }
-  let status: RunStatus = result.Status;
+  const status: RunStatus = result.Status;
   let message = result.Message;
   if (status === 'Incomplete' && reason === 'window') {
     message =
@@ -471,7 +471,6 @@ async function runEngine(
     message =
       'the efs-backup service was stopped before the backup completed; the next run continues from where this one stopped';
   }
-  if (status === 'Running') status = 'Unknown';
   const record: RunRecord = {
     ...running,
     ...figuresOf(result),

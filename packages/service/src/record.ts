@@ -7,7 +7,7 @@ export const DEFAULT_EXPIRE_DAYS = 90;
  * A run's status. The engine's statuses, plus `Unknown` (the run never reported its end) and
  * `Skipped` (the run was due while another run of its label was going, and did not start).
  */
-export type RunStatus = BackupStatus | 'Unknown' | 'Skipped';
+export type RunStatus = 'Running' | BackupStatus | 'Unknown' | 'Skipped';
 
 /** What a run did: a backup, or a restore of a snapshot. */
 export type RunKind = 'backup' | 'restore';
