@@ -185,15 +185,27 @@ export function readmeBlock(dir) {
   const parts = [];
   const intro = (r) => {
     const t = r.tree;
-    const where = r.mode.startsWith('latencyfs')
-      ? `Through latencyfs, ${r.mode.match(/(\d+) µs/)?.[1] ?? '?'} µs per call (like EFS)`
-      : 'Local disk';
-    const size = r.mode.startsWith('latencyfs')
-      ? `${t.files.toLocaleString('en')} small files`
-      : `${t.files.toLocaleString('en')} files (${(t.bytes / 1e6).toFixed(0)} MB, mixed sizes)`;
+    const us = `${r.mode.match(/(\d+) µs/)?.[1] ?? '?'} µs per call`;
+    const layout = r.layout ?? (r.mode.startsWith('latencyfs') ? 'both' : 'local');
+    const where = {
+      local: 'Local disk',
+      both: `Through latencyfs, ${us} (like EFS)`,
+      'src-local': `Source on the local disk, destination through latencyfs, ${us} (a local disk or EBS backed up onto EFS)`,
+      'dst-local': `Source through latencyfs, ${us}, destination on the local disk (EFS backed up onto a local disk or EBS)`,
+    }[layout];
+    const size =
+      layout !== 'local'
+        ? `${t.files.toLocaleString('en')} small files`
+        : `${t.files.toLocaleString('en')} files (${(t.bytes / 1e6).toFixed(0)} MB, mixed sizes)`;
     return `**${where}, ${size}**: median seconds of ${r.reps} run(s); in brackets, how many times longer the tool takes than efs-backup.`;
   };
-  for (const f of ['local.json', 'latency-1000us.json']) {
+  const runs = [
+    'local.json',
+    'latency-1000us.json',
+    'latency-1000us-src-local.json',
+    'latency-1000us-dst-local.json',
+  ];
+  for (const f of runs) {
     if (!fs.existsSync(path.join(dir, f))) continue;
     const r = load(f);
     parts.push(intro(r), '', combinedTable(r, r.summary ?? summarize(r)), '');

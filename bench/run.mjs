@@ -2,14 +2,27 @@
 // Times efs-backup and the tools people use instead, side by side, on the same tree in the same
 // run; reports medians and ratios as JSON, a Markdown table and an SVG chart.
 //
-//   npm run bench                                  all three suites below, one after the other
+//   npm run bench                                  all the suites below, one after the other
 //   npm run bench -- --files 20000                 local disk, 20 000 files, every scenario
 //   npm run bench -- --latency-us 1000 --files 2000   through latencyfs (1 ms per call, like EFS)
+//   npm run bench -- --latency-us 1000 --files 2000 --layout src-local   mixed storage (below)
 //   npm run bench -- --scale 10000,100000,1000000     time per file and peak RSS of efs-backup
 //   npm run bench -- --smoke                        seconds: that the harness works (CI)
 //
 // Options: --files N, --reps N, --mix mixed|small, --scenarios full,incremental,churn,prune,restore,
-//          --peers efs,rsync,rsnapshot,fpsync,lower, --fpsync-jobs N, --dir D, --out D
+//          --peers efs,rsync,rsnapshot,fpsync,lower, --fpsync-jobs N, --dir D, --out D,
+//          --layout both|src-local|dst-local
+//
+// --layout (with --latency-us) says which side of the backup sits behind latencyfs; every peer
+// runs on the same layout in the same run:
+//   both       the source tree and the destination on the latencyfs mount (the default)
+//   src-local  the source on the local disk, the destination (where every tool writes its
+//              snapshots) on the mount: a local disk or EBS volume backed up onto EFS or NFS
+//   dst-local  the source on the mount, the destination on the local disk: EFS backed up
+//              onto a local disk or EBS volume
+// A mixed layout's results are named after it, e.g. latency-1000us-src-local.{json,md,svg}, so
+// they never overwrite latency-1000us.*. Every scenario works on every layout: churn changes the
+// source, prune deletes a snapshot on the destination, restore copies one back to the source side.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -43,6 +56,20 @@ const out = path.resolve(
   arg('out', smoke ? path.join(work, 'smoke-results') : 'bench/results'),
 );
 const scale = arg('scale', null);
+const layout = arg('layout', 'both');
+const LAYOUTS = {
+  both: 'latencyfs',
+  'src-local': 'source local disk → destination latencyfs',
+  'dst-local': 'source latencyfs → destination local disk',
+};
+if (!Object.hasOwn(LAYOUTS, layout)) {
+  console.error(`--layout ${layout}: expected one of ${Object.keys(LAYOUTS).join(', ')}`);
+  process.exit(2);
+}
+if (layout !== 'both' && (latencyUs <= 0 || scale)) {
+  console.error(`--layout ${layout} puts one side behind latencyfs: it needs --latency-us N`);
+  process.exit(2);
+}
 
 const peers = [
   ['efs', efsBackup],
@@ -119,36 +146,51 @@ const sh = (cmd) => execFileSync('bash', ['-c', cmd], { stdio: ['ignore', 'ignor
 
 const rm = (p) => fs.rmSync(p, { recursive: true, force: true });
 
-/** Where the trees live: a local directory, or a latencyfs mount over one. */
+/**
+ * Where the trees live: `srcBase` holds the source, `dstBase` every tool's destination, each a
+ * local directory or a latencyfs mount over one (`mnt`, over `backing`), as --layout says. The
+ * local side of a mixed layout is a plain directory of the same disk as `backing`, so the cached
+ * tree is hard-linked into either.
+ */
 function stage() {
   fs.mkdirSync(work, { recursive: true });
   if (latencyUs === 0) {
     const base = path.join(work, 'local');
     fs.mkdirSync(base, { recursive: true });
-    return { base, backing: base, unmount: () => {} };
+    return { srcBase: base, dstBase: base, mnt: base, backing: base, unmount: () => {} };
   }
   const backing = path.join(work, `latency-backing`);
-  const base = path.join(work, `latency-mnt`);
+  const mnt = path.join(work, `latency-mnt`);
+  const local = path.join(work, `latency-local`);
   fs.mkdirSync(backing, { recursive: true });
-  fs.mkdirSync(base, { recursive: true });
-  spawnSync('fusermount3', ['-u', base]);
+  fs.mkdirSync(mnt, { recursive: true });
+  fs.mkdirSync(local, { recursive: true });
+  spawnSync('fusermount3', ['-u', mnt]);
   sh(`make -s -C ${path.join(here, 'latencyfs')}`);
   sh(
-    `${path.join(here, 'latencyfs/latencyfs')} ${backing} ${base} --delay-us=${latencyUs} ` +
+    `${path.join(here, 'latencyfs/latencyfs')} ${backing} ${mnt} --delay-us=${latencyUs} ` +
       // FUSE's default one-second attribute and entry caches, as an NFS client caches them.
       `-o max_threads=256,max_idle_threads=256,allow_other,default_permissions`,
   );
-  return { base, backing, unmount: () => spawnSync('fusermount3', ['-u', base]) };
+  return {
+    srcBase: layout === 'src-local' ? local : mnt,
+    dstBase: layout === 'dst-local' ? local : mnt,
+    mnt,
+    backing,
+    unmount: () => spawnSync('fusermount3', ['-u', mnt]),
+  };
 }
 
 function main() {
   if (scale) return scaleRun();
-  const { base, backing, unmount } = stage();
-  const fast = (p) => p.replace(base, backing); // set-up and clean-up bypass the latency
+  const { srcBase, dstBase, mnt, backing, unmount } = stage();
+  // Set-up and clean-up bypass the latency (a path on the local side is already direct).
+  const fast = (p) => (p === mnt || p.startsWith(`${mnt}/`) ? backing + p.slice(mnt.length) : p);
   const results = {
     when: new Date().toISOString(),
     machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
-    mode: latencyUs > 0 ? `latencyfs, ${latencyUs} µs per call` : 'local disk',
+    mode: latencyUs > 0 ? `${LAYOUTS[layout]}, ${latencyUs} µs per call` : 'local disk',
+    ...(latencyUs > 0 ? { layout } : {}),
     versions: {
       node: process.version,
       rsync: execFileSync('rsync', ['--version'], { encoding: 'utf8' }).split('\n')[0],
@@ -176,7 +218,7 @@ function main() {
       `tree: ${info.files} files in ${info.dirs} directories, ${(info.bytes / 1e6).toFixed(0)} MB (${results.mode})`,
     );
     // Each run works on its own copy of the source, so churn never touches the cached tree.
-    const src = path.join(base, 'src');
+    const src = path.join(srcBase, 'src');
     rm(fast(src));
     sh(`cp -al ${srcBacking} ${fast(src)} && rm -f ${fast(src)}/.complete`);
     const record = (scenario, peer, r) => {
@@ -186,7 +228,7 @@ function main() {
         `  ${scenario.padEnd(12)} ${peer.name.padEnd(44)} ${r.seconds.toFixed(2)} s  ${(r.rssKiB / 1024).toFixed(0)} MiB`,
       );
     };
-    const dest = (peer) => path.join(base, `dst-${peer.name.replace(/[^a-z0-9]+/gi, '-')}`);
+    const dest = (peer) => path.join(dstBase, `dst-${peer.name.replace(/[^a-z0-9]+/gi, '-')}`);
 
     // Full backups, each into a new directory; the last of each tool is its base afterwards.
     // Nothing is deleted between timed runs (see `incremental` below for why).
@@ -209,7 +251,6 @@ function main() {
     const baseOf = (peer) => fullOut(peer, reps - 1);
     const efsSet = path.join(baseOf(efsBackup), 'efs-backup');
     const efsNewest = () => fs.readlinkSync(path.join(fast(efsSet), 'latest'));
-    /** Drops efs-backup's newest snapshot again, so every repetition starts from the same base. */
     /** Drops efs-backup's snapshots newer than `keep`, so repetitions start from the same base. */
     const efsDropNewest = (keep) => {
       const [interval, keepStamp] = keep.split('/');
@@ -256,7 +297,7 @@ function main() {
       const pruneScript = path.join(here, 'prune-one.mjs');
       for (let i = 0; i < reps; i++) {
         const baseSnap = efsNewest();
-        const copy = path.join(base, 'old-snapshot');
+        const copy = path.join(dstBase, 'old-snapshot');
         rm(fast(copy));
         sh(`cp -al ${fast(path.join(efsSet, baseSnap))} ${fast(copy)}`);
         record('prune', { name: 'rm -rf' }, timed(`rm -rf ${copy}`));
@@ -276,7 +317,8 @@ function main() {
     if (scenarios.includes('restore')) {
       for (let i = 0; i < reps; i++) {
         for (const peer of peers.filter((p) => p.restore)) {
-          const target = path.join(base, 'restored');
+          // Back to the source's side: from the destination's storage onto the source's.
+          const target = path.join(srcBase, 'restored');
           rm(fast(target));
           const snap = baseOf(peer);
           record('restore', peer, timed(peer.restore(snap, target)));
@@ -287,7 +329,9 @@ function main() {
   } finally {
     unmount();
   }
-  writeReport(out, results, latencyUs > 0 ? `latency-${latencyUs}us` : 'local');
+  const tag =
+    latencyUs > 0 ? `latency-${latencyUs}us${layout === 'both' ? '' : `-${layout}`}` : 'local';
+  writeReport(out, results, tag);
 }
 
 function walkFiles(root) {
@@ -389,6 +433,11 @@ if (process.argv.length > 2) {
   for (const args of [
     ['--files', '20000', '--reps', '3'],
     ['--latency-us', '1000', '--files', '2000', '--reps', '1'],
+    // Mixed storage: one side on the local disk, the other behind latencyfs.
+    ...['src-local', 'dst-local'].map((l) => [
+      ...['--latency-us', '1000', '--files', '2000', '--reps', '1', '--layout', l],
+      ...['--scenarios', 'full,incremental', '--peers', 'efs,rsync'],
+    ]),
     ['--scale', '10000,100000,1000000'],
   ]) {
     const r = spawnSync(process.execPath, [self, ...args], { stdio: 'inherit' });

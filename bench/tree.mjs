@@ -90,7 +90,12 @@ export function churn(root, tree, seed = 2) {
   const n = tree.paths.length;
   for (let k = 0; k < Math.ceil(n * 0.01); k++) {
     const p = path.join(root, tree.paths[Math.floor(r() * n)]);
-    if (fs.existsSync(p)) fs.appendFileSync(p, `changed ${k}\n`);
+    if (!fs.existsSync(p)) continue;
+    // The source is a hard-linked copy of the cached tree: a new inode first, so the change
+    // stays in this copy instead of accumulating in the cache run after run.
+    fs.copyFileSync(p, `${p}.churn`);
+    fs.renameSync(`${p}.churn`, p);
+    fs.appendFileSync(p, `changed ${k}\n`);
   }
   for (let k = 0; k < Math.ceil(n * 0.005); k++) {
     fs.rmSync(path.join(root, tree.paths[Math.floor(r() * n)]), { force: true });
