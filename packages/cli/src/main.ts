@@ -11,6 +11,8 @@ import {
   formatDuration,
   formatCount,
   shown,
+  isWindowMinutes,
+  WINDOW_RULE,
 } from '@efs-backup/core';
 import type { RunRecord, RunStatus } from '@efs-backup/service';
 import fs from 'node:fs';
@@ -44,8 +46,8 @@ function integer(name: string) {
 
 function minutes(value: string): number {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n))
-    throw new InvalidArgumentError(`window must be a number of minutes, not "${value}"`);
+  if (value.trim() === '' || !isWindowMinutes(n))
+    throw new InvalidArgumentError(`window must be ${WINDOW_RULE}, not "${value}"`);
   return n;
 }
 

@@ -164,9 +164,6 @@ export async function backupThroughService(
     job = findJob(config, o.job);
     if (o.concurrency !== undefined) job = { ...job, concurrency: o.concurrency };
   } else {
-    // The command line keeps the engine's rule; shorter windows are for configuration jobs.
-    if (o.window !== undefined && !(o.window >= 1))
-      throw badInput(`window must be at least 1 minute, not ${o.window}`);
     job = {
       source: o.source!,
       destination: o.destination!,

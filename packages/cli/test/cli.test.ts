@@ -162,7 +162,7 @@ describe('bad input: exit 2, one line naming the problem, nothing written', () =
       args: (d) => backupWith(d, '--interval', v),
       names: /interval/,
     })),
-    ...['0', '0.5', 'abc', '-5'].map((v): Case => ({
+    ...['0', '0.05', 'abc', '-5'].map((v): Case => ({
       name: `--window ${v}`,
       args: (d) => backupWith(d, '--window', v),
       names: new RegExp(`window .*${v.replace('.', '\\.')}`),
@@ -287,6 +287,24 @@ describe('bad input: an unreadable source (run as nobody)', () => {
 // ---- 2. exit codes and output ---------------------------------------------------------------
 
 describe('a good backup', () => {
+  // One window rule everywhere (command line, configuration, service, engine): minutes, at
+  // least 0.1, fractions allowed.
+  it('takes a fractional window (--window 0.5) and records it', () => {
+    const { src, dst } = setup();
+    const { result, json } = cliJson<Rec>([
+      'backup',
+      '--source',
+      src,
+      '--destination',
+      dst,
+      '--window',
+      '0.5',
+    ]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(json.Status).toBe('Success');
+    expect(json.WindowMinutes).toBe(0.5);
+  });
+
   it('exits 0 and --json prints the record with the right figures', () => {
     const { src, dst } = setup();
     const { result, json } = cliJson<Rec>([

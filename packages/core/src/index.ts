@@ -30,6 +30,10 @@ export {
   NETWORK_CONCURRENCY,
   resolveBackupOptions,
   DEFAULTS,
+  checkWindowMinutes,
+  isWindowMinutes,
+  MIN_WINDOW_MINUTES,
+  WINDOW_RULE,
   within,
 } from './options.js';
 export type { BackupOptions, ResolvedOptions } from './options.js';
@@ -56,3 +60,4 @@ export { adopt } from './adopt.js';
 export type { AdoptedSnapshot, AdoptOptions } from './adopt.js';
 export { formatBytes, formatCount, formatDuration } from './format.js';
 export { bytesOfName, fsPath, nameFromBytes, shown } from './names.js';
+export { windowDeadline } from './run-control.js';

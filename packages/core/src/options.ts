@@ -40,6 +40,22 @@ export interface ResolvedOptions {
   destinationRemote: boolean;
 }
 
+/**
+ * The one window rule, for the command line, the configuration, the service, the AWS worker
+ * and the engine: a number of minutes, fractions allowed, at least a tenth of a minute.
+ */
+export const MIN_WINDOW_MINUTES = 0.1;
+export const WINDOW_RULE = `a number of minutes, at least ${MIN_WINDOW_MINUTES} (fractions allowed)`;
+
+export function isWindowMinutes(n: number): boolean {
+  return Number.isFinite(n) && n >= MIN_WINDOW_MINUTES;
+}
+
+/** Throws BAD_INPUT unless `n` is a window by the one rule. */
+export function checkWindowMinutes(n: number): void {
+  if (!isWindowMinutes(n)) throw badInput(`window must be ${WINDOW_RULE}, not ${n}`);
+}
+
 export const DEFAULTS = { prefix: '/', label: 'efs-backup', interval: 'daily', retain: 7 } as const;
 
 /** Checks every option; throws BAD_INPUT with a message naming the problem. Writes nothing. */
@@ -51,12 +67,7 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
   checkInterval(interval);
   if (!Number.isInteger(retain) || retain < 1)
     throw badInput(`retain must be a positive integer, not ${retain}`);
-  if (
-    o.windowMinutes !== undefined &&
-    !(Number.isFinite(o.windowMinutes) && o.windowMinutes >= 1)
-  ) {
-    throw badInput(`window must be at least 1 minute, not ${o.windowMinutes}`);
-  }
+  if (o.windowMinutes !== undefined) checkWindowMinutes(o.windowMinutes);
   if (
     o.concurrency !== undefined &&
     !(Number.isInteger(o.concurrency) && o.concurrency >= 1 && o.concurrency <= 1024)

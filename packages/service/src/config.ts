@@ -1,5 +1,12 @@
 import { Cron } from 'croner';
-import { badInput, checkLabel, EfsBackupError, isIntervalName } from '@efs-backup/core';
+import {
+  badInput,
+  checkLabel,
+  EfsBackupError,
+  isIntervalName,
+  MIN_WINDOW_MINUTES,
+  WINDOW_RULE,
+} from '@efs-backup/core';
 import fs from 'node:fs';
 import path from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
@@ -149,8 +156,8 @@ export const JobSchema = z
         .optional()
         .describe('the time zone of the schedule; default: the host time zone'),
       windowMinutes: z
-        .number(allowed('the minutes a run may take, a number above 0 (fractions allowed)'))
-        .positive(allowed('the minutes a run may take, a number above 0 (fractions allowed)'))
+        .number(allowed(`the minutes a run may take: ${WINDOW_RULE}`))
+        .min(MIN_WINDOW_MINUTES, allowed(`the minutes a run may take: ${WINDOW_RULE}`))
         .optional()
         .describe('minutes a run may take; it stops gracefully before, and the next run continues'),
       notifyOnSuccess: z

@@ -6,7 +6,6 @@
  */
 import {
   backup,
-  badInput,
   BackupSet,
   EfsBackupError,
   LabelLock,
@@ -18,6 +17,7 @@ import {
   type BackupWarning,
   type ResolvedOptions,
   shown,
+  windowDeadline,
 } from '@efs-backup/core';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
@@ -131,8 +131,7 @@ const PROGRESS_LOG_MS = 60_000;
 
 /** When a run of `windowMinutes` is asked to stop: before the end, so it can finish its work. */
 export function windowStop(start: Date, windowMinutes: number): Date {
-  const ms = windowMinutes * 60_000;
-  return new Date(start.getTime() + ms - Math.min(60_000, ms / 10));
+  return new Date(windowDeadline(start, windowMinutes)!);
 }
 
 function engineOptions(job: JobSpec): BackupOptions {
@@ -143,10 +142,7 @@ function engineOptions(job: JobSpec): BackupOptions {
     ...(job.label !== undefined ? { label: job.label } : {}),
     ...(job.interval !== undefined ? { interval: job.interval } : {}),
     ...(job.retain !== undefined ? { retain: job.retain } : {}),
-    // The engine takes whole windows of a minute or more; shorter ones the service stops itself.
-    ...(job.windowMinutes !== undefined && job.windowMinutes >= 1
-      ? { windowMinutes: job.windowMinutes }
-      : {}),
+    ...(job.windowMinutes !== undefined ? { windowMinutes: job.windowMinutes } : {}),
     ...(job.concurrency !== undefined ? { concurrency: job.concurrency } : {}),
   };
 }
@@ -343,8 +339,6 @@ export async function runBackup(
 
   let resolved: ResolvedOptions;
   try {
-    if (job.windowMinutes !== undefined && !(job.windowMinutes > 0))
-      throw badInput(`window must be a number of minutes above 0, not ${job.windowMinutes}`);
     resolved = resolveBackupOptions(engineOptions(job));
     checkLock(resolved, backupId);
   } catch (e) {

@@ -183,7 +183,7 @@ describe('each kind of mistake gives one precise message: file, line, key, what 
       name: 'a negative window',
       text: `jobs:\n${GOOD_JOB}    windowMinutes: -5\n`,
       message:
-        /^efs-backup\.yaml:6: jobs\[0\]\.windowMinutes is -5, but must be the minutes a run may take, a number above 0/,
+        /^efs-backup\.yaml:6: jobs\[0\]\.windowMinutes is -5, but must be the minutes a run may take: a number of minutes, at least 0\.1/,
     },
     {
       name: 'an interval that is not a word',
