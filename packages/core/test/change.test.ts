@@ -1,0 +1,130 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { entryOf, sameInodeState, toMeta, unchanged, type Meta } from '../src/change.js';
+import { LinkGroups } from '../src/link-groups.js';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efs-change-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const stat = (p: string): Meta => toMeta(fs.lstatSync(p, { bigint: true }));
+
+describe('toMeta', () => {
+  it('gives each kind its manifest kind, and null for what is not backed up', () => {
+    fs.writeFileSync(path.join(dir, 'f'), 'abc');
+    fs.mkdirSync(path.join(dir, 'd'));
+    fs.symlinkSync('f', path.join(dir, 'l'));
+    expect(stat(path.join(dir, 'f'))).toMatchObject({ kind: 'f', size: 3, nlink: 1, inode: '' });
+    expect(stat(path.join(dir, 'd'))).toMatchObject({ kind: 'd', size: 0 });
+    expect(stat(path.join(dir, 'l'))).toMatchObject({ kind: 'l', size: 1 });
+    expect(stat('/dev/null').kind).toBeNull();
+  });
+
+  it('keys only files with more than one name by inode, and keeps their ctime', () => {
+    const a = path.join(dir, 'a');
+    fs.writeFileSync(a, 'x');
+    fs.linkSync(a, path.join(dir, 'b'));
+    const m = stat(a);
+    const st = fs.lstatSync(a, { bigint: true });
+    expect(m.inode).toBe(`${st.dev}:${st.ino}`);
+    expect(m.change).toBe(st.ctimeNs);
+    expect(stat(path.join(dir, 'f')).change).toBe(0n);
+  });
+
+  it('splits times before 1970 into floored seconds and positive nanoseconds', () => {
+    const p = path.join(dir, 'old');
+    fs.writeFileSync(p, '');
+    fs.utimesSync(p, '-1.25', '-1.25');
+    expect(stat(p)).toMatchObject({ mtimeSec: -2, mtimeNsec: 750_000_000 });
+  });
+});
+
+describe('unchanged', () => {
+  const base = (): Meta => {
+    const p = path.join(dir, 'u');
+    fs.writeFileSync(p, 'same');
+    return stat(p);
+  };
+
+  it('is the same type, size, mtime, mode, owner and (a symlink) target', () => {
+    const m = base();
+    const prev = entryOf('u', m, 'digest');
+    expect(unchanged(prev, m, '')).toBe(true);
+    expect(unchanged(undefined, m, '')).toBe(false);
+    for (const change of [
+      { size: m.size + 1 },
+      { mtimeNsec: m.mtimeNsec + 1000 },
+      { mtimeSec: m.mtimeSec - 1 },
+      { mode: m.mode ^ 0o004 },
+      { uid: m.uid + 1 },
+      { gid: m.gid + 1 },
+    ]) {
+      expect(unchanged(prev, { ...m, ...change }, ''), JSON.stringify(change)).toBe(false);
+    }
+    const link: Meta = { ...m, kind: 'l' };
+    expect(unchanged(entryOf('u', link, 'to-a'), link, 'to-a')).toBe(true);
+    expect(unchanged(entryOf('u', link, 'to-a'), link, 'to-b')).toBe(false);
+  });
+
+  it('tells two states of one inode apart by ctime even when size and mtime are kept', () => {
+    const m = base();
+    expect(sameInodeState(m, { ...m })).toBe(true);
+    expect(sameInodeState(m, { ...m, change: m.change + 1n })).toBe(false);
+    expect(sameInodeState(m, { ...m, size: m.size + 1 })).toBe(false);
+  });
+});
+
+describe('LinkGroups', () => {
+  const meta = (inode: string, nlink: number): Meta => ({
+    kind: 'f',
+    mode: 0o100644,
+    uid: 0,
+    gid: 0,
+    size: 1,
+    mtimeSec: 1,
+    mtimeNsec: 0,
+    atime: 1,
+    mtime: 1,
+    nlink,
+    inode,
+    change: 1n,
+    sparse: false,
+  });
+  const rec = entryOf('x', meta('1:1', 3), 'digest');
+
+  it('makes the first name met the first, counts the others, and forgets a group met in full', () => {
+    const g = new LinkGroups();
+    const m = meta('1:1', 3);
+    const first = g.meet(m, 'a/x');
+    expect(first.first).toBe('a/x');
+    expect(g.meet(m, 'b/y')).toBe(first);
+    expect(first.seen).toBe(2);
+    expect(g.meet(m, 'c/z')).toBe(first);
+    // Met under all three names: a fourth meeting opens a new group.
+    expect(g.meet(m, 'd/w').first).toBe('d/w');
+  });
+
+  it('wakes the names waiting for the first once it is written, with its entry', () => {
+    const g = new LinkGroups();
+    const m = meta('2:2', 3);
+    const own = g.meet(m, 'a/x');
+    const later = g.meet(m, 'b/y');
+    const woken: string[] = [];
+    later.waiters!.push(() => woken.push('b/y'));
+    g.firstWritten(m, own, rec);
+    expect(woken).toEqual(['b/y']);
+    expect(own.record).toBe(rec);
+    expect(own.waiters).toBeNull();
+  });
+
+  it('lets the next name become first when the first was given up', () => {
+    const g = new LinkGroups();
+    const m = meta('3:3', 3);
+    const own = g.meet(m, 'a/x');
+    let woken = 0;
+    own.waiters!.push(() => woken++);
+    g.firstWritten(m, own, null);
+    expect(woken).toBe(1);
+    expect(g.meet(m, 'b/y').first).toBe('b/y');
+  });
+});
