@@ -5,7 +5,7 @@ import {
   checkLabel,
   DEFAULTS,
   EfsBackupError,
-  ManifestIndex,
+  readHeader,
   type BackupStatus,
   formatBytes,
   formatDuration,
@@ -18,6 +18,7 @@ import type { RunRecord, RunStatus } from '@efs-backup/service';
 import fs from 'node:fs';
 import path from 'node:path';
 import { addBrowseCommands } from './browse-commands.js';
+import { EXIT, table } from './output.js';
 import { progressBar } from './progress.js';
 import { addRestoreCommands } from './restore-commands.js';
 import {
@@ -28,7 +29,7 @@ import {
 } from './service-commands.js';
 
 /** Exit codes (DESIGN.md): 0 success, 1 ended but not Success, 2 bad input, 3 failed. */
-export const EXIT = { ok: 0, notSuccess: 1, badInput: 2, failed: 3 } as const;
+export { EXIT } from './output.js';
 
 export function exitCodeFor(status: BackupStatus | RunStatus): number {
   if (status === 'Success') return EXIT.ok;
@@ -138,12 +139,9 @@ async function listSnapshots(o: {
   }
   const rows: SnapshotRow[] = [];
   for (const s of set.snapshots()) {
-    let header = null;
-    try {
-      header = (await ManifestIndex.openManifest(s.manifest)).header;
-    } catch {
-      /* shown without figures */
-    }
+    // The header only (its first line): checking every manifest in full is verify's job, and
+    // on EFS reading a large manifest end to end costs seconds per snapshot.
+    const header = readHeader(s.manifest);
     rows.push({
       interval: s.interval,
       stamp: s.stamp,
@@ -174,16 +172,7 @@ async function listSnapshots(o: {
       r.latest ? 'latest' : '',
     ];
   });
-  const head = ['SNAPSHOT', 'STAMP', 'ENTRIES', 'SIZE', ''];
-  const widths = head.map((h, i) => Math.max(h.length, ...out.map((row) => row[i]!.length)));
-  for (const row of [head, ...out]) {
-    process.stdout.write(
-      row
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd() + '\n',
-    );
-  }
+  process.stdout.write(table(['SNAPSHOT', 'STAMP', 'ENTRIES', 'SIZE', ''], out));
   return EXIT.ok;
 }
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { EXIT } from './output.js';
 import {
   adopt,
   DEFAULTS,
@@ -9,9 +10,6 @@ import {
   formatCount,
   shown,
 } from '@efs-backup/core';
-
-const EXIT_OK = 0;
-const EXIT_NOT_CLEAN = 1;
 
 function changeLine(c: RestoreChange): string {
   return `${c.action.padEnd(6)} ${shown(c.path)}${c.reasons.length > 0 ? ` (${c.reasons.join(', ')})` : ''}`;
@@ -67,7 +65,7 @@ export function addRestoreCommands(program: Command, setExit: (code: number) => 
           );
           for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
         }
-        setExit(r.warnings.length > 0 ? EXIT_NOT_CLEAN : EXIT_OK);
+        setExit(r.warnings.length > 0 ? EXIT.notSuccess : EXIT.ok);
       },
     );
 
@@ -124,7 +122,7 @@ export function addRestoreCommands(program: Command, setExit: (code: number) => 
           }
         }
         if (o.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
-        setExit(bad ? EXIT_NOT_CLEAN : EXIT_OK);
+        setExit(bad ? EXIT.notSuccess : EXIT.ok);
       },
     );
 
@@ -146,6 +144,6 @@ export function addRestoreCommands(program: Command, setExit: (code: number) => 
           );
         }
       }
-      setExit(EXIT_OK);
+      setExit(EXIT.ok);
     });
 }

@@ -25,8 +25,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { printPathHistory } from './browse-commands.js';
-
-const EXIT = { ok: 0, notSuccess: 1, badInput: 2, failed: 3 } as const;
+import { EXIT, table } from './output.js';
 
 // The service (zod, yaml, pino, SQLite, nodemailer) is loaded by the commands that use it, so the
 // other commands start as fast as before.
@@ -327,20 +326,6 @@ function setAsideFiles(file: string): string[] {
   } catch {
     return [];
   }
-}
-
-function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  return (
-    [head, ...rows]
-      .map((r) =>
-        r
-          .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!)))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
 }
 
 const shortTime = (iso: string | null): string =>

@@ -5,17 +5,17 @@ import { pointLatest } from './backup.js';
 import { badInput } from './errors.js';
 import { BackupSet, checkLabel, isIntervalName, readdirOrEmpty } from './layout.js';
 import { LabelLock } from './lock.js';
+import { entryOf, toMeta } from './change.js';
+import { readdirSync, readlinkSync } from './fs-ops.js';
 import {
   blockLine,
   encodeEntry,
-  entryKind,
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
-  splitNs,
   writeManifest,
-  type EntryKind,
   type ManifestEntry,
 } from './manifest.js';
+import { fsPath } from './names.js';
 import { toStamp } from './stamp.js';
 
 export interface AdoptOptions {
@@ -120,21 +120,6 @@ export function adopt(o: AdoptOptions): AdoptedSnapshot[] {
   }
 }
 
-function entryOf(name: string, st: fs.BigIntStats, kind: EntryKind, data: string): ManifestEntry {
-  const [mtimeSec, mtimeNsec] = splitNs(st.mtimeNs);
-  return {
-    name,
-    kind,
-    mode: Number(st.mode),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    size: kind === 'f' || kind === 'l' ? Number(st.size) : 0,
-    mtimeSec,
-    mtimeNsec,
-    data,
-  };
-}
-
 /** Walks one old snapshot and journals its manifest blocks. */
 function manifestOf(
   root: string,
@@ -148,11 +133,12 @@ function manifestOf(
     const dir = rel === '' ? root : path.join(root, rel);
     const records: ManifestEntry[] = [];
     const subdirs: string[] = [];
-    for (const name of fs.readdirSync(dir)) {
+    for (const name of readdirSync(dir)) {
       const p = path.join(dir, name);
       const childRel = rel === '' ? name : `${rel}/${name}`;
-      const st = fs.lstatSync(p, { bigint: true });
-      const kind = entryKind(st);
+      const st = fs.lstatSync(fsPath(p), { bigint: true });
+      const m = toMeta(st);
+      const kind = m.kind;
       if (kind === null) continue;
       files++;
       let data = '';
@@ -168,25 +154,22 @@ function manifestOf(
           else link = first;
         }
       } else if (kind === 'l') {
-        data = fs.readlinkSync(p);
+        data = readlinkSync(p);
       } else if (kind === 'd') {
         subdirs.push(childRel);
       }
-      const e = entryOf(name, st, kind, data);
-      if (link !== undefined) e.link = link;
-      records.push(e);
+      records.push(entryOf(name, m, data, link));
     }
     write(rel, records);
     for (const s of subdirs) walk(s);
   };
   walk('');
-  const st = fs.lstatSync(root, { bigint: true });
-  return { root: entryOf('', st, 'd', ''), files, bytes };
+  return { root: entryOf('', toMeta(fs.lstatSync(root, { bigint: true })), ''), files, bytes };
 }
 
 function hashFileSync(p: string): string {
   const h = createHash('sha256');
-  const fd = fs.openSync(p, 'r');
+  const fd = fs.openSync(fsPath(p), 'r');
   try {
     const buf = Buffer.allocUnsafe(1 << 20);
     for (;;) {

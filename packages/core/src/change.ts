@@ -27,21 +27,25 @@ export interface Meta {
   sparse: boolean;
 }
 
+/** The manifest kind of a file type (st_mode); null for what is not backed up (devices, sockets). */
+export function kindOfMode(mode: number): EntryKind | null {
+  const fmt = mode & 0o170000;
+  return fmt === 0o100000
+    ? 'f'
+    : fmt === 0o040000
+      ? 'd'
+      : fmt === 0o120000
+        ? 'l'
+        : fmt === 0o010000
+          ? 'p'
+          : null;
+}
+
 export function toMeta(st: fs.BigIntStats): Meta {
   const mode = Number(st.mode);
   const [mtimeSec, mtimeNsec] = splitNs(st.mtimeNs);
   const [aSec, aNsec] = splitNs(st.atimeNs);
-  const fmt = mode & 0o170000;
-  const kind: EntryKind | null =
-    fmt === 0o100000
-      ? 'f'
-      : fmt === 0o040000
-        ? 'd'
-        : fmt === 0o120000
-          ? 'l'
-          : fmt === 0o010000
-            ? 'p'
-            : null;
+  const kind = kindOfMode(mode);
   const size = kind === 'f' || kind === 'l' ? Number(st.size) : 0;
   const nlink = Number(st.nlink);
   return {

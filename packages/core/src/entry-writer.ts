@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Meta } from './change.js';
 import { entryOf } from './change.js';
 import { CHUNK, copyFile, type CopyError } from './copy-file.js';
+import { applyEntryMeta } from './entry-meta.js';
 import { asyncOps, egid, euid, mkfifo, syncOps, type FsOps } from './fs-ops.js';
 import type { LinkThread } from './link-thread.js';
 import type { ManifestEntry } from './manifest.js';
@@ -131,14 +132,7 @@ export class EntryWriter {
     isLink: boolean,
     cb: (err: NodeJS.ErrnoException | null) => void,
   ): void {
-    const times = (): void =>
-      isLink
-        ? this.dst.lutimes(dst, m.atime, m.mtime, cb)
-        : this.dst.utimes(dst, m.atime, m.mtime, cb);
-    const mode = (): void =>
-      isLink ? times() : this.dst.chmod(dst, m.mode & 0o7777, (e) => (e ? cb(e) : times()));
-    if (m.uid === euid && m.gid === egid) return mode();
-    this.dst.lchown(dst, m.uid, m.gid, (e) => (e ? this.ownerWarning(rel, e, mode, cb) : mode()));
+    applyEntryMeta(this.dst, dst, m, isLink, () => this.ownerNotKept(rel), cb);
   }
 
   /** Hard-links `from` to `dst`, replacing what a resumed partial left at `dst`. */
@@ -194,28 +188,12 @@ export class EntryWriter {
     m: Meta,
     cb: (err: NodeJS.ErrnoException | null) => void,
   ): void {
-    const chmod = (): void => {
-      this.dst.chmod(dst, m.mode & 0o7777, (err) => {
-        if (err) return cb(err);
-        this.dst.utimes(dst, m.atime, m.mtime, cb);
-      });
-    };
-    if (m.uid === euid && m.gid === egid) return chmod();
-    this.dst.chown(dst, m.uid, m.gid, (err) =>
-      err ? this.ownerWarning(rel, err, chmod, cb) : chmod(),
-    );
+    applyEntryMeta(this.dst, dst, m, false, () => this.ownerNotKept(rel), cb);
   }
 
   /** Without root, foreign owners cannot be kept: a warning, not a failure. */
-  ownerWarning(
-    rel: string,
-    err: NodeJS.ErrnoException,
-    next: () => void,
-    cb: (err: NodeJS.ErrnoException | null) => void,
-  ): void {
-    if (err.code !== 'EPERM') return cb(err);
+  private ownerNotKept(rel: string): void {
     this.report.warn(rel, 'owner not kept: changing owners needs root');
-    next();
   }
 }
 

@@ -48,19 +48,6 @@ export function splitNs(ns: bigint): [number, number] {
   return [Number(s), Number(n)];
 }
 
-/** The manifest kind of an entry; null for what is not backed up (devices, sockets). */
-export function entryKind(st: {
-  isFile(): boolean;
-  isDirectory(): boolean;
-  isSymbolicLink(): boolean;
-  isFIFO(): boolean;
-}): EntryKind | null {
-  if (st.isFile()) return 'f';
-  if (st.isDirectory()) return 'd';
-  if (st.isSymbolicLink()) return 'l';
-  return st.isFIFO() ? 'p' : null;
-}
-
 export const MANIFEST_FORMAT = 'efs-backup-manifest';
 export const MANIFEST_VERSION = 1;
 

@@ -1,11 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { copyFile, CHUNK } from './copy-file.js';
+import { applyEntryMeta } from './entry-meta.js';
 import { badInput, EfsBackupError, isSystemError } from './errors.js';
-import { asyncOps, egid, euid, mkfifo, syncOps, timeArg, type FsOps } from './fs-ops.js';
+import { asyncOps, mkfifo, syncOps, timeArg, type FsOps } from './fs-ops.js';
 import { InFlight, type Job } from './inflight.js';
 import type { SnapshotRef } from './layout.js';
-import { entryKind, type ManifestEntry, type ManifestIndex } from './manifest.js';
+import { kindOfMode } from './change.js';
+import type { ManifestEntry, ManifestIndex } from './manifest.js';
 import { fsPath, shown } from './names.js';
 import { isRemote, within } from './options.js';
 import {
@@ -66,7 +68,7 @@ export function differences(
   linkTarget: string | null,
 ): string[] {
   const mode = Number(st.mode);
-  const kind = entryKind(st) ?? '?';
+  const kind = kindOfMode(mode) ?? '?';
   if (kind !== e.kind) return ['type'];
   const out: string[] = [];
   if (e.kind === 'f' && Number(st.size) !== e.size) out.push('size');
@@ -538,19 +540,12 @@ class RestoreRun {
     isLink: boolean,
     cb: (err: Error | null) => void,
   ): void {
-    const a = timeArg(e.mtimeSec, e.mtimeNsec);
-    const times = (): void => (isLink ? this.io.lutimes(p, a, a, cb) : this.io.utimes(p, a, a, cb));
-    const mode = (): void =>
-      isLink ? times() : this.io.chmod(p, e.mode & 0o7777, (err) => (err ? cb(err) : times()));
-    if (e.uid === euid && e.gid === egid) return mode();
-    this.io.lchown(p, e.uid, e.gid, (err) => {
-      if (err && err.code === 'EPERM') {
-        this.result.warnings.push(`${shown(this.shown(p))}: owner not restored (needs root)`);
-        return mode();
-      }
-      if (err) return cb(err);
-      mode();
-    });
+    const t = timeArg(e.mtimeSec, e.mtimeNsec);
+    const meta = { mode: e.mode, uid: e.uid, gid: e.gid, atime: t, mtime: t };
+    const denied = (): void => {
+      this.result.warnings.push(`${shown(this.shown(p))}: owner not restored (needs root)`);
+    };
+    applyEntryMeta(this.io, p, meta, isLink, denied, cb);
   }
 
   /** Second names of inodes, linked to the first name once everything is written. */

@@ -1137,6 +1137,31 @@ describe("adopt: the original solution's daily.N set", () => {
     }
   });
 
+  it('adopts names that are not UTF-8, byte for byte, and restores them', async () => {
+    const base = tmpDir('efs-adopt-');
+    const set = path.join(base, 'dst', 'efs-backup', 'daily.0');
+    fs.mkdirSync(set, { recursive: true });
+    const bad = Buffer.from('n\xff', 'latin1');
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${set}/`), bad]), 'bytes');
+    fs.writeFileSync(path.join(set, 'n\uFFFD'), 'valid');
+    fs.symlinkSync(Buffer.from('t\xfe', 'latin1'), path.join(set, 'link'));
+    const adopted = adopt({ destination: path.join(base, 'dst'), label: 'efs-backup' });
+    expect(adopted).toHaveLength(1);
+    const [v] = await verify({ destination: path.join(base, 'dst') });
+    expect(v!.problems).toEqual([]);
+    expect(v!.entries).toBe(3);
+    const t = path.join(base, 'restored');
+    await restore({ destination: path.join(base, 'dst'), snapshot: 'latest', target: t });
+    const names = fs.readdirSync(t, { encoding: 'buffer' }).map((b) => b.toString('latin1'));
+    expect(names.sort()).toEqual(
+      ['link', 'n\xff', Buffer.from('n\uFFFD').toString('latin1')].sort(),
+    );
+    expect(fs.readFileSync(Buffer.concat([Buffer.from(`${t}/`), bad]), 'utf8')).toBe('bytes');
+    expect(fs.readlinkSync(path.join(t, 'link'), { encoding: 'buffer' }).toString('latin1')).toBe(
+      't\xfe',
+    );
+  });
+
   it('refuses a label with no daily.N directories (BAD_INPUT), writing nothing', async () => {
     const base = tmpDir('efs-adopt-');
     fs.mkdirSync(path.join(base, 'dst', 'plain', 'something'), { recursive: true });
