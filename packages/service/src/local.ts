@@ -23,9 +23,15 @@ export function defaultRecordsFile(destination: string, label: string): string {
 }
 
 /** Opens (creating when needed) a SQLite records file. */
-export async function openRecordStore(file: string): Promise<RecordStore> {
+export async function openRecordStore(
+  file: string,
+  o: { reserve?: boolean } = {},
+): Promise<RecordStore> {
   const { SqliteRecordStore } = await import('./sqlite-record-store.js');
-  return SqliteRecordStore.open(file);
+  const store = SqliteRecordStore.open(file);
+  // Room kept for a run's end, should the destination fill up (SqliteRecordStore.put).
+  if (o.reserve) store.keepReserve();
+  return store;
 }
 
 /** Opens a records file for reading; null when it does not exist (nothing is created). */
@@ -60,10 +66,7 @@ export function localPorts(config: Config | null): RunPorts {
       const file = recordsFileFor(config, job);
       if (!config?.records.path) setDataDir(job.destination, job.label);
       else ensureDir(path.dirname(file));
-      const store = await openRecordStore(file);
-      // Room kept for the run's end, should the destination fill up (SqliteRecordStore.put).
-      (store as { keepReserve?: () => void }).keepReserve?.();
-      return store;
+      return openRecordStore(file, { reserve: true });
     },
     logs: new FileLogStore(),
     notifiers: notifiersFor(config?.notifications),
