@@ -7,7 +7,7 @@ import { InFlight } from './inflight.js';
 import { BackupSet, ensureDir } from './layout.js';
 import { LinkThread } from './link-thread.js';
 import { LabelLock } from './lock.js';
-import { resolveBackupOptions, type BackupOptions } from './options.js';
+import { resolveBackupOptions, type BackupOptions, type ResolvedOptions } from './options.js';
 import { commitPartial, openPartial, prepareSet, type PartialSnapshot } from './partial.js';
 import { prune, type PruneResult } from './prune.js';
 import { RunControl } from './run-control.js';
@@ -48,18 +48,51 @@ export interface BackupRunOptions extends BackupOptions {
    * @default for each side, from that side's file-system type
    */
   io?: IoMode | { source: IoMode; destination: IoMode };
+  /** The run as `startBackup` began it (its options win over the ones above). */
+  started?: StartedBackup;
 }
 
 const NEXT_RUN = 'the next run continues from where this one stopped';
+
+/** A run whose options are resolved and whose set's lock is held: nothing is written yet. */
+export interface StartedBackup {
+  readonly options: ResolvedOptions;
+  readonly lock: LabelLock;
+}
+
+/**
+ * The refusals, once: bad input (BAD_INPUT) and a live lock (LOCKED) throw before anything
+ * is written. A caller that records runs (the service) starts a run with this, records it, and
+ * hands it to `backup()` as `started`, so the options are resolved and the lock taken once.
+ * The caller releases the lock if it never calls `backup()`.
+ */
+export function startBackup(options: BackupOptions & { backupId?: string }): StartedBackup {
+  const o = resolveBackupOptions(options);
+  const set = new BackupSet(o.destination, o.label);
+  try {
+    // Only what the lock needs is made before it is held (nothing, for an existing set).
+    ensureDir(set.dataDir);
+    return { options: o, lock: LabelLock.acquire(set.lockFile, options.backupId ?? randomUUID()) };
+  } catch (e) {
+    if (e instanceof EfsBackupError) throw e;
+    throw new EfsBackupError(
+      'FAILED',
+      `cannot lock the backup set ${set.dir}: ${(e as Error).message}`,
+      {
+        cause: e,
+      },
+    );
+  }
+}
 
 /**
  * Makes one snapshot: lock → base → partial → walk → commit → prune → figures. Never throws
  * for a run that started (the result says how it ended); bad input and a held lock throw.
  */
 export async function backup(options: BackupRunOptions): Promise<BackupResult> {
-  const o = resolveBackupOptions(options);
-  const now = options.now ?? (() => new Date());
   const backupId = options.backupId ?? randomUUID();
+  const { options: o, lock } = options.started ?? startBackup({ ...options, backupId });
+  const now = options.now ?? (() => new Date());
   const start = now();
   const set = new BackupSet(o.destination, o.label);
   const report = new RunReport(options.onWarning, options.onProgress);
@@ -72,7 +105,6 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
   const links = dst.mode === 'sync' ? new LinkThread(pool) : null;
   if (links) pool.onStarve = () => links.flush();
 
-  let lock: LabelLock | null = null;
   let base: BaseSnapshot | null = null;
   let partial: PartialSnapshot | null = null;
   let copyStop = start;
@@ -82,21 +114,17 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
   let snapshot: string | null = null;
   let status: BackupStatus;
   let message: string;
-  let refused: EfsBackupError | null = null;
   try {
-    // Only what the lock needs is made before it is held (nothing, for an existing set).
-    ensureDir(set.dataDir);
-    lock = LabelLock.acquire(set.lockFile, backupId, {
-      // Found at a heartbeat: another run took the lock (this one was paused past the stale
-      // limit). Stop writing at once; nothing is committed.
-      onLost: (why) =>
-        control.failWith(
-          new EfsBackupError(
-            'FAILED',
-            `this run lost its lock and stopped without committing: ${why}`,
-          ),
+    // Found at a heartbeat: another run took the lock (this one was paused past the stale
+    // limit). Stop writing at once; nothing is committed.
+    lock.whenLost((why) =>
+      control.failWith(
+        new EfsBackupError(
+          'FAILED',
+          `this run lost its lock and stopped without committing: ${why}`,
         ),
-    });
+      ),
+    );
     set.remember(); // the lock is held: only this run changes the set now
     prepareSet(set, o.interval);
     base = await openBase(set, report);
@@ -170,15 +198,13 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
   } catch (e) {
     status = 'Failed';
     message = e instanceof Error ? e.message : String(e);
-    if (e instanceof EfsBackupError && e.code !== 'FAILED') refused = e;
   } finally {
     // Every way out ends what the run started, so the process can exit.
     await links?.close();
     partial?.journal.close();
     base?.index.close();
-    lock?.release();
+    lock.release();
   }
-  if (refused) throw refused;
   return report.result(o, {
     backupId,
     status,

@@ -1,4 +1,4 @@
-export { backup, pointLatest } from './backup.js';
+export { backup, pointLatest, startBackup } from './backup.js';
 export type {
   BackupFigures,
   BackupProgress,
@@ -6,6 +6,7 @@ export type {
   BackupRunOptions,
   BackupStatus,
   BackupWarning,
+  StartedBackup,
 } from './backup.js';
 export { EfsBackupError, badInput, isSystemError } from './errors.js';
 export type { ErrorCode } from './errors.js';

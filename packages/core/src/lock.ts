@@ -32,6 +32,8 @@ export class LabelLock {
   private readonly file: string;
   private readonly info: LockInfo;
   private timer: NodeJS.Timeout | null = null;
+  private onLost: ((why: string) => void) | null = null;
+  private lost: string | null = null;
 
   private constructor(file: string, info: LockInfo) {
     this.file = file;
@@ -60,7 +62,8 @@ export class LabelLock {
       try {
         fs.linkSync(tmp, file);
         const lock = new LabelLock(file, info);
-        lock.startHeartbeat(options.heartbeatMs ?? 10_000, options.onLost ?? null);
+        if (options.onLost) lock.whenLost(options.onLost);
+        lock.startHeartbeat(options.heartbeatMs ?? 10_000);
         return lock;
       } catch (e) {
         if (!isSystemError(e, 'EEXIST')) throw e;
@@ -96,13 +99,24 @@ export class LabelLock {
     );
   }
 
-  private startHeartbeat(ms: number, onLost: ((why: string) => void) | null): void {
+  /**
+   * Who is told when a heartbeat finds the lock is no longer this run's; a loss found before
+   * anyone listened is told at once. The holder may change (the service takes the lock, the
+   * engine then listens).
+   */
+  whenLost(cb: (why: string) => void): void {
+    this.onLost = cb;
+    if (this.lost !== null) cb(this.lost);
+  }
+
+  private startHeartbeat(ms: number): void {
     this.timer = setInterval(() => {
       const held = readLock(this.file);
       if (!held || held.owner !== this.info.owner) {
         clearInterval(this.timer!);
         this.timer = null;
-        onLost?.(lostReason(this.file, held));
+        this.lost = lostReason(this.file, held);
+        this.onLost?.(this.lost);
         return;
       }
       this.info.heartbeat = new Date().toISOString();
@@ -127,7 +141,9 @@ export class LabelLock {
     );
   }
 
+  /** Gives the lock up (again is harmless: only a lock that still names this run is removed). */
   release(): void {
+    this.onLost = null;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     const held = readLock(this.file);

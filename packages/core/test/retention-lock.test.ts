@@ -460,6 +460,19 @@ describe('LabelLock', () => {
     expect(readLock(file)!.owner).toBe('someone-else'); // not ours to remove
   });
 
+  it('a loss found before anyone listened is told to whoever listens next (service takes the lock, engine listens)', async () => {
+    const file = lockFile();
+    const lock = LabelLock.acquire(file, 'me', { heartbeatMs: 20 });
+    plant(file, { pid: 1, host: 'another-host' });
+    await new Promise((r) => setTimeout(r, 100));
+    let lost = '';
+    lock.whenLost((why) => (lost = why));
+    expect(lost).toMatch(/someone-else.*another-host/);
+    lock.release();
+    lock.release(); // twice is harmless
+    expect(readLock(file)!.owner).toBe('someone-else');
+  });
+
   it('a dead pid on this host, or an old heartbeat of another host, is taken over', () => {
     const dead = spawnSync('true').pid;
     for (const o of [{ pid: dead }, { pid: 1, host: 'another-host', agoMs: 10 * 60_000 }]) {

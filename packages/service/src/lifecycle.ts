@@ -6,21 +6,19 @@
  */
 import {
   backup,
-  BackupSet,
   EfsBackupError,
-  LabelLock,
   resolveBackupOptions,
+  startBackup,
   type BackupOptions,
   type BackupProgress,
   type BackupResult,
   type BackupRunOptions,
   type BackupWarning,
-  type ResolvedOptions,
+  type StartedBackup,
   shown,
   windowDeadline,
 } from '@efs-backup/core';
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino, stdTimeFunctions, type Logger } from 'pino';
@@ -140,13 +138,6 @@ function engineOptions(job: JobSpec): BackupOptions {
     ...(job.windowMinutes !== undefined ? { windowMinutes: job.windowMinutes } : {}),
     ...(job.concurrency !== undefined ? { concurrency: job.concurrency } : {}),
   };
-}
-
-/** The set's lock refuses a live run before anything is written; a stale one is taken over. */
-function checkLock(r: ResolvedOptions, backupId: string): void {
-  const set = new BackupSet(r.destination, r.label);
-  if (!fs.existsSync(set.lockFile)) return;
-  LabelLock.acquire(set.lockFile, `check-${backupId}`).release();
 }
 
 function baseRecord(
@@ -332,10 +323,10 @@ export async function runBackup(
   const start = clock.now();
   const ctx = new RunContext(ports, o, log, clock);
 
-  let resolved: ResolvedOptions;
+  // Options resolved and the set's lock taken once, here; the engine runs under this lock.
+  let started: StartedBackup;
   try {
-    resolved = resolveBackupOptions(engineOptions(job));
-    checkLock(resolved, backupId);
+    started = startBackup({ ...engineOptions(job), backupId });
   } catch (e) {
     if (!(e instanceof EfsBackupError) || (o.refusals ?? 'record') === 'throw') throw e;
     // Could not start: recorded and notified wherever the stores can still be reached.
@@ -352,6 +343,7 @@ export async function runBackup(
     }
   }
 
+  const resolved = started.options;
   const rj: ResolvedJob = {
     source: resolved.source,
     prefix: resolved.prefix,
@@ -368,10 +360,11 @@ export async function runBackup(
     o.onStart?.(record);
     ctx.logger?.info({ job: { ...job, ...rj } }, 'run started');
 
-    const outcome = await runEngine(ctx, job, record, clock);
+    const outcome = await runEngine(ctx, job, record, clock, started);
     const notices = await ctx.finish(outcome.record, job.notifyOnSuccess ?? false);
     return { ...outcome, notices, problems: ctx.problems };
   } finally {
+    started.lock.release(); // the engine released it already, unless it never ran
     await ctx.close();
   }
 }
@@ -381,6 +374,7 @@ async function runEngine(
   job: JobSpec,
   running: RunRecord,
   clock: Clock,
+  started: StartedBackup,
 ): Promise<Omit<RunOutcome, 'notices' | 'problems'>> {
   const o = ctx.o;
   const stopper = new AbortController();
@@ -413,6 +407,7 @@ async function runEngine(
     result = await engine({
       ...engineOptions(job),
       backupId: running.BackupId,
+      started,
       signal: stopper.signal,
       now: () => clock.now(),
       onProgress: (p) => {

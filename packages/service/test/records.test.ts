@@ -204,6 +204,24 @@ describe('each way a run ends writes the right fields', () => {
     expectLog(r);
   });
 
+  it('the set is locked once, by the run, from before its record is written until the engine ends', async () => {
+    const { src, dst } = setUp();
+    const lockFile = path.join(dst, 'efs-backup', '.efs-backup', 'lock');
+    let heldAtStart: unknown = null;
+    let heldInEngine: unknown = null;
+    const { record: r } = await runBackup({ source: src, destination: dst }, ports(), {
+      onStart: () => (heldAtStart = JSON.parse(fs.readFileSync(lockFile, 'utf8')).owner),
+      engine: async (o) => {
+        heldInEngine = JSON.parse(fs.readFileSync(lockFile, 'utf8')).owner;
+        expect(o.started?.options.destination).toBe(dst);
+        throw new Error('stopped here');
+      },
+    });
+    expect(heldAtStart).toBe(r.BackupId);
+    expect(heldInEngine).toBe(r.BackupId);
+    expect(fs.existsSync(lockFile)).toBe(false); // released although the engine never did
+  });
+
   it('Skipped (another live run holds the set): recorded with the reason; refused without a trace on the command line', async () => {
     const { src, dst } = setUp();
     const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
