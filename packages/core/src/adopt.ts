@@ -137,7 +137,8 @@ function manifestOf(
       const p = path.join(dir, name);
       const childRel = rel === '' ? name : `${rel}/${name}`;
       const st = fs.lstatSync(fsPath(p), { bigint: true });
-      const m = toMeta(st);
+      // The snapshot's inode, not the source's: an adopted entry has no source identity.
+      const m = { ...toMeta(st), ino: '' };
       const kind = m.kind;
       if (kind === null) continue;
       files++;

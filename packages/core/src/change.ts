@@ -16,14 +16,16 @@ export interface Meta {
   size: number;
   mtimeSec: number;
   mtimeNsec: number;
+  /** The source's inode number and ctime ('' and 0 for a directory, or where not the source's). */
+  ino: string;
+  ctimeSec: number;
+  ctimeNsec: number;
   /** utimes arguments (see `timeArg`). */
   atime: TimeArg;
   mtime: TimeArg;
   nlink: number;
   /** `dev:ino` of a file with more than one name; '' otherwise. */
   inode: string;
-  /** ctime in ns of a file with more than one name (its names are compared); 0n otherwise. */
-  change: bigint;
   sparse: boolean;
 }
 
@@ -48,6 +50,7 @@ export function toMeta(st: fs.BigIntStats): Meta {
   const kind = kindOfMode(mode);
   const size = kind === 'f' || kind === 'l' ? Number(st.size) : 0;
   const nlink = Number(st.nlink);
+  const [ctimeSec, ctimeNsec] = kind === 'd' ? [0, 0] : splitNs(st.ctimeNs);
   return {
     kind,
     mode,
@@ -56,17 +59,19 @@ export function toMeta(st: fs.BigIntStats): Meta {
     size,
     mtimeSec,
     mtimeNsec,
+    ino: kind === 'd' ? '' : String(st.ino),
+    ctimeSec,
+    ctimeNsec,
     atime: timeArg(aSec, aNsec),
     mtime: timeArg(mtimeSec, mtimeNsec),
     nlink,
     // Only hard-link groups are looked up by inode.
     inode: kind === 'd' || nlink < 2 ? '' : `${st.dev}:${st.ino}`,
-    change: kind === 'd' || nlink < 2 ? 0n : st.ctimeNs,
     sparse: kind === 'f' && Number(st.blocks) * 512 < size,
   };
 }
 
-/** The manifest entry of an entry written with metadata `m`. */
+/** The manifest entry of an entry written with metadata `m` (with its source identity, if any). */
 export function entryOf(name: string, m: Meta, data: string, link?: string): ManifestEntry {
   const r: ManifestEntry = {
     name,
@@ -80,10 +85,20 @@ export function entryOf(name: string, m: Meta, data: string, link?: string): Man
     data,
   };
   if (link !== undefined) r.link = link;
+  if (m.ino !== '') {
+    r.ino = m.ino;
+    r.ctimeSec = m.ctimeSec;
+    r.ctimeNsec = m.ctimeNsec;
+  }
   return r;
 }
 
-/** Unchanged: same type, size, mtime, mode, uid and gid; a symlink also the same target. */
+/**
+ * Unchanged: same type, size, mtime, mode, uid and gid; a symlink also the same target; and,
+ * where the manifest knows them, the same inode and ctime: a file rewritten in place with its
+ * mtime set back, or replaced by a rename of another with the same size and mtime, is changed.
+ * An entry without them (adopted sets, version 1 manifests) is judged without, this once.
+ */
 export function unchanged(
   prev: ManifestEntry | undefined,
   m: Meta,
@@ -98,14 +113,17 @@ export function unchanged(
     prev.size === m.size &&
     prev.mtimeSec === m.mtimeSec &&
     prev.mtimeNsec === m.mtimeNsec &&
-    (m.kind !== 'l' || prev.data === target)
+    (m.kind !== 'l' || prev.data === target) &&
+    (prev.ino === undefined ||
+      (prev.ino === m.ino && prev.ctimeNsec === m.ctimeNsec && prev.ctimeSec === m.ctimeSec))
   );
 }
 
 /** Two stats of one inode saw it in the same state (ctime catches what mtime may not). */
 export function sameInodeState(a: Meta, b: Meta): boolean {
   return (
-    a.change === b.change &&
+    a.ctimeSec === b.ctimeSec &&
+    a.ctimeNsec === b.ctimeNsec &&
     a.size === b.size &&
     a.mtimeSec === b.mtimeSec &&
     a.mtimeNsec === b.mtimeNsec &&

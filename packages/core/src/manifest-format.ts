@@ -28,6 +28,16 @@ export interface ManifestEntry {
   data: string;
   /** For the second and later names of one inode: the snapshot-relative path of the first. */
   link?: string;
+  /**
+   * The source's inode number (decimal: 64-bit numbers do not fit a double) and ctime, which no
+   * program can set back: a change that keeps size and mtime still changes them. Files,
+   * symlinks and FIFOs written by a backup; absent in adopted sets and older manifests.
+   */
+  ino?: string;
+  ctimeSec?: number;
+  ctimeNsec?: number;
+  /** Extended attributes (POSIX ACLs included) as the snapshot holds them: name → base64 value. */
+  xattrs?: Record<string, string>;
 }
 
 const NS = 1_000_000_000n;
@@ -43,6 +53,11 @@ export function splitNs(ns: bigint): [number, number] {
   return [Number(s), Number(n)];
 }
 
+/**
+ * An entry on disk: `[name, kind, mode, uid, gid, size, mtimeSec, mtimeNsec, data, link,
+ * ino, ctimeSec, ctimeNsec, xattrs]`, trailing fields left out when absent and `null` where a
+ * later one is present (version 1 manifests end at `link`).
+ */
 type EncodedEntry = [
   string,
   EntryKind,
@@ -53,7 +68,11 @@ type EncodedEntry = [
   number,
   number,
   string,
-  string?,
+  (string | null)?,
+  (string | null)?,
+  (number | null)?,
+  (number | null)?,
+  Record<string, string>?,
 ];
 
 export function encodeEntry(e: ManifestEntry): EncodedEntry {
@@ -68,7 +87,10 @@ export function encodeEntry(e: ManifestEntry): EncodedEntry {
     e.mtimeNsec,
     e.data,
   ];
-  if (e.link !== undefined) out.push(e.link);
+  const hasSource = e.ino !== undefined;
+  if (e.link !== undefined || hasSource || e.xattrs) out.push(e.link ?? null);
+  if (hasSource || e.xattrs) out.push(e.ino ?? null, e.ctimeSec ?? null, e.ctimeNsec ?? null);
+  if (e.xattrs) out.push(e.xattrs);
   return out;
 }
 
@@ -85,7 +107,13 @@ export function decodeEntry(a: unknown): ManifestEntry {
     mtimeNsec: a[7] as number,
     data: a[8] as string,
   };
-  if (a.length > 9) e.link = a[9] as string;
+  if (a.length > 9 && a[9] !== null) e.link = a[9] as string;
+  if (a.length > 12 && a[10] !== null) {
+    e.ino = a[10] as string;
+    e.ctimeSec = a[11] as number;
+    e.ctimeNsec = a[12] as number;
+  }
+  if (a.length > 13) e.xattrs = a[13] as Record<string, string>;
   return e;
 }
 
@@ -94,7 +122,8 @@ export function blockLine(dir: string, entries: ManifestEntry[]): string {
 }
 
 export const MANIFEST_FORMAT = 'efs-backup-manifest';
-export const MANIFEST_VERSION = 1;
+/** 2: entries carry the source's inode and ctime, and extended attributes. Version 1 is read. */
+export const MANIFEST_VERSION = 2;
 
 export interface ManifestHeader {
   format: typeof MANIFEST_FORMAT;

@@ -6,6 +6,7 @@ import {
   CHECKSUM_PREFIX,
   decodeEntry,
   MANIFEST_FORMAT,
+  MANIFEST_VERSION,
   type ManifestEntry,
   type ManifestHeader,
 } from './manifest-format.js';
@@ -115,6 +116,11 @@ export class ManifestIndex {
     if (header === undefined) throw new Error(`manifest ${path} has no header`);
     const h = header as ManifestHeader | null;
     if (h?.format !== MANIFEST_FORMAT) throw new Error(`${path} is not a manifest`);
+    if (!(h.version <= MANIFEST_VERSION)) {
+      throw new Error(
+        `manifest ${path} is of version ${h.version}, newer than this efs-backup reads (${MANIFEST_VERSION}): upgrade efs-backup`,
+      );
+    }
     return new ManifestIndex(path, h, blocks);
   }
 

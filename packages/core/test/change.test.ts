@@ -27,8 +27,23 @@ describe('toMeta', () => {
     const m = stat(a);
     const st = fs.lstatSync(a, { bigint: true });
     expect(m.inode).toBe(`${st.dev}:${st.ino}`);
-    expect(m.change).toBe(st.ctimeNs);
-    expect(stat(path.join(dir, 'f')).change).toBe(0n);
+    expect(BigInt(m.ctimeSec) * 1_000_000_000n + BigInt(m.ctimeNsec)).toBe(st.ctimeNs);
+  });
+
+  it("keeps the source's inode number (as a decimal string) and ctime of a file, not of a directory", () => {
+    const p = path.join(dir, 'f');
+    const st = fs.lstatSync(p, { bigint: true });
+    const m = stat(p);
+    expect(m.ino).toBe(String(st.ino));
+    expect(BigInt(m.ctimeSec) * 1_000_000_000n + BigInt(m.ctimeNsec)).toBe(st.ctimeNs);
+    expect(entryOf('f', m, 'd')).toMatchObject({
+      ino: m.ino,
+      ctimeSec: m.ctimeSec,
+      ctimeNsec: m.ctimeNsec,
+    });
+    const d = stat(path.join(dir, 'd'));
+    expect(d).toMatchObject({ ino: '', ctimeSec: 0, ctimeNsec: 0 });
+    expect(entryOf('d', d, '')).not.toHaveProperty('ino');
   });
 
   it('splits times before 1970 into floored seconds and positive nanoseconds', () => {
@@ -58,6 +73,9 @@ describe('unchanged', () => {
       { mode: m.mode ^ 0o004 },
       { uid: m.uid + 1 },
       { gid: m.gid + 1 },
+      { ino: String(BigInt(m.ino) + 1n) },
+      { ctimeNsec: (m.ctimeNsec + 1) % 1_000_000_000 },
+      { ctimeSec: m.ctimeSec + 1 },
     ]) {
       expect(unchanged(prev, { ...m, ...change }, ''), JSON.stringify(change)).toBe(false);
     }
@@ -66,10 +84,36 @@ describe('unchanged', () => {
     expect(unchanged(entryOf('u', link, 'to-a'), link, 'to-b')).toBe(false);
   });
 
+  it('judges an entry without the source identity (adopted, version 1) by size, mtime, mode and owner', () => {
+    const m = base();
+    const old = entryOf('u', m, 'digest');
+    delete old.ino;
+    delete old.ctimeSec;
+    delete old.ctimeNsec;
+    expect(unchanged(old, { ...m, ino: '1', ctimeSec: 0 }, '')).toBe(true);
+  });
+
+  it('is changed when the file is rewritten in place with its size and mtime set back', async () => {
+    const p = path.join(dir, 'u');
+    base();
+    fs.utimesSync(p, 1_000_000, 1_000_000);
+    const prev = entryOf('u', stat(p), 'digest');
+    await new Promise((r) => setTimeout(r, 20)); // past the clock tick of ctime
+    fs.writeFileSync(p, 'SAME');
+    fs.utimesSync(p, 1_000_000, 1_000_000);
+    const now = stat(p);
+    expect(now).toMatchObject({
+      size: prev.size,
+      mtimeSec: prev.mtimeSec,
+      mtimeNsec: prev.mtimeNsec,
+    });
+    expect(unchanged(prev, now, '')).toBe(false);
+  });
+
   it('tells two states of one inode apart by ctime even when size and mtime are kept', () => {
     const m = base();
     expect(sameInodeState(m, { ...m })).toBe(true);
-    expect(sameInodeState(m, { ...m, change: m.change + 1n })).toBe(false);
+    expect(sameInodeState(m, { ...m, ctimeNsec: (m.ctimeNsec + 1) % 1_000_000_000 })).toBe(false);
     expect(sameInodeState(m, { ...m, size: m.size + 1 })).toBe(false);
   });
 });
@@ -86,8 +130,10 @@ describe('LinkGroups', () => {
     atime: 1,
     mtime: 1,
     nlink,
+    ino: '1',
+    ctimeSec: 1,
+    ctimeNsec: 0,
     inode,
-    change: 1n,
     sparse: false,
   });
   const rec = entryOf('x', meta('1:1', 3), 'digest');

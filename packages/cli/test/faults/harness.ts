@@ -286,14 +286,14 @@ export function stateDir(dst: string, label = LABEL): string {
 // ---- judges ---------------------------------------------------------------------------------
 
 /**
- * rsync as the outside judge: `rsync -aHcn --numeric-ids --delete --itemize-changes src/ snap/`,
+ * rsync as the outside judge: `rsync -aHAXcn --numeric-ids --delete --itemize-changes src/ snap/`,
  * every line it prints (one per differing entry); empty when the snapshot equals the source.
  * Names that are not UTF-8 come back with their bytes as latin1.
  */
 export function rsyncDiff(src: string, snap: string, extra: string[] = []): string[] {
   const out = execFileSync(
     'rsync',
-    ['-aHcn', '--numeric-ids', '--delete', '--itemize-changes', ...extra, `${src}/`, `${snap}/`],
+    ['-aHAXcn', '--numeric-ids', '--delete', '--itemize-changes', ...extra, `${src}/`, `${snap}/`],
     { maxBuffer: 64 << 20 },
   );
   return out
