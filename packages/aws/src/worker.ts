@@ -167,6 +167,8 @@ async function backupOnce(
     schedule: run.Schedule,
     ...(run.WindowMinutes !== null ? { windowMinutes: run.WindowMinutes } : {}),
     ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),
+    // EFS has no extended attributes, and the worker's bundle carries no native code.
+    xattrs: false,
     notifyOnSuccess: run.NotifyOnSuccess ?? false,
   };
   const outcome = await runBackup(

@@ -208,6 +208,11 @@ export function buildProgram(setExit: (code: number) => void): Command {
       'file-system calls in flight (default: from the file-system type)',
       integer('concurrency'),
     )
+    .option(
+      '--checksum',
+      'hash every source file and compare it with the last snapshot, for changes that keep every stat field (slow: reads everything)',
+    )
+    .option('--no-xattrs', 'do not keep extended attributes and ACLs')
     .option('--json', 'print the run record as JSON')
     .action(async (o: BackupCliOptions, cmd: Command) =>
       setExit(await runBackup(checkBackupOptions(o, cmd))),

@@ -51,6 +51,10 @@ export interface BackupCommandOptions {
   prefix: string;
   window?: number;
   concurrency?: number;
+  /** --checksum */
+  checksum?: boolean;
+  /** --no-xattrs gives false */
+  xattrs?: boolean;
   json?: boolean;
   job?: string;
   config?: string;
@@ -162,6 +166,8 @@ export async function backupThroughService(
     config = loadConfig(configFile(o.config));
     job = findJob(config, o.job);
     if (o.concurrency !== undefined) job = { ...job, concurrency: o.concurrency };
+    if (o.checksum) job = { ...job, checksum: true };
+    if (o.xattrs === false) job = { ...job, xattrs: false };
   } else {
     job = {
       source: o.source!,
@@ -172,6 +178,8 @@ export async function backupThroughService(
       prefix: o.prefix,
       ...(o.window !== undefined ? { windowMinutes: o.window } : {}),
       ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+      ...(o.checksum ? { checksum: true } : {}),
+      ...(o.xattrs === false ? { xattrs: false } : {}),
     };
   }
   const status = oneOffStatus(run);

@@ -19,6 +19,7 @@ import {
   type BackupWarning,
 } from './run-report.js';
 import { Walk } from './walk.js';
+import { XattrCopy } from './xattrs.js';
 
 export type {
   BackupFigures,
@@ -133,7 +134,8 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
       control.failWith(journalFailure(set, p, err)),
     );
     partial = p;
-    const writer = new EntryWriter(src, dst, links, report, control, p.dir);
+    const xattrs = XattrCopy.open(o.xattrs, report);
+    const writer = new EntryWriter(src, dst, links, report, control, p.dir, xattrs);
     const walk = new Walk(
       o.sourceRoot,
       p,
@@ -156,6 +158,7 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
       endProgress();
     }
     walk.journalOpenDirs();
+    xattrs?.finish();
     const journalError = await new Promise<Error | null>((resolve) => p.journal.flush(resolve));
     if (journalError) control.failWith(journalFailure(set, p, journalError));
     copyStop = now();

@@ -1,6 +1,7 @@
 import type fs from 'node:fs';
 import { timeArg, type TimeArg } from './fs-ops.js';
 import { splitNs, type EntryKind, type ManifestEntry } from './manifest.js';
+import type { Xattrs } from './xattrs.js';
 
 /**
  * What a backup decides about one entry, from its lstat and the manifests: pure functions,
@@ -72,7 +73,13 @@ export function toMeta(st: fs.BigIntStats): Meta {
 }
 
 /** The manifest entry of an entry written with metadata `m` (with its source identity, if any). */
-export function entryOf(name: string, m: Meta, data: string, link?: string): ManifestEntry {
+export function entryOf(
+  name: string,
+  m: Meta,
+  data: string,
+  link?: string,
+  xattrs?: Xattrs | null,
+): ManifestEntry {
   const r: ManifestEntry = {
     name,
     kind: m.kind!,
@@ -90,6 +97,7 @@ export function entryOf(name: string, m: Meta, data: string, link?: string): Man
     r.ctimeSec = m.ctimeSec;
     r.ctimeNsec = m.ctimeNsec;
   }
+  if (xattrs) r.xattrs = xattrs;
   return r;
 }
 

@@ -9,6 +9,7 @@ import type { ManifestEntry } from './manifest.js';
 import { removeAll } from './remove-tree.js';
 import type { RunControl } from './run-control.js';
 import type { RunReport } from './run-report.js';
+import { DEFAULT_ACL, type XattrCopy, type Xattrs } from './xattrs.js';
 
 /**
  * Carries out what the walk decided for one entry on the destination: a hard link (on the link
@@ -25,7 +26,37 @@ export class EntryWriter {
     private readonly control: RunControl,
     /** A UTF-8 folder on the destination for FIFOs whose path is not UTF-8 (see `mkfifo`). */
     private readonly scratch: string,
+    /** Extended attributes, source to destination; null when the run keeps none. */
+    private readonly xattrs: XattrCopy | null,
   ) {}
+
+  /** The source entry's attributes written on the new destination entry; what was written. */
+  private copyXattrs(rel: string, src: string, dst: string): Xattrs | null | Error {
+    const x = this.xattrs?.read(rel, src);
+    if (!x) return null;
+    try {
+      return this.xattrs!.write(rel, dst, x);
+    } catch (e) {
+      return e as Error;
+    }
+  }
+
+  /** The entry `entryOf` makes, with the attributes copied; null (the run told) on an error. */
+  private finishEntry(
+    rel: string,
+    src: string,
+    dst: string,
+    name: string,
+    m: Meta,
+    data: string,
+  ): ManifestEntry | null {
+    const x = this.copyXattrs(rel, src, dst);
+    if (x instanceof Error) {
+      this.control.fail(x, rel);
+      return null;
+    }
+    return entryOf(name, m, data, undefined, x);
+  }
 
   /** Writes a new copy of a file, symlink or FIFO; `cb(null)` when it was given up with a warning. */
   create(
@@ -76,7 +107,7 @@ export class EntryWriter {
               return cb(null);
             }
             this.report.count('f', m.size, 'copied', res!.bytes);
-            cb(entryOf(name, { ...m, size: res!.bytes }, res!.digest));
+            cb(this.finishEntry(rel, src, dst, name, { ...m, size: res!.bytes }, res!.digest));
           },
         );
       });
@@ -88,7 +119,7 @@ export class EntryWriter {
           this.setMeta(rel, dst, m, true, (e) => {
             if (e) return (this.control.fail(e), cb(null));
             this.report.count(m.kind!, m.size, 'copied');
-            cb(entryOf(name, m, target));
+            cb(this.finishEntry(rel, src, dst, name, m, target));
           });
         });
       });
@@ -103,7 +134,7 @@ export class EntryWriter {
         this.setMeta(rel, dst, m, false, (e) => {
           if (e) return (this.control.fail(e), cb(null));
           this.report.count(m.kind!, m.size, 'copied');
-          cb(entryOf(name, m, ''));
+          cb(this.finishEntry(rel, src, dst, name, m, ''));
         });
       });
     });
@@ -181,14 +212,52 @@ export class EntryWriter {
     });
   }
 
-  /** Owner, mode and times of a directory, once its children are written. */
+  /**
+   * A new directory's attributes, written as it is made, except its default ACL, which would
+   * be inherited by the copies written into it: that one waits for `dirMeta` (`later`).
+   * `recorded` is what the manifest says the directory holds once it is finished.
+   */
+  dirXattrs(
+    rel: string,
+    src: string,
+    dst: string,
+  ): { recorded: Xattrs | null; later: Xattrs | null } | Error {
+    const x = this.xattrs?.read(rel, src);
+    if (!x) return { recorded: null, later: null };
+    try {
+      const set = this.xattrs!.write(rel, dst, x, (n) => n === DEFAULT_ACL);
+      const acl = x[DEFAULT_ACL];
+      if (acl === undefined || !this.xattrs!.writable) return { recorded: set, later: null };
+      return { recorded: { ...set, [DEFAULT_ACL]: acl }, later: { [DEFAULT_ACL]: acl } };
+    } catch (e) {
+      return e as Error;
+    }
+  }
+
+  /** Owner, mode and times of a directory, once its children are written; then `later`. */
   dirMeta(
     rel: string,
     dst: string,
     m: Meta,
+    later: Xattrs | null,
     cb: (err: NodeJS.ErrnoException | null) => void,
   ): void {
-    applyEntryMeta(this.dst, dst, m, false, () => this.ownerNotKept(rel), cb);
+    applyEntryMeta(
+      this.dst,
+      dst,
+      m,
+      false,
+      () => this.ownerNotKept(rel),
+      (err) => {
+        if (err || !later) return cb(err);
+        try {
+          this.xattrs!.write(rel, dst, later);
+        } catch (e) {
+          return cb(e as NodeJS.ErrnoException);
+        }
+        cb(null);
+      },
+    );
   }
 
   /** Without root, foreign owners cannot be kept: a warning, not a failure. */

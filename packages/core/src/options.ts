@@ -21,6 +21,17 @@ export interface BackupOptions {
   windowMinutes?: number;
   /** File-system calls in flight. @default from the source's file-system type */
   concurrency?: number;
+  /**
+   * Keep extended attributes and POSIX ACLs (needs the optional `@napi-rs/xattr`).
+   * @default true
+   */
+  xattrs?: boolean;
+  /**
+   * Hash every source file and compare it with the previous manifest's digest, for the rare
+   * change that keeps every stat field (rsync's `-c`): slow, it reads everything.
+   * @default false
+   */
+  checksum?: boolean;
 }
 
 export interface ResolvedOptions {
@@ -38,6 +49,8 @@ export interface ResolvedOptions {
   sourceRemote: boolean;
   /** The same for the destination; each side's calls are chosen by its own. */
   destinationRemote: boolean;
+  xattrs: boolean;
+  checksum: boolean;
 }
 
 /**
@@ -73,6 +86,10 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
     !(Number.isInteger(o.concurrency) && o.concurrency >= 1 && o.concurrency <= 1024)
   ) {
     throw badInput(`concurrency must be an integer from 1 to 1024, not ${o.concurrency}`);
+  }
+  for (const k of ['xattrs', 'checksum'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean')
+      throw badInput(`${k} must be true or false, not ${String(o[k])}`);
   }
   if (!o.source) throw badInput('source is required');
   if (!o.destination) throw badInput('destination is required');
@@ -116,6 +133,8 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
     concurrency: o.concurrency ?? concurrencyFor(sourceRemote || destinationRemote),
     sourceRemote,
     destinationRemote,
+    xattrs: o.xattrs ?? true,
+    checksum: o.checksum ?? false,
   };
 }
 

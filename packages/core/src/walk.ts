@@ -10,6 +10,7 @@ import type { PartialSnapshot } from './partial.js';
 import { removeAll } from './remove-tree.js';
 import type { RunControl } from './run-control.js';
 import type { RunReport } from './run-report.js';
+import type { Xattrs } from './xattrs.js';
 
 const CHUNK_ENTRIES = 1000;
 
@@ -29,6 +30,8 @@ interface DirNode {
   resumed: Map<string, ManifestEntry> | null;
   /** The directory was already in the partial (a resumed run). */
   existed: boolean;
+  /** Attributes written after the children (a default ACL). */
+  later: Xattrs | null;
 }
 
 /**
@@ -82,8 +85,12 @@ export class Walk {
       prev: null,
       resumed: null,
       existed,
+      later: null,
     };
-    this.rootRecord = entryOf('', root.meta, '');
+    const x = this.writer.dirXattrs('', root.src, root.dst);
+    if (x instanceof Error) throw x;
+    root.later = x.later;
+    this.rootRecord = entryOf('', root.meta, '', undefined, x.recorded);
     try {
       await new Promise<void>((resolve) => {
         this.pool.push((done) => this.listDir(root, done));
@@ -181,7 +188,7 @@ export class Walk {
   private finished(dir: DirNode): void {
     if (--dir.pending > 0) return;
     this.pool.push((done) => {
-      this.writer.dirMeta(dir.rel, dir.dst, dir.meta, (err) => {
+      this.writer.dirMeta(dir.rel, dir.dst, dir.meta, dir.later, (err) => {
         if (err) {
           this.control.fail(err);
           return done();
@@ -245,9 +252,13 @@ export class Walk {
       prev: null,
       resumed: null,
       existed: false,
+      later: null,
     };
     const created = (): void => {
-      dir.records.push(entryOf(name, m, ''));
+      const x = this.writer.dirXattrs(rel, src, dst);
+      if (x instanceof Error) return this.failed(x, rel, dir, done);
+      child.later = x.later;
+      dir.records.push(entryOf(name, m, '', undefined, x.recorded));
       this.report.files++;
       this.recorded(dir);
       this.pool.defer((d) => this.listDir(child, d));
@@ -319,7 +330,7 @@ export class Walk {
         slot = linkSlot;
         if (!err) {
           this.report.count(m.kind!, m.size, 'linked');
-          return written(entryOf(name, m, prev.data));
+          return written(entryOf(name, m, prev.data, undefined, prev.xattrs));
         }
         // The previous snapshot lost this entry, or its inode has as many links as the file
         // system allows (EFS: 177): write it anew, whatever its size. A link queued on the link
@@ -373,7 +384,7 @@ export class Walk {
         else slot();
         return;
       }
-      const rec = entryOf(name, m, group.record!.data, group.first);
+      const rec = entryOf(name, m, group.record!.data, group.first, group.record!.xattrs);
       this.report.count(m.kind!, m.size, 'linked');
       dir.records.push(rec);
       this.entryDone(dir, slot);

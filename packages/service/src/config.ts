@@ -171,6 +171,16 @@ export const JobSchema = z
         .max(1024, allowed('a whole number of file-system calls in flight, from 1 to 1024'))
         .optional()
         .describe('file-system calls in flight; default: from the file-system type'),
+      checksum: z
+        .boolean(allowed('true or false'))
+        .optional()
+        .describe(
+          'hash every source file and compare it with the last snapshot (for a monthly job, say): catches changes that keep every stat field; slow, it reads everything',
+        ),
+      xattrs: z
+        .boolean(allowed('true or false'))
+        .optional()
+        .describe('keep extended attributes and POSIX ACLs; default: true'),
     },
     allowed('a mapping with name, source, destination and schedule'),
   )

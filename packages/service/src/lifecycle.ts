@@ -137,6 +137,8 @@ function engineOptions(job: JobSpec): BackupOptions {
     ...(job.retain !== undefined ? { retain: job.retain } : {}),
     ...(job.windowMinutes !== undefined ? { windowMinutes: job.windowMinutes } : {}),
     ...(job.concurrency !== undefined ? { concurrency: job.concurrency } : {}),
+    ...(job.xattrs !== undefined ? { xattrs: job.xattrs } : {}),
+    ...(job.checksum !== undefined ? { checksum: job.checksum } : {}),
   };
 }
 

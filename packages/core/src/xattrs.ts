@@ -1,0 +1,243 @@
+import { createRequire } from 'node:module';
+import { mayBeLossy } from './names.js';
+
+/**
+ * Extended attributes, POSIX ACLs among them (`system.posix_acl_access`, `..._default`), and
+ * file capabilities (`security.capability`). Node has no call for them: `@napi-rs/xattr`
+ * (prebuilt per platform, no install script) is loaded the first time a run needs it, and only
+ * then, so a bundle without it (the AWS worker: EFS has no extended attributes) still runs.
+ *
+ * Its calls never follow a symlink (l*xattr). They take UTF-8 paths: an entry whose path is
+ * not valid UTF-8 cannot be reached (`unreachable`).
+ */
+interface XattrLibrary {
+  listAttributesSync(path: string): string[];
+  getAttributeSync(path: string, name: string): Buffer | null;
+  setAttributeSync(path: string, name: string, value: Uint8Array): void;
+}
+
+let library: XattrLibrary | null | undefined;
+
+/** The library, or null where it is not installed (the reason in `libraryProblem`). */
+export function xattrLibrary(): XattrLibrary | null {
+  if (library === undefined) {
+    try {
+      library = createRequire(import.meta.url)('@napi-rs/xattr') as XattrLibrary;
+    } catch (e) {
+      library = null;
+      libraryProblem = (e as Error).message.split('\n')[0] ?? 'not installed';
+    }
+  }
+  return library;
+}
+
+export let libraryProblem = '';
+
+/** Name → base64 value, names sorted; what a manifest entry keeps. */
+export type Xattrs = Record<string, string>;
+
+/** The errno of the library's error ("... (os error 95)"), as Node would name it. */
+export function xattrErrno(e: unknown): string {
+  const m = /\(os error (\d+)\)/.exec((e as Error).message ?? '');
+  const n = m ? Number(m[1]) : NaN;
+  return ERRNO_NAMES[n] ?? 'EIO';
+}
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: 'EPERM',
+  2: 'ENOENT',
+  7: 'E2BIG',
+  13: 'EACCES',
+  20: 'ENOTDIR',
+  22: 'EINVAL',
+  28: 'ENOSPC',
+  34: 'ERANGE',
+  36: 'ENAMETOOLONG',
+  61: 'ENODATA',
+  95: 'ENOTSUP',
+  122: 'EDQUOT',
+};
+
+/** The file system has no extended attributes at all (EFS, some FUSE and NFS mounts). */
+export function isUnsupported(code: string): boolean {
+  return code === 'ENOTSUP';
+}
+
+/** Not reachable by the library: the path is not valid UTF-8. */
+export function unreachable(p: string): boolean {
+  return mayBeLossy(p);
+}
+
+/**
+ * The extended attributes of `p` (not following a symlink), or null when it has none. Throws
+ * the library's error, its errno given by `xattrErrno`.
+ */
+export function readXattrs(lib: XattrLibrary, p: string): Xattrs | null {
+  const names = lib.listAttributesSync(p);
+  if (names.length === 0) return null;
+  names.sort();
+  const out: Xattrs = {};
+  let any = false;
+  for (const name of names) {
+    const v = lib.getAttributeSync(p, name);
+    if (v === null) continue; // removed between the list and the read
+    out[name] = v.toString('base64');
+    any = true;
+  }
+  return any ? out : null;
+}
+
+/**
+ * Sets each attribute on `p`; returns the ones set (null if none) and the names refused one by
+ * one (EPERM: `security.*` and `trusted.*` need root). Throws for anything else, with its errno
+ * from `xattrErrno` (ENOTSUP: the file system has none).
+ */
+export function writeXattrs(
+  lib: XattrLibrary,
+  p: string,
+  x: Xattrs,
+): { set: Xattrs | null; refused: string[] } {
+  let set: Xattrs | null = null;
+  const refused: string[] = [];
+  for (const name of Object.keys(x)) {
+    try {
+      lib.setAttributeSync(p, name, Buffer.from(x[name]!, 'base64'));
+      (set ??= {})[name] = x[name]!;
+    } catch (e) {
+      const code = xattrErrno(e);
+      if (code !== 'EPERM' && code !== 'EACCES') throw e;
+      refused.push(name);
+    }
+  }
+  return { set, refused };
+}
+
+/** Whether two attribute sets are the same (both may be absent). */
+export function sameXattrs(a: Xattrs | undefined | null, b: Xattrs | undefined | null): boolean {
+  const ak = a ? Object.keys(a) : [];
+  const bk = b ? Object.keys(b) : [];
+  if (ak.length !== bk.length) return false;
+  for (const k of ak) if (a![k] !== b![k]) return false;
+  return true;
+}
+
+/** What a run tells about attributes it could not keep. */
+export interface XattrWarnings {
+  warn(rel: string, message: string): void;
+}
+
+/**
+ * One run's extended attributes, source to destination: read from the source where it has
+ * them, written to the destination where it keeps them. A side found without them (ENOTSUP)
+ * is not asked again; a destination without them while the source has some is told once per
+ * run, not per entry. Only what was written is returned, for the manifest to record.
+ */
+export class XattrCopy {
+  private sourceHas = true;
+  private destinationHas = true;
+  private sourceSeen = false;
+  private unreadable = 0;
+  private firstUnreadable = '';
+
+  private constructor(
+    private readonly lib: XattrLibrary,
+    private readonly warnings: XattrWarnings,
+  ) {}
+
+  /** The run's attribute copier; null (with one warning) where the library is missing. */
+  static open(enabled: boolean, warnings: XattrWarnings): XattrCopy | null {
+    if (!enabled) return null;
+    const lib = xattrLibrary();
+    if (!lib) {
+      warnings.warn(
+        '',
+        `extended attributes and ACLs not kept: @napi-rs/xattr cannot be loaded (${libraryProblem}); install it, or turn attributes off`,
+      );
+      return null;
+    }
+    return new XattrCopy(lib, warnings);
+  }
+
+  /** The source entry's attributes, or null. */
+  read(rel: string, src: string): Xattrs | null {
+    if (!this.sourceHas) return null;
+    if (unreachable(src)) {
+      if (this.unreadable++ === 0) this.firstUnreadable = rel;
+      return null;
+    }
+    try {
+      const x = readXattrs(this.lib, src);
+      if (x) this.sourceSeen = true;
+      return x;
+    } catch (e) {
+      const code = xattrErrno(e);
+      if (isUnsupported(code)) this.sourceHas = false;
+      else if (code !== 'ENOENT') {
+        this.warnings.warn(rel, `extended attributes not read: ${(e as Error).message}`);
+      }
+      return null;
+    }
+  }
+
+  /**
+   * Writes `x` on the destination entry; what was written, or null. `only` leaves names out
+   * (a directory's default ACL waits for its children).
+   */
+  write(rel: string, dst: string, x: Xattrs, skip?: (name: string) => boolean): Xattrs | null {
+    if (!this.destinationHas) return null;
+    let todo = x;
+    if (skip) {
+      todo = {};
+      for (const k of Object.keys(x)) if (!skip(k)) todo[k] = x[k]!;
+    }
+    if (unreachable(dst)) {
+      this.warnings.warn(rel, 'extended attributes not kept: the name is not valid UTF-8');
+      return null;
+    }
+    try {
+      const { set, refused } = writeXattrs(this.lib, dst, todo);
+      if (refused.length > 0) {
+        this.warnings.warn(
+          rel,
+          `extended attributes not kept (${refused.join(', ')}): setting them needs root`,
+        );
+      }
+      return set;
+    } catch (e) {
+      const code = xattrErrno(e);
+      if (isUnsupported(code)) {
+        this.destinationHas = false;
+        this.warnings.warn(
+          rel,
+          'extended attributes and ACLs not kept: the destination does not support them (told once per run)',
+        );
+        return null;
+      }
+      const err = Object.assign(
+        new Error(`cannot set extended attributes: ${(e as Error).message}`),
+        {
+          code,
+        },
+      );
+      throw err;
+    }
+  }
+
+  /** Whether the destination still takes attributes (none refused with ENOTSUP). */
+  get writable(): boolean {
+    return this.destinationHas;
+  }
+
+  /** At the end of the run: entries whose attributes could not be read, told once. */
+  finish(): void {
+    if (this.unreadable > 0 && this.sourceSeen) {
+      this.warnings.warn(
+        this.firstUnreadable,
+        `extended attributes not read for ${this.unreadable} entr${this.unreadable === 1 ? 'y' : 'ies'} whose names are not valid UTF-8 (this one first)`,
+      );
+    }
+  }
+}
+
+/** A directory's default ACL: set after its children, so they do not inherit it. */
+export const DEFAULT_ACL = 'system.posix_acl_default';
