@@ -147,6 +147,7 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
       writer,
       report,
       control,
+      o.checksum,
     );
     control.begin(options.signal);
     const endProgress = report.startProgress(options.progressIntervalMs ?? 250);

@@ -1,3 +1,4 @@
+import { damagedPaths, readDamage } from './damage.js';
 import type { BackupSet } from './layout.js';
 import { ManifestIndex } from './manifest.js';
 import type { RunReport } from './run-report.js';
@@ -6,6 +7,8 @@ import type { RunReport } from './run-report.js';
 export interface BaseSnapshot {
   path: string;
   index: ManifestIndex;
+  /** Its entries whose inode `verify` found damaged: copied from the source, never linked. */
+  damaged: Set<string>;
 }
 
 /**
@@ -20,7 +23,7 @@ export async function openBase(set: BackupSet, report: RunReport): Promise<BaseS
     const index = await ManifestIndex.openManifest(newest.manifest);
     const h = index.header!;
     report.estimate = { entries: h.NumberOfFiles, bytes: h.TotalFileSize };
-    return { path: newest.path, index };
+    return { path: newest.path, index, damaged: damagedPaths(newest.path, readDamage(set)) };
   } catch (e) {
     report.warn(
       '',

@@ -33,6 +33,10 @@ export interface BackupFigures {
    * of links per inode, such as EFS's 177, or the previous copy gone) and were copied instead.
    */
   NumberOfFilesCopiedForLinkLimit: number;
+  /** Unchanged files whose inode in the previous snapshot `verify` found damaged: copied anew. */
+  NumberOfFilesRepaired: number;
+  /** Files whose stat was unchanged but whose content was not (found by `checksum`): copied. */
+  NumberOfFilesChangedByChecksum: number;
   TotalFileSize: number;
   TotalTransferredFileSize: number;
   NumberOfWarnings: number;
@@ -78,6 +82,8 @@ export class RunReport {
   transferredBytes = 0;
   linked = 0;
   copiedForLinkLimit = 0;
+  repaired = 0;
+  changedByChecksum = 0;
   warningCount = 0;
   readonly warnings: BackupWarning[] = [];
   /** From the previous snapshot's manifest; null on a first backup. */
@@ -130,12 +136,18 @@ export class RunReport {
   successMessage(name: string, latestError: string | null): string {
     const n = this.warningCount - (latestError ? 1 : 0);
     const parts: string[] = [];
+    const notes: string[] = [];
+    if (this.repaired > 0)
+      notes.push(`repaired: ${this.repaired} (damaged in the previous snapshot, copied anew)`);
+    if (this.changedByChecksum > 0)
+      notes.push(`${this.changedByChecksum} changed file(s) found by checksum`);
+    const noted = notes.length > 0 ? ` (${notes.join('; ')})` : '';
     if (latestError) parts.push(`latest could not be pointed at it (${latestError})`);
     if (n > 0)
       parts.push(`${n} entr${n === 1 ? 'y' : 'ies'} could not be backed up (see the warnings)`);
     return parts.length === 0
-      ? `snapshot ${name} is complete`
-      : `snapshot ${name} is complete, but ${parts.join('; and ')}`;
+      ? `snapshot ${name} is complete${noted}`
+      : `snapshot ${name} is complete${noted}, but ${parts.join('; and ')}`;
   }
 
   /** The run's result, from the options, the times and the counters. */
@@ -173,6 +185,8 @@ export class RunReport {
       NumberOfFilesTransferred: this.transferred,
       NumberOfFilesLinked: this.linked,
       NumberOfFilesCopiedForLinkLimit: this.copiedForLinkLimit,
+      NumberOfFilesRepaired: this.repaired,
+      NumberOfFilesChangedByChecksum: this.changedByChecksum,
       TotalFileSize: this.totalBytes,
       TotalTransferredFileSize: this.transferredBytes,
       NumberOfWarnings: this.warningCount,

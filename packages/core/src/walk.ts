@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { entryOf, sameInodeState, toMeta, unchanged, type Meta } from './change.js';
 import type { BaseSnapshot } from './base-snapshot.js';
 import type { EntryWriter } from './entry-writer.js';
+import { hashFile } from './digest.js';
 import { readdirSync, type FsOps } from './fs-ops.js';
 import type { InFlight, Job } from './inflight.js';
 import { LinkGroups, type LinkGroup } from './link-groups.js';
@@ -62,6 +63,8 @@ export class Walk {
     private readonly writer: EntryWriter,
     private readonly report: RunReport,
     private readonly control: RunControl,
+    /** Hash unchanged files and compare with the previous digest (`checksum`). */
+    private readonly checksum = false,
   ) {}
 
   /** Walks the whole source into the partial; resolves once nothing is left in flight. */
@@ -324,26 +327,47 @@ export class Walk {
       this.entryDone(dir, slot);
     };
     if (unchanged(prev, m, target)) {
-      const from =
-        dir.rel === '' ? `${this.base!.path}/${name}` : `${this.base!.path}/${dir.rel}/${name}`;
-      return this.writer.linkQueued(from, dst, done, (err, linkSlot) => {
-        slot = linkSlot;
-        if (!err) {
-          this.report.count(m.kind!, m.size, 'linked');
-          return written(entryOf(name, m, prev.data, undefined, prev.xattrs));
+      if (this.base!.damaged.has(rel)) {
+        // verify found its inode damaged: linking would carry the damage on; a new copy heals.
+        this.report.repaired++;
+        return this.writer.create(rel, src, dst, m, target, written);
+      }
+      const link = (): void => {
+        const from =
+          dir.rel === '' ? `${this.base!.path}/${name}` : `${this.base!.path}/${dir.rel}/${name}`;
+        this.writer.linkQueued(from, dst, done, (err, linkSlot) => {
+          slot = linkSlot;
+          if (!err) {
+            this.report.count(m.kind!, m.size, 'linked');
+            return written(entryOf(name, m, prev.data, undefined, prev.xattrs));
+          }
+          // The previous snapshot lost this entry, or its inode has as many links as the file
+          // system allows (EFS: 177): write it anew, whatever its size. A link queued on the
+          // link thread freed its slot; the copy takes one of its own, so the walk waits for it.
+          const copy = (d: () => void): void => {
+            slot = d;
+            this.writer.create(rel, src, dst, m, target, (rec) => {
+              if (rec) this.report.copiedForLinkLimit++;
+              written(rec);
+            });
+          };
+          if (slot === done) copy(done);
+          else this.pool.push(copy);
+        });
+      };
+      if (!this.checksum || m.kind !== 'f') return link();
+      // Every stat field says unchanged; the content is asked too (rsync's -c).
+      return hashFile(this.src, src, (err, digest) => {
+        if (err) {
+          this.report.warn(
+            rel,
+            err.code === 'ENOENT' ? 'vanished during the backup' : `cannot read: ${err.message}`,
+          );
+          return written(null);
         }
-        // The previous snapshot lost this entry, or its inode has as many links as the file
-        // system allows (EFS: 177): write it anew, whatever its size. A link queued on the link
-        // thread freed its slot; the copy takes one of its own, so the walk waits for it.
-        const copy = (d: () => void): void => {
-          slot = d;
-          this.writer.create(rel, src, dst, m, target, (rec) => {
-            if (rec) this.report.copiedForLinkLimit++;
-            written(rec);
-          });
-        };
-        if (slot === done) copy(done);
-        else this.pool.push(copy);
+        if (digest === prev.data) return link();
+        this.report.changedByChecksum++;
+        this.writer.create(rel, src, dst, m, target, written);
       });
     }
     this.writer.create(rel, src, dst, m, target, written);
