@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pointLatest } from './backup.js';
+import { hashFileSync } from './digest.js';
 import { badInput } from './errors.js';
 import { BackupSet, checkLabel, isIntervalName, readdirOrEmpty } from './layout.js';
 import { LabelLock } from './lock.js';
@@ -147,7 +147,7 @@ function manifestOf(
       if (kind === 'f') {
         bytes += Number(st.size);
         const key = `${st.dev}:${st.ino}`;
-        data = digests.get(key) ?? hashFileSync(p);
+        data = digests.get(key) ?? hashFileSync(p).digest;
         digests.set(key, data);
         if (st.nlink > 1n) {
           const first = firstName.get(key);
@@ -166,20 +166,4 @@ function manifestOf(
   };
   walk('');
   return { root: entryOf('', toMeta(fs.lstatSync(root, { bigint: true })), ''), files, bytes };
-}
-
-function hashFileSync(p: string): string {
-  const h = createHash('sha256');
-  const fd = fs.openSync(fsPath(p), 'r');
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return h.digest('base64');
 }

@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { egid, euid, type FsOps, type TimeArg } from './fs-ops.js';
+import { finishDigest, startDigest } from './digest.js';
+import { CHUNK, egid, euid, type FsOps, type TimeArg } from './fs-ops.js';
 
 const { O_RDONLY, O_NOFOLLOW, O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
-/** Bytes read or written at once; a file no larger than this is copied with one read. */
-export const CHUNK = 1 << 20;
+export { CHUNK } from './fs-ops.js';
 const SPARSE_BLOCK = 4096;
 const ZEROS = Buffer.alloc(SPARSE_BLOCK);
 
@@ -51,7 +50,7 @@ export function copyFile(
     if (err) return cb(tag(err, 'source'), null);
     out.open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600, (err2, dfd) => {
       if (err2) return io.close(sfd, () => cb(tag(err2, 'destination'), null));
-      const hash = createHash('sha256');
+      const hash = startDigest();
       // Small files: one read of size+1 bytes sees the end of file without a second call.
       const buf = Buffer.allocUnsafe(Math.min(size + 1, CHUNK));
       let pos = 0;
@@ -77,7 +76,7 @@ export function copyFile(
                 out.close(dfd, (e3) => {
                   io.close(sfd, () => {
                     if (e3) return cb(tag(e3, 'destination'), null);
-                    cb(null, { bytes: pos, digest: hash.digest('base64') });
+                    cb(null, { bytes: pos, digest: finishDigest(hash) });
                   });
                 });
               });

@@ -9,6 +9,9 @@ type Done = (err: NodeJS.ErrnoException | null) => void;
 export const euid = process.geteuid?.() ?? -1;
 export const egid = process.getegid?.() ?? -1;
 
+/** Bytes read or written at once; a file no larger than this is copied with one read. */
+export const CHUNK = 1 << 20;
+
 /**
  * A time as utimes takes it: seconds since the epoch. Node takes a negative number for "now",
  * but a numeric string for the time it says, so times before 1970 are strings (see `timeArg`).

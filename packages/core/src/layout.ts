@@ -135,29 +135,6 @@ export class BackupSet {
     }
     return used;
   }
-
-  /** Resolves a selector: `latest`, `daily.0` (newest daily), `daily.3`, or a stamp. */
-  resolve(selector: string): SnapshotRef {
-    const all = this.snapshots();
-    if (all.length === 0) throw badInput(`no complete snapshot in ${this.dir}`);
-    if (selector === LATEST) return all[0]!;
-    if (isStamp(selector)) {
-      const found = all.find((s) => s.stamp === selector);
-      if (!found) throw badInput(`no snapshot ${selector} in ${this.dir}`);
-      return found;
-    }
-    const m = /^([A-Za-z][\w-]*)\.(\d+)$/.exec(selector);
-    if (m) {
-      const list = all.filter((s) => s.interval === m[1]);
-      const found = list[Number(m[2])];
-      if (!found)
-        throw badInput(`no snapshot ${selector}: ${m[1]} has ${list.length} complete snapshot(s)`);
-      return found;
-    }
-    throw badInput(
-      `snapshot selector "${selector}" is not latest, <interval>.<n> or a stamp such as 20261126T020000Z`,
-    );
-  }
 }
 
 export interface SnapshotRef {

@@ -1,21 +1,38 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { badInput, EfsBackupError, isSystemError } from './errors.js';
-import { BackupSet, type SnapshotRef } from './layout.js';
+import { BackupSet, LATEST, type SnapshotRef } from './layout.js';
 import { decodeEntry, ManifestIndex, type ManifestEntry, type ManifestHeader } from './manifest.js';
+import { isStamp } from './stamp.js';
 
 /**
  * Resolves a selector: `latest`, `daily.0` (newest daily), `daily.3`, a stamp, or the
- * BackupId of the run that made the snapshot.
+ * BackupId of the run that made the snapshot (looked for when nothing else matches).
  */
 export function resolveSnapshot(set: BackupSet, selector: string): SnapshotRef {
-  try {
-    return set.resolve(selector);
-  } catch (e) {
-    const byId = set.snapshots().find((s) => readHeader(s.manifest)?.BackupId === selector);
-    if (byId) return byId;
-    throw e;
+  const all = set.snapshots();
+  if (all.length === 0) throw badInput(`no complete snapshot in ${set.dir}`);
+  if (selector === LATEST) return all[0]!;
+  const byId = (): SnapshotRef | undefined =>
+    all.find((s) => readHeader(s.manifest)?.BackupId === selector);
+  if (isStamp(selector)) {
+    const found = all.find((s) => s.stamp === selector) ?? byId();
+    if (!found) throw badInput(`no snapshot ${selector} in ${set.dir}`);
+    return found;
   }
+  const m = /^([A-Za-z][\w-]*)\.(\d+)$/.exec(selector);
+  if (m) {
+    const list = all.filter((s) => s.interval === m[1]);
+    const found = list[Number(m[2])] ?? byId();
+    if (!found)
+      throw badInput(`no snapshot ${selector}: ${m[1]} has ${list.length} complete snapshot(s)`);
+    return found;
+  }
+  const found = byId();
+  if (found) return found;
+  throw badInput(
+    `snapshot selector "${selector}" is not latest, <interval>.<n> or a stamp such as 20261126T020000Z`,
+  );
 }
 
 /** The first line of a manifest, without reading the rest. */

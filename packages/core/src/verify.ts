@@ -1,12 +1,11 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { hashFile } from './digest.js';
 import { badInput } from './errors.js';
 import { asyncOps, type FsOps } from './fs-ops.js';
 import { InFlight } from './inflight.js';
 import { BackupSet, type SnapshotRef } from './layout.js';
 import type { ManifestIndex, ManifestEntry } from './manifest.js';
-import { fsPath } from './names.js';
 import { differences } from './restore.js';
 import { isGone, openManifest, resolveSnapshot, rootEntry } from './selectors.js';
 
@@ -151,7 +150,7 @@ function compareTree(
         if (e.link !== undefined) linkChecks.push({ rel, first: e.link });
         if (e.kind === 'f') inodes.set(rel, st.ino);
         if (!content || e.kind !== 'f' || shown.includes('type')) return done();
-        hashFile(p, (herr, digest, bytes) => {
+        hashFile(io, p, (herr, digest, bytes) => {
           if (herr) report(`unreadable: ${rel}: ${herr.message}`);
           else if (digest !== e.data)
             report(`${changed}: ${rel}: content (digest ${digest} != manifest ${e.data})`);
@@ -200,16 +199,4 @@ function compareTree(
       resolve();
     });
   });
-}
-
-function hashFile(p: string, cb: (err: Error | null, digest: string, bytes: number) => void): void {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const stream = fs.createReadStream(fsPath(p), { highWaterMark: 1 << 20 });
-  stream.on('data', (chunk) => {
-    hash.update(chunk);
-    bytes += chunk.length;
-  });
-  stream.on('error', (err) => cb(err, '', bytes));
-  stream.on('end', () => cb(null, hash.digest('base64'), bytes));
 }

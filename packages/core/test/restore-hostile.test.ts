@@ -13,6 +13,7 @@ import {
   BackupSet,
   EfsBackupError,
   listPath,
+  ManifestIndex,
   openSnapshot,
   prune,
   restore,
@@ -280,18 +281,18 @@ describe('restore while a prune deletes its snapshot', () => {
     const { dst, set, older } = await twoSnapshots();
     const target = path.join(path.dirname(dst), 'target');
     // The manifest goes between resolving the selector and opening it.
-    const real = BackupSet.prototype.resolve;
-    BackupSet.prototype.resolve = function (sel: string) {
-      const s = real.call(this, sel);
-      startPrune(set, s.stamp);
-      return s;
+    const real = ManifestIndex.openManifest;
+    ManifestIndex.openManifest = function (manifest: string) {
+      ManifestIndex.openManifest = real;
+      startPrune(set, older);
+      return real.call(this, manifest);
     };
     try {
       const err = await failure(restore({ destination: dst, snapshot: older, target }));
       expect(err.code).toBe('FAILED');
       expect(err.message).toMatch(`snapshot daily/${older} was deleted by a prune`);
     } finally {
-      BackupSet.prototype.resolve = real;
+      ManifestIndex.openManifest = real;
     }
   });
 });
