@@ -244,6 +244,8 @@ export class DynamoDbRecordStore implements RecordStore {
  */
 const LATER_DEFAULTS: Partial<Record<(typeof RECORD_FIELDS)[number], unknown>> = {
   NumberOfFilesCopiedForLinkLimit: 0,
+  NumberOfFilesRepaired: 0,
+  NumberOfFilesChangedByChecksum: 0,
   Kind: 'backup',
 };
 

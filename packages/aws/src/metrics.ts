@@ -16,6 +16,10 @@ export const BACKUP_METRICS = {
   NumberOfFilesLinked: 'Count',
   /** Unchanged files copied because a hard link failed (EFS: 177 links per file). */
   NumberOfFilesCopiedForLinkLimit: 'Count',
+  /** Files copied anew because verify found their previous copy damaged. */
+  NumberOfFilesRepaired: 'Count',
+  /** Changed files that only a checksum run could see. */
+  NumberOfFilesChangedByChecksum: 'Count',
   TotalFileSize: 'Bytes',
   TotalTransferredFileSize: 'Bytes',
   NumberOfWarnings: 'Count',
@@ -38,6 +42,8 @@ export function metricValues(r: RunRecord): Record<BackupMetric, number> {
     NumberOfFilesTransferred: r.NumberOfFilesTransferred,
     NumberOfFilesLinked: r.NumberOfFilesLinked,
     NumberOfFilesCopiedForLinkLimit: r.NumberOfFilesCopiedForLinkLimit ?? 0,
+    NumberOfFilesRepaired: r.NumberOfFilesRepaired ?? 0,
+    NumberOfFilesChangedByChecksum: r.NumberOfFilesChangedByChecksum ?? 0,
     TotalFileSize: r.TotalFileSize,
     TotalTransferredFileSize: r.TotalTransferredFileSize,
     NumberOfWarnings: r.NumberOfWarnings,

@@ -49,6 +49,8 @@ function record(over: Partial<RunRecord> = {}): RunRecord {
     NumberOfFilesTransferred: 12,
     NumberOfFilesLinked: 49,
     NumberOfFilesCopiedForLinkLimit: 2,
+    NumberOfFilesRepaired: 1,
+    NumberOfFilesChangedByChecksum: 0,
     TotalFileSize: 320_000,
     TotalTransferredFileSize: 1234,
     NumberOfWarnings: 0,
@@ -78,15 +80,26 @@ describe('DynamoDbRecordStore (dynalite)', () => {
     expect(store.location).toMatch(/^DynamoDB table records-/);
   });
 
-  it('an item written before NumberOfFilesCopiedForLinkLimit existed reads it as 0', async () => {
+  it('an item written before NumberOfFilesCopiedForLinkLimit, NumberOfFilesRepaired and NumberOfFilesChangedByChecksum existed reads them as 0', async () => {
     const store = new DynamoDbRecordStore({
       tableName: await aws.newTable(),
       client: aws.dynamodb,
     });
     // eslint-disable-next-line @typescript-eslint/no-unused-vars
-    const { NumberOfFilesCopiedForLinkLimit, ...old } = record();
+    const {
+      NumberOfFilesCopiedForLinkLimit,
+      NumberOfFilesRepaired,
+      NumberOfFilesChangedByChecksum,
+      ...old
+    } = record();
     expect(await store.create(old as RunRecord)).toBe(true);
-    expect(await store.get('b-1')).toEqual(record({ NumberOfFilesCopiedForLinkLimit: 0 }));
+    expect(await store.get('b-1')).toEqual(
+      record({
+        NumberOfFilesCopiedForLinkLimit: 0,
+        NumberOfFilesRepaired: 0,
+        NumberOfFilesChangedByChecksum: 0,
+      }),
+    );
   });
 
   it('an item written before restores were recorded reads back as a backup', async () => {

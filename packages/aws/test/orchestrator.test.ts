@@ -149,6 +149,8 @@ describe("start (the schedule's Scheduled Event)", () => {
       NumberOfFilesTransferred: 0,
       NumberOfFilesLinked: 0,
       NumberOfFilesCopiedForLinkLimit: 0,
+      NumberOfFilesRepaired: 0,
+      NumberOfFilesChangedByChecksum: 0,
       TotalFileSize: 0,
       TotalTransferredFileSize: 0,
       NumberOfWarnings: 0,

@@ -92,6 +92,8 @@ export const RECORD_FIELDS = [
   'NumberOfFilesTransferred',
   'NumberOfFilesLinked',
   'NumberOfFilesCopiedForLinkLimit',
+  'NumberOfFilesRepaired',
+  'NumberOfFilesChangedByChecksum',
   'TotalFileSize',
   'TotalTransferredFileSize',
   'NumberOfWarnings',
@@ -129,6 +131,8 @@ export function emptyFigures(): Pick<
   | 'NumberOfFilesTransferred'
   | 'NumberOfFilesLinked'
   | 'NumberOfFilesCopiedForLinkLimit'
+  | 'NumberOfFilesRepaired'
+  | 'NumberOfFilesChangedByChecksum'
   | 'TotalFileSize'
   | 'TotalTransferredFileSize'
   | 'NumberOfWarnings'
@@ -144,6 +148,8 @@ export function emptyFigures(): Pick<
     NumberOfFilesTransferred: 0,
     NumberOfFilesLinked: 0,
     NumberOfFilesCopiedForLinkLimit: 0,
+    NumberOfFilesRepaired: 0,
+    NumberOfFilesChangedByChecksum: 0,
     TotalFileSize: 0,
     TotalTransferredFileSize: 0,
     NumberOfWarnings: 0,
@@ -180,6 +186,8 @@ export function figuresOf(
     NumberOfFilesTransferred: f.NumberOfFilesTransferred,
     NumberOfFilesLinked: f.NumberOfFilesLinked,
     NumberOfFilesCopiedForLinkLimit: f.NumberOfFilesCopiedForLinkLimit,
+    NumberOfFilesRepaired: f.NumberOfFilesRepaired,
+    NumberOfFilesChangedByChecksum: f.NumberOfFilesChangedByChecksum,
     TotalFileSize: f.TotalFileSize,
     TotalTransferredFileSize: f.TotalTransferredFileSize,
     NumberOfWarnings: f.NumberOfWarnings,

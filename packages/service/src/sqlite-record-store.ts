@@ -34,6 +34,8 @@ const COLUMN_TYPES: Record<(typeof RECORD_FIELDS)[number], string> = {
   NumberOfFilesTransferred: 'INTEGER NOT NULL',
   NumberOfFilesLinked: 'INTEGER NOT NULL',
   NumberOfFilesCopiedForLinkLimit: 'INTEGER NOT NULL DEFAULT 0',
+  NumberOfFilesRepaired: 'INTEGER NOT NULL DEFAULT 0',
+  NumberOfFilesChangedByChecksum: 'INTEGER NOT NULL DEFAULT 0',
   TotalFileSize: 'INTEGER NOT NULL',
   TotalTransferredFileSize: 'INTEGER NOT NULL',
   NumberOfWarnings: 'INTEGER NOT NULL',
@@ -50,10 +52,11 @@ const COLUMN_TYPES: Record<(typeof RECORD_FIELDS)[number], string> = {
 
 /**
  * 1: the first schema. 2: NumberOfFilesCopiedForLinkLimit. 3: restores (Kind, the restore
- * fields; Interval and Retain nullable). A file of an older version is migrated on open, each
+ * fields; Interval and Retain nullable). 4: NumberOfFilesRepaired and
+ * NumberOfFilesChangedByChecksum. A file of an older version is migrated on open, each
  * step in one transaction with its version bump.
  */
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 /**
  * The reserve's size. The end of a run is one row updated in place and the purge of expired
@@ -62,11 +65,16 @@ const SCHEMA_VERSION = 3;
  */
 export const RESERVE_BYTES = 256 * 1024;
 
-const CREATE_TABLE = (name: string): string =>
-  `CREATE TABLE IF NOT EXISTS ${name} (${RECORD_FIELDS.map((f) => `${f} ${COLUMN_TYPES[f]}`).join(', ')})`;
+const CREATE_TABLE = (
+  name: string,
+  fields: readonly (typeof RECORD_FIELDS)[number][] = RECORD_FIELDS,
+): string =>
+  `CREATE TABLE IF NOT EXISTS ${name} (${fields.map((f) => `${f} ${COLUMN_TYPES[f]}`).join(', ')})`;
 const CREATE_INDEXES = `CREATE INDEX IF NOT EXISTS runs_by_set ON runs (Destination, Label, StartTime);
    CREATE INDEX IF NOT EXISTS runs_by_expiry ON runs (ExpireItem);`;
 
+/** The columns version 4 added. */
+const ADDED_IN_4 = new Set<string>(['NumberOfFilesRepaired', 'NumberOfFilesChangedByChecksum']);
 /** The columns version 3 added; the others were there at version 2. */
 const ADDED_IN_3 = new Set<string>([
   'Kind',
@@ -76,16 +84,23 @@ const ADDED_IN_3 = new Set<string>([
   'Mirror',
   'NumberOfFilesDeleted',
 ]);
-const V2_COLUMNS = RECORD_FIELDS.filter((f) => !ADDED_IN_3.has(f)).join(', ');
+const V3_COLUMNS = RECORD_FIELDS.filter((f) => !ADDED_IN_4.has(f));
+const V2_COLUMNS = V3_COLUMNS.filter((f) => !ADDED_IN_3.has(f)).join(', ');
 
 const MIGRATIONS: Record<number, string> = {
   2: 'ALTER TABLE runs ADD COLUMN NumberOfFilesCopiedForLinkLimit INTEGER NOT NULL DEFAULT 0',
   // SQLite cannot drop a NOT NULL (Interval, Retain) in place: the table is made anew, in the
   // record's column order, and the rows copied (each a backup's, as Kind's default says).
-  3: `${CREATE_TABLE('runs_v3')};
+  3: `${CREATE_TABLE('runs_v3', V3_COLUMNS)};
       INSERT INTO runs_v3 (${V2_COLUMNS}) SELECT ${V2_COLUMNS} FROM runs;
       DROP TABLE runs;
       ALTER TABLE runs_v3 RENAME TO runs;
+      ${CREATE_INDEXES}`,
+  // The same way, so the new columns stand in the record's order.
+  4: `${CREATE_TABLE('runs_v4')};
+      INSERT INTO runs_v4 (${V3_COLUMNS.join(', ')}) SELECT ${V3_COLUMNS.join(', ')} FROM runs;
+      DROP TABLE runs;
+      ALTER TABLE runs_v4 RENAME TO runs;
       ${CREATE_INDEXES}`,
 };
 

@@ -108,7 +108,7 @@ function olderFile(
 
 describe('schema migration', () => {
   it.each([1, 2] as const)(
-    'a version-%i records file is migrated to version 3 (restores: Kind, the restore fields, Interval and Retain nullable), keeps its rows, and takes new runs',
+    'a version-%i records file is migrated to version 4 (restores: Kind, the restore fields, Interval and Retain nullable; the repaired and checksum counts), keeps its rows, and takes new runs',
     async (version) => {
       const { src, dst } = setUp();
       const { file, rows } = olderFile(dst, version);
@@ -117,7 +117,7 @@ describe('schema migration', () => {
       expect(run.record.Status).toBe('Success');
 
       const db = new Database(file, { readonly: true });
-      expect(db.pragma('user_version', { simple: true })).toBe(3);
+      expect(db.pragma('user_version', { simple: true })).toBe(4);
       const cols = db.prepare('PRAGMA table_info(runs)').all() as {
         name: string;
         notnull: number;
@@ -145,6 +145,8 @@ describe('schema migration', () => {
         expect(all.find((r) => r.BackupId === old.BackupId)).toEqual({
           ...old,
           NumberOfFilesCopiedForLinkLimit: 0,
+          NumberOfFilesRepaired: 0,
+          NumberOfFilesChangedByChecksum: 0,
           ...ADDED_IN_V3,
         });
       expect(all[0]).toEqual(run.record);
@@ -183,6 +185,8 @@ describe('schema migration', () => {
     const backup = {
       ...oldRow(dst, 'b', '2026-11-01T02:00:00.000Z'),
       NumberOfFilesCopiedForLinkLimit: 0,
+      NumberOfFilesRepaired: 0,
+      NumberOfFilesChangedByChecksum: 0,
       ...ADDED_IN_V3,
     };
     await store.put(restore);

@@ -46,6 +46,8 @@ describe('newRunRecord', () => {
       NumberOfFilesTransferred: 0,
       NumberOfFilesLinked: 0,
       NumberOfFilesCopiedForLinkLimit: 0,
+      NumberOfFilesRepaired: 0,
+      NumberOfFilesChangedByChecksum: 0,
       TotalFileSize: 0,
       TotalTransferredFileSize: 0,
       NumberOfWarnings: 0,
