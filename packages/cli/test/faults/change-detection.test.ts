@@ -27,6 +27,36 @@ afterEach(() => cleanup(base));
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Rewrites the set's manifests as version 1 wrote them (entries end at `link`), valid still. */
+function asVersion1(dst: string): void {
+  const manifests = path.join(dst, 'efs-backup', '.efs-backup', 'manifests');
+  for (const name of fs.readdirSync(manifests)) {
+    const file = path.join(manifests, name);
+    const lines = fs.readFileSync(file, 'utf8').split('\n').slice(0, -2);
+    const header = { ...JSON.parse(lines[0]!), version: 1 };
+    const body = lines.slice(1).map((l) => {
+      const tab = l.indexOf('\t');
+      const entries = (JSON.parse(l.slice(tab + 1)) as unknown[][]).map((e) =>
+        e.slice(0, 9).concat(typeof e[9] === 'string' ? [e[9]] : []),
+      );
+      return `${l.slice(0, tab)}\t${JSON.stringify(entries)}`;
+    });
+    const text = [JSON.stringify(header), ...body].join('\n') + '\n';
+    const sum = createHash('sha256').update(text).digest('hex');
+    fs.chmodSync(file, 0o600);
+    fs.writeFileSync(file, `${text}#sha256 ${sum}\n`);
+  }
+}
+
+/** Rewrites `p` in place (same size), its mtime set back to the nanosecond. */
+function rewriteKeepingMtime(p: string, ref: string): void {
+  execFileSync('touch', ['-r', p, ref]);
+  const fd = fs.openSync(p, 'r+');
+  fs.writeSync(fd, Buffer.from('X'), 0, 1, 0);
+  fs.closeSync(fd);
+  execFileSync('touch', ['-r', ref, p]);
+}
+
 describe.skipIf(skip)('a change that keeps size and mtime', () => {
   it('is backed up: in place with the mtime set back, and a rename over it of a same-size file', async () => {
     base = tempDir('efs-faults-change-');
@@ -81,29 +111,38 @@ describe.skipIf(skip)('a change that keeps size and mtime', () => {
     smallTree(src, 6);
     fs.mkdirSync(dst);
     expect(backup(src, dst).json?.Status).toBe('Success');
-    // Rewrite the manifest as version 1 would have (entries end at `link`), keeping it valid.
-    const manifests = path.join(dst, 'efs-backup', '.efs-backup', 'manifests');
-    const [name] = fs.readdirSync(manifests);
-    const file = path.join(manifests, name!);
-    const lines = fs.readFileSync(file, 'utf8').split('\n').slice(0, -2);
-    const header = { ...JSON.parse(lines[0]!), version: 1 };
-    const body = lines.slice(1).map((l) => {
-      const tab = l.indexOf('\t');
-      const entries = (JSON.parse(l.slice(tab + 1)) as unknown[][]).map((e) =>
-        e.slice(0, 9).concat(typeof e[9] === 'string' ? [e[9]] : []),
-      );
-      return `${l.slice(0, tab)}\t${JSON.stringify(entries)}`;
-    });
-    const text = [JSON.stringify(header), ...body].join('\n') + '\n';
-    const sum = createHash('sha256').update(text).digest('hex');
-    fs.chmodSync(file, 0o600);
-    fs.writeFileSync(file, `${text}#sha256 ${sum}\n`);
+    asVersion1(dst);
 
     const again = backup(src, dst);
     expect(again.json?.Status, describeRun(again)).toBe('Success');
     expect(again.json?.NumberOfFilesTransferred, describeRun(again)).toBe(0);
     expect(rsyncDiff(src, latestDir(dst))).toEqual([]);
+    const manifests = path.join(dst, 'efs-backup', '.efs-backup', 'manifests');
     const newest = fs.readdirSync(manifests).sort().at(-1)!;
     expect(fs.readFileSync(path.join(manifests, newest), 'utf8')).toMatch(/"\d+",\d+,\d+\]/);
+  });
+
+  it('--checksum finds a change that every stat field the manifest knows hides, and copies it', () => {
+    base = tempDir('efs-faults-change-checksum-');
+    const src = path.join(base, 'src');
+    const dst = path.join(base, 'dst');
+    smallTree(src, 6);
+    fs.mkdirSync(dst);
+    expect(backup(src, dst).json?.Status).toBe('Success');
+    // A manifest that knows size and mtime only (version 1): a rewrite keeping them is hidden.
+    asVersion1(dst);
+    rewriteKeepingMtime(path.join(src, 'd2', 'f2.txt'), path.join(base, 'ref'));
+    const plain = backup(src, dst);
+    expect(plain.json?.Status, describeRun(plain)).toBe('Success');
+    expect(rsyncDiff(src, latestDir(dst))).toEqual(['>fc........ d2/f2.txt']);
+    asVersion1(dst);
+
+    const r = backup(src, dst, {}, ['--checksum']);
+    expect(r.json?.Status, describeRun(r)).toBe('Success');
+    expect(r.json?.NumberOfFilesChangedByChecksum, describeRun(r)).toBe(1);
+    expect(r.json?.Message).toMatch(/1 changed file\(s\) found by checksum/);
+    expect(rsyncDiff(src, latestDir(dst))).toEqual([]);
+    const v = verifyClean(dst);
+    expect(v.ok, v.output).toBe(true);
   });
 });
