@@ -190,6 +190,7 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
       pruneStart = now();
       pruned = await prune(set, o.interval, o.retain, {
         concurrency: o.concurrency,
+        io: dst,
         deadline: control.deadline,
         now: () => now().getTime(),
         ...(options.signal ? { signal: options.signal } : {}),

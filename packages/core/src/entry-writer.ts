@@ -207,7 +207,7 @@ export class EntryWriter {
   replace(dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
     this.dst.unlink(dst, (err) => {
       if (!err || err.code === 'ENOENT') return cb(null);
-      if (err.code === 'EISDIR' || err.code === 'EPERM') return removeAll(dst, cb);
+      if (err.code === 'EISDIR' || err.code === 'EPERM') return removeAll(this.dst, dst, cb);
       cb(err);
     });
   }

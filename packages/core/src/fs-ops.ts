@@ -57,6 +57,8 @@ export interface FsOps {
   link(existing: string, p: string, cb: Done): void;
   symlink(target: string, p: string, cb: Done): void;
   unlink(p: string, cb: Done): void;
+  rmdir(p: string, cb: Done): void;
+  rename(from: string, to: string, cb: Done): void;
   read(fd: number, buf: Buffer, length: number, position: number, cb: Cb<number>): void;
   open(p: string, flags: number, mode: number, cb: Cb<number>): void;
   close(fd: number, cb: Done): void;
@@ -96,6 +98,8 @@ export const asyncOps: FsOps = {
   link: (existing, p, cb) => fs.link(b(existing), b(p), cb),
   symlink: (target, p, cb) => fs.symlink(b(target), b(p), cb),
   unlink: (p, cb) => fs.unlink(b(p), cb),
+  rmdir: (p, cb) => fs.rmdir(b(p), cb),
+  rename: (from, to, cb) => fs.rename(b(from), b(to), cb),
   read: (fd, buf, length, position, cb) => fs.read(fd, buf, 0, length, position, cb),
   open: (p, flags, mode, cb) => fs.open(b(p), flags, mode, cb),
   close: (fd, cb) => fs.close(fd, cb),
@@ -131,6 +135,8 @@ export const syncOps: FsOps = {
   link: (existing, p, cb) => call(() => fs.linkSync(b(existing), b(p)), cb),
   symlink: (target, p, cb) => call(() => fs.symlinkSync(b(target), b(p)), cb),
   unlink: (p, cb) => call(() => fs.unlinkSync(b(p)), cb),
+  rmdir: (p, cb) => call(() => fs.rmdirSync(b(p)), cb),
+  rename: (from, to, cb) => call(() => fs.renameSync(b(from), b(to)), cb),
   read: (fd, buf, length, position, cb) =>
     call(() => fs.readSync(fd, buf, 0, length, position), cb),
   open: (p, flags, mode, cb) => call(() => fs.openSync(b(p), flags, mode), cb),

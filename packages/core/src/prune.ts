@@ -1,4 +1,4 @@
-import fs from 'node:fs';
+import { asyncOps, type FsOps } from './fs-ops.js';
 import { InFlight } from './inflight.js';
 import { BackupSet } from './layout.js';
 import { isStamp } from './stamp.js';
@@ -13,6 +13,8 @@ export interface PruneOptions {
   now?: () => number;
   /** Stops deleting (what is left goes next run). */
   signal?: AbortSignal;
+  /** The destination's calls (direct on a local disk, many in flight on EFS). @default asyncOps */
+  io?: FsOps;
 }
 
 export interface PruneResult {
@@ -27,7 +29,8 @@ export interface PruneResult {
  * Retention, run only after a commit: the complete snapshots of `interval` beyond `retain` are
  * renamed `.<stamp>.deleting` (so they stop counting as complete at once) and deleted in
  * parallel, along with leftovers of earlier runs (abandoned partials, half-deleted snapshots,
- * manifests without a snapshot). The newest snapshot is never touched.
+ * manifests without a snapshot). The newest snapshot is never touched. Every change goes
+ * through the destination's calls (`o.io`); a change that fails is a warning.
  */
 export async function prune(
   set: BackupSet,
@@ -35,18 +38,20 @@ export async function prune(
   retain: number,
   o: PruneOptions,
 ): Promise<PruneResult> {
+  const io = o.io ?? asyncOps;
   const keep = Math.max(1, retain);
   const doomed = set.snapshots(interval).slice(keep);
   const result: PruneResult = { pruned: 0, stamps: [], warnings: [] };
   for (const s of doomed) {
-    try {
-      fs.renameSync(s.path, set.deletingDir(interval, s.stamp));
-      fs.rmSync(s.manifest, { force: true });
-      result.pruned++;
-      result.stamps.push(s.stamp);
-    } catch (e) {
-      result.warnings.push(`cannot prune ${interval}/${s.stamp}: ${(e as Error).message}`);
+    const err =
+      (await outcome((cb) => io.rename(s.path, set.deletingDir(interval, s.stamp), cb))) ??
+      (await outcome((cb) => unlinkIfThere(io, s.manifest, cb)));
+    if (err) {
+      result.warnings.push(`cannot prune ${interval}/${s.stamp}: ${err.message}`);
+      continue;
     }
+    result.pruned++;
+    result.stamps.push(s.stamp);
   }
   if (doomed.length > 0) set.forget();
   // After the commit no partial of this interval is in use.
@@ -69,7 +74,7 @@ export async function prune(
     // Waiting for the pool, not for each tree: at the deadline the pool is halted, trees
     // still being deleted never call back, and they are finished by the next run.
     for (const t of trees) {
-      removeTree(pool, t, (err) => {
+      removeTree(io, pool, t, (err) => {
         if (err) result.warnings.push(`cannot delete ${t}: ${err.message}`);
       });
     }
@@ -79,12 +84,23 @@ export async function prune(
     o.signal?.removeEventListener('abort', stopNow);
     if (trees.length > 0) set.forget();
   }
-  removeOrphanData(set);
+  await removeOrphanData(set, io, result.warnings);
   return result;
 }
 
+type Done = (err: NodeJS.ErrnoException | null) => void;
+
+/** One call's outcome, awaited (a few calls per prune: not the hot path). */
+function outcome(call: (cb: Done) => void): Promise<NodeJS.ErrnoException | null> {
+  return new Promise((resolve) => call(resolve));
+}
+
+function unlinkIfThere(io: FsOps, p: string, cb: Done): void {
+  io.unlink(p, (e) => cb(e && e.code !== 'ENOENT' ? e : null));
+}
+
 /** Manifests whose snapshot is gone, journals whose partial is gone. */
-function removeOrphanData(set: BackupSet): void {
+async function removeOrphanData(set: BackupSet, io: FsOps, warnings: string[]): Promise<void> {
   const live = new Set<string>();
   const partials = new Set<string>();
   for (const iv of set.intervals()) {
@@ -93,11 +109,17 @@ function removeOrphanData(set: BackupSet): void {
     }
     for (const p of set.hidden(iv, 'partial')) partials.add(p);
   }
-  for (const n of set.names(set.manifestsDir)) {
+  const orphans = set.names(set.manifestsDir).filter((n) => {
     const m = /^(\d{8}T\d{6}Z)\.(manifest|journal)(\.tmp)?$/.exec(n);
-    if (!m) continue;
-    const keep = m[2] === 'manifest' ? live.has(m[1]!) && !m[3] : partials.has(m[1]!);
-    if (!keep) fs.rmSync(`${set.manifestsDir}/${n}`, { force: true });
-  }
+    if (!m) return false;
+    return !(m[2] === 'manifest' ? live.has(m[1]!) && !m[3] : partials.has(m[1]!));
+  });
+  await Promise.all(
+    orphans.map(async (n) => {
+      const p = `${set.manifestsDir}/${n}`;
+      const err = await outcome((cb) => unlinkIfThere(io, p, cb));
+      if (err) warnings.push(`cannot delete ${p}: ${err.message}`);
+    }),
+  );
   set.forget();
 }

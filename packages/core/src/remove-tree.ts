@@ -1,15 +1,16 @@
-import fs from 'node:fs';
 import path from 'node:path';
-import { asyncOps } from './fs-ops.js';
+import type { FsOps } from './fs-ops.js';
 import { InFlight, type Job } from './inflight.js';
-import { fsPath } from './names.js';
 
 /**
  * Removes a directory tree with many calls in flight: one readdir per directory (types from
  * the listing, no stat), one unlink per entry, one rmdir per directory after its children.
- * Calls `cb` when the tree is gone, or with the first error.
+ * The calls are `io`'s, the destination's own (direct on a local disk, through the pool on a
+ * network file system); paths are byte-safe. Calls `cb` when the tree is gone, or with the
+ * first error.
  */
 export function removeTree(
+  io: FsOps,
   pool: InFlight,
   root: string,
   cb: (err: NodeJS.ErrnoException | null) => void,
@@ -25,10 +26,10 @@ export function removeTree(
   // the tree is still being removed (or until it is halted, at the window's end).
   const removeDir = (dir: string, parentDone: () => void, retried = false): void => {
     pool.push((done) => {
-      asyncOps.readdirTypes(dir, (err, entries) => {
+      io.readdirTypes(dir, (err, entries) => {
         if (err) {
           if (err.code === 'EACCES' && !retried) {
-            return makeWritable(dir, () => {
+            return makeWritable(io, dir, () => {
               removeDir(dir, parentDone, true);
               done();
             });
@@ -41,7 +42,7 @@ export function removeTree(
         const childDone = (): void => {
           if (--pending > 0) return;
           pool.push((done2) => {
-            fs.rmdir(fsPath(dir), (e) => {
+            io.rmdir(dir, (e) => {
               if (e && e.code !== 'ENOENT') fail(e, parentDone);
               else parentDone();
               done2();
@@ -58,11 +59,11 @@ export function removeTree(
             continue;
           }
           lane.push((done2) => {
-            fs.unlink(fsPath(p), (e) => {
+            io.unlink(p, (e) => {
               if (e && e.code === 'EISDIR') removeDir(p, childDone);
               else if (e && e.code === 'EACCES') {
-                return makeWritable(dir, () =>
-                  fs.unlink(fsPath(p), (e2) => {
+                return makeWritable(io, dir, () =>
+                  io.unlink(p, (e2) => {
                     if (e2 && e2.code !== 'ENOENT') fail(e2, childDone);
                     else childDone();
                     done2();
@@ -82,13 +83,13 @@ export function removeTree(
   };
 
   pool.push((done) => {
-    fs.lstat(fsPath(root), (err, st) => {
+    io.lstat(root, (err, st) => {
       if (err) {
         cb(err.code === 'ENOENT' ? null : err);
         return done();
       }
       if (!st.isDirectory()) {
-        return fs.unlink(fsPath(root), (e) => {
+        return io.unlink(root, (e) => {
           cb(e && e.code !== 'ENOENT' ? e : null);
           done();
         });
@@ -100,11 +101,15 @@ export function removeTree(
 }
 
 /** A read-only directory (its snapshot's copy of one) must be writable to empty it. */
-function makeWritable(dir: string, next: () => void): void {
-  fs.chmod(fsPath(dir), 0o700, () => next());
+function makeWritable(io: FsOps, dir: string, next: () => void): void {
+  io.chmod(dir, 0o700, () => next());
 }
 
-/** Removes one tree (or a single name) on its own, a few calls in flight; byte-safe. */
-export function removeAll(p: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
-  removeTree(new InFlight(8), p, cb);
+/** Removes one tree (or a single name) on its own with `io`'s calls, a few in flight. */
+export function removeAll(
+  io: FsOps,
+  p: string,
+  cb: (err: NodeJS.ErrnoException | null) => void,
+): void {
+  removeTree(io, new InFlight(8), p, cb);
 }

@@ -165,7 +165,7 @@ export class Walk {
       let left = extras.length;
       if (left === 0) return next();
       for (const n of extras) {
-        removeAll(`${dir.dst}/${n}`, (e) => {
+        removeAll(this.dst, `${dir.dst}/${n}`, (e) => {
           if (e) this.control.fail(e);
           if (--left === 0) next();
         });
