@@ -43,10 +43,6 @@ export class InFlight {
     this.maxLanes = maxLanes;
   }
 
-  get running(): number {
-    return this.active;
-  }
-
   get queued(): number {
     let n = this.queue.length + this.deferred.length;
     for (const lane of this.ring) n += lane.jobs.length - lane.next;
