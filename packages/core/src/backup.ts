@@ -2,22 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { openBase, type BaseSnapshot } from './base-snapshot.js';
 import { EntryWriter } from './entry-writer.js';
 import { EfsBackupError } from './errors.js';
-import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
 import { InFlight } from './inflight.js';
-import { BackupSet, ensureDir } from './layout.js';
+import { BackupSet } from './layout.js';
 import { LinkThread } from './link-thread.js';
-import { LabelLock } from './lock.js';
-import { resolveBackupOptions, type BackupOptions, type ResolvedOptions } from './options.js';
 import { commitPartial, openPartial, prepareSet, type PartialSnapshot } from './partial.js';
 import { prune, type PruneResult } from './prune.js';
 import { RunControl } from './run-control.js';
-import {
-  RunReport,
-  type BackupProgress,
-  type BackupResult,
-  type BackupStatus,
-  type BackupWarning,
-} from './run-report.js';
+import { RunReport, type BackupResult, type BackupStatus } from './run-report.js';
+import { sideOps, startBackup, type BackupRunOptions } from './start.js';
 import { Walk } from './walk.js';
 import { XattrCopy } from './xattrs.js';
 
@@ -29,62 +21,10 @@ export type {
   BackupWarning,
 } from './run-report.js';
 export { pointLatest } from './partial.js';
-
-type IoMode = 'sync' | 'async';
-
-export interface BackupRunOptions extends BackupOptions {
-  /** The run's id (the record's key). @default a random UUID */
-  backupId?: string;
-  /** Stops the run gracefully; the partial is kept and the run is Incomplete. */
-  signal?: AbortSignal;
-  onProgress?: (p: BackupProgress) => void;
-  onWarning?: (w: BackupWarning) => void;
-  /** @default 250 */
-  progressIntervalMs?: number;
-  /** @default () => new Date() */
-  now?: () => Date;
-  /**
-   * How metadata calls are made: 'async' keeps many in flight (network file systems),
-   * 'sync' makes them on the main thread (local disks, where that is cheaper).
-   * @default for each side, from that side's file-system type
-   */
-  io?: IoMode | { source: IoMode; destination: IoMode };
-  /** The run as `startBackup` began it (its options win over the ones above). */
-  started?: StartedBackup;
-}
+export { startBackup } from './start.js';
+export type { BackupRunOptions, StartedBackup } from './start.js';
 
 const NEXT_RUN = 'the next run continues from where this one stopped';
-
-/** A run whose options are resolved and whose set's lock is held: nothing is written yet. */
-export interface StartedBackup {
-  readonly options: ResolvedOptions;
-  readonly lock: LabelLock;
-}
-
-/**
- * The refusals, once: bad input (BAD_INPUT) and a live lock (LOCKED) throw before anything
- * is written. A caller that records runs (the service) starts a run with this, records it, and
- * hands it to `backup()` as `started`, so the options are resolved and the lock taken once.
- * The caller releases the lock if it never calls `backup()`.
- */
-export function startBackup(options: BackupOptions & { backupId?: string }): StartedBackup {
-  const o = resolveBackupOptions(options);
-  const set = new BackupSet(o.destination, o.label);
-  try {
-    // Only what the lock needs is made before it is held (nothing, for an existing set).
-    ensureDir(set.dataDir);
-    return { options: o, lock: LabelLock.acquire(set.lockFile, options.backupId ?? randomUUID()) };
-  } catch (e) {
-    if (e instanceof EfsBackupError) throw e;
-    throw new EfsBackupError(
-      'FAILED',
-      `cannot lock the backup set ${set.dir}: ${(e as Error).message}`,
-      {
-        cause: e,
-      },
-    );
-  }
-}
 
 /**
  * Makes one snapshot: lock → base → partial → walk → commit → prune → figures. Never throws
@@ -231,13 +171,4 @@ function journalFailure(set: BackupSet, p: PartialSnapshot, err: Error): EfsBack
     `cannot write the journal ${set.journalPath(p.partialStamp)}: ${err.message}`,
     { cause: err },
   );
-}
-
-/**
- * One side's calls: direct on a local disk, where a call takes microseconds; many in flight
- * through the thread pool on NFS, EFS or FUSE, where each waits on the network. `forced`
- * (the run's `io` option) overrides the choice.
- */
-function sideOps(forced: IoMode | undefined, remote: boolean): FsOps {
-  return (forced ?? (remote ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
 }

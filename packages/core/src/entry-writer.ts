@@ -203,6 +203,41 @@ export class EntryWriter {
     done();
   }
 
+  /**
+   * Makes a directory of the partial (mode 0700 while it is written); `existed` when a resumed
+   * partial already holds it, made writable again. Anything else in its place is replaced.
+   */
+  makeDir(dst: string, cb: (err: NodeJS.ErrnoException | null, existed: boolean) => void): void {
+    this.dst.mkdir(dst, 0o700, (err) => {
+      if (!err) return cb(null, false);
+      if (err.code !== 'EEXIST') return cb(err, false);
+      this.dst.lstat(dst, (e, st) => {
+        if (!e && st.isDirectory()) return this.dst.chmod(dst, 0o700, (e2) => cb(e2, true));
+        this.replace(dst, (e3) => {
+          if (e3) return cb(e3, false);
+          this.dst.mkdir(dst, 0o700, (e4) => cb(e4, false));
+        });
+      });
+    });
+  }
+
+  /** A resumed partial's directory may hold names the source no longer has: removed. */
+  removeExtras(dir: string, keep: string[], next: () => void): void {
+    this.dst.readdir(dir, (err, existing) => {
+      if (err) return next();
+      const kept = new Set(keep);
+      const extras = existing.filter((n) => !kept.has(n));
+      let left = extras.length;
+      if (left === 0) return next();
+      for (const n of extras) {
+        removeAll(this.dst, `${dir}/${n}`, (e) => {
+          if (e) this.control.fail(e);
+          if (--left === 0) next();
+        });
+      }
+    });
+  }
+
   /** Removes a name from the partial; only ever a name this run is about to write. */
   replace(dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
     this.dst.unlink(dst, (err) => {

@@ -3,12 +3,11 @@ import { entryOf, sameInodeState, toMeta, unchanged, type Meta } from './change.
 import type { BaseSnapshot } from './base-snapshot.js';
 import type { EntryWriter } from './entry-writer.js';
 import { hashFile } from './digest.js';
-import { readdirSync, type FsOps } from './fs-ops.js';
+import { asyncOps, CHUNK, readdirSync, syncOps, type FsOps } from './fs-ops.js';
 import type { InFlight, Job } from './inflight.js';
 import { LinkGroups, type LinkGroup } from './link-groups.js';
 import { ManifestIndex, type ManifestEntry } from './manifest.js';
 import type { PartialSnapshot } from './partial.js';
-import { removeAll } from './remove-tree.js';
 import type { RunControl } from './run-control.js';
 import type { RunReport } from './run-report.js';
 import type { Xattrs } from './xattrs.js';
@@ -116,7 +115,7 @@ export class Walk {
       if (--outstanding > 0) return;
       if (dir.existed) {
         const keep = names.map((d) => d.name);
-        this.removeExtras(dir, keep, () => this.dispatch(dir, names, done));
+        this.writer.removeExtras(dir.dst, keep, () => this.dispatch(dir, names, done));
       } else this.dispatch(dir, names, done);
     };
     this.src.readdirTypes(dir.src, (err, list) => {
@@ -154,23 +153,6 @@ export class Walk {
     this.recorded(dir);
     this.finished(dir);
     done();
-  }
-
-  /** A resumed partial may hold names the source no longer has. */
-  private removeExtras(dir: DirNode, names: string[], next: () => void): void {
-    this.dst.readdir(dir.dst, (err, existing) => {
-      if (err) return next();
-      const keep = new Set(names);
-      const extras = existing.filter((n) => !keep.has(n));
-      let left = extras.length;
-      if (left === 0) return next();
-      for (const n of extras) {
-        removeAll(this.dst, `${dir.dst}/${n}`, (e) => {
-          if (e) this.control.fail(e);
-          if (--left === 0) next();
-        });
-      }
-    });
   }
 
   /** One child entry was recorded (or given up). */
@@ -267,25 +249,10 @@ export class Walk {
       this.pool.defer((d) => this.listDir(child, d));
       done();
     };
-    this.dst.mkdir(dst, 0o700, (err) => {
-      if (!err) return created();
-      if (err.code !== 'EEXIST') return this.failed(err, rel, dir, done);
-      // Resuming: keep the directory if it is one, make it writable again.
-      this.dst.lstat(dst, (e, st) => {
-        if (!e && st.isDirectory()) {
-          child.existed = true;
-          return this.dst.chmod(dst, 0o700, (e2) =>
-            e2 ? (this.control.fail(e2), done()) : created(),
-          );
-        }
-        this.writer.replace(dst, (e3) => {
-          if (e3) {
-            this.control.fail(e3);
-            return done();
-          }
-          this.dst.mkdir(dst, 0o700, (e4) => (e4 ? this.failed(e4, rel, dir, done) : created()));
-        });
-      });
+    this.writer.makeDir(dst, (err, existed) => {
+      if (err) return this.failed(err, rel, dir, done);
+      child.existed = existed;
+      created();
     });
   }
 
@@ -357,7 +324,9 @@ export class Walk {
       };
       if (!this.checksum || m.kind !== 'f') return link();
       // Every stat field says unchanged; the content is asked too (rsync's -c).
-      return hashFile(this.src, src, (err, digest) => {
+      // Large files through the pool, as copies are, so the event loop keeps turning.
+      const io = m.size < CHUNK && this.src.mode === 'sync' ? syncOps : asyncOps;
+      return hashFile(io, src, (err, digest) => {
         if (err) {
           this.report.warn(
             rel,

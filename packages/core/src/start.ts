@@ -1,0 +1,72 @@
+import { randomUUID } from 'node:crypto';
+import { EfsBackupError } from './errors.js';
+import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
+import { BackupSet, ensureDir } from './layout.js';
+import { LabelLock } from './lock.js';
+import { resolveBackupOptions, type BackupOptions, type ResolvedOptions } from './options.js';
+import type { BackupProgress, BackupWarning } from './run-report.js';
+
+/** What a backup is given, and how it starts: its refusals made once, before anything is written. */
+
+export type IoMode = 'sync' | 'async';
+
+export interface BackupRunOptions extends BackupOptions {
+  /** The run's id (the record's key). @default a random UUID */
+  backupId?: string;
+  /** Stops the run gracefully; the partial is kept and the run is Incomplete. */
+  signal?: AbortSignal;
+  onProgress?: (p: BackupProgress) => void;
+  onWarning?: (w: BackupWarning) => void;
+  /** @default 250 */
+  progressIntervalMs?: number;
+  /** @default () => new Date() */
+  now?: () => Date;
+  /**
+   * How metadata calls are made: 'async' keeps many in flight (network file systems),
+   * 'sync' makes them on the main thread (local disks, where that is cheaper).
+   * @default for each side, from that side's file-system type
+   */
+  io?: IoMode | { source: IoMode; destination: IoMode };
+  /** The run as `startBackup` began it (its options win over the ones above). */
+  started?: StartedBackup;
+}
+
+/** A run whose options are resolved and whose set's lock is held: nothing is written yet. */
+export interface StartedBackup {
+  readonly options: ResolvedOptions;
+  readonly lock: LabelLock;
+}
+
+/**
+ * The refusals, once: bad input (BAD_INPUT) and a live lock (LOCKED) throw before anything
+ * is written. A caller that records runs (the service) starts a run with this, records it, and
+ * hands it to `backup()` as `started`, so the options are resolved and the lock taken once.
+ * The caller releases the lock if it never calls `backup()`.
+ */
+export function startBackup(options: BackupOptions & { backupId?: string }): StartedBackup {
+  const o = resolveBackupOptions(options);
+  const set = new BackupSet(o.destination, o.label);
+  try {
+    // Only what the lock needs is made before it is held (nothing, for an existing set).
+    ensureDir(set.dataDir);
+    return { options: o, lock: LabelLock.acquire(set.lockFile, options.backupId ?? randomUUID()) };
+  } catch (e) {
+    if (e instanceof EfsBackupError) throw e;
+    throw new EfsBackupError(
+      'FAILED',
+      `cannot lock the backup set ${set.dir}: ${(e as Error).message}`,
+      {
+        cause: e,
+      },
+    );
+  }
+}
+
+/**
+ * One side's calls: direct on a local disk, where a call takes microseconds; many in flight
+ * through the thread pool on NFS, EFS or FUSE, where each waits on the network. `forced`
+ * (the run's `io` option) overrides the choice.
+ */
+export function sideOps(forced: IoMode | undefined, remote: boolean): FsOps {
+  return (forced ?? (remote ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
+}
