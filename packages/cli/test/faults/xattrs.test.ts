@@ -15,7 +15,6 @@ import {
   latestDir,
   restoredDiff,
   rsyncDiff,
-  runCli,
   skipReason,
   smallTree,
   snapshotDir,
@@ -78,16 +77,6 @@ describe.skipIf(skip)('extended attributes and ACLs', () => {
     expect(v.ok, v.output).toBe(true);
 
     const target = path.join(base, 'restored');
-    const rr = runCli([
-      'restore',
-      '--destination',
-      dst,
-      '--snapshot',
-      'latest',
-      '--target',
-      target,
-    ]);
-    expect(rr.status, describeRun(rr)).toBe(0);
     expect(restoredDiff(src, dst, target)).toEqual([]);
 
     // Only an attribute changes: size, mtime and content stay.
