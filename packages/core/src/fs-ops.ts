@@ -52,6 +52,8 @@ export interface FsOps {
   utimes(p: string, atime: TimeArg, mtime: TimeArg, cb: Done): void;
   lutimes(p: string, atime: TimeArg, mtime: TimeArg, cb: Done): void;
   link(existing: string, p: string, cb: Done): void;
+  /** Renames `from` over `to`, replacing a name there (rename(2)). */
+  rename(from: string, to: string, cb: Done): void;
   symlink(target: string, p: string, cb: Done): void;
   unlink(p: string, cb: Done): void;
   read(fd: number, buf: Buffer, length: number, position: number, cb: Cb<number>): void;
@@ -91,6 +93,7 @@ export const asyncOps: FsOps = {
   utimes: (p, a, m, cb) => fs.utimes(b(p), a, m, cb),
   lutimes: (p, a, m, cb) => fs.lutimes(b(p), a, m, cb),
   link: (existing, p, cb) => fs.link(b(existing), b(p), cb),
+  rename: (from, to, cb) => fs.rename(b(from), b(to), cb),
   symlink: (target, p, cb) => fs.symlink(b(target), b(p), cb),
   unlink: (p, cb) => fs.unlink(b(p), cb),
   read: (fd, buf, length, position, cb) => fs.read(fd, buf, 0, length, position, cb),
@@ -126,6 +129,7 @@ export const syncOps: FsOps = {
   utimes: (p, a, m, cb) => call(() => fs.utimesSync(b(p), a, m), cb),
   lutimes: (p, a, m, cb) => call(() => fs.lutimesSync(b(p), a, m), cb),
   link: (existing, p, cb) => call(() => fs.linkSync(b(existing), b(p)), cb),
+  rename: (from, to, cb) => call(() => fs.renameSync(b(from), b(to)), cb),
   symlink: (target, p, cb) => call(() => fs.symlinkSync(b(target), b(p)), cb),
   unlink: (p, cb) => call(() => fs.unlinkSync(b(p)), cb),
   read: (fd, buf, length, position, cb) =>
