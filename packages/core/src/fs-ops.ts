@@ -55,6 +55,8 @@ export interface FsOps {
   utimes(p: string, atime: TimeArg, mtime: TimeArg, cb: Done): void;
   lutimes(p: string, atime: TimeArg, mtime: TimeArg, cb: Done): void;
   link(existing: string, p: string, cb: Done): void;
+  /** Renames `from` over `to`, replacing a name there (rename(2)). */
+  rename(from: string, to: string, cb: Done): void;
   symlink(target: string, p: string, cb: Done): void;
   unlink(p: string, cb: Done): void;
   rmdir(p: string, cb: Done): void;
@@ -96,6 +98,7 @@ export const asyncOps: FsOps = {
   utimes: (p, a, m, cb) => fs.utimes(b(p), a, m, cb),
   lutimes: (p, a, m, cb) => fs.lutimes(b(p), a, m, cb),
   link: (existing, p, cb) => fs.link(b(existing), b(p), cb),
+  rename: (from, to, cb) => fs.rename(b(from), b(to), cb),
   symlink: (target, p, cb) => fs.symlink(b(target), b(p), cb),
   unlink: (p, cb) => fs.unlink(b(p), cb),
   rmdir: (p, cb) => fs.rmdir(b(p), cb),
@@ -133,6 +136,7 @@ export const syncOps: FsOps = {
   utimes: (p, a, m, cb) => call(() => fs.utimesSync(b(p), a, m), cb),
   lutimes: (p, a, m, cb) => call(() => fs.lutimesSync(b(p), a, m), cb),
   link: (existing, p, cb) => call(() => fs.linkSync(b(existing), b(p)), cb),
+  rename: (from, to, cb) => call(() => fs.renameSync(b(from), b(to)), cb),
   symlink: (target, p, cb) => call(() => fs.symlinkSync(b(target), b(p)), cb),
   unlink: (p, cb) => call(() => fs.unlinkSync(b(p)), cb),
   rmdir: (p, cb) => call(() => fs.rmdirSync(b(p)), cb),

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { FsOps } from './fs-ops.js';
 import type { InFlight, Job } from './inflight.js';
 import type { ManifestEntry, ManifestIndex } from './manifest.js';
-import { fsPath } from './names.js';
+import { removeTree } from './remove-tree.js';
 import { differences } from './restore-differences.js';
 import type { RestoreLinks } from './restore-links.js';
 import type { RestoreReport } from './restore-report.js';
@@ -113,24 +113,32 @@ export class RestoreWalk {
         // As in a backup: directories first, files in a lane per directory, served in turn.
         this.pool.pushLane(lane);
         this.finished(job);
-        done();
       };
       // Nothing below a new directory to look at; a dry run only looks when asked to delete.
-      if (job.fresh || (this.dryRun && !this.mirror)) return dispatch();
-      this.removeExtras(job, list, dispatch);
+      if (job.fresh || (this.dryRun && !this.mirror)) {
+        dispatch();
+        return done();
+      }
+      this.removeExtras(job, list, dispatch, done);
     });
   }
 
   /**
    * Removes what a killed restore left in the directory (its temporary files), and with
-   * --delete what the target holds and the snapshot does not. Temporary files of restores are
-   * never content: they are neither kept nor reported as deleted.
+   * --delete what the target holds and the snapshot does not; then `next`. Temporary files of
+   * restores are never content: they are neither kept nor reported as deleted. The trees go
+   * with the walk's pool, so `done` (the listing's job) is called once they are queued.
    */
-  private removeExtras(job: DirJob, keep: Map<string, ManifestEntry>, next: () => void): void {
+  private removeExtras(
+    job: DirJob,
+    keep: Map<string, ManifestEntry>,
+    next: () => void,
+    done: () => void,
+  ): void {
     this.io.readdir(job.dst, (err, names) => {
       if (err) {
         this.report.fail(err);
-        return next();
+        return done();
       }
       const doomed: string[] = [];
       for (const n of names) {
@@ -144,19 +152,18 @@ export class RestoreWalk {
           if (!this.dryRun) doomed.push(n);
         }
       }
-      let left = doomed.length;
-      if (left === 0) return next();
+      let left = doomed.length + 1;
+      const removed = (e: NodeJS.ErrnoException | null): void => {
+        if (e) this.report.fail(e);
+        if (--left === 0) next();
+      };
       for (const n of doomed) {
         const p = `${job.dst}/${n}`;
-        if (!this.target.guard(p)) {
-          if (--left === 0) next();
-          continue;
-        }
-        fs.rm(fsPath(p), { recursive: true, force: true }, (e) => {
-          if (e) this.report.fail(e);
-          if (--left === 0) next();
-        });
+        if (this.target.guard(p)) removeTree(this.pool, p, removed);
+        else removed(null);
       }
+      removed(null);
+      done();
     });
   }
 
@@ -203,7 +210,13 @@ export class RestoreWalk {
       done();
     };
     if (!this.target.guard(dst)) return end();
-    if (e.link !== undefined && this.links.later(rel, dst, e.link)) return end();
+    if (
+      e.link !== undefined &&
+      parent &&
+      this.links.later(rel, dst, e.link, parent.dst, parent.entry)
+    ) {
+      return end();
+    }
     if (parent?.fresh && this.dryRun) {
       this.report.change('create', dst);
       return end();

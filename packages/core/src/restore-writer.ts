@@ -1,20 +1,24 @@
-import fs from 'node:fs';
-import { copyFile, CHUNK } from './copy-file.js';
+import { copyFile, CHUNK, type CopyError } from './copy-file.js';
 import { applyEntryMeta } from './entry-meta.js';
-import { asyncOps, mkfifo, syncOps, timeArg, type FsOps } from './fs-ops.js';
+import { asyncOps, egid, euid, mkfifo, syncOps, timeArg, type FsOps } from './fs-ops.js';
 import type { ManifestEntry } from './manifest.js';
-import { fsPath, shown } from './names.js';
+import { shown } from './names.js';
+import { removeAll } from './remove-tree.js';
 import type { RestoreReport } from './restore-report.js';
 import type { RestoreTarget } from './restore-target.js';
+
+type Done = (err: Error | null) => void;
 
 /**
  * Writes one entry of the snapshot into the target: a new inode (a file copied from the
  * snapshot, a symlink or a FIFO) at a temporary name, given its metadata, then renamed over
  * the entry's name, replacing whatever stood there (a directory too). A directory's own
- * metadata, once its children are written.
+ * metadata, once its children are written. Every call on the target goes through its `io`.
  */
 export class RestoreWriter {
   private readonly stopping = (): boolean => this.report.fatal !== null;
+  /** Owners (`uid:gid`) this process was refused: their files are written as its own. */
+  private readonly deniedOwners = new Set<string>();
 
   constructor(
     /** The snapshot side's calls (file reads). */
@@ -27,60 +31,95 @@ export class RestoreWriter {
   ) {}
 
   /** Writes a new inode at a temporary name, then renames it over `dst`. */
-  write(rel: string, dst: string, e: ManifestEntry, cb: (err: Error | null) => void): void {
+  write(rel: string, dst: string, e: ManifestEntry, cb: Done): void {
     const tmp = this.target.temporary(dst);
     const commit = (err: Error | null): void => {
-      if (err) return fs.rm(fsPath(tmp), { force: true }, () => cb(err));
-      fs.rename(fsPath(tmp), fsPath(dst), (re) => {
-        if (!re) return cb(null);
-        if (re.code !== 'EISDIR' && re.code !== 'ENOTEMPTY' && re.code !== 'EEXIST') return cb(re);
-        // A directory stands where a file goes.
-        fs.rm(fsPath(dst), { recursive: true, force: true }, (rme) =>
-          rme ? cb(rme) : fs.rename(fsPath(tmp), fsPath(dst), (re2) => cb(re2)),
-        );
-      });
+      if (err) return this.io.unlink(tmp, () => cb(err));
+      this.putInPlace(tmp, dst, cb);
     };
-    if (e.kind === 'f') {
-      const t = timeArg(e.mtimeSec, e.mtimeNsec);
-      const meta = { mode: e.mode, uid: e.uid, gid: e.gid, atime: t, mtime: t, sparse: true };
-      const small = e.size < CHUNK;
-      return copyFile(
-        small && this.snapIo.mode === 'sync' ? syncOps : asyncOps,
-        small && this.io.mode === 'sync' ? syncOps : asyncOps,
-        rel === '' ? this.snapshotPath : `${this.snapshotPath}/${rel}`,
-        tmp,
-        e.size,
-        meta,
-        this.stopping,
-        (err, res) => {
-          if (err) return commit(err);
-          this.report.result.bytes += res!.bytes;
-          if (res!.digest !== e.data) {
-            this.report.warn(
-              `${shown(rel)}: the snapshot's data does not match its manifest (run verify)`,
-            );
-          }
-          commit(null);
-        },
+    if (e.kind === 'f') return this.copy(rel, dst, tmp, e, commit);
+    if (e.kind === 'l') {
+      return this.io.symlink(e.data, tmp, (err) =>
+        err ? cb(err) : this.meta(tmp, e, true, commit, dst),
       );
     }
-    if (e.kind === 'l') {
-      return fs.symlink(fsPath(e.data), fsPath(tmp), (err) => {
-        if (err) return cb(err);
-        this.meta(tmp, e, true, commit);
-      });
-    }
     // A path that is not UTF-8 is made in the target's root (same file system), then linked.
-    mkfifo(tmp, this.target.root, (err) => (err ? cb(err) : this.meta(tmp, e, false, commit)));
+    mkfifo(tmp, this.target.root, (err) => (err ? cb(err) : this.meta(tmp, e, false, commit, dst)));
   }
 
-  /** Owner, mode and times of `p` from its entry; an owner that needs root is a warning. */
-  meta(p: string, e: ManifestEntry, isLink: boolean, cb: (err: Error | null) => void): void {
+  /**
+   * Renames the new inode at `tmp` over `dst`, replacing a directory that stands there; on
+   * failure `tmp` is removed.
+   */
+  putInPlace(tmp: string, dst: string, cb: Done): void {
+    const failed = (err: Error): void => this.io.unlink(tmp, () => cb(err));
+    this.io.rename(tmp, dst, (re) => {
+      if (!re) return cb(null);
+      if (re.code !== 'EISDIR' && re.code !== 'ENOTEMPTY' && re.code !== 'EEXIST') {
+        return failed(re);
+      }
+      // A directory stands where this name goes.
+      removeAll(dst, (rme) => {
+        if (rme) return failed(rme);
+        this.io.rename(tmp, dst, (re2) => (re2 ? failed(re2) : cb(null)));
+      });
+    });
+  }
+
+  /**
+   * Copies a file from the snapshot to `tmp`. An owner that needs root is a warning: the file
+   * is written again, owned by this process (once refused, an owner's other files at once).
+   */
+  private copy(rel: string, dst: string, tmp: string, e: ManifestEntry, cb: Done): void {
+    const owner = `${e.uid}:${e.gid}`;
+    const denied = this.deniedOwners.has(owner);
+    const t = timeArg(e.mtimeSec, e.mtimeNsec);
+    const meta = denied
+      ? { mode: e.mode, uid: euid, gid: egid, atime: t, mtime: t, sparse: true }
+      : { mode: e.mode, uid: e.uid, gid: e.gid, atime: t, mtime: t, sparse: true };
+    const small = e.size < CHUNK;
+    copyFile(
+      small && this.snapIo.mode === 'sync' ? syncOps : asyncOps,
+      small && this.io.mode === 'sync' ? syncOps : asyncOps,
+      rel === '' ? this.snapshotPath : `${this.snapshotPath}/${rel}`,
+      tmp,
+      e.size,
+      meta,
+      this.stopping,
+      (err, res) => {
+        if (err && ownerRefused(err) && !denied) {
+          this.deniedOwners.add(owner);
+          return this.io.unlink(tmp, (ue) => (ue ? cb(ue) : this.copy(rel, dst, tmp, e, cb)));
+        }
+        if (err) return cb(err);
+        if (denied) this.ownerNotRestored(dst);
+        this.report.result.bytes += res!.bytes;
+        if (res!.digest !== e.data) {
+          this.report.warn(
+            `${shown(this.report.relative(dst))}: the snapshot's data does not match its manifest (run verify)`,
+          );
+        }
+        cb(null);
+      },
+    );
+  }
+
+  /**
+   * Owner, mode and times of `p` from its entry; an owner that needs root is a warning, which
+   * names `name` (the entry's own name, when `p` is its temporary one).
+   */
+  meta(p: string, e: ManifestEntry, isLink: boolean, cb: Done, name = p): void {
     const t = timeArg(e.mtimeSec, e.mtimeNsec);
     const meta = { mode: e.mode, uid: e.uid, gid: e.gid, atime: t, mtime: t };
-    const denied = (): void => {
-      this.report.warn(`${shown(this.report.relative(p))}: owner not restored (needs root)`);
-    };
-    applyEntryMeta(this.io, p, meta, isLink, denied, cb);
+    applyEntryMeta(this.io, p, meta, isLink, () => this.ownerNotRestored(name), cb);
   }
+
+  private ownerNotRestored(dst: string): void {
+    this.report.warn(`${shown(this.report.relative(dst))}: owner not restored (needs root)`);
+  }
+}
+
+/** The destination refused to give the copy its owner (only root may). */
+function ownerRefused(err: CopyError): boolean {
+  return err.side === 'destination' && err.code === 'EPERM' && err.syscall === 'fchown';
 }
