@@ -60,7 +60,6 @@ export interface FsOps {
   symlink(target: string, p: string, cb: Done): void;
   unlink(p: string, cb: Done): void;
   rmdir(p: string, cb: Done): void;
-  rename(from: string, to: string, cb: Done): void;
   read(fd: number, buf: Buffer, length: number, position: number, cb: Cb<number>): void;
   open(p: string, flags: number, mode: number, cb: Cb<number>): void;
   close(fd: number, cb: Done): void;
@@ -102,7 +101,6 @@ export const asyncOps: FsOps = {
   symlink: (target, p, cb) => fs.symlink(b(target), b(p), cb),
   unlink: (p, cb) => fs.unlink(b(p), cb),
   rmdir: (p, cb) => fs.rmdir(b(p), cb),
-  rename: (from, to, cb) => fs.rename(b(from), b(to), cb),
   read: (fd, buf, length, position, cb) => fs.read(fd, buf, 0, length, position, cb),
   open: (p, flags, mode, cb) => fs.open(b(p), flags, mode, cb),
   close: (fd, cb) => fs.close(fd, cb),
@@ -140,7 +138,6 @@ export const syncOps: FsOps = {
   symlink: (target, p, cb) => call(() => fs.symlinkSync(b(target), b(p)), cb),
   unlink: (p, cb) => call(() => fs.unlinkSync(b(p)), cb),
   rmdir: (p, cb) => call(() => fs.rmdirSync(b(p)), cb),
-  rename: (from, to, cb) => call(() => fs.renameSync(b(from), b(to)), cb),
   read: (fd, buf, length, position, cb) =>
     call(() => fs.readSync(fd, buf, 0, length, position), cb),
   open: (p, flags, mode, cb) => call(() => fs.openSync(b(p), flags, mode), cb),

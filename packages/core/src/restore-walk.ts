@@ -159,7 +159,7 @@ export class RestoreWalk {
       };
       for (const n of doomed) {
         const p = `${job.dst}/${n}`;
-        if (this.target.guard(p)) removeTree(this.pool, p, removed);
+        if (this.target.guard(p)) removeTree(this.io, this.pool, p, removed);
         else removed(null);
       }
       removed(null);

@@ -59,7 +59,7 @@ export class RestoreWriter {
         return failed(re);
       }
       // A directory stands where this name goes.
-      removeAll(dst, (rme) => {
+      removeAll(this.io, dst, (rme) => {
         if (rme) return failed(rme);
         this.io.rename(tmp, dst, (re2) => (re2 ? failed(re2) : cb(null)));
       });
