@@ -190,7 +190,12 @@ export class RestoreWalk {
         if (!job.fresh && reasons.length > 0) this.report.change('update', job.dst, reasons);
         if (this.dryRun) return after();
         this.writer.meta(job.dst, job.entry, false, (e) => {
-          if (e) this.report.fail(e);
+          // A directory's attributes (its default ACL among them) after its children.
+          const x =
+            !e && job.entry.xattrs
+              ? this.writer.writeXattrs(job.dst, job.dst, job.entry.xattrs)
+              : null;
+          if (e || x) this.report.fail((e ?? x)!);
           after();
         });
       });

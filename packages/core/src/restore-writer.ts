@@ -6,6 +6,7 @@ import { shown } from './names.js';
 import { removeAll } from './remove-tree.js';
 import type { RestoreReport } from './restore-report.js';
 import type { RestoreTarget } from './restore-target.js';
+import { XattrCopy, type Xattrs } from './xattrs.js';
 
 type Done = (err: Error | null) => void;
 
@@ -19,6 +20,8 @@ export class RestoreWriter {
   private readonly stopping = (): boolean => this.report.fatal !== null;
   /** Owners (`uid:gid`) this process was refused: their files are written as its own. */
   private readonly deniedOwners = new Set<string>();
+  /** Opened at the first entry with attributes; null where they cannot be written. */
+  private xattrs: XattrCopy | null | undefined;
 
   constructor(
     /** The snapshot side's calls (file reads). */
@@ -34,6 +37,9 @@ export class RestoreWriter {
   write(rel: string, dst: string, e: ManifestEntry, cb: Done): void {
     const tmp = this.target.temporary(dst);
     const commit = (err: Error | null): void => {
+      // The attributes go on the temporary name (always UTF-8), last: after the owner, which
+      // would clear a file capability.
+      if (!err && e.xattrs) err = this.writeXattrs(dst, tmp, e.xattrs);
       if (err) return this.io.unlink(tmp, () => cb(err));
       this.putInPlace(tmp, dst, cb);
     };
@@ -112,6 +118,20 @@ export class RestoreWriter {
     const t = timeArg(e.mtimeSec, e.mtimeNsec);
     const meta = { mode: e.mode, uid: e.uid, gid: e.gid, atime: t, mtime: t };
     applyEntryMeta(this.io, p, meta, isLink, () => this.ownerNotRestored(name), cb);
+  }
+
+  /** The entry's extended attributes and ACLs on `p`; an error ends the restore. */
+  writeXattrs(dst: string, p: string, x: Xattrs): Error | null {
+    this.xattrs ??= XattrCopy.open(true, {
+      warn: (_rel, message) => this.report.warn(`${shown(this.report.relative(dst))}: ${message}`),
+    });
+    if (!this.xattrs) return null;
+    try {
+      this.xattrs.write(dst, p, x);
+      return null;
+    } catch (e) {
+      return e as Error;
+    }
   }
 
   private ownerNotRestored(dst: string): void {
