@@ -37,24 +37,28 @@ function rsyncN(from: string, to: string): string[] {
 }
 
 describe.skipIf(skip)(`a real system tree (${tree ?? 'unset'})`, () => {
-  it('is backed up and restored whole: rsync -aHAXn finds no difference', () => {
-    base = tempDir('efs-system-tree-');
-    const dst = path.join(base, 'dst');
-    execFileSync('mkdir', ['-p', dst]);
-    const started = Date.now();
-    const r = backup(tree!, dst, { timeoutMs: 30 * 60_000 });
-    console.log(`backup of ${tree}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    expect(r.json?.Status, describeRun(r)).toBe('Success');
-    expect(rsyncN(tree!, latestDir(dst))).toEqual([]);
+  it(
+    'is backed up and restored whole: rsync -aHAXn finds no difference',
+    () => {
+      base = tempDir('efs-system-tree-');
+      const dst = path.join(base, 'dst');
+      execFileSync('mkdir', ['-p', dst]);
+      const started = Date.now();
+      const r = backup(tree!, dst, { timeoutMs: 30 * 60_000 });
+      console.log(`backup of ${tree}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      expect(r.json?.Status, describeRun(r)).toBe('Success');
+      expect(rsyncN(tree!, latestDir(dst))).toEqual([]);
 
-    const target = path.join(base, 'restored');
-    const t0 = Date.now();
-    const rr = runCli(
-      ['restore', '--destination', dst, '--snapshot', 'latest', '--target', target],
-      { timeoutMs: 30 * 60_000 },
-    );
-    console.log(`restore: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    expect(rr.status, describeRun(rr)).toBe(0);
-    expect(rsyncN(tree!, target)).toEqual([]);
-  });
+      const target = path.join(base, 'restored');
+      const t0 = Date.now();
+      const rr = runCli(
+        ['restore', '--destination', dst, '--snapshot', 'latest', '--target', target],
+        { timeoutMs: 30 * 60_000 },
+      );
+      console.log(`restore: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      expect(rr.status, describeRun(rr)).toBe(0);
+      expect(rsyncN(tree!, target)).toEqual([]);
+    },
+    60 * 60_000,
+  );
 });
