@@ -6,14 +6,17 @@ import { fileURLToPath } from 'node:url';
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const cli = path.join(repo, 'packages/cli/bin/efs-backup.cjs');
 const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
+// --efs-args '...': extra options for efs-backup's backups (e.g. --no-xattrs), to measure them.
+const at = process.argv.indexOf('--efs-args');
+const extra = at > 0 ? ` ${process.argv[at + 1]}` : '';
 
 /** efs-backup: dst is the destination; snapshots accumulate under it (retain is large). */
 export const efsBackup = {
   name: 'efs-backup',
   full: (src, dst) =>
-    `node ${q(cli)} backup --source ${q(src)} --destination ${q(dst)} --retain 1000`,
+    `node ${q(cli)} backup --source ${q(src)} --destination ${q(dst)} --retain 1000${extra}`,
   incremental: (src, _prev, dst) =>
-    `node ${q(cli)} backup --source ${q(src)} --destination ${q(dst)} --retain 1000`,
+    `node ${q(cli)} backup --source ${q(src)} --destination ${q(dst)} --retain 1000${extra}`,
   restore: (dst, target) =>
     `node ${q(cli)} restore --destination ${q(dst)} --snapshot latest --target ${q(target)}`,
 };

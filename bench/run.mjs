@@ -11,7 +11,7 @@
 //
 // Options: --files N, --reps N, --mix mixed|small, --scenarios full,incremental,churn,prune,restore,
 //          --peers efs,rsync,rsnapshot,fpsync,lower, --fpsync-jobs N, --dir D, --out D,
-//          --layout both|src-local|dst-local
+//          --layout both|src-local|dst-local, --efs-args '--no-xattrs' (extra backup options)
 //
 // --layout (with --latency-us) says which side of the backup sits behind latencyfs; every peer
 // runs on the same layout in the same run:
