@@ -11,6 +11,73 @@ import {
   shown,
 } from '@efs-backup/core';
 
+interface VerifyCliOptions {
+  destination: string;
+  label: string;
+  snapshot?: string;
+  all?: boolean;
+  source?: string;
+  checksum?: boolean;
+  repair?: boolean;
+  json?: boolean;
+}
+
+const entries = (n: number): string => `${n} entr${n === 1 ? 'y' : 'ies'}`;
+
+/** `verify`: each snapshot's problems, its damage recorded, and with --repair what healed. */
+async function runVerify(o: VerifyCliOptions): Promise<number> {
+  const results = await verify({
+    destination: o.destination,
+    label: o.label,
+    ...(o.snapshot !== undefined ? { snapshot: o.snapshot } : {}),
+    all: o.all ?? false,
+    ...(o.source !== undefined ? { source: o.source } : {}),
+    checksum: o.checksum ?? false,
+    repair: o.repair ?? false,
+  });
+  let bad = false;
+  const out = (line: string): void => void process.stdout.write(line + '\n');
+  for (const v of results) {
+    const name = `${v.snapshot.interval}/${v.snapshot.stamp}`;
+    const standing = o.repair ? (v.remaining ?? v.problems) : v.problems;
+    if (standing.length > 0 || (v.sourceDifferences?.length ?? 0) > 0) bad = true;
+    if (o.json) continue;
+    // Deleted by a prune while verify ran: not checked, and not damage.
+    if (v.skipped !== undefined) {
+      out(`skipped: ${v.skipped}`);
+      continue;
+    }
+    if (v.problems.length === 0) {
+      out(`ok ${name}: ${formatCount(v.entries)} entries, ${formatBytes(v.bytes)} re-read`);
+    } else {
+      out(`DAMAGED ${name}: ${v.problems.length} problem(s)`);
+      for (const p of v.problems) out(`  ${shown(p)}`);
+    }
+    for (const n of v.notes) out(`  note: ${n}`);
+    for (const r of v.repaired ?? []) out(`  repaired: ${shown(r)}`);
+    for (const r of v.notRepaired ?? []) out(`  not repaired: ${shown(r)}`);
+    if (v.damage.length > 0 && v.damageFile) {
+      const them = v.damage.length === 1 ? 'it' : 'them';
+      out(
+        `  ${entries(v.damage.length)} recorded as damaged in ${v.damageFile}: the next backup copies ` +
+          `${them} anew from the source instead of linking to ${them}` +
+          (o.repair ? '' : `; verify --repair --source <dir> heals ${them} in this snapshot`),
+      );
+    }
+    if (o.repair && standing.length > 0) out(`  ${name} still has ${standing.length} problem(s)`);
+    if (v.sourceDifferences) {
+      out(
+        v.sourceDifferences.length === 0
+          ? `  the source matches ${name}`
+          : `  the source differs from ${name} in ${entries(v.sourceDifferences.length)}:`,
+      );
+      for (const d of v.sourceDifferences) out(`  ${shown(d)}`);
+    }
+  }
+  if (o.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+  return bad ? EXIT.notSuccess : EXIT.ok;
+}
+
 function changeLine(c: RestoreChange): string {
   return `${c.action.padEnd(6)} ${shown(c.path)}${c.reasons.length > 0 ? ` (${c.reasons.join(', ')})` : ''}`;
 }
@@ -74,57 +141,22 @@ export function addRestoreCommands(program: Command, setExit: (code: number) => 
     .description('re-read snapshots and check every entry against its manifest')
     .requiredOption('--destination <path>', 'the file system that holds the backups')
     .option('--label <name>', 'the backup set folder on the destination', DEFAULTS.label)
-    .option('--snapshot <selector>', 'the snapshot to check', 'latest')
+    .option('--snapshot <selector>', 'the snapshot to check (default: latest)')
     .option('--all', 'check every complete snapshot')
-    .option('--source <path>', 'also report how this live source differs from the snapshot')
+    .option(
+      '--source <path>',
+      'also report how this live source differs from the snapshot (with --repair: where damaged content is copied from)',
+    )
+    .option(
+      '--checksum',
+      "with --source: compare the source's file contents with the manifest's digests too (reads the whole source)",
+    )
+    .option(
+      '--repair',
+      'put damaged entries back in place: content from --source where it still holds what the manifest says, mode, owner and times from the manifest',
+    )
     .option('--json', 'print the result as JSON')
-    .action(
-      async (o: {
-        destination: string;
-        label: string;
-        snapshot: string;
-        all?: boolean;
-        source?: string;
-        json?: boolean;
-      }) => {
-        const results = await verify({
-          destination: o.destination,
-          label: o.label,
-          snapshot: o.snapshot,
-          all: o.all ?? false,
-          ...(o.source !== undefined ? { source: o.source } : {}),
-        });
-        let bad = false;
-        for (const v of results) {
-          const name = `${v.snapshot.interval}/${v.snapshot.stamp}`;
-          if (v.problems.length > 0 || (v.sourceDifferences?.length ?? 0) > 0) bad = true;
-          if (o.json) continue;
-          // Deleted by a prune while verify ran: not checked, and not damage.
-          if (v.skipped !== undefined) {
-            process.stdout.write(`skipped: ${v.skipped}\n`);
-            continue;
-          }
-          if (v.problems.length === 0) {
-            process.stdout.write(
-              `ok ${name}: ${formatCount(v.entries)} entries, ${formatBytes(v.bytes)} re-read\n`,
-            );
-          } else {
-            process.stdout.write(`DAMAGED ${name}: ${v.problems.length} problem(s)\n`);
-            for (const p of v.problems) process.stdout.write(`  ${shown(p)}\n`);
-          }
-          if (v.sourceDifferences) {
-            process.stdout.write(
-              v.sourceDifferences.length === 0
-                ? `  the source matches ${name}\n`
-                : `  the source differs from ${name} in ${v.sourceDifferences.length} entr${v.sourceDifferences.length === 1 ? 'y' : 'ies'}:\n`,
-            );
-            for (const d of v.sourceDifferences) process.stdout.write(`  ${shown(d)}\n`);
-          }
-        }
-        if (o.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
-        setExit(bad ? EXIT.notSuccess : EXIT.ok);
-      },
-    );
+    .action(async (o: VerifyCliOptions) => setExit(await runVerify(o)));
 
   program
     .command('adopt')

@@ -2,6 +2,7 @@ import { badInput } from './errors.js';
 import type { BackupSet, SnapshotRef } from './layout.js';
 import type { ManifestIndex, ManifestEntry } from './manifest.js';
 import { checkSnapshotPath, entryAt, openManifest } from './selectors.js';
+import { sameXattrs } from './xattrs.js';
 
 /** Browsing from manifests alone: nothing here reads a snapshot's tree. */
 
@@ -29,7 +30,7 @@ export interface DiffLine {
   sizeBefore: number | null;
   /** Bytes in the second snapshot (added, changed). */
   sizeAfter: number | null;
-  /** For a change: content, size, mode, owner, mtime, type, target. */
+  /** For a change: content, size, mode, owner, mtime, type, target, xattrs. */
   what: string[];
 }
 
@@ -44,6 +45,8 @@ export function entryChanges(a: ManifestEntry, b: ManifestEntry): string[] {
   if (a.uid !== b.uid || a.gid !== b.gid) out.push('owner');
   if (a.kind !== 'd' && (a.mtimeSec !== b.mtimeSec || a.mtimeNsec !== b.mtimeNsec))
     out.push('mtime');
+  // Extended attributes and ACLs, as each snapshot holds them.
+  if (!sameXattrs(a.xattrs, b.xattrs)) out.push('xattrs');
   return out;
 }
 

@@ -1,24 +1,35 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { hashFile } from './digest.js';
-import { badInput } from './errors.js';
-import { asyncOps, type FsOps } from './fs-ops.js';
-import { InFlight } from './inflight.js';
+import { damageFile, recordDamage, type DamageRecord } from './damage.js';
+import { badInput, isSystemError } from './errors.js';
 import { BackupSet, type SnapshotRef } from './layout.js';
-import type { ManifestIndex, ManifestEntry } from './manifest.js';
-import { differences } from './restore.js';
-import { isGone, openManifest, resolveSnapshot, rootEntry } from './selectors.js';
+import { LabelLock } from './lock.js';
+import type { ManifestIndex } from './manifest.js';
+import { isGone, openManifest, resolveSnapshot } from './selectors.js';
+import { repairDamage, type RepairItem } from './verify-repair.js';
+import { compareTree, XattrCheck, type FoundDamage, type Problem } from './verify-tree.js';
 
 export interface VerifyOptions {
   destination: string;
   /** @default 'efs-backup' */
   label?: string;
-  /** A selector. @default 'latest' */
+  /** A selector. @default 'latest' (not with `all`) */
   snapshot?: string;
   /** Every complete snapshot of the set. */
   all?: boolean;
-  /** Also report how this live source differs from the snapshot (metadata). */
+  /**
+   * A live source: how it differs from each snapshot is reported (metadata; digests too with
+   * `checksum`). With `repair`, the source the damaged content is copied from instead.
+   */
   source?: string;
+  /** With `source`: hash the source's files and compare them with the manifest's digests. */
+  checksum?: boolean;
+  /**
+   * Put each damaged entry of the checked snapshots back in place (needs `source`): content
+   * from the source where it still holds the manifest's digest, mode, owner, times and
+   * attributes from the manifest. Takes the set's lock for the whole run.
+   */
+  repair?: boolean;
   /** @default 32 */
   concurrency?: number;
   /** Called as the check of each snapshot begins, its manifest read (awaited). */
@@ -34,169 +45,245 @@ export interface SnapshotVerification {
   /** With --source: `added|removed|changed: <path>`. */
   sourceDifferences: string[] | null;
   /**
+   * The damaged entries recorded for this snapshot in `damageFile` (after a repair: those
+   * still damaged). The next backup copies each anew instead of linking to it.
+   */
+  damage: DamageRecord[];
+  /** Where the damage of the set is kept; null when it was not recorded (see `notes`). */
+  damageFile: string | null;
+  /** With repair: each damaged entry healed, and how (`<path>: content rewritten ...`). */
+  repaired?: string[];
+  /** With repair: each damaged entry not healed, and why (`<path>: <why>`). */
+  notRepaired?: string[];
+  /**
+   * With repair: the problems still standing after it (those of entries not repaired, and
+   * what a repair does not treat: a missing or extra name, a broken hard link).
+   */
+  remaining?: string[];
+  /** What the check could not do (e.g. attributes not checked), each said once. */
+  notes: string[];
+  /**
    * Why the snapshot was not checked: it was deleted (by a prune) while verify ran. Not damage:
    * its problems are dropped.
    */
   skipped?: string;
 }
 
-/**
- * Re-reads a snapshot and checks every entry against its manifest: type, mode, owner, size,
- * mtime, symlink target, content digest, hard links, and names the manifest does not list.
- */
-export async function verify(o: VerifyOptions): Promise<SnapshotVerification[]> {
-  const set = new BackupSet(path.resolve(o.destination), o.label ?? 'efs-backup');
-  if (!fs.existsSync(set.dir)) throw badInput(`no backup set ${set.label} on ${o.destination}`);
-  const snapshots = o.all ? set.snapshots() : [resolveSnapshot(set, o.snapshot ?? 'latest')];
-  if (snapshots.length === 0) throw badInput(`no complete snapshot in ${set.dir}`);
-  const out: SnapshotVerification[] = [];
-  for (const s of snapshots) {
-    const v: SnapshotVerification = {
-      snapshot: s,
-      entries: 0,
-      bytes: 0,
-      problems: [],
-      sourceDifferences: null,
-    };
-    // A prune renames a doomed snapshot `.<stamp>.deleting` and removes its manifest, then
-    // deletes the tree: a snapshot listed when verify began may go at any point of its check.
-    const skipIfGone = (): boolean => {
-      if (!isGone(s)) return false;
-      v.skipped = `${s.interval}/${s.stamp} was deleted by a prune while being verified`;
-      v.problems = [];
-      v.entries = 0;
-      v.bytes = 0;
-      v.sourceDifferences = null;
-      out.push(v);
-      return true;
-    };
-    let index: ManifestIndex;
-    try {
-      index = await openManifest(s);
-    } catch (e) {
-      if (skipIfGone()) continue;
-      v.problems.push(`manifest: ${(e as Error).message}`);
-      out.push(v);
-      continue;
-    }
-    try {
-      await o.onSnapshot?.(s);
-      await compareTree(
-        index,
-        s.path,
-        o.concurrency ?? 32,
-        true,
-        (line) => v.problems.push(line),
-        v,
-      );
-      if (o.source) {
-        const src = path.join(path.resolve(o.source), index.header!.Prefix);
-        v.sourceDifferences = [];
-        await compareTree(
-          index,
-          src,
-          o.concurrency ?? 32,
-          false,
-          (line) => v.sourceDifferences!.push(line),
-          null,
-        );
-      }
-    } finally {
-      index.close();
-    }
-    if (skipIfGone()) continue;
-    out.push(v);
+/** The source as given, checked: bad input when it is not a directory. */
+function checkSource(source: string): string {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(source);
+  } catch (e) {
+    if (isSystemError(e, 'ENOENT') || isSystemError(e, 'ENOTDIR'))
+      throw badInput(`source ${source} does not exist`);
+    throw e;
   }
-  return out;
+  if (!st.isDirectory()) throw badInput(`source ${source} is not a directory`);
+  return path.resolve(source);
+}
+
+function checkOptions(o: VerifyOptions): void {
+  if (o.all && o.snapshot !== undefined)
+    throw badInput(
+      `--all checks every snapshot and --snapshot ${o.snapshot} names one: give one or the other`,
+    );
+  if (o.repair && o.source === undefined)
+    throw badInput(
+      '--repair copies damaged content back from the live source: give it with --source <dir>',
+    );
+  if (o.checksum && o.source === undefined)
+    throw badInput("--checksum compares the source's files with the snapshot: it needs --source");
+  if (o.checksum && o.repair)
+    throw badInput(
+      '--checksum compares the source with the snapshot, --repair heals it: one at a time',
+    );
+}
+
+/** One snapshot's check: its result, and what `--repair` would treat. */
+interface Checked {
+  v: SnapshotVerification;
+  problems: Problem[];
+  items: RepairItem[];
+  /** Checked in full: its damage records are replaced by what was found. */
+  recordable: boolean;
 }
 
 /**
- * Walks `root` against the manifest. With `content`, files are re-read and hashed and problems
- * are reported as damage; without, differences are reported as a source's changes.
+ * Re-reads a snapshot and checks every entry against its manifest: type, mode, owner, size,
+ * mtime, symlink target, extended attributes, content digest, hard links, and names the
+ * manifest does not list. Damaged entries are recorded in the set's damage list (replacing
+ * what an earlier verify found in that snapshot) and, with `repair`, put back in place.
  */
-function compareTree(
-  index: ManifestIndex,
-  root: string,
-  concurrency: number,
-  content: boolean,
-  report: (line: string) => void,
-  counts: { entries: number; bytes: number } | null,
-): Promise<void> {
-  const io: FsOps = asyncOps;
-  const pool = new InFlight(concurrency);
-  const inodes = new Map<string, bigint>();
-  const linkChecks: Array<{ rel: string; first: string }> = [];
-  const [missing, extra, changed] = content
-    ? ['missing', 'extra', 'changed']
-    : ['removed', 'added', 'changed'];
+export async function verify(o: VerifyOptions): Promise<SnapshotVerification[]> {
+  checkOptions(o);
+  const set = new BackupSet(path.resolve(o.destination), o.label ?? 'efs-backup');
+  if (!fs.existsSync(set.dir)) throw badInput(`no backup set ${set.label} on ${o.destination}`);
+  const source = o.source === undefined ? null : checkSource(o.source);
+  const snapshots = o.all ? set.snapshots() : [resolveSnapshot(set, o.snapshot ?? 'latest')];
+  if (snapshots.length === 0) throw badInput(`no complete snapshot in ${set.dir}`);
+  let lost: string | null = null;
+  // No backup, prune or other repair while entries are checked and put back.
+  const lock = o.repair
+    ? LabelLock.acquire(set.lockFile, `verify-repair-${process.pid}`, {
+        onLost: (why) => (lost = why),
+      })
+    : null;
+  try {
+    // Notes go to the snapshot being checked; each is told once per run.
+    let current: SnapshotVerification | null = null;
+    const xattrs = new XattrCheck((m) => current?.notes.push(m));
+    const checked: Checked[] = [];
+    for (const s of snapshots) {
+      const c = await checkSnapshot(s, o, source, xattrs, (v) => (current = v));
+      checked.push(c);
+      // Kept at once: an --all run stopped half way still leaves what it found.
+      if (c.recordable) record(set, c.v);
+    }
+    if (o.repair) await repair(set, checked, () => lost);
+    return checked.map((c) => c.v);
+  } finally {
+    lock?.release();
+  }
+}
 
-  const checkEntry = (rel: string, e: ManifestEntry, done: () => void): void => {
-    const p = rel === '' ? root : `${root}/${rel}`;
-    io.lstat(p, (err, st) => {
-      if (err) {
-        report(`${missing}: ${rel}`);
-        return done();
-      }
-      if (counts) counts.entries += rel === '' ? 0 : 1;
-      const finish = (linkTarget: string | null): void => {
-        const diff = differences(e, st, linkTarget);
-        // A directory's mtime in a live source moves with every change inside it.
-        const shown = content ? diff : diff.filter((d) => !(e.kind === 'd' && d === 'mtime'));
-        if (shown.length > 0) report(`${changed}: ${rel || '.'}: ${shown.join(', ')}`);
-        if (e.kind === 'd') {
-          pool.push((d) => listDir(rel, p, d));
-          return done();
-        }
-        if (e.link !== undefined) linkChecks.push({ rel, first: e.link });
-        if (e.kind === 'f') inodes.set(rel, st.ino);
-        if (!content || e.kind !== 'f' || shown.includes('type')) return done();
-        hashFile(io, p, (herr, digest, bytes) => {
-          if (herr) report(`unreadable: ${rel}: ${herr.message}`);
-          else if (digest !== e.data)
-            report(`${changed}: ${rel}: content (digest ${digest} != manifest ${e.data})`);
-          if (counts) counts.bytes += bytes;
-          done();
-        });
-      };
-      if (e.kind === 'l' && st.isSymbolicLink())
-        return io.readlink(p, (e2, t) => finish(e2 ? null : t));
-      finish(null);
-    });
+async function checkSnapshot(
+  s: SnapshotRef,
+  o: VerifyOptions,
+  source: string | null,
+  xattrs: XattrCheck,
+  begin: (v: SnapshotVerification) => void,
+): Promise<Checked> {
+  const v: SnapshotVerification = {
+    snapshot: s,
+    entries: 0,
+    bytes: 0,
+    problems: [],
+    sourceDifferences: null,
+    damage: [],
+    damageFile: null,
+    notes: [],
   };
-
-  const listDir = (rel: string, p: string, done: () => void): void => {
-    index.readDir(io, rel, (err, entries) => {
-      if (err) {
-        report(`manifest: ${rel}: ${err.message}`);
-        return done();
-      }
-      const list = entries ?? new Map<string, ManifestEntry>();
-      io.readdir(p, (e2, names) => {
-        if (!e2) {
-          for (const n of names)
-            if (!list.has(n)) report(`${extra}: ${rel === '' ? n : `${rel}/${n}`}`);
-        }
-        for (const e of list.values()) {
-          const childRel = rel === '' ? e.name : `${rel}/${e.name}`;
-          pool.push((d) => checkEntry(childRel, e, d));
-        }
-        done();
+  begin(v);
+  const c: Checked = { v, problems: [], items: [], recordable: false };
+  // A prune renames a doomed snapshot `.<stamp>.deleting` and removes its manifest, then
+  // deletes the tree: a snapshot listed when verify began may go at any point of its check.
+  const skipIfGone = (): boolean => {
+    if (!isGone(s)) return false;
+    v.skipped = `${s.interval}/${s.stamp} was deleted by a prune while being verified`;
+    Object.assign(v, { problems: [], entries: 0, bytes: 0, sourceDifferences: null });
+    c.problems = [];
+    return true;
+  };
+  let index: ManifestIndex;
+  try {
+    index = await openManifest(s);
+  } catch (e) {
+    // Nothing is known of its entries: what an earlier verify recorded stays.
+    if (!skipIfGone()) v.problems.push(`manifest: ${(e as Error).message}`);
+    return c;
+  }
+  const found: FoundDamage[] = [];
+  let prefix: string;
+  try {
+    await o.onSnapshot?.(s);
+    const concurrency = o.concurrency ?? 32;
+    await compareTree({
+      index,
+      root: s.path,
+      concurrency,
+      side: 'snapshot',
+      xattrs,
+      report: (p) => {
+        c.problems.push(p);
+        v.problems.push(p.line);
+      },
+      counts: v,
+      onDamage: (d) => found.push(d),
+    });
+    prefix = index.header!.Prefix;
+    // With --repair the source is where damaged content comes from, not a comparison.
+    if (source && !o.repair) {
+      const differences: string[] = [];
+      v.sourceDifferences = differences;
+      await compareTree({
+        index,
+        root: path.join(source, prefix),
+        concurrency,
+        side: 'source',
+        checksum: o.checksum ?? false,
+        report: (p) => differences.push(p.line),
       });
+    }
+  } finally {
+    index.close();
+  }
+  if (skipIfGone()) return c;
+  c.recordable = true;
+  const when = new Date().toISOString();
+  for (const d of found) {
+    const record: DamageRecord = {
+      interval: s.interval,
+      snapshot: s.stamp,
+      path: d.rel || '.',
+      ino: String(d.st.ino),
+      what: d.what,
+      digest: d.entry.kind === 'f' ? d.entry.data : '',
+      found: when,
+    };
+    v.damage.push(record);
+    c.items.push({
+      record,
+      entry: d.entry,
+      path: d.rel === '' ? s.path : `${s.path}/${d.rel}`,
+      sourcePath: path.join(source ?? '', prefix, d.rel),
     });
-  };
+  }
+  return c;
+}
 
-  return new Promise<void>((resolve) => {
-    pool.push((d) => checkEntry('', rootEntry(index), d));
-    pool.onIdle(() => {
-      if (content) {
-        for (const l of linkChecks) {
-          const a = inodes.get(l.rel);
-          const b = inodes.get(l.first);
-          if (a !== undefined && b !== undefined && a !== b)
-            report(`changed: ${l.rel}: no longer a hard link to ${l.first}`);
-        }
-      }
-      resolve();
-    });
-  });
+/** The snapshot's damage into the set's list, replacing what was known of it. */
+function record(set: BackupSet, v: SnapshotVerification): void {
+  try {
+    recordDamage(set, v.snapshot.interval, v.snapshot.stamp, v.damage);
+    v.damageFile = damageFile(set);
+  } catch (e) {
+    v.damageFile = null;
+    v.notes.push(`damage not recorded: ${(e as Error).message}`);
+  }
+}
+
+/** `--repair`: the damage found put back, each outcome told, the records of what healed dropped. */
+async function repair(
+  set: BackupSet,
+  checked: Checked[],
+  lost: () => string | null,
+): Promise<void> {
+  const outcomes = await repairDamage(
+    checked.flatMap((c) => c.items),
+    lost,
+  );
+  for (const c of checked) {
+    const v = c.v;
+    v.repaired = [];
+    v.notRepaired = [];
+    const healed = new Set<string>();
+    for (const it of c.items) {
+      const out = outcomes.get(it)!;
+      const rel = it.record.path;
+      if (out.repaired) {
+        healed.add(rel === '.' ? '' : rel);
+        v.repaired.push(
+          `${rel}: ${it.record.what === 'content' ? 'content rewritten in place from the source' : 'metadata put back from the manifest'}`,
+        );
+      } else v.notRepaired.push(`${rel}: ${out.why}`);
+    }
+    if (!c.recordable) {
+      v.remaining = [...v.problems];
+      continue;
+    }
+    v.remaining = c.problems.filter((p) => !(p.entry && healed.has(p.rel))).map((p) => p.line);
+    v.damage = v.damage.filter((d) => !healed.has(d.path === '.' ? '' : d.path));
+    if (v.repaired.length > 0) record(set, v);
+  }
 }
