@@ -6,6 +6,7 @@ import { badInput } from './errors.js';
 import { BackupSet, checkLabel, isIntervalName, readdirOrEmpty } from './layout.js';
 import { LabelLock } from './lock.js';
 import { entryOf, toMeta } from './change.js';
+import { readXattrs, unreachable, xattrLibrary, type Xattrs } from './xattrs.js';
 import { readdirSync, readlinkSync } from './fs-ops.js';
 import {
   blockLine,
@@ -159,11 +160,23 @@ function manifestOf(
       } else if (kind === 'd') {
         subdirs.push(childRel);
       }
-      records.push(entryOf(name, m, data, link));
+      records.push(entryOf(name, m, data, link, attributesOf(p)));
     }
     write(rel, records);
     for (const s of subdirs) walk(s);
   };
   walk('');
-  return { root: entryOf('', toMeta(fs.lstatSync(root, { bigint: true })), ''), files, bytes };
+  const rootMeta = toMeta(fs.lstatSync(root, { bigint: true }));
+  return { root: entryOf('', rootMeta, '', undefined, attributesOf(root)), files, bytes };
+}
+
+/** The attributes an adopted snapshot's entry holds (the manifest says what verify finds). */
+function attributesOf(p: string): Xattrs | null {
+  const lib = xattrLibrary();
+  if (!lib || unreachable(p)) return null;
+  try {
+    return readXattrs(lib, p);
+  } catch {
+    return null; // ENOTSUP: none
+  }
 }

@@ -9,7 +9,7 @@ import type { ManifestEntry } from './manifest.js';
 import { removeAll } from './remove-tree.js';
 import type { RunControl } from './run-control.js';
 import type { RunReport } from './run-report.js';
-import { DEFAULT_ACL, type XattrCopy, type Xattrs } from './xattrs.js';
+import type { XattrCopy, Xattrs } from './xattrs.js';
 
 /**
  * Carries out what the walk decided for one entry on the destination: a hard link (on the link
@@ -260,10 +260,7 @@ export class EntryWriter {
     const x = this.xattrs?.read(rel, src);
     if (!x) return { recorded: null, later: null };
     try {
-      const set = this.xattrs!.write(rel, dst, x, (n) => n === DEFAULT_ACL);
-      const acl = x[DEFAULT_ACL];
-      if (acl === undefined || !this.xattrs!.writable) return { recorded: set, later: null };
-      return { recorded: { ...set, [DEFAULT_ACL]: acl }, later: { [DEFAULT_ACL]: acl } };
+      return this.xattrs!.writeDir(rel, dst, x);
     } catch (e) {
       return e as Error;
     }

@@ -7,11 +7,11 @@ import type { ManifestEntry } from './manifest.js';
 import { splitNs } from './manifest-format.js';
 import { bytesOfName, fsPath } from './names.js';
 import { differences } from './restore-differences.js';
-import { xattrReachable } from './verify-tree.js';
 import {
   isUnsupported,
   readXattrs,
   sameXattrs,
+  unreachable,
   writeXattrs,
   xattrErrno,
   xattrLibrary,
@@ -185,14 +185,10 @@ async function rewriteInPlace(dst: string, src: string, st: fs.BigIntStats): Pro
   }
 }
 
-interface XattrLibraryWithRemove {
-  removeAttributeSync?(path: string, name: string): void;
-}
-
 /** The manifest's attributes on `p`, exactly: others removed. What it could not do, thrown. */
 function putXattrs(p: string, want: Xattrs | undefined): void {
   const lib = xattrLibrary();
-  if (!lib || !xattrReachable(p)) return;
+  if (!lib || unreachable(p)) return;
   let have: Xattrs | null;
   try {
     have = readXattrs(lib, p);
@@ -201,11 +197,9 @@ function putXattrs(p: string, want: Xattrs | undefined): void {
     throw e;
   }
   if (sameXattrs(have, want)) return;
-  const remove = (lib as unknown as XattrLibraryWithRemove).removeAttributeSync;
   for (const name of Object.keys(have ?? {})) {
     if (want && name in want) continue;
-    if (!remove) throw new Error(`cannot remove the extended attribute ${name}`);
-    remove.call(lib, p, name);
+    lib.removeAttributeSync(p, name);
   }
   const todo: Xattrs = {};
   for (const [name, value] of Object.entries(want ?? {}))
@@ -238,7 +232,7 @@ async function stillDiffers(p: string, e: ManifestEntry, content: boolean): Prom
   const target = e.kind === 'l' && st.isSymbolicLink() ? readlinkSync(p) : null;
   const left = differences(e, st, target);
   const lib = xattrLibrary();
-  if (lib && xattrReachable(p)) {
+  if (lib && !unreachable(p)) {
     let have: Xattrs | null = null;
     try {
       have = readXattrs(lib, p);

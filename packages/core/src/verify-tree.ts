@@ -38,11 +38,6 @@ export interface FoundDamage {
 /** The differences a damage record is made of: what `--repair` can put back in place. */
 const METADATA = new Set(['mode', 'owner', 'mtime', 'extended attributes']);
 
-/** A path the attribute library can take: valid UTF-8 (see `unreachable`). */
-export function xattrReachable(p: string): boolean {
-  return p.isWellFormed() && !unreachable(p);
-}
-
 /**
  * The extended-attribute check of one verify run: an entry holds exactly the attributes its
  * manifest lists (none when it lists none). A file system without them (ENOTSUP) holds none,
@@ -66,7 +61,7 @@ export class XattrCheck {
       }
       return null;
     }
-    if (!xattrReachable(p)) return null;
+    if (unreachable(p)) return null;
     let found: Xattrs | null = null;
     if (this.supported) {
       try {

@@ -14,6 +14,7 @@ interface XattrLibrary {
   listAttributesSync(path: string): string[];
   getAttributeSync(path: string, name: string): Buffer | null;
   setAttributeSync(path: string, name: string, value: Uint8Array): void;
+  removeAttributeSync(path: string, name: string): void;
 }
 
 let library: XattrLibrary | null | undefined;
@@ -63,9 +64,9 @@ export function isUnsupported(code: string): boolean {
   return code === 'ENOTSUP';
 }
 
-/** Not reachable by the library: the path is not valid UTF-8. */
+/** Not reachable by the library: the path is not valid UTF-8 (its bytes are not a string). */
 export function unreachable(p: string): boolean {
-  return mayBeLossy(p);
+  return !p.isWellFormed() || mayBeLossy(p);
 }
 
 /**
@@ -179,17 +180,10 @@ export class XattrCopy {
     }
   }
 
-  /**
-   * Writes `x` on the destination entry; what was written, or null. `only` leaves names out
-   * (a directory's default ACL waits for its children).
-   */
-  write(rel: string, dst: string, x: Xattrs, skip?: (name: string) => boolean): Xattrs | null {
+  /** Writes `x` on the destination entry; what was written, or null. */
+  write(rel: string, dst: string, x: Xattrs): Xattrs | null {
     if (!this.destinationHas) return null;
-    let todo = x;
-    if (skip) {
-      todo = {};
-      for (const k of Object.keys(x)) if (!skip(k)) todo[k] = x[k]!;
-    }
+    const todo = x;
     if (unreachable(dst)) {
       this.warnings.warn(rel, 'extended attributes not kept: the name is not valid UTF-8');
       return null;
@@ -223,9 +217,17 @@ export class XattrCopy {
     }
   }
 
-  /** Whether the destination still takes attributes (none refused with ENOTSUP). */
-  get writable(): boolean {
-    return this.destinationHas;
+  /**
+   * A new, still empty directory's attributes: all written (so the destination says now
+   * whether it keeps them), then its default ACL taken off again until its children are
+   * written (they would inherit it). What the directory holds once finished.
+   */
+  writeDir(rel: string, dst: string, x: Xattrs): { recorded: Xattrs | null; later: Xattrs | null } {
+    const set = this.write(rel, dst, x);
+    const acl = set?.[DEFAULT_ACL];
+    if (acl === undefined) return { recorded: set, later: null };
+    this.lib.removeAttributeSync(dst, DEFAULT_ACL);
+    return { recorded: set, later: { [DEFAULT_ACL]: acl } };
   }
 
   /** At the end of the run: entries whose attributes could not be read, told once. */
