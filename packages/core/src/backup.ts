@@ -74,7 +74,7 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
       control.failWith(journalFailure(set, p, err)),
     );
     partial = p;
-    const xattrs = XattrCopy.open(o.xattrs, report);
+    const xattrs = XattrCopy.open(o.xattrs, report, src.mode === 'async');
     const writer = new EntryWriter(src, dst, links, report, control, p.dir, xattrs);
     const walk = new Walk(
       o.sourceRoot,

@@ -30,17 +30,6 @@ export class EntryWriter {
     private readonly xattrs: XattrCopy | null,
   ) {}
 
-  /** The source entry's attributes written on the new destination entry; what was written. */
-  private copyXattrs(rel: string, src: string, dst: string): Xattrs | null | Error {
-    const x = this.xattrs?.read(rel, src);
-    if (!x) return null;
-    try {
-      return this.xattrs!.write(rel, dst, x);
-    } catch (e) {
-      return e as Error;
-    }
-  }
-
   /** The entry `entryOf` makes, with the attributes copied; null (the run told) on an error. */
   private finishEntry(
     rel: string,
@@ -49,13 +38,19 @@ export class EntryWriter {
     name: string,
     m: Meta,
     data: string,
-  ): ManifestEntry | null {
-    const x = this.copyXattrs(rel, src, dst);
-    if (x instanceof Error) {
-      this.control.fail(x, rel);
-      return null;
-    }
-    return entryOf(name, m, data, undefined, x);
+    cb: (rec: ManifestEntry | null) => void,
+  ): void {
+    if (!this.xattrs) return cb(entryOf(name, m, data));
+    this.xattrs.read(rel, src, (x) => {
+      let set: Xattrs | null = null;
+      try {
+        if (x) set = this.xattrs!.write(rel, dst, x);
+      } catch (e) {
+        this.control.fail(e as NodeJS.ErrnoException, rel);
+        return cb(null);
+      }
+      cb(entryOf(name, m, data, undefined, set));
+    });
   }
 
   /** Writes a new copy of a file, symlink or FIFO; `cb(null)` when it was given up with a warning. */
@@ -107,7 +102,7 @@ export class EntryWriter {
               return cb(null);
             }
             this.report.count('f', m.size, 'copied', res!.bytes);
-            cb(this.finishEntry(rel, src, dst, name, { ...m, size: res!.bytes }, res!.digest));
+            this.finishEntry(rel, src, dst, name, { ...m, size: res!.bytes }, res!.digest, cb);
           },
         );
       });
@@ -119,7 +114,7 @@ export class EntryWriter {
           this.setMeta(rel, dst, m, true, (e) => {
             if (e) return (this.control.fail(e), cb(null));
             this.report.count(m.kind!, m.size, 'copied');
-            cb(this.finishEntry(rel, src, dst, name, m, target));
+            this.finishEntry(rel, src, dst, name, m, target, cb);
           });
         });
       });
@@ -134,7 +129,7 @@ export class EntryWriter {
         this.setMeta(rel, dst, m, false, (e) => {
           if (e) return (this.control.fail(e), cb(null));
           this.report.count(m.kind!, m.size, 'copied');
-          cb(this.finishEntry(rel, src, dst, name, m, ''));
+          this.finishEntry(rel, src, dst, name, m, '', cb);
         });
       });
     });
@@ -252,18 +247,18 @@ export class EntryWriter {
    * be inherited by the copies written into it: that one waits for `dirMeta` (`later`).
    * `recorded` is what the manifest says the directory holds once it is finished.
    */
-  dirXattrs(
-    rel: string,
-    src: string,
-    dst: string,
-  ): { recorded: Xattrs | null; later: Xattrs | null } | Error {
-    const x = this.xattrs?.read(rel, src);
-    if (!x) return { recorded: null, later: null };
-    try {
-      return this.xattrs!.writeDir(rel, dst, x);
-    } catch (e) {
-      return e as Error;
-    }
+  dirXattrs(rel: string, src: string, dst: string, cb: (x: DirXattrs | Error) => void): void {
+    if (!this.xattrs) return cb(NO_XATTRS);
+    this.xattrs.read(rel, src, (x) => {
+      if (!x) return cb(NO_XATTRS);
+      let out: DirXattrs;
+      try {
+        out = this.xattrs!.writeDir(rel, dst, x);
+      } catch (e) {
+        return cb(e as Error);
+      }
+      cb(out);
+    });
   }
 
   /** Owner, mode and times of a directory, once its children are written; then `later`. */
@@ -299,3 +294,11 @@ export class EntryWriter {
 }
 
 function noop(): void {}
+
+/** A new directory's attributes: what its entry records, and what is written after its children. */
+export interface DirXattrs {
+  recorded: Xattrs | null;
+  later: Xattrs | null;
+}
+
+const NO_XATTRS: DirXattrs = { recorded: null, later: null };

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { entryOf, sameInodeState, toMeta, unchanged, type Meta } from './change.js';
 import type { BaseSnapshot } from './base-snapshot.js';
-import type { EntryWriter } from './entry-writer.js';
+import type { DirXattrs, EntryWriter } from './entry-writer.js';
 import { hashFile } from './digest.js';
 import { asyncOps, CHUNK, readdirSync, syncOps, type FsOps } from './fs-ops.js';
 import type { InFlight, Job } from './inflight.js';
@@ -35,12 +35,10 @@ interface DirNode {
 }
 
 /**
- * The walk of the source: each directory's listing joined with the previous manifest's entries
- * and the journal's (what an interrupted run already wrote), sub-directories first and each
- * directory's other entries in a lane served in turn with the others; for each entry the
- * decision (resumed, a second name of an inode, unchanged and linked, or copied), carried out
- * by the entry writer; a directory's metadata applied once all its children are written, and
- * its entries journaled as they are recorded.
+ * The walk of the source: each listing joined with the previous manifest and the journal (what
+ * an interrupted run wrote), sub-directories first, other entries in lanes served in turn; per
+ * entry the decision (resumed, a second name of an inode, unchanged and linked, or copied),
+ * carried out by the entry writer; a directory's metadata once its children are written.
  */
 export class Walk {
   /** The source's root was walked to the end and its metadata applied. */
@@ -89,7 +87,9 @@ export class Walk {
       existed,
       later: null,
     };
-    const x = this.writer.dirXattrs('', root.src, root.dst);
+    const x = await new Promise<DirXattrs | Error>((r) =>
+      this.writer.dirXattrs('', root.src, root.dst, r),
+    );
     if (x instanceof Error) throw x;
     root.later = x.later;
     this.rootRecord = entryOf('', root.meta, '', undefined, x.recorded);
@@ -239,16 +239,16 @@ export class Walk {
       existed: false,
       later: null,
     };
-    const created = (): void => {
-      const x = this.writer.dirXattrs(rel, src, dst);
-      if (x instanceof Error) return this.failed(x, rel, dir, done);
-      child.later = x.later;
-      dir.records.push(entryOf(name, m, '', undefined, x.recorded));
-      this.report.files++;
-      this.recorded(dir);
-      this.pool.defer((d) => this.listDir(child, d));
-      done();
-    };
+    const created = (): void =>
+      this.writer.dirXattrs(rel, src, dst, (x) => {
+        if (x instanceof Error) return this.failed(x, rel, dir, done);
+        child.later = x.later;
+        dir.records.push(entryOf(name, m, '', undefined, x.recorded));
+        this.report.files++;
+        this.recorded(dir);
+        this.pool.defer((d) => this.listDir(child, d));
+        done();
+      });
     this.writer.makeDir(dst, (err, existed) => {
       if (err) return this.failed(err, rel, dir, done);
       child.existed = existed;

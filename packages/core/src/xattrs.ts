@@ -15,6 +15,8 @@ interface XattrLibrary {
   getAttributeSync(path: string, name: string): Buffer | null;
   setAttributeSync(path: string, name: string, value: Uint8Array): void;
   removeAttributeSync(path: string, name: string): void;
+  listAttributes(path: string): Promise<string[]>;
+  getAttribute(path: string, name: string): Promise<Buffer | null>;
 }
 
 let library: XattrLibrary | null | undefined;
@@ -88,6 +90,23 @@ export function readXattrs(lib: XattrLibrary, p: string): Xattrs | null {
   return any ? out : null;
 }
 
+/** `readXattrs` off the main thread (libuv's pool), for a side on a network file system. */
+export async function readXattrsAsync(lib: XattrLibrary, p: string): Promise<Xattrs | null> {
+  const names = await lib.listAttributes(p);
+  if (names.length === 0) return null;
+  names.sort();
+  const values = await Promise.all(names.map((n) => lib.getAttribute(p, n)));
+  const out: Xattrs = {};
+  let any = false;
+  names.forEach((n, i) => {
+    const v = values[i];
+    if (v === null || v === undefined) return;
+    out[n] = v.toString('base64');
+    any = true;
+  });
+  return any ? out : null;
+}
+
 /**
  * Sets each attribute on `p`; returns the ones set (null if none) and the names refused one by
  * one (EPERM: `security.*` and `trusted.*` need root). Throws for anything else, with its errno
@@ -143,10 +162,12 @@ export class XattrCopy {
   private constructor(
     private readonly lib: XattrLibrary,
     private readonly warnings: XattrWarnings,
+    /** The source is on a network file system: its reads go through the pool. */
+    private readonly sourceAsync: boolean,
   ) {}
 
   /** The run's attribute copier; null (with one warning) where the library is missing. */
-  static open(enabled: boolean, warnings: XattrWarnings): XattrCopy | null {
+  static open(enabled: boolean, warnings: XattrWarnings, sourceAsync = false): XattrCopy | null {
     if (!enabled) return null;
     const lib = xattrLibrary();
     if (!lib) {
@@ -156,28 +177,46 @@ export class XattrCopy {
       );
       return null;
     }
-    return new XattrCopy(lib, warnings);
+    return new XattrCopy(lib, warnings, sourceAsync);
   }
 
-  /** The source entry's attributes, or null. */
-  read(rel: string, src: string): Xattrs | null {
-    if (!this.sourceHas) return null;
+  /**
+   * The source entry's attributes, or null: at once on a local disk (where a call costs
+   * microseconds), through the pool on a network file system (where it waits on the server).
+   */
+  read(rel: string, src: string, cb: (x: Xattrs | null) => void): void {
+    if (!this.sourceHas) return cb(null);
     if (unreachable(src)) {
       if (this.unreadable++ === 0) this.firstUnreadable = rel;
-      return null;
+      return cb(null);
     }
+    if (this.sourceAsync) {
+      return void readXattrsAsync(this.lib, src).then(
+        (x) => cb(this.seen(x)),
+        (e: unknown) => cb(this.unread(rel, e)),
+      );
+    }
+    let x: Xattrs | null;
     try {
-      const x = readXattrs(this.lib, src);
-      if (x) this.sourceSeen = true;
-      return x;
+      x = this.seen(readXattrs(this.lib, src));
     } catch (e) {
-      const code = xattrErrno(e);
-      if (isUnsupported(code)) this.sourceHas = false;
-      else if (code !== 'ENOENT') {
-        this.warnings.warn(rel, `extended attributes not read: ${(e as Error).message}`);
-      }
-      return null;
+      x = this.unread(rel, e);
     }
+    cb(x);
+  }
+
+  private seen(x: Xattrs | null): Xattrs | null {
+    if (x) this.sourceSeen = true;
+    return x;
+  }
+
+  private unread(rel: string, e: unknown): null {
+    const code = xattrErrno(e);
+    if (isUnsupported(code)) this.sourceHas = false;
+    else if (code !== 'ENOENT') {
+      this.warnings.warn(rel, `extended attributes not read: ${(e as Error).message}`);
+    }
+    return null;
   }
 
   /** Writes `x` on the destination entry; what was written, or null. */
