@@ -34,6 +34,30 @@ interface DirNode {
   later: Xattrs | null;
 }
 
+/** A directory about to be made, with its listing's count still to come. */
+function dirNode(
+  rel: string,
+  src: string,
+  dst: string,
+  meta: Meta,
+  parent: DirNode | null,
+): DirNode {
+  return {
+    rel,
+    src,
+    dst,
+    meta,
+    parent,
+    waiting: 1,
+    pending: 1,
+    records: [],
+    prev: null,
+    resumed: null,
+    existed: false,
+    later: null,
+  };
+}
+
 /**
  * The walk of the source: each listing joined with the previous manifest and the journal (what
  * an interrupted run wrote), sub-directories first, other entries in lanes served in turn; per
@@ -73,20 +97,8 @@ export class Walk {
     if (partial.journalStart > 0)
       this.resumeIndex = await ManifestIndex.openJournal(this.journalPath);
     const rootStat = fs.lstatSync(this.sourceRoot, { bigint: true });
-    const root: DirNode = {
-      rel: '',
-      src: this.sourceRoot,
-      dst: partial.dir,
-      meta: toMeta(rootStat),
-      parent: null,
-      waiting: 1,
-      pending: 1,
-      records: [],
-      prev: null,
-      resumed: null,
-      existed,
-      later: null,
-    };
+    const root = dirNode('', this.sourceRoot, partial.dir, toMeta(rootStat), null);
+    root.existed = existed;
     const x = await new Promise<DirXattrs | Error>((r) =>
       this.writer.dirXattrs('', root.src, root.dst, r),
     );
@@ -225,21 +237,10 @@ export class Walk {
     m: Meta,
     done: () => void,
   ): void {
-    const child: DirNode = {
-      rel,
-      src,
-      dst,
-      meta: m,
-      parent: dir,
-      waiting: 1,
-      pending: 1,
-      records: [],
-      prev: null,
-      resumed: null,
-      existed: false,
-      later: null,
-    };
-    const created = (): void =>
+    const child = dirNode(rel, src, dst, m, dir);
+    this.writer.makeDir(dst, (err, existed) => {
+      if (err) return this.failed(err, rel, dir, done);
+      child.existed = existed;
       this.writer.dirXattrs(rel, src, dst, (x) => {
         if (x instanceof Error) return this.failed(x, rel, dir, done);
         child.later = x.later;
@@ -249,10 +250,6 @@ export class Walk {
         this.pool.defer((d) => this.listDir(child, d));
         done();
       });
-    this.writer.makeDir(dst, (err, existed) => {
-      if (err) return this.failed(err, rel, dir, done);
-      child.existed = existed;
-      created();
     });
   }
 

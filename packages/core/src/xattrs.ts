@@ -1,5 +1,4 @@
 import { createRequire } from 'node:module';
-import { mayBeLossy } from './names.js';
 
 /**
  * Extended attributes, POSIX ACLs among them (`system.posix_acl_access`, `..._default`), and
@@ -66,9 +65,12 @@ export function isUnsupported(code: string): boolean {
   return code === 'ENOTSUP';
 }
 
-/** Not reachable by the library: the path is not valid UTF-8 (its bytes are not a string). */
+/**
+ * Not reachable by the library: a path whose bytes are not UTF-8 (a surrogateescape string,
+ * the same rule as `fsPath`). A real U+FFFD in a name is valid UTF-8 and reachable.
+ */
 export function unreachable(p: string): boolean {
-  return !p.isWellFormed() || mayBeLossy(p);
+  return !p.isWellFormed();
 }
 
 /**
@@ -77,34 +79,27 @@ export function unreachable(p: string): boolean {
  */
 export function readXattrs(lib: XattrLibrary, p: string): Xattrs | null {
   const names = lib.listAttributesSync(p);
-  if (names.length === 0) return null;
-  names.sort();
-  const out: Xattrs = {};
-  let any = false;
-  for (const name of names) {
-    const v = lib.getAttributeSync(p, name);
-    if (v === null) continue; // removed between the list and the read
-    out[name] = v.toString('base64');
-    any = true;
-  }
-  return any ? out : null;
+  return toXattrs(
+    names,
+    names.map((n) => lib.getAttributeSync(p, n)),
+  );
 }
 
 /** `readXattrs` off the main thread (libuv's pool), for a side on a network file system. */
 export async function readXattrsAsync(lib: XattrLibrary, p: string): Promise<Xattrs | null> {
   const names = await lib.listAttributes(p);
-  if (names.length === 0) return null;
-  names.sort();
-  const values = await Promise.all(names.map((n) => lib.getAttribute(p, n)));
-  const out: Xattrs = {};
-  let any = false;
-  names.forEach((n, i) => {
+  return toXattrs(names, await Promise.all(names.map((n) => lib.getAttribute(p, n))));
+}
+
+/** Names and their values (null: removed between the list and the read) as a sorted set. */
+function toXattrs(names: string[], values: Array<Buffer | null>): Xattrs | null {
+  const order = names.map((_, i) => i).sort((i, j) => (names[i]! < names[j]! ? -1 : 1));
+  let out: Xattrs | null = null;
+  for (const i of order) {
     const v = values[i];
-    if (v === null || v === undefined) return;
-    out[n] = v.toString('base64');
-    any = true;
-  });
-  return any ? out : null;
+    if (v) (out ??= {})[names[i]!] = v.toString('base64');
+  }
+  return out;
 }
 
 /**
@@ -222,13 +217,12 @@ export class XattrCopy {
   /** Writes `x` on the destination entry; what was written, or null. */
   write(rel: string, dst: string, x: Xattrs): Xattrs | null {
     if (!this.destinationHas) return null;
-    const todo = x;
     if (unreachable(dst)) {
       this.warnings.warn(rel, 'extended attributes not kept: the name is not valid UTF-8');
       return null;
     }
     try {
-      const { set, refused } = writeXattrs(this.lib, dst, todo);
+      const { set, refused } = writeXattrs(this.lib, dst, x);
       if (refused.length > 0) {
         this.warnings.warn(
           rel,
