@@ -9,13 +9,11 @@ trap 'rm -rf "$work"' EXIT
 npm pack -w efs-backup --pack-destination "$work" --silent >/dev/null
 tarball="$(ls "$work"/efs-backup-*.tgz)"
 
-mkdir "$work/app"
-cd "$work/app"
-npm init -y >/dev/null
-# npm runs a dependency's install script only when approved: better-sqlite3 builds its addon.
-npm pkg set allowScripts.better-sqlite3=true --json
-npm install --no-audit --no-fund --silent "$tarball"
-bin="$work/app/node_modules/.bin/efs-backup"
+# `npm install -g`, as a user installs it, into a prefix of its own (not the system's). npm runs a
+# dependency's install script only when approved: better-sqlite3 builds its addon.
+npm install -g --prefix "$work/prefix" --allow-scripts=better-sqlite3 \
+  --no-audit --no-fund --silent "$tarball"
+bin="$work/prefix/bin/efs-backup"
 
 cd "$work"  # anywhere but the repository
 mkdir -p src/dir dst
@@ -29,4 +27,26 @@ if [ -n "$(rsync -aHcn --delete --itemize-changes src/ restored/)" ]; then
   exit 1
 fi
 "$bin" history --destination dst >/dev/null
-echo "install check: the packed CLI installs, backs up and restores ($(basename "$tarball"))"
+
+# The daemon: a job due every second; once its first snapshot is there, SIGTERM stops it (exit 0).
+cat >efs-backup.yaml <<'YAML'
+jobs:
+  - name: every-second
+    source: src
+    destination: dst
+    label: daemon
+    schedule: '* * * * * *'
+YAML
+"$bin" run --config efs-backup.yaml >run.log 2>&1 &
+daemon=$!
+for _ in $(seq 1 300); do
+  [ -e dst/daemon/latest ] && break
+  sleep 0.1
+done
+kill -TERM "$daemon"
+if ! wait "$daemon" || [ ! -e dst/daemon/latest ]; then
+  echo "install check: efs-backup run did not back up and stop on SIGTERM" >&2
+  cat run.log >&2
+  exit 1
+fi
+echo "install check: the packed CLI installs (-g), backs up, restores and runs its schedule ($(basename "$tarball"))"
