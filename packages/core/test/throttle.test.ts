@@ -1,0 +1,139 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { asyncOps, syncOps } from '../src/fs-ops.js';
+import { Throttle, throttled, type Clock } from '../src/throttle.js';
+
+/** A clock the test moves by hand; timers fire when it passes them. */
+class FakeClock implements Clock {
+  t = 0;
+  private timers: Array<{ at: number; f: () => void }> = [];
+  now(): number {
+    return this.t;
+  }
+  setTimeout(f: () => void, ms: number): void {
+    this.timers.push({ at: this.t + ms, f });
+  }
+  /** Moves time on in 1 ms steps, firing the timers that come due. */
+  advance(ms: number): void {
+    const end = this.t + ms;
+    while (this.t < end) {
+      this.t++;
+      const due = this.timers.filter((x) => x.at <= this.t);
+      this.timers = this.timers.filter((x) => x.at > this.t);
+      for (const d of due) d.f();
+    }
+  }
+}
+
+describe('Throttle', () => {
+  it('lets calls through at once while the budget lasts, then at the rate', () => {
+    const clock = new FakeClock();
+    const t = new Throttle({ callsPerSecond: 100 }, clock);
+    let ran = 0;
+    for (let i = 0; i < 1000; i++) t.take(0, () => ran++);
+    // A bucket holds a tenth of a second: 10 calls now, the rest at 100 a second.
+    expect(ran).toBe(10);
+    clock.advance(1000);
+    expect(ran).toBeGreaterThanOrEqual(109);
+    expect(ran).toBeLessThanOrEqual(111);
+    clock.advance(9000);
+    expect(ran).toBe(1000);
+  });
+
+  it('never lets more than the limit and a tenth of a second through in any second', () => {
+    const clock = new FakeClock();
+    const rate = 20 * 1024 * 1024;
+    const t = new Throttle({ bytesPerSecond: rate }, clock);
+    const starts: Array<{ at: number; bytes: number }> = [];
+    // 64 reads in flight at once, each of 1 MiB, each taking 5 ms, each followed by another.
+    const chunk = 1024 * 1024;
+    let left = 400;
+    const read = (): void => {
+      if (left-- <= 0) return;
+      t.take(chunk, () => {
+        starts.push({ at: clock.now(), bytes: chunk });
+        clock.setTimeout(read, 5);
+      });
+    };
+    for (let i = 0; i < 64; i++) read();
+    clock.advance(30_000);
+    expect(starts.length).toBe(400);
+    const took = starts[starts.length - 1].at / 1000;
+    // 400 MiB at 20 MiB/s: 20 s, less the first tenth of a second's burst.
+    expect(took).toBeGreaterThan(19.5);
+    expect(took).toBeLessThan(20.5);
+    for (let from = 0; from < starts[starts.length - 1].at; from += 100) {
+      const inSecond = starts
+        .filter((s) => s.at >= from && s.at < from + 1000)
+        .reduce((n, s) => n + s.bytes, 0);
+      expect(inSecond).toBeLessThanOrEqual(rate * 1.1 + chunk);
+    }
+  });
+
+  it('gives back what a short read did not use', () => {
+    const clock = new FakeClock();
+    const t = new Throttle({ bytesPerSecond: 1000 }, clock);
+    let ran = 0;
+    t.take(100, () => ran++); // the whole bucket (a tenth of 1000)
+    t.take(100, () => ran++);
+    expect(ran).toBe(1);
+    t.refund(100); // the first read found end of file at once: the second may go
+    expect(ran).toBe(2);
+    t.take(0, () => ran++); // a call that reads nothing is not held by the byte budget
+    expect(ran).toBe(3);
+  });
+
+  it('serves waiting calls in order, and a new limit at once', () => {
+    const clock = new FakeClock();
+    const t = new Throttle({ callsPerSecond: 10 }, clock);
+    const order: number[] = [];
+    for (let i = 0; i < 20; i++) t.take(0, () => order.push(i));
+    expect(order).toEqual([0]);
+    t.setLimits({ callsPerSecond: 1000 });
+    clock.advance(100);
+    expect(order).toEqual([...Array(20).keys()]);
+    t.setLimits({});
+    expect(t.limited).toBe(false);
+  });
+
+  it('costs nothing where no limit is set: the calls are the ones given', () => {
+    expect(throttled(asyncOps, new Throttle({}))).toBe(asyncOps);
+    expect(throttled(syncOps, null)).toBe(syncOps);
+  });
+
+  it('wraps real calls, both kinds, and reads what the file holds', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efs-throttle-'));
+    try {
+      const file = path.join(dir, 'f');
+      fs.writeFileSync(file, Buffer.alloc(300_000, 7));
+      for (const ops of [syncOps, asyncOps]) {
+        const t = new Throttle({ bytesPerSecond: 1_000_000, callsPerSecond: 1000 });
+        const io = throttled(ops, t);
+        expect(io.mode).toBe(ops.mode);
+        const started = performance.now();
+        const total = await new Promise<number>((resolve, reject) => {
+          io.open(file, fs.constants.O_RDONLY, 0, (err, fd) => {
+            if (err) return reject(err);
+            const buf = Buffer.alloc(65536);
+            let got = 0;
+            const next = (): void =>
+              io.read(fd, buf, buf.length, got, (e, n) => {
+                if (e) return reject(e);
+                if (n === 0) return io.close(fd, () => resolve(got));
+                got += n;
+                next();
+              });
+            next();
+          });
+        });
+        expect(total).toBe(300_000);
+        // 300 kB at 1 MB/s, the first 100 kB from the full bucket: at least 0.15 s.
+        expect(performance.now() - started).toBeGreaterThan(150);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
