@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import {
-  BackupSet,
   DEFAULTS,
+  existingSet,
   diffManifests,
   listPath,
   openSnapshot,
@@ -10,7 +10,6 @@ import {
   formatBytes,
   shown,
 } from '@efs-backup/core';
-import path from 'node:path';
 
 const TYPE_CHAR: Record<ManifestEntry['kind'], string> = { f: '-', d: 'd', l: 'l', p: 'p' };
 
@@ -46,7 +45,7 @@ export function addBrowseCommands(program: Command, setExit: (code: number) => v
         p: string,
         o: { destination: string; snapshot: string; label: string; json?: boolean },
       ) => {
-        const { index } = await openSnapshot(path.resolve(o.destination), o.label, o.snapshot);
+        const { index } = await openSnapshot(o.destination, o.label, o.snapshot);
         try {
           const entries = listPath(index, p);
           if (o.json) {
@@ -76,7 +75,7 @@ export function addBrowseCommands(program: Command, setExit: (code: number) => v
     .option('--json', 'print the differences as JSON')
     .action(
       async (a: string, b: string, o: { destination: string; label: string; json?: boolean }) => {
-        const dest = path.resolve(o.destination);
+        const dest = o.destination;
         const A = await openSnapshot(dest, o.label, a);
         const B = await openSnapshot(dest, o.label, b);
         try {
@@ -115,7 +114,7 @@ export async function printPathHistory(
   o: { destination: string; label: string; json?: boolean },
   p: string,
 ): Promise<number> {
-  const set = new BackupSet(path.resolve(o.destination), o.label);
+  const set = existingSet(o.destination, o.label);
   const versions = await pathHistory(set, p);
   if (o.json) {
     process.stdout.write(JSON.stringify(versions, null, 2) + '\n');

@@ -1,10 +1,9 @@
 import type { BackupCommandOptions } from './service-commands.js';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import {
-  BackupSet,
-  checkLabel,
   DEFAULTS,
   EfsBackupError,
+  existingSet,
   readHeader,
   type BackupStatus,
   formatBytes,
@@ -31,9 +30,13 @@ import {
 /** Exit codes (DESIGN.md): 0 success, 1 ended but not Success, 2 bad input, 3 failed. */
 export { EXIT } from './output.js';
 
+/**
+ * A record's exit code, as the same situation gets it without a record: `Skipped` is a set
+ * another run holds (the command-line backup's LOCKED), 3 as `Failed`.
+ */
 export function exitCodeFor(status: BackupStatus | RunStatus): number {
   if (status === 'Success') return EXIT.ok;
-  if (status === 'Failed') return EXIT.failed;
+  if (status === 'Failed' || status === 'Skipped') return EXIT.failed;
   return EXIT.notSuccess;
 }
 
@@ -127,10 +130,7 @@ async function listSnapshots(o: {
   label: string;
   json?: boolean;
 }): Promise<number> {
-  checkLabel(o.label);
-  if (!fs.existsSync(o.destination))
-    throw new EfsBackupError('BAD_INPUT', `destination ${o.destination} does not exist`);
-  const set = new BackupSet(path.resolve(o.destination), o.label);
+  const set = existingSet(o.destination, o.label);
   let latest = '';
   try {
     latest = path.basename(fs.readlinkSync(set.latestLink));
@@ -247,22 +247,50 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (e) {
-    code = exitFor(e);
+    const failure = failureOf(e);
+    code = failure.exitCode;
+    // With --json every outcome is a JSON object on stdout: a failure without a record too.
+    if (failure.exitCode !== EXIT.ok && wantsJson(argv))
+      process.stdout.write(JSON.stringify({ error: failure }, null, 2) + '\n');
   }
   process.exitCode = code;
 }
 
-function exitFor(e: unknown): number {
+/** --json among the arguments (before a `--` that ends the options). */
+function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+/** What --json prints for a command that ended without its result (README, "--json"). */
+export interface CliFailure {
+  /** `BAD_INPUT` (exit 2), `LOCKED` or `FAILED` (exit 3). */
+  code: 'BAD_INPUT' | 'LOCKED' | 'FAILED';
+  message: string;
+  exitCode: number;
+  /** A configuration's problems, one per line of the message. */
+  problems?: string[];
+}
+
+/** The error's answer: its exit code and message; the message is said on stderr. */
+function failureOf(e: unknown): CliFailure {
   if (e instanceof CommanderError) {
     // Commander has printed its message already.
-    return e.exitCode === 0 ? EXIT.ok : EXIT.badInput;
+    const exitCode = e.exitCode === 0 ? EXIT.ok : EXIT.badInput;
+    return { code: 'BAD_INPUT', message: e.message.replace(/^error: /, ''), exitCode };
   }
   if (e instanceof EfsBackupError) {
     process.stderr.write(`efs-backup: ${e.message}\n`);
-    return e.code === 'BAD_INPUT' ? EXIT.badInput : EXIT.failed;
+    const problems = (e as { problems?: unknown }).problems;
+    return {
+      code: e.code,
+      message: e.message,
+      exitCode: e.code === 'BAD_INPUT' ? EXIT.badInput : EXIT.failed,
+      ...(Array.isArray(problems) ? { problems: problems as string[] } : {}),
+    };
   }
   const message = e instanceof Error ? e.message : String(e);
   process.stderr.write(`efs-backup: ${message}\n`);
   if (process.env.EFS_BACKUP_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
-  return EXIT.failed;
+  return { code: 'FAILED', message, exitCode: EXIT.failed };
 }

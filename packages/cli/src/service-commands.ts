@@ -5,6 +5,7 @@
 import {
   badInput,
   DEFAULTS,
+  existingSet,
   type BackupProgress,
   type BackupWarning,
   formatBytes,
@@ -71,18 +72,26 @@ const JOB_CONFLICTS = [
   'window',
 ] as const;
 
+const JOB_SETTINGS = "the job's settings come from the configuration file";
+
+/**
+ * Options that another one given replaces are refused, never silently ignored: every command
+ * says the same of the same pair.
+ */
+function refuseGiven(cmd: Command, names: readonly string[], by: string, why: string): void {
+  for (const name of names) {
+    if (cmd.getOptionValueSource(name) === 'cli')
+      throw badInput(`--${name} cannot be given with ${by}: ${why}`);
+  }
+}
+
 /**
  * Checks `backup`'s options: either --job (from the configuration) or --source and
  * --destination. Throws BAD_INPUT naming the option.
  */
 export function checkBackupOptions<T extends BackupCommandOptions>(o: T, cmd: Command): T {
   if (o.job !== undefined) {
-    for (const name of JOB_CONFLICTS) {
-      if (cmd.getOptionValueSource(name) === 'cli')
-        throw badInput(
-          `--${name} cannot be given with --job: the job's settings come from the configuration file`,
-        );
-    }
+    refuseGiven(cmd, JOB_CONFLICTS, '--job', JOB_SETTINGS);
     return o;
   }
   if (o.config !== undefined) throw badInput('--config is used with --job NAME');
@@ -269,8 +278,7 @@ async function listRuns(o: HistoryOptions): Promise<RunRecord[]> {
     for (const j of jobs)
       sources.push({ file: recordsFileFor(config, j), job: j.name, label: j.label });
   } else {
-    if (!fs.existsSync(o.destination))
-      throw badInput(`destination ${o.destination} does not exist (is it mounted?)`);
+    existingSet(o.destination, o.label);
     const destination = fs.realpathSync(o.destination);
     sources.push({ file: defaultRecordsFile(destination, o.label), job: null, label: o.label });
   }
@@ -419,8 +427,7 @@ async function printStatus(o: StatusOptions): Promise<number> {
   const jobs: JobStatusRow[] = [];
   let config: Config | null = null;
   if (o.destination !== undefined) {
-    if (!fs.existsSync(o.destination))
-      throw badInput(`destination ${o.destination} does not exist (is it mounted?)`);
+    existingSet(o.destination, o.label);
     const destination = fs.realpathSync(o.destination);
     sets.set(path.join(destination, o.label), { destination, label: o.label });
   } else {
@@ -546,13 +553,22 @@ export function addServiceCommands(program: Command, setExit: (code: number) => 
     .option('--config <file>', `the configuration file (default: ${DEFAULT_CONFIG_FILE})`)
     .option('--limit <n>', 'the newest n runs only', positive('limit'))
     .option('--json', 'print JSON')
-    .action(async (p: string | undefined, o: HistoryOptions) => {
+    .action(async (p: string | undefined, o: HistoryOptions, cmd: Command) => {
       if (p !== undefined) {
+        refuseGiven(
+          cmd,
+          ['job', 'config', 'limit'],
+          'a path',
+          "a path's versions are read from the snapshots on --destination",
+        );
         if (o.destination === undefined)
           throw badInput("required option '--destination <path>' not specified");
         setExit(await printPathHistory({ ...o, destination: o.destination }, p));
         return;
       }
+      if (o.job !== undefined) refuseGiven(cmd, ['destination', 'label'], '--job', JOB_SETTINGS);
+      else if (o.config !== undefined)
+        refuseGiven(cmd, ['destination', 'label'], '--config', 'the configuration names the sets');
       setExit(await printHistory(o));
     });
 
@@ -563,5 +579,9 @@ export function addServiceCommands(program: Command, setExit: (code: number) => 
     .option('--destination <path>', 'one backup set instead: the file system that holds it')
     .option('--label <name>', 'the backup set folder on the destination', DEFAULTS.label)
     .option('--json', 'print JSON')
-    .action(async (o: StatusOptions) => setExit(await printStatus(o)));
+    .action(async (o: StatusOptions, cmd: Command) => {
+      if (o.config !== undefined)
+        refuseGiven(cmd, ['destination', 'label'], '--config', 'the configuration names the sets');
+      setExit(await printStatus(o));
+    });
 }

@@ -25,6 +25,7 @@ import {
   fingerprint,
   leaveSocket,
   liveProcess,
+  plantLock,
   requireBuild,
   type CliResult,
 } from './helpers.js';
@@ -501,15 +502,26 @@ describe('snapshots', () => {
     expect(text2[2]).toMatch(/^daily\.0\s/);
   });
 
-  it('an empty destination has no snapshots (exit 0, [] as JSON) and is left empty', () => {
+  it('an empty destination holds no backup set: exit 2, as verify says it (one-answer.test.ts); left empty', () => {
     const { dst } = setup();
+    const text = cli(['snapshots', '--destination', dst]);
+    expect(text.status).toBe(2);
+    expectOneLineError(
+      text,
+      /^efs-backup: no backup set efs-backup on \S+ \(it holds no folder\)$/,
+    );
+    expect(fs.readdirSync(dst)).toEqual([]);
+  });
+
+  it('a set without a complete snapshot yet lists none (exit 0, [] as JSON)', () => {
+    const { dst } = setup();
+    fs.mkdirSync(path.join(dst, 'efs-backup', '.efs-backup'), { recursive: true });
     const text = cli(['snapshots', '--destination', dst]);
     expect(text.status).toBe(0);
     expect(text.stdout).toMatch(/^no snapshots in /);
     const json = cliJson<unknown[]>(['snapshots', '--destination', dst]);
     expect(json.result.status).toBe(0);
     expect(json.json).toEqual([]);
-    expect(fs.readdirSync(dst)).toEqual([]);
   });
 });
 
@@ -520,27 +532,6 @@ describe('the lock', () => {
   afterAll(() => {
     for (const c of children) c.kill('SIGKILL');
   });
-
-  function plantLock(
-    dst: string,
-    o: { pid: number; host?: string; heartbeatAgoMs?: number; owner?: string },
-  ): string {
-    const dataDir = path.join(dst, 'efs-backup', '.efs-backup');
-    fs.mkdirSync(dataDir, { recursive: true });
-    const beat = new Date(Date.now() - (o.heartbeatAgoMs ?? 0)).toISOString();
-    const lock = path.join(dataDir, 'lock');
-    fs.writeFileSync(
-      lock,
-      JSON.stringify({
-        owner: o.owner ?? 'other-run-0000',
-        host: o.host ?? os.hostname(),
-        pid: o.pid,
-        startedAt: beat,
-        heartbeat: beat,
-      }) + '\n',
-    );
-    return lock;
-  }
 
   // A refused run chmods <label> to the mode it already has (BackupRun.prepareDirs runs before
   // the lock is taken), which moves only its ctime; contents, modes and owners must not change.

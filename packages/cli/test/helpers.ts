@@ -4,12 +4,16 @@
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncOptions } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-export const BIN = path.join(REPO, 'packages/cli/bin/efs-backup.cjs');
+/** The CLI under test: this checkout's build, or another (`EFS_BACKUP_BIN`, to see a test fail on it). */
+export const BIN = process.env.EFS_BACKUP_BIN
+  ? path.resolve(process.env.EFS_BACKUP_BIN)
+  : path.join(REPO, 'packages/cli/bin/efs-backup.cjs');
 
 export interface CliResult {
   status: number | null;
@@ -116,3 +120,25 @@ export const restoreArgs = (dst: string, target: string, ...extra: string[]): st
   target,
   ...extra,
 ];
+
+/** Another run's lock on the default set of `dst`, as its holder writes it. */
+export function plantLock(
+  dst: string,
+  o: { pid: number; host?: string; heartbeatAgoMs?: number; owner?: string },
+): string {
+  const dataDir = path.join(dst, 'efs-backup', '.efs-backup');
+  fs.mkdirSync(dataDir, { recursive: true });
+  const beat = new Date(Date.now() - (o.heartbeatAgoMs ?? 0)).toISOString();
+  const lock = path.join(dataDir, 'lock');
+  fs.writeFileSync(
+    lock,
+    JSON.stringify({
+      owner: o.owner ?? 'other-run-0000',
+      host: o.host ?? os.hostname(),
+      pid: o.pid,
+      startedAt: beat,
+      heartbeat: beat,
+    }) + '\n',
+  );
+  return lock;
+}

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { pointLatest } from './backup.js';
 import { hashFileSync } from './digest.js';
 import { badInput } from './errors.js';
-import { BackupSet, checkLabel, isIntervalName, readdirOrEmpty } from './layout.js';
+import { existingSet, isIntervalName, readdirOrEmpty } from './layout.js';
 import { LabelLock } from './lock.js';
 import { entryOf, toMeta } from './change.js';
 import { readXattrs, unreachable, xattrLibrary, type Xattrs } from './xattrs.js';
@@ -39,9 +39,7 @@ export interface AdoptedSnapshot {
  * The stamp is the directory's mtime (when rsync finished it), kept increasing.
  */
 export function adopt(o: AdoptOptions): AdoptedSnapshot[] {
-  checkLabel(o.label);
-  const set = new BackupSet(path.resolve(o.destination), o.label);
-  if (!fs.existsSync(set.dir)) throw badInput(`no backup set ${o.label} on ${o.destination}`);
+  const set = existingSet(o.destination, o.label);
   const old = readdirOrEmpty(set.dir)
     .map((name) => /^([A-Za-z][\w-]*)\.(\d+)$/.exec(name))
     .filter((m): m is RegExpExecArray => m !== null && isIntervalName(m[1]!))

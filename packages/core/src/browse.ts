@@ -1,7 +1,7 @@
 import { badInput } from './errors.js';
 import type { BackupSet, SnapshotRef } from './layout.js';
 import type { ManifestIndex, ManifestEntry } from './manifest.js';
-import { checkSnapshotPath, entryAt, openManifest } from './selectors.js';
+import { checkSnapshotPath, entryAt, openManifest, snapshotPathParts } from './selectors.js';
 import { sameXattrs } from './xattrs.js';
 
 /** Browsing from manifests alone: nothing here reads a snapshot's tree. */
@@ -128,9 +128,7 @@ export interface PathVersion {
 
 /** Every distinct version of a path across the set's snapshots, oldest first. */
 export async function pathHistory(set: BackupSet, p: string): Promise<PathVersion[]> {
-  const parts = p.split('/').filter((x) => x !== '' && x !== '.');
-  if (parts.includes('..')) throw badInput(`path "${p}" must not contain ".."`);
-  const rel = parts.join('/');
+  const rel = snapshotPathParts(p).join('/');
   const versions: PathVersion[] = [];
   const snapshots = set.snapshots().reverse();
   if (snapshots.length === 0) throw badInput(`no complete snapshot in ${set.dir}`);

@@ -19,6 +19,22 @@ export class EfsBackupError extends Error {
 export const badInput = (message: string): EfsBackupError =>
   new EfsBackupError('BAD_INPUT', message);
 
+/**
+ * Bad input about the value of one option (`source`, `prefix`, `destination`): the command line
+ * says `<option> <value> <problem>`, a configuration `jobs[i].<option> is "<value>", which
+ * <problem>`, so both forms give the one answer in their own words.
+ */
+export class OptionError extends EfsBackupError {
+  constructor(
+    readonly option: string,
+    readonly value: string,
+    readonly problem: string,
+  ) {
+    super('BAD_INPUT', `${option} ${value} ${problem}`);
+    this.name = 'OptionError';
+  }
+}
+
 /** A Node system error, narrowed. */
 export interface SystemError extends Error {
   code: string;

@@ -8,7 +8,7 @@ export type {
   BackupWarning,
   StartedBackup,
 } from './backup.js';
-export { EfsBackupError, badInput, isSystemError } from './errors.js';
+export { EfsBackupError, OptionError, badInput, isSystemError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export { InFlight } from './inflight.js';
 export type { Job } from './inflight.js';
@@ -19,6 +19,8 @@ export {
   isIntervalName,
   DATA_DIR,
   ensureDir,
+  existingDirectory,
+  existingSet,
   LATEST,
 } from './layout.js';
 export type { SnapshotRef } from './layout.js';

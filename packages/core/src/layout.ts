@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { badInput } from './errors.js';
+import { badInput, OptionError } from './errors.js';
 import { isStamp } from './stamp.js';
 
 /**
@@ -166,6 +166,62 @@ export function readdirOrEmpty(dir: string): string[] {
   }
 }
 
+/**
+ * A directory that must already be there (never made: a file system should be mounted there),
+ * as its real path; bad input naming `what` otherwise.
+ */
+export function existingDirectory(p: string, what: string): string {
+  let real: string;
+  try {
+    real = fs.realpathSync(path.resolve(p));
+  } catch {
+    throw new OptionError(
+      what,
+      p,
+      `does not exist${what === 'destination' ? ' (is it mounted?)' : ''}`,
+    );
+  }
+  if (!fs.statSync(real).isDirectory()) throw new OptionError(what, p, 'is not a directory');
+  return real;
+}
+
+/** Folders named when a label is not found: enough to spot a typo. */
+const FOLDERS_SHOWN = 20;
+
+/**
+ * The backup set a command reads, and every command's one answer to a wrong one: the label
+ * checked, the destination there (is it mounted?), the set's folder in it (else the folders
+ * there, from one directory read). Bad input otherwise; nothing is made.
+ */
+export function existingSet(destination: string, label: string): BackupSet {
+  checkLabel(label);
+  existingDirectory(destination, 'destination');
+  const set = new BackupSet(path.resolve(destination), label);
+  let isSet = false;
+  try {
+    isSet = fs.statSync(set.dir).isDirectory();
+  } catch {
+    /* said below */
+  }
+  if (isSet) return set;
+  let folders: string[] = [];
+  try {
+    folders = fs
+      .readdirSync(set.destination, { withFileTypes: true })
+      .filter((d) => (d.isDirectory() || d.isSymbolicLink()) && !d.name.startsWith('.'))
+      .map((d) => d.name)
+      .filter((n) => n !== 'lost+found')
+      .sort();
+  } catch {
+    /* an unreadable destination: nothing to name */
+  }
+  const there =
+    folders.length === 0
+      ? 'it holds no folder'
+      : `the folders there: ${folders.slice(0, FOLDERS_SHOWN).join(', ')}${folders.length > FOLDERS_SHOWN ? ', ...' : ''}`;
+  throw badInput(`no backup set ${label} on ${destination} (${there})`);
+}
+
 /** A plain word: letters, digits, `-` and `_`, starting with a letter; never `latest`. */
 export function isIntervalName(name: string): boolean {
   return /^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name) && name !== LATEST;
@@ -175,8 +231,9 @@ export function checkLabel(label: string): void {
   if (label.length === 0) throw badInput('label must not be empty');
   if (label.includes('/') || label.includes('\0'))
     throw badInput(`label "${label}" must not contain "/"`);
-  if (label === '.' || label === '..' || label.includes('..'))
-    throw badInput(`label "${label}" must not contain ".."`);
+  if (label === '.')
+    throw badInput('label "." is the destination itself: name a folder in it, such as efs-backup');
+  if (label.includes('..')) throw badInput(`label "${label}" must not contain ".."`);
   if (label.startsWith('.')) throw badInput(`label "${label}" must not start with "."`);
   if (Buffer.byteLength(label) > 255) throw badInput('label is longer than 255 bytes');
 }

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { badInput } from './errors.js';
-import { checkInterval, checkLabel } from './layout.js';
+import { badInput, OptionError } from './errors.js';
+import { checkInterval, checkLabel, existingDirectory } from './layout.js';
 
 export interface BackupOptions {
   /** The file system (or directory) to protect. */
@@ -95,28 +95,30 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
   if (!o.destination) throw badInput('destination is required');
   const prefix = normalizePrefix(o.prefix ?? DEFAULTS.prefix);
   const source = readableDir(o.source, 'source');
-  const sourceRoot = path.join(source, prefix);
+  const sourceRoot = prefix === '/' ? source : path.join(source, prefix);
   let rootStat: fs.Stats;
   try {
     rootStat = fs.lstatSync(sourceRoot);
   } catch {
-    throw badInput(`prefix ${prefix} does not exist in source ${source}`);
+    throw new OptionError('prefix', prefix, `does not exist in source ${source}`);
   }
   if (!rootStat.isDirectory())
-    throw badInput(`prefix ${prefix} of source ${source} is not a directory`);
+    throw new OptionError('prefix', prefix, `is not a directory in source ${source}`);
   try {
     fs.accessSync(sourceRoot, fs.constants.R_OK | fs.constants.X_OK);
   } catch {
-    throw badInput(`source ${sourceRoot} is not readable`);
+    throw new OptionError('prefix', prefix, `is not readable in source ${source}`);
   }
-  const destination = existingDir(o.destination, 'destination');
+  const destination = existingDirectory(o.destination, 'destination');
   if (within(destination, sourceRoot)) {
-    throw badInput(
-      `destination ${destination} is inside the source ${sourceRoot}: the backup would back itself up`,
+    throw new OptionError(
+      'destination',
+      destination,
+      `is inside the source ${sourceRoot}: the backup would back itself up`,
     );
   }
   if (within(sourceRoot, destination)) {
-    throw badInput(`source ${sourceRoot} is inside the destination ${destination}`);
+    throw new OptionError('source', sourceRoot, `is inside the destination ${destination}`);
   }
   const sourceRemote = isRemote(sourceRoot);
   const destinationRemote = isRemote(destination);
@@ -146,25 +148,12 @@ function normalizePrefix(prefix: string): string {
 }
 
 function readableDir(p: string, what: string): string {
-  const real = existingDir(p, what);
+  const real = existingDirectory(p, what);
   try {
     fs.accessSync(real, fs.constants.R_OK | fs.constants.X_OK);
   } catch {
-    throw badInput(`${what} ${p} is not readable`);
+    throw new OptionError(what, p, 'is not readable');
   }
-  return real;
-}
-
-function existingDir(p: string, what: string): string {
-  let real: string;
-  try {
-    real = fs.realpathSync(path.resolve(p));
-  } catch {
-    throw badInput(
-      `${what} ${p} does not exist${what === 'destination' ? ' (is it mounted?)' : ''}`,
-    );
-  }
-  if (!fs.statSync(real).isDirectory()) throw badInput(`${what} ${p} is not a directory`);
   return real;
 }
 

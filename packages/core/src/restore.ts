@@ -61,7 +61,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
     throw badInput(`concurrency must be an integer from 1 to 1024, not ${o.concurrency}`);
   }
   const { set, snapshot, index } = await openSnapshot(
-    path.resolve(o.destination),
+    o.destination,
     label,
     o.snapshot,
     'being restored',

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { badInput, EfsBackupError, isSystemError } from './errors.js';
-import { BackupSet, LATEST, type SnapshotRef } from './layout.js';
+import { existingSet, LATEST, type BackupSet, type SnapshotRef } from './layout.js';
 import { decodeEntry, ManifestIndex, type ManifestEntry, type ManifestHeader } from './manifest.js';
 import { isStamp } from './stamp.js';
 
@@ -61,12 +61,7 @@ export function readHeader(manifest: string): ManifestHeader | null {
  * the way (a symlink in a snapshot could point anywhere). Returns '' for the snapshot's root.
  */
 export function checkSnapshotPath(index: ManifestIndex, p: string, what = 'path'): string {
-  if (p.includes('\0')) throw badInput(`${what} must not contain NUL`);
-  if (path.isAbsolute(p)) {
-    throw badInput(`${what} "${p}" must be relative to the snapshot, not absolute`);
-  }
-  const parts = p.split('/').filter((x) => x !== '' && x !== '.');
-  if (parts.includes('..')) throw badInput(`${what} "${p}" must not contain ".."`);
+  const parts = snapshotPathParts(p, what);
   let dir = '';
   for (let i = 0; i < parts.length; i++) {
     const name = parts[i]!;
@@ -84,6 +79,17 @@ export function checkSnapshotPath(index: ManifestIndex, p: string, what = 'path'
     dir = rel;
   }
   return dir;
+}
+
+/** The parts of a path inside a snapshot, as given: relative, without NUL or `..`. */
+export function snapshotPathParts(p: string, what = 'path'): string[] {
+  if (p.includes('\0')) throw badInput(`${what} must not contain NUL`);
+  if (path.isAbsolute(p)) {
+    throw badInput(`${what} "${p}" must be relative to the snapshot, not absolute`);
+  }
+  const parts = p.split('/').filter((x) => x !== '' && x !== '.');
+  if (parts.includes('..')) throw badInput(`${what} "${p}" must not contain ".."`);
+  return parts;
 }
 
 /** The manifest entry of a snapshot-relative path ('' is the root). */
@@ -104,8 +110,7 @@ export async function openSnapshot(
   selector: string,
   doing = 'being read',
 ): Promise<{ set: BackupSet; snapshot: SnapshotRef; index: ManifestIndex }> {
-  const set = new BackupSet(destination, label);
-  if (!fs.existsSync(set.dir)) throw badInput(`no backup set ${label} on ${destination}`);
+  const set = existingSet(destination, label);
   const snapshot = resolveSnapshot(set, selector);
   let index: ManifestIndex;
   try {

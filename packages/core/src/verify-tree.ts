@@ -166,7 +166,8 @@ export function compareTree(c: TreeCheck): Promise<void> {
           }
           // Every stat field may agree while the bytes do not: the digest says.
           return hashFile(io, p, (herr, digest) => {
-            if (herr) report({ rel, line: `unreadable: ${rel}: ${herr.message}`, entry: true });
+            if (herr)
+              report({ rel, line: `unreadable: ${shownRel(rel)}: ${herr.message}`, entry: true });
             else if (digest !== e.data) shown.push('content');
             line(shown);
             done();
@@ -176,13 +177,13 @@ export function compareTree(c: TreeCheck): Promise<void> {
         hashFile(io, p, (herr, digest, bytes) => {
           let content = false;
           if (herr) {
-            report({ rel, line: `unreadable: ${rel}: ${herr.message}`, entry: true });
+            report({ rel, line: `unreadable: ${shownRel(rel)}: ${herr.message}`, entry: true });
             // A read error is damage; being refused (not root) is not.
             content = herr.code !== 'EACCES' && herr.code !== 'EPERM' && herr.code !== 'ENOENT';
           } else if (digest !== e.data) {
             report({
               rel,
-              line: `${changed}: ${rel}: content (digest ${digest} != manifest ${e.data})`,
+              line: `${changed}: ${shownRel(rel)}: content (digest ${digest} != manifest ${e.data})`,
               entry: true,
             });
             content = true;

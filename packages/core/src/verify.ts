@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { damageFile, recordDamage, type DamageRecord } from './damage.js';
-import { badInput, isSystemError } from './errors.js';
-import { BackupSet, type SnapshotRef } from './layout.js';
+import { badInput } from './errors.js';
+import { existingDirectory, existingSet, type BackupSet, type SnapshotRef } from './layout.js';
 import { LabelLock } from './lock.js';
 import type { ManifestIndex } from './manifest.js';
-import { isGone, openManifest, resolveSnapshot } from './selectors.js';
+import { isGone, openManifest, readHeader, resolveSnapshot } from './selectors.js';
 import { repairDamage, type RepairItem } from './verify-repair.js';
 import { compareTree, XattrCheck, type FoundDamage, type Problem } from './verify-tree.js';
 
@@ -69,18 +69,23 @@ export interface SnapshotVerification {
   skipped?: string;
 }
 
-/** The source as given, checked: bad input when it is not a directory. */
-function checkSource(source: string): string {
-  let st: fs.Stats;
+/**
+ * The source holds the part a snapshot was made of (its manifest's prefix), as a backup's
+ * source must: a source without it is the wrong source, bad input (not every entry removed).
+ */
+function checkSourcePrefix(given: string, source: string, s: SnapshotRef): void {
+  const prefix = readHeader(s.manifest)?.Prefix;
+  if (prefix === undefined || prefix === '/') return;
+  let isDir = false;
   try {
-    st = fs.statSync(source);
-  } catch (e) {
-    if (isSystemError(e, 'ENOENT') || isSystemError(e, 'ENOTDIR'))
-      throw badInput(`source ${source} does not exist`);
-    throw e;
+    isDir = fs.statSync(path.join(source, prefix)).isDirectory();
+  } catch {
+    /* said below */
   }
-  if (!st.isDirectory()) throw badInput(`source ${source} is not a directory`);
-  return path.resolve(source);
+  if (!isDir)
+    throw badInput(
+      `prefix ${prefix} (of snapshot ${s.interval}/${s.stamp}) does not exist in source ${given}`,
+    );
 }
 
 function checkOptions(o: VerifyOptions): void {
@@ -117,11 +122,12 @@ interface Checked {
  */
 export async function verify(o: VerifyOptions): Promise<SnapshotVerification[]> {
   checkOptions(o);
-  const set = new BackupSet(path.resolve(o.destination), o.label ?? 'efs-backup');
-  if (!fs.existsSync(set.dir)) throw badInput(`no backup set ${set.label} on ${o.destination}`);
-  const source = o.source === undefined ? null : checkSource(o.source);
+  const set = existingSet(o.destination, o.label ?? 'efs-backup');
+  // The source checked as a backup's: there, and a directory.
+  const source = o.source === undefined ? null : existingDirectory(o.source, 'source');
   const snapshots = o.all ? set.snapshots() : [resolveSnapshot(set, o.snapshot ?? 'latest')];
   if (snapshots.length === 0) throw badInput(`no complete snapshot in ${set.dir}`);
+  if (source) for (const s of snapshots) checkSourcePrefix(o.source!, source, s);
   let lost: string | null = null;
   // No backup, prune or other repair while entries are checked and put back.
   const lock = o.repair

@@ -958,7 +958,9 @@ describe('ls, diff and history read manifests only', () => {
         [7, 0o600, 1_700_000_100],
       ]);
       expect((await pathHistory(set, 'b.txt')).map((v) => v.snapshots.length)).toEqual([1]);
-      expect((await pathHistory(set, '/d/new.txt')).map((v) => v.snapshots.length)).toEqual([3]);
+      expect((await pathHistory(set, 'd/new.txt')).map((v) => v.snapshots.length)).toEqual([3]);
+      // A path inside the snapshots is relative, as ls and restore --subdir say too.
+      await expect(pathHistory(set, '/d/new.txt')).rejects.toThrow(/must be relative/);
       expect(await pathHistory(set, 'never.txt')).toEqual([]);
       await expect(pathHistory(set, '../a.txt')).rejects.toThrow(/\.\./);
     } finally {

@@ -5,6 +5,8 @@ import {
   EfsBackupError,
   isIntervalName,
   MIN_WINDOW_MINUTES,
+  OptionError,
+  resolveBackupOptions,
   WINDOW_RULE,
 } from '@efs-backup/core';
 import fs from 'node:fs';
@@ -77,7 +79,7 @@ export const JobSchema = z
       prefix: z
         .string(allowed('the sub-path of the source to back up, starting with "/", without ".."'))
         .regex(
-          /^\/(?!.*(^|\/)\.\.(\/|$))/,
+          /^(?!.*(^|\/)\.\.(\/|$))\//,
           allowed('the sub-path of the source to back up, starting with "/", without ".."'),
         )
         .default('/')
@@ -132,12 +134,16 @@ export const JobSchema = z
         )
         .superRefine(
           checks((v) => {
+            let cron: Cron;
             try {
-              parseSchedule(v);
-              return null;
+              cron = parseSchedule(v);
             } catch (e) {
               return `is ${show(v)}, which is not a cron expression (${(e as Error).message}); use five fields such as "0 2 * * *" (minute hour day month weekday), or six with seconds first`;
             }
+            // The daemon would wait for it forever: under systemd, backups silently stopped.
+            if (cron.nextRun() === null)
+              return `is ${show(v)}, which never fires: no date matches it (such as February 30th); use one that does, such as "0 2 * * *"`;
+            return null;
           }),
         )
         .describe('when runs start: a cron expression, five fields or six with seconds first'),
@@ -345,8 +351,17 @@ function lineOf(doc: Document, lines: LineCounter, p: readonly PropertyKey[]): n
   return null;
 }
 
+export interface LoadOptions {
+  /**
+   * Check every job on disk as `backup --source` checks its options, before anything starts:
+   * its source, prefix and destination there (is it mounted?), neither inside the other.
+   * @default true
+   */
+  checkPaths?: boolean;
+}
+
 /** Reads and checks a configuration file; every problem names the file, the key and what is allowed. */
-export function loadConfig(file: string): Config {
+export function loadConfig(file: string, o: LoadOptions = {}): Config {
   const abs = path.resolve(file);
   let text: string;
   try {
@@ -359,14 +374,14 @@ export function loadConfig(file: string): Config {
         : `${file}: cannot read the configuration file (${code ?? (e as Error).message})`,
     ]);
   }
-  return parseConfig(text, abs, file);
+  return parseConfig(text, abs, file, o);
 }
 
 const lineNumber = (p: string): number => Number(/^[^:]*:(\d+)/.exec(p)?.[1] ?? 0);
 const byLine = (a: string, b: string): number => lineNumber(a) - lineNumber(b);
 
 /** Checks configuration text; `shown` is how messages name the file. */
-export function parseConfig(text: string, abs: string, shown = abs): Config {
+export function parseConfig(text: string, abs: string, shown = abs, o: LoadOptions = {}): Config {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -407,7 +422,7 @@ export function parseConfig(text: string, abs: string, shown = abs): Config {
   const c = parsed.data;
   const dir = path.dirname(abs);
   const resolve = (p: string): string => path.resolve(dir, p);
-  return {
+  const config: Config = {
     ...c,
     file: abs,
     jobs: c.jobs.map((j) => ({
@@ -420,6 +435,34 @@ export function parseConfig(text: string, abs: string, shown = abs): Config {
       ...(c.records?.path ? { path: resolve(c.records.path) } : {}),
     },
   };
+  if (o.checkPaths ?? true) {
+    const problems = config.jobs.flatMap((job, i) => {
+      const problem = jobOnDisk(job);
+      if (!problem) return [];
+      const p = ['jobs', i, ...(problem.key ? [problem.key] : [])];
+      const line = lineOf(doc, lines, p);
+      return [`${shown}${line ? `:${line}` : ''}: ${keyPath(p)} ${problem.text}`];
+    });
+    if (problems.length > 0) throw new ConfigError(problems);
+  }
+  return config;
+}
+
+/**
+ * What the command line's own check (`resolveBackupOptions`, the one rule) refuses in a job,
+ * said as the configuration says things; null when the job is good.
+ */
+function jobOnDisk(job: Job): { key: string | null; text: string } | null {
+  try {
+    resolveBackupOptions(job);
+    return null;
+  } catch (e) {
+    if (e instanceof OptionError)
+      return { key: e.option, text: `is ${JSON.stringify(e.value)}, which ${e.problem}` };
+    if (e instanceof EfsBackupError && e.code === 'BAD_INPUT')
+      return { key: null, text: e.message };
+    throw e;
+  }
 }
 
 /** The job of that name, or a BAD_INPUT error listing the names there are. */

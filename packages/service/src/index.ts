@@ -15,7 +15,7 @@ export {
   parseConfig,
   parseSchedule,
 } from './config.js';
-export type { Config, Job, Notifications } from './config.js';
+export type { Config, Job, LoadOptions, Notifications } from './config.js';
 export { ManualClock, systemClock } from './clock.js';
 export type { Clock } from './clock.js';
 export { recordSkipped, runBackup } from './lifecycle.js';

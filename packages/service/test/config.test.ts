@@ -13,6 +13,9 @@ import { ConfigError, configJsonSchema, findJob, loadConfig, parseConfig } from 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const EXAMPLES = path.join(REPO, 'examples');
 
+/** The schema's checks only: these files name mounts of other hosts (/mnt/efs, ...). */
+const SCHEMA_ONLY = { checkPaths: false };
+
 describe('the examples', () => {
   const files = fs.readdirSync(EXAMPLES).filter((f) => f.endsWith('.yaml'));
 
@@ -22,7 +25,7 @@ describe('the examples', () => {
   });
 
   it.each(files)('%s loads', (name) => {
-    const c = loadConfig(path.join(EXAMPLES, name));
+    const c = loadConfig(path.join(EXAMPLES, name), SCHEMA_ONLY);
     expect(c.jobs.length).toBeGreaterThan(0);
     for (const j of c.jobs) {
       expect(path.isAbsolute(j.source)).toBe(true);
@@ -31,7 +34,7 @@ describe('the examples', () => {
   });
 
   it('efs-backup.yaml has the shape of the issue, with its defaults filled in', () => {
-    const c = loadConfig(path.join(EXAMPLES, 'efs-backup.yaml'));
+    const c = loadConfig(path.join(EXAMPLES, 'efs-backup.yaml'), SCHEMA_ONLY);
     expect(findJob(c, 'projects')).toEqual({
       name: 'projects',
       source: '/mnt/efs',
@@ -57,7 +60,7 @@ describe('the examples', () => {
   });
 
   it('minimal.yaml gets every default', () => {
-    const job = loadConfig(path.join(EXAMPLES, 'minimal.yaml')).jobs[0]!;
+    const job = loadConfig(path.join(EXAMPLES, 'minimal.yaml'), SCHEMA_ONLY).jobs[0]!;
     expect(job).toMatchObject({
       prefix: '/',
       label: 'efs-backup',
@@ -78,7 +81,7 @@ describe('relative paths', () => {
       file,
       'jobs:\n  - {name: a, source: ../src, destination: dst, schedule: "0 2 * * *"}\nrecords: {path: db/records.sqlite}\n',
     );
-    const c = loadConfig(file);
+    const c = loadConfig(file, SCHEMA_ONLY);
     expect(c.jobs[0]!.source).toBe(path.join(dir, 'src'));
     expect(c.jobs[0]!.destination).toBe(path.join(dir, 'sub', 'dst'));
     expect(c.records.path).toBe(path.join(dir, 'sub', 'db', 'records.sqlite'));
@@ -92,10 +95,12 @@ const GOOD_JOB = `  - name: projects
     schedule: "0 2 * * *"
 `;
 
+const GOOD_JOB_WITH = (from: string, to: string): string => `jobs:\n${GOOD_JOB.replace(from, to)}`;
+
 /** The problems of a configuration text, as the CLI prints them. */
 function problems(text: string): string[] {
   try {
-    parseConfig(text, '/etc/efs-backup.yaml', 'efs-backup.yaml');
+    parseConfig(text, '/etc/efs-backup.yaml', 'efs-backup.yaml', SCHEMA_ONLY);
   } catch (e) {
     expect(e).toBeInstanceOf(ConfigError);
     expect((e as ConfigError).code).toBe('BAD_INPUT');
@@ -209,6 +214,18 @@ describe('each kind of mistake gives one precise message: file, line, key, what 
         /^efs-backup\.yaml:6: jobs\[0\]\.prefix is "\/a\/\.\.\/b", but must be the sub-path of the source to back up, starting with "\/", without "\.\."$/,
     },
     {
+      name: 'a prefix leaving the source at once',
+      text: `jobs:\n${GOOD_JOB}    prefix: /../etc\n`,
+      message:
+        /^efs-backup\.yaml:6: jobs\[0\]\.prefix is "\/\.\.\/etc", but must be the sub-path of the source to back up, starting with "\/", without "\.\."$/,
+    },
+    {
+      name: 'a schedule that never fires',
+      text: GOOD_JOB_WITH('schedule: "0 2 * * *"', 'schedule: "0 0 31 2 *"'),
+      message:
+        /^efs-backup\.yaml:5: jobs\[0\]\.schedule is "0 0 31 2 \*", which never fires: no date matches it/,
+    },
+    {
       name: 'notifyOnSuccess as text',
       text: `jobs:\n${GOOD_JOB}    notifyOnSuccess: sometimes\n`,
       message:
@@ -296,7 +313,7 @@ describe('each kind of mistake gives one precise message: file, line, key, what 
   });
 
   it('an unknown job is refused with the names there are', () => {
-    const c = parseConfig(`jobs:\n${GOOD_JOB}`, '/etc/efs-backup.yaml');
+    const c = parseConfig(`jobs:\n${GOOD_JOB}`, '/etc/efs-backup.yaml', undefined, SCHEMA_ONLY);
     expect(() => findJob(c, 'nope')).toThrow(
       '/etc/efs-backup.yaml: no job named "nope"; the jobs are projects',
     );
