@@ -3,6 +3,7 @@
  * and the way `backup` goes through the run lifecycle (records, logs, notices).
  */
 import {
+  BackupSet,
   badInput,
   DEFAULTS,
   existingSet,
@@ -20,6 +21,7 @@ import type {
   RunRecord,
   RunStatus,
   SetStatus,
+  Staleness,
 } from '@efs-backup/service';
 import { Command, InvalidArgumentError } from 'commander';
 import fs from 'node:fs';
@@ -401,6 +403,15 @@ interface StatusOptions {
   destination?: string;
   label: string;
   json?: boolean;
+  check?: boolean;
+  staleAfter?: number;
+}
+
+/** One series' newest snapshot against its bound (`status --check`). */
+interface FreshnessRow extends Staleness {
+  job: string | null;
+  set: string;
+  interval: string;
 }
 
 interface JobStatusRow {
@@ -423,6 +434,8 @@ interface RunningRow {
 
 async function printStatus(o: StatusOptions): Promise<number> {
   const { loadConfig, parseSchedule, readStatuses, writerGone } = await service();
+  const { defaultStaleAfterHours, DEFAULT_STALE_AFTER_HOURS, staleness } = await service();
+  const freshness: FreshnessRow[] = [];
   const sets = new Map<string, { destination: string; label: string }>();
   const jobs: JobStatusRow[] = [];
   let config: Config | null = null;
@@ -430,6 +443,14 @@ async function printStatus(o: StatusOptions): Promise<number> {
     existingSet(o.destination, o.label);
     const destination = fs.realpathSync(o.destination);
     sets.set(path.join(destination, o.label), { destination, label: o.label });
+    const set = new BackupSet(destination, o.label);
+    for (const interval of set.intervals().sort())
+      freshness.push({
+        job: null,
+        set: set.dir,
+        interval,
+        ...staleness(set, interval, o.staleAfter ?? DEFAULT_STALE_AFTER_HOURS, new Date()),
+      });
   } else {
     if (o.config === undefined && !fs.existsSync(DEFAULT_CONFIG_FILE))
       throw badInput(
@@ -460,6 +481,18 @@ async function printStatus(o: StatusOptions): Promise<number> {
         daemon,
         last: statuses.find((s) => s.job === j.name && s.last)?.last ?? null,
       });
+      const bound =
+        o.staleAfter ??
+        j.staleAfterHours ??
+        defaultStaleAfterHours(parseSchedule(j.schedule, j.timezone), now) ??
+        DEFAULT_STALE_AFTER_HOURS;
+      const set = new BackupSet(j.destination, j.label);
+      freshness.push({
+        job: j.name,
+        set: set.dir,
+        interval: j.interval,
+        ...staleness(set, j.interval, bound, now),
+      });
     }
   } else {
     for (const s of statuses.filter((s) => s.writer === 'run' && s.job && !s.gone)) {
@@ -483,9 +516,17 @@ async function printStatus(o: StatusOptions): Promise<number> {
       progress: s.running!.progress,
       writer: `${s.writer === 'run' ? 'efs-backup run' : 'efs-backup backup'}, pid ${s.pid} on ${s.host}`,
     }));
+  const stale = freshness.filter((f) => f.stale);
+  const checked = o.check && stale.length > 0 ? EXIT.notSuccess : EXIT.ok;
   if (o.json) {
-    process.stdout.write(JSON.stringify({ jobs, running }, null, 2) + '\n');
-    return EXIT.ok;
+    process.stdout.write(JSON.stringify({ jobs, running, freshness }, null, 2) + '\n');
+    return checked;
+  }
+  if (o.check) {
+    for (const f of freshness) process.stdout.write(freshnessLine(f) + '\n');
+    if (freshness.length === 0)
+      process.stdout.write(`no backup series in ${[...sets.keys()].join(', ')}\n`);
+    return checked;
   }
   if (running.length === 0) process.stdout.write('Running now: nothing\n');
   else {
@@ -521,6 +562,21 @@ async function printStatus(o: StatusOptions): Promise<number> {
     );
   }
   return EXIT.ok;
+}
+
+/** `stale: job projects (daily in /mnt/b/efs-backup): newest snapshot 20261127T020000Z, 73.2 h old; the bound is 48 h` */
+function freshnessLine(f: FreshnessRow): string {
+  const what = `${f.job ? `job ${f.job} (${f.interval} in ${f.set})` : `${f.interval} in ${f.set}`}`;
+  const bound = `the bound is ${Number(f.staleAfterHours.toFixed(1))} h`;
+  if (!f.newest) return `stale: ${what}: no complete snapshot yet; ${bound}`;
+  return `${f.stale ? 'stale' : 'ok'}: ${what}: newest snapshot ${f.newest.stamp}, ${f.ageHours} h old; ${bound}`;
+}
+
+function hours(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !(n > 0) || !Number.isFinite(n))
+    throw new InvalidArgumentError(`stale-after must be a number of hours above 0, not "${value}"`);
+  return n;
 }
 
 function positive(name: string) {
@@ -578,6 +634,15 @@ export function addServiceCommands(program: Command, setExit: (code: number) => 
     .option('--config <file>', `the configuration file (default: ${DEFAULT_CONFIG_FILE})`)
     .option('--destination <path>', 'one backup set instead: the file system that holds it')
     .option('--label <name>', 'the backup set folder on the destination', DEFAULTS.label)
+    .option(
+      '--check',
+      "exit 1 when a job's newest snapshot is older than its bound (for cron and monitoring)",
+    )
+    .option(
+      '--stale-after <hours>',
+      `the bound of --check, for every job (default: each job's staleAfterHours, or twice its schedule's longest gap; 48 h with --destination)`,
+      hours,
+    )
     .option('--json', 'print JSON')
     .action(async (o: StatusOptions, cmd: Command) => {
       if (o.config !== undefined)

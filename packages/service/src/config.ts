@@ -187,6 +187,13 @@ export const JobSchema = z
         .boolean(allowed('true or false'))
         .optional()
         .describe('keep extended attributes and POSIX ACLs; default: true'),
+      staleAfterHours: z
+        .number(allowed('a number of hours above 0'))
+        .positive(allowed('a number of hours above 0'))
+        .optional()
+        .describe(
+          "`efs-backup status --check` fails when the job's newest snapshot is older than this; default: twice the longest gap between the schedule's runs",
+        ),
     },
     allowed('a mapping with name, source, destination and schedule'),
   )

@@ -53,3 +53,5 @@ export { WebhookNotifier } from './webhook-notifier.js';
 export type { WebhookOptions } from './webhook-notifier.js';
 export { ConsoleNotifier } from './console-notifier.js';
 export { createServiceLog } from './service-log.js';
+export { DEFAULT_STALE_AFTER_HOURS, defaultStaleAfterHours, staleness } from './staleness.js';
+export type { Staleness } from './staleness.js';
