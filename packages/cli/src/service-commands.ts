@@ -154,7 +154,12 @@ function oneOffStatus({ writeStatus, removeStatus }: Awaited<ReturnType<typeof r
  */
 export async function backupThroughService(
   o: BackupCommandOptions,
-  hooks: { signal: AbortSignal; onProgress: (p: BackupProgress) => void },
+  hooks: {
+    signal: AbortSignal;
+    onProgress: (p: BackupProgress) => void;
+    /** A line for the terminal while the run goes (above its progress line). */
+    say: (line: string) => void;
+  },
 ): Promise<ServiceBackupResult> {
   const run = await runner();
   const { createServiceLog, runBackup } = run;
@@ -185,7 +190,7 @@ export async function backupThroughService(
   const status = oneOffStatus(run);
   const log = createServiceLog((line) => {
     const { msg, err } = JSON.parse(line) as { msg?: string; err?: string };
-    process.stderr.write(`warning: ${msg ?? ''}${err ? `: ${err}` : ''}\n`);
+    hooks.say(`warning: ${msg ?? ''}${err ? `: ${err}` : ''}`);
   });
   log.level = 'warn';
   try {
@@ -485,13 +490,16 @@ async function printStatus(o: StatusOptions): Promise<number> {
     process.stdout.write('Running now:\n');
     for (const r of running) {
       const p = r.progress;
+      // (`counting` is missing from the status files of older versions.)
       const done =
         p === null
           ? 'starting'
-          : `${formatCount(p.entries)}${p.estimatedEntries ? ` of about ${formatCount(p.estimatedEntries)}` : ''} entries (${formatBytes(p.bytes)})` +
-            (p.estimatedEntries
-              ? `, ${Math.min(100, Math.floor((100 * p.entries) / p.estimatedEntries))}%`
-              : '');
+          : p.counting === true
+            ? `${formatCount(p.entries)} entries (${formatBytes(p.bytes)}), counting ahead: ${formatCount(p.estimatedEntries ?? 0)} found so far`
+            : `${formatCount(p.entries)}${p.estimatedEntries ? ` of about ${formatCount(p.estimatedEntries)}` : ''} entries (${formatBytes(p.bytes)})` +
+              (p.estimatedEntries
+                ? `, ${Math.min(99, Math.floor((100 * p.entries) / p.estimatedEntries))}%`
+                : '');
       process.stdout.write(
         `  ${r.job ? `job ${r.job}` : 'backup'} into ${r.set}: run ${r.BackupId}, started ${shortTime(r.StartTime)}, ${done} (${r.writer})\n`,
       );
