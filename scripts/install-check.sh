@@ -29,4 +29,17 @@ if [ -n "$(rsync -aHcn --delete --itemize-changes src/ restored/)" ]; then
   exit 1
 fi
 "$bin" history --destination dst >/dev/null
-echo "install check: the packed CLI installs, backs up and restores ($(basename "$tarball"))"
+# The daemon's human log lines (pino-pretty, bundled): one scheduled run, then SIGTERM.
+printf 'jobs:\n  - name: check\n    source: %s/src\n    destination: %s/dst\n    schedule: "* * * * * *"\n' \
+  "$work" "$work" >efs-backup.yaml
+"$bin" run --config efs-backup.yaml --log-format pretty 2>run.log &
+daemon=$!
+for _ in $(seq 300); do grep -q 'check: Success' run.log && break; sleep 0.1; done
+kill -TERM "$daemon"
+wait "$daemon"
+if ! grep -Eq '^\[[0-9-]+ [0-9:]+\] INFO: job check: Success' run.log; then
+  echo "install check: the daemon printed no human log line:" >&2
+  cat run.log >&2
+  exit 1
+fi
+echo "install check: the packed CLI installs, backs up, restores and runs its daemon ($(basename "$tarball"))"

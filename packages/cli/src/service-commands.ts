@@ -20,11 +20,12 @@ import type {
   RunStatus,
   SetStatus,
 } from '@efs-backup/service';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { printPathHistory } from './browse-commands.js';
+import { LOG_FORMATS, logFormatFor, logWriter, type LogFormat } from './log-format.js';
 import { EXIT, table } from './output.js';
 
 // The service (zod, yaml, pino, SQLite, nodemailer) is loaded by the commands that use it, so the
@@ -214,11 +215,12 @@ export async function backupThroughService(
 
 // ---- run ------------------------------------------------------------------------------------
 
-async function runDaemon(o: { config?: string }): Promise<number> {
+async function runDaemon(o: { config?: string; logFormat?: LogFormat }): Promise<number> {
   const { loadConfig, createServiceLog, Scheduler } = await service();
   const { localPorts } = await local();
   const config = loadConfig(configFile(o.config));
-  const log = createServiceLog((line) => process.stderr.write(line), {
+  const write = await logWriter(logFormatFor(o.logFormat, process.stderr), process.stderr);
+  const log = createServiceLog(write, {
     pid: process.pid,
     host: os.hostname(),
   });
@@ -232,6 +234,8 @@ async function runDaemon(o: { config?: string }): Promise<number> {
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals): void => {
       if (++signals > 1) process.exit(130);
+      // The terminal echoed `^C` at the start of a line: the line is cleared for the message.
+      if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
       log.info(
         { signal: sig },
         `${sig}: stopping; running backups end Incomplete and are recorded`,
@@ -540,7 +544,13 @@ export function addServiceCommands(program: Command, setExit: (code: number) => 
       `run the configuration's jobs on their schedules until stopped (SIGTERM ends running backups as Incomplete, recorded)`,
     )
     .option('--config <file>', 'the configuration file', DEFAULT_CONFIG_FILE)
-    .action(async (o: { config?: string }) => setExit(await runDaemon(o)));
+    .addOption(
+      new Option(
+        '--log-format <format>',
+        'the log on standard error: lines for people, or JSON lines (default: pretty on a terminal, json otherwise)',
+      ).choices(LOG_FORMATS),
+    )
+    .action(async (o: { config?: string; logFormat?: LogFormat }) => setExit(await runDaemon(o)));
 
   program
     .command('history')

@@ -1,7 +1,7 @@
 /**
  * What a person sees in a terminal: the CLI run on a pseudo-terminal (python3's pty module,
  * pty-run.py), its output replayed on a small terminal model. Ctrl-C during a backup leaves
- * clean lines. Needs a build, and python3.
+ * clean lines; the daemon's log is human lines on a terminal. Needs a build, and python3.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -121,5 +121,29 @@ describe.skipIf(skip)('on a terminal', () => {
     expect(shown.filter((l) => / · |counting…|\d+%/.test(l))).toEqual([]);
     // The cursor is given back.
     expect(out.lastIndexOf('\x1b[?25h')).toBeGreaterThan(out.lastIndexOf('\x1b[?25l'));
+  });
+
+  it('the daemon logs human lines on a terminal, by default', () => {
+    const { base, src, dst } = sourceAndDestination({}, 'efs-backup-terminal-');
+    fs.writeFileSync(path.join(src, 'a.txt'), 'a');
+    const config = path.join(base, 'efs-backup.yaml');
+    fs.writeFileSync(
+      config,
+      `jobs:\n  - name: often\n    source: ${src}\n    destination: ${dst}\n    schedule: "* * * * * *"\n`,
+    );
+    const { out } = onTerminal(['run', '--config', config], { interruptOn: 'often: Success' });
+    const shown = screen(out);
+    expect(shown).toContainEqual(
+      expect.stringMatching(
+        /^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] INFO: job often: Success: snapshot daily\/\d{8}T\d{6}Z is complete BackupId=\S+ LogLocation=\S+\.log$/,
+      ),
+    );
+    // Ctrl-C: the echoed `^C` does not garble the line that says so.
+    expect(shown).toContainEqual(
+      expect.stringMatching(
+        /^\[[\d :-]+\] INFO: SIGINT: stopping; running backups end Incomplete and are recorded$/,
+      ),
+    );
+    expect(shown.filter((l) => l.startsWith('{'))).toEqual([]);
   });
 });
