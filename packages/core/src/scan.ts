@@ -55,11 +55,17 @@ export class Scanner implements EntryCount {
   private stopped = false;
 
   constructor(
-    root: string,
+    private readonly root: string,
     private readonly ops: FsOps,
     /** Listings in flight at once (async calls). */
     private readonly limit: number,
     private readonly maxHeld = MAX_HELD_ENTRIES,
+    /**
+     * What of the listing of the directory `rel` (relative to the root) the walk takes, when it
+     * leaves some out: only that is counted and descended into. The walk gets the whole
+     * listing, as if it had read it itself.
+     */
+    private readonly filter: ((rel: string, list: fs.Dirent[]) => fs.Dirent[]) | null = null,
   ) {
     this.found(root);
   }
@@ -112,9 +118,11 @@ export class Scanner implements EntryCount {
   private listed(p: string, slot: Slot, err: NodeJS.ErrnoException | null, list: fs.Dirent[]) {
     this.inFlight--;
     if (!err && !this.stopped) {
-      this.entries += list.length;
+      const rel = p === this.root ? '' : p.slice(this.root.length + 1);
+      const taken = this.filter ? this.filter(rel, list) : list;
+      this.entries += taken.length;
       this.dirs++;
-      for (const d of list) if (d.isDirectory()) this.found(`${p}/${d.name}`);
+      for (const d of taken) if (d.isDirectory()) this.found(`${p}/${d.name}`);
     }
     const waiter = slot.waiter;
     if (waiter || err || this.stopped) {

@@ -78,6 +78,23 @@ describe('the count ahead of the walk (a first backup has no manifest to estimat
     },
   );
 
+  it("counts only what the walk's filter keeps, and enters no directory it leaves out", async () => {
+    const { src } = sourceAndDestination();
+    sourceTree(src);
+    const { ops, calls } = countingOps(syncOps, src);
+    // As excludes would: `deep` and every `f1` left out.
+    const keep = (rel: string, list: fs.Dirent[]): fs.Dirent[] =>
+      list.filter((d) => !(rel === '' && d.name === 'deep') && d.name !== 'f1');
+    const s = new Scanner(src, ops, 4, undefined, keep);
+    await scanned(s);
+    const all = countTree(src);
+    const deep = countTree(`${src}/deep`);
+    // wide2..wide17 each hold an f1; deep's own f1 is inside deep.
+    expect(s.entries).toBe(all.entries - (deep.entries + 1) - 16);
+    expect(s.dirs).toBe(all.dirs - deep.dirs);
+    expect([...calls.keys()].filter((p) => p.startsWith(`${src}/deep`))).toEqual([]);
+  });
+
   it('hands each listing it read to the walk, which then makes no call of its own', async () => {
     const { src } = sourceAndDestination();
     sourceTree(src);
