@@ -27,26 +27,27 @@ if [ -n "$(rsync -aHcn --delete --itemize-changes src/ restored/)" ]; then
   exit 1
 fi
 "$bin" history --destination dst >/dev/null
-
-# The daemon: a job due every second; once its first snapshot is there, SIGTERM stops it (exit 0).
+# The daemon, with its human log lines (pino-pretty, bundled): a job due every second; once its
+# first run is logged, SIGTERM stops it (exit 0).
 cat >efs-backup.yaml <<'YAML'
 jobs:
-  - name: every-second
+  - name: check
     source: src
     destination: dst
     label: daemon
     schedule: '* * * * * *'
 YAML
-"$bin" run --config efs-backup.yaml >run.log 2>&1 &
+"$bin" run --config efs-backup.yaml --log-format pretty 2>run.log &
 daemon=$!
 for _ in $(seq 1 300); do
-  [ -e dst/daemon/latest ] && break
+  grep -q 'check: Success' run.log && break
   sleep 0.1
 done
 kill -TERM "$daemon"
-if ! wait "$daemon" || [ ! -e dst/daemon/latest ]; then
-  echo "install check: efs-backup run did not back up and stop on SIGTERM" >&2
+if ! wait "$daemon" || [ ! -e dst/daemon/latest ] ||
+  ! grep -Eq '^\[[0-9-]+ [0-9:]+\] INFO: job check: Success' run.log; then
+  echo "install check: efs-backup run did not back up, log a human line and stop on SIGTERM:" >&2
   cat run.log >&2
   exit 1
 fi
-echo "install check: the packed CLI installs (-g), backs up, restores and runs its schedule ($(basename "$tarball"))"
+echo "install check: the packed CLI installs (-g), backs up, restores and runs its daemon ($(basename "$tarball"))"

@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { addBrowseCommands } from './browse-commands.js';
 import { EXIT, table } from './output.js';
-import { progressBar } from './progress.js';
+import { progressDisplay } from './progress.js';
 import { addRestoreCommands } from './restore-commands.js';
 import {
   addServiceCommands,
@@ -66,18 +66,20 @@ function recordOf(r: ServiceBackupResult): RunRecord {
 
 async function runBackup(o: BackupCliOptions): Promise<number> {
   const controller = new AbortController();
+  const bar = progressDisplay(process.stderr);
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
     if (signals > 1) process.exit(130);
+    // The progress line goes first, and is not drawn again over the message.
+    const cleared = bar.stop();
     process.stderr.write(
-      `\n${sig}: stopping gracefully (the partial snapshot is kept; again to quit at once)\n`,
+      `${cleared ? '' : '\n'}${sig}: stopping gracefully (the partial snapshot is kept; again to quit at once)\n`,
     );
     controller.abort();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const bar = await progressBar(process.stderr);
   const started = Date.now();
   let result: ServiceBackupResult;
   try {
@@ -85,6 +87,7 @@ async function runBackup(o: BackupCliOptions): Promise<number> {
     result = await backupThroughService(o, {
       signal: controller.signal,
       onProgress: (p) => bar.update(p),
+      say: (line) => bar.say(line),
     });
   } finally {
     bar.stop();

@@ -23,11 +23,12 @@ import type {
   SetStatus,
   Staleness,
 } from '@efs-backup/service';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { printPathHistory } from './browse-commands.js';
+import { LOG_FORMATS, logFormatFor, logWriter, type LogFormat } from './log-format.js';
 import { EXIT, table } from './output.js';
 
 // The service (zod, yaml, pino, SQLite, nodemailer) is loaded by the commands that use it, so the
@@ -165,7 +166,12 @@ function oneOffStatus({ writeStatus, removeStatus }: Awaited<ReturnType<typeof r
  */
 export async function backupThroughService(
   o: BackupCommandOptions,
-  hooks: { signal: AbortSignal; onProgress: (p: BackupProgress) => void },
+  hooks: {
+    signal: AbortSignal;
+    onProgress: (p: BackupProgress) => void;
+    /** A line for the terminal while the run goes (above its progress line). */
+    say: (line: string) => void;
+  },
 ): Promise<ServiceBackupResult> {
   const run = await runner();
   const { createServiceLog, runBackup } = run;
@@ -196,7 +202,7 @@ export async function backupThroughService(
   const status = oneOffStatus(run);
   const log = createServiceLog((line) => {
     const { msg, err } = JSON.parse(line) as { msg?: string; err?: string };
-    process.stderr.write(`warning: ${msg ?? ''}${err ? `: ${err}` : ''}\n`);
+    hooks.say(`warning: ${msg ?? ''}${err ? `: ${err}` : ''}`);
   });
   log.level = 'warn';
   try {
@@ -220,11 +226,12 @@ export async function backupThroughService(
 
 // ---- run ------------------------------------------------------------------------------------
 
-async function runDaemon(o: { config?: string }): Promise<number> {
+async function runDaemon(o: { config?: string; logFormat?: LogFormat }): Promise<number> {
   const { loadConfig, createServiceLog, Scheduler } = await service();
   const { localPorts } = await local();
   const config = loadConfig(configFile(o.config));
-  const log = createServiceLog((line) => process.stderr.write(line), {
+  const write = await logWriter(logFormatFor(o.logFormat, process.stderr), process.stderr);
+  const log = createServiceLog(write, {
     pid: process.pid,
     host: os.hostname(),
   });
@@ -238,6 +245,8 @@ async function runDaemon(o: { config?: string }): Promise<number> {
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals): void => {
       if (++signals > 1) process.exit(130);
+      // The terminal echoed `^C` at the start of a line: the line is cleared for the message.
+      if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
       log.info(
         { signal: sig },
         `${sig}: stopping; running backups end Incomplete and are recorded`,
@@ -533,13 +542,16 @@ async function printStatus(o: StatusOptions): Promise<number> {
     process.stdout.write('Running now:\n');
     for (const r of running) {
       const p = r.progress;
+      // (`counting` is missing from the status files of older versions.)
       const done =
         p === null
           ? 'starting'
-          : `${formatCount(p.entries)}${p.estimatedEntries ? ` of about ${formatCount(p.estimatedEntries)}` : ''} entries (${formatBytes(p.bytes)})` +
-            (p.estimatedEntries
-              ? `, ${Math.min(100, Math.floor((100 * p.entries) / p.estimatedEntries))}%`
-              : '');
+          : p.counting === true
+            ? `${formatCount(p.entries)} entries (${formatBytes(p.bytes)}), counting ahead: ${formatCount(p.estimatedEntries ?? 0)} found so far`
+            : `${formatCount(p.entries)}${p.estimatedEntries ? ` of about ${formatCount(p.estimatedEntries)}` : ''} entries (${formatBytes(p.bytes)})` +
+              (p.estimatedEntries
+                ? `, ${Math.min(99, Math.floor((100 * p.entries) / p.estimatedEntries))}%`
+                : '');
       process.stdout.write(
         `  ${r.job ? `job ${r.job}` : 'backup'} into ${r.set}: run ${r.BackupId}, started ${shortTime(r.StartTime)}, ${done} (${r.writer})\n`,
       );
@@ -595,7 +607,13 @@ export function addServiceCommands(program: Command, setExit: (code: number) => 
       `run the configuration's jobs on their schedules until stopped (SIGTERM ends running backups as Incomplete, recorded)`,
     )
     .option('--config <file>', 'the configuration file', DEFAULT_CONFIG_FILE)
-    .action(async (o: { config?: string }) => setExit(await runDaemon(o)));
+    .addOption(
+      new Option(
+        '--log-format <format>',
+        'the log on standard error: lines for people, or JSON lines (default: pretty on a terminal, json otherwise)',
+      ).choices(LOG_FORMATS),
+    )
+    .action(async (o: { config?: string; logFormat?: LogFormat }) => setExit(await runDaemon(o)));
 
   program
     .command('history')

@@ -293,7 +293,7 @@ describe('run, the daemon; status; SIGTERM', () => {
       expect(fs.existsSync(r.LogLocation as string)).toBe(true);
     }
     expect(readStatus()).toMatchObject({ nextRun: null, running: null });
-    // The daemon's own log: JSON lines on standard error.
+    // The daemon's own log: JSON lines on standard error (piped: JSON by default).
     const events = stderr
       .trim()
       .split('\n')
@@ -303,5 +303,54 @@ describe('run, the daemon; status; SIGTERM', () => {
     const after = cliJson<{ jobs: Rec[]; running: Rec[] }>(['status', '--config', config]);
     expect(after.json.running).toEqual([]);
     expect(after.json.jobs[0]!.daemon).toBeNull();
+  });
+
+  it('--log-format pretty: human lines, even piped; a format it does not know is refused', async () => {
+    const { base, src, dst } = setup();
+    const config = writeConfig(base, jobYaml(src, dst, '* * * * * *', 'often'));
+    const bad = cli(['run', '--config', config, '--log-format', 'xml']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--log-format.*xml.*json, pretty/);
+
+    const child = spawn(
+      process.execPath,
+      [BIN, 'run', '--config', config, '--log-format', 'pretty'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, NO_COLOR: '1' },
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('close', (code) => resolve(code)),
+    );
+    try {
+      const t0 = Date.now();
+      while (!/often: Success/.test(stderr)) {
+        if (Date.now() - t0 > 60_000) throw new Error(`no run in 60 s:\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      child.kill('SIGTERM');
+      expect(await exited, stderr).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    const lines = stderr.trim().split('\n');
+    const time = String.raw`\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]`;
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^${time} INFO: efs-backup run: 1 job\\(s\\) from \\S+efs-backup\\.yaml jobs=\\["often"\\]$`,
+      ),
+    );
+    expect(lines).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^${time} INFO: job often: Success: snapshot daily/\\d{8}T\\d{6}Z is complete BackupId=\\S+ LogLocation=\\S+\\.log$`,
+        ),
+      ),
+    );
+    expect(lines.at(-1)).toMatch(new RegExp(`^${time} INFO: stopped$`));
+    expect(lines.filter((l) => l.startsWith('{'))).toEqual([]);
   });
 });

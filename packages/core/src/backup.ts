@@ -9,6 +9,7 @@ import { commitPartial, openPartial, prepareSet, type PartialSnapshot } from './
 import { prune, type PruneResult } from './prune.js';
 import { RunControl } from './run-control.js';
 import { RunReport, type BackupResult, type BackupStatus } from './run-report.js';
+import { Scanner } from './scan.js';
 import { sideOps, startBackup, type BackupRunOptions } from './start.js';
 import { Walk } from './walk.js';
 import { XattrCopy } from './xattrs.js';
@@ -76,6 +77,11 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
     partial = p;
     const xattrs = XattrCopy.open(o.xattrs, report, src.mode === 'async');
     const writer = new EntryWriter(src, dst, links, report, control, p.dir, xattrs);
+    // No manifest to estimate from (a first backup): the source is counted ahead of the walk,
+    // from the listings the walk then takes over, when someone watches the progress.
+    const scanner =
+      !base && options.onProgress ? new Scanner(o.sourceRoot, src, scanLimit(o.concurrency)) : null;
+    report.scan = scanner;
     const walk = new Walk(
       o.sourceRoot,
       p,
@@ -88,12 +94,15 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
       report,
       control,
       o.checksum,
+      scanner,
     );
     control.begin(options.signal);
     const endProgress = report.startProgress(options.progressIntervalMs ?? 250);
+    scanner?.start();
     try {
       await walk.run();
     } finally {
+      scanner?.stop();
       await links?.close();
       control.end();
       endProgress();
@@ -163,6 +172,11 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
     pruneStop,
     pruned: pruned?.pruned ?? 0,
   });
+}
+
+/** Listings the count ahead keeps in flight: a small share of the walk's calls. */
+function scanLimit(concurrency: number): number {
+  return Math.max(2, Math.ceil(concurrency / 8));
 }
 
 function journalFailure(set: BackupSet, p: PartialSnapshot, err: Error): EfsBackupError {

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { EntryKind } from './manifest.js';
 import type { ResolvedOptions } from './options.js';
+import type { EntryCount } from './scan.js';
 
 /**
  * What a run tells: its counters, its warnings (the first ones kept, all counted), its
@@ -59,9 +60,15 @@ export interface BackupProgress {
   phase: 'copy';
   entries: number;
   bytes: number;
-  /** From the previous snapshot's manifest; null on a first backup. */
+  /**
+   * The entries the snapshot will hold, about: the previous snapshot's, or on a first backup
+   * those counted ahead of the walk so far (see `counting`); null when neither is known.
+   */
   estimatedEntries: number | null;
+  /** The previous snapshot's bytes; null on a first backup (the count ahead reads no sizes). */
   estimatedBytes: number | null;
+  /** The count ahead of the walk is still going: `estimatedEntries` is what it found so far. */
+  counting: boolean;
 }
 
 export interface BackupResult extends BackupFigures {
@@ -88,6 +95,8 @@ export class RunReport {
   readonly warnings: BackupWarning[] = [];
   /** From the previous snapshot's manifest; null on a first backup. */
   estimate: { entries: number; bytes: number } | null = null;
+  /** A first backup's count ahead of the walk (scan.ts), when there is no manifest to go by. */
+  scan: EntryCount | null = null;
 
   constructor(
     private readonly onWarning: ((w: BackupWarning) => void) | undefined,
@@ -127,8 +136,9 @@ export class RunReport {
       phase: 'copy',
       entries: this.files,
       bytes: this.totalBytes,
-      estimatedEntries: this.estimate?.entries ?? null,
+      estimatedEntries: this.estimate?.entries ?? this.scan?.entries ?? null,
       estimatedBytes: this.estimate?.bytes ?? null,
+      counting: !this.estimate && this.scan !== null && !this.scan.done,
     });
   }
 

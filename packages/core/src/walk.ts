@@ -10,6 +10,7 @@ import { ManifestIndex, type ManifestEntry } from './manifest.js';
 import type { PartialSnapshot } from './partial.js';
 import type { RunControl } from './run-control.js';
 import type { RunReport } from './run-report.js';
+import type { Scanner } from './scan.js';
 import type { Xattrs } from './xattrs.js';
 
 const CHUNK_ENTRIES = 1000;
@@ -86,6 +87,8 @@ export class Walk {
     private readonly control: RunControl,
     /** Hash unchanged files and compare with the previous digest (`checksum`). */
     private readonly checksum = false,
+    /** Counts ahead (a first backup's estimate) and hands its listings over (scan.ts). */
+    private readonly scanner: Scanner | null = null,
   ) {}
 
   /** Walks the whole source into the partial; resolves once nothing is left in flight. */
@@ -130,11 +133,12 @@ export class Walk {
         this.writer.removeExtras(dir.dst, keep, () => this.dispatch(dir, names, done));
       } else this.dispatch(dir, names, done);
     };
-    this.src.readdirTypes(dir.src, (err, list) => {
+    const listed = (err: NodeJS.ErrnoException | null, list: fs.Dirent[]): void => {
       if (err) this.report.warn(dir.rel, `cannot read directory: ${err.message}`);
       else names = list;
       joined();
-    });
+    };
+    if (!this.scanner?.take(dir.src, listed)) this.src.readdirTypes(dir.src, listed);
     this.base?.index.readDir(this.dst, dir.rel, (err, map) => {
       if (err)
         this.report.warn(dir.rel, `previous manifest unreadable here (${err.message}); copying`);

@@ -1,3 +1,4 @@
+import { failureText, NoticeError } from './notice-error.js';
 import type { Notice, Notifier } from './ports.js';
 
 export interface EmailOptions {
@@ -9,10 +10,28 @@ export interface EmailOptions {
   timeoutMs?: number;
 }
 
+/**
+ * An SMTP server as logs show it: `SMTP host:port` (the port nodemailer takes when the URL has
+ * none), never the user or password of the URL.
+ */
+export function smtpTarget(smtp: string): string {
+  let u: URL;
+  try {
+    u = new URL(smtp);
+  } catch {
+    return 'SMTP (the configured URL is not a valid URL)';
+  }
+  const port = u.port || (u.protocol === 'smtps:' ? '465' : '587');
+  return `SMTP ${u.hostname}:${port}`;
+}
+
 /** Notices by e-mail over SMTP (nodemailer). */
 export class EmailNotifier implements Notifier {
   readonly channel = 'email';
-  constructor(private readonly o: EmailOptions) {}
+  readonly target: string;
+  constructor(private readonly o: EmailOptions) {
+    this.target = smtpTarget(o.smtp);
+  }
 
   async send(notice: Notice): Promise<void> {
     // Loaded on the first notice: most runs send none.
@@ -26,16 +45,21 @@ export class EmailNotifier implements Notifier {
       socketTimeout: t,
     });
     try {
-      await transport.sendMail({
-        from: this.o.from,
-        to: this.o.to,
-        subject: notice.subject,
-        text: notice.body,
-        headers: {
-          'X-EFS-Backup-Id': notice.record.BackupId,
-          'X-EFS-Backup-Status': notice.record.Status,
-        },
-      });
+      await transport
+        .sendMail({
+          from: this.o.from,
+          to: this.o.to,
+          subject: notice.subject,
+          text: notice.body,
+          headers: {
+            'X-EFS-Backup-Id': notice.record.BackupId,
+            'X-EFS-Backup-Status': notice.record.Status,
+          },
+        })
+        .catch((e: unknown) => {
+          const { code, why } = failureText(e, t);
+          throw new NoticeError(this.target, code, why, { cause: e });
+        });
     } finally {
       transport.close();
     }

@@ -24,6 +24,7 @@ import path from 'node:path';
 import { pino, stdTimeFunctions, type Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import { composeNotice, shouldNotify, summary } from './notice.js';
+import { NoticeError } from './notice-error.js';
 import {
   silentLog,
   type LogStore,
@@ -276,16 +277,29 @@ class RunContext {
     const notice = composeNotice(record);
     const ms = this.o.notifyTimeoutMs ?? 30_000;
     const settled = await Promise.allSettled(
-      this.ports.notifiers.map((n) => withTimeout(n.send(notice), ms, `the ${n.channel} channel`)),
+      this.ports.notifiers.map((n) =>
+        withTimeout(
+          n.send(notice),
+          ms,
+          `the ${n.channel} channel${n.target ? ` (${n.target})` : ''}`,
+        ),
+      ),
     );
     return settled.map((s, i) => {
-      const channel = this.ports.notifiers[i]!.channel;
+      const n = this.ports.notifiers[i]!;
+      const channel = n.channel;
       if (s.status === 'fulfilled') return { channel, error: null };
       const error = errorText(s.reason);
-      // A channel that fails is said, never the run's failure.
+      // A channel that fails is said, never the run's failure: where it was going, and why.
+      const where =
+        s.reason instanceof NoticeError
+          ? { target: s.reason.target, code: s.reason.code }
+          : n.target
+            ? { target: n.target }
+            : {};
       this.log.warn(
-        { BackupId: record.BackupId, channel, err: error },
-        `the ${channel} notice was not sent`,
+        { BackupId: record.BackupId, channel, ...where, err: error },
+        `the ${channel} notice was not sent: ${error}`,
       );
       return { channel, error };
     });

@@ -64,6 +64,8 @@ export interface Notice {
 export interface Notifier {
   /** A name for messages: `email`, `webhook`, `console`, `sns`. */
   readonly channel: string;
+  /** Where its notices go, as logs may show it (no secrets): `POST https://host/…`, `SMTP host:587`. */
+  readonly target?: string;
   send(notice: Notice): Promise<void>;
 }
 

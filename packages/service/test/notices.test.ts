@@ -9,7 +9,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, runBackup, type RunRecord, type ServiceLog } from '../src/index.js';
+import {
+  parseConfig,
+  runBackup,
+  smtpTarget,
+  webhookTarget,
+  type RunRecord,
+  type ServiceLog,
+} from '../src/index.js';
 import { localPorts } from '../src/local.js';
 import { records, setUp } from './fixtures.js';
 
@@ -235,18 +242,67 @@ describe('a channel that fails never fails the run', () => {
       expect(record.Snapshot).toMatch(/^\d{8}T\d{6}Z$/);
       expect(notices.map((n) => n.channel)).toEqual(['email', 'webhook']);
       expect(notices[0]!.error).toMatch(/ECONNREFUSED/);
-      expect(notices[1]!.error).toMatch(/answered 500/);
+      expect(notices[1]!.error).toBe(
+        `POST http://127.0.0.1:${webPort}/…: answered 500 Internal Server Error no`,
+      );
       expect((await records(dst)).map((r) => [r.BackupId, r.Status])).toEqual([
         [record.BackupId, 'Success'],
       ]);
       expect(log.lines.filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([
-        'the email notice was not sent',
-        'the webhook notice was not sent',
+        `the email notice was not sent: ${notices[0]!.error}`,
+        `the webhook notice was not sent: ${notices[1]!.error}`,
       ]);
       expect(posts).toHaveLength(1);
     } finally {
       webStatus = 200;
     }
+  });
+
+  it('a webhook and an SMTP server that cannot be reached: the log names each target and the cause', async () => {
+    const { src, dst } = setUp();
+    const port = await closedPort();
+    const c = config({
+      source: src,
+      dst,
+      smtpPort: port,
+      webhook: `http://127.0.0.1:${port}/services/T000/B000/s3cr3t?token=t0k3n`,
+      notifyOnSuccess: true,
+    });
+    const log = collectLog();
+    const { record, notices } = await runBackup(c.jobs[0]!, localPorts(c), { log });
+    expect(record.Status).toBe('Success');
+    const warned = log.lines.filter((l) => l.level === 'warn');
+    expect(warned.map((l) => l.msg)).toEqual([
+      `the email notice was not sent: SMTP 127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port}`,
+      `the webhook notice was not sent: POST http://127.0.0.1:${port}/…: connect ECONNREFUSED 127.0.0.1:${port}`,
+    ]);
+    expect(warned.map((l) => l.obj)).toEqual([
+      expect.objectContaining({
+        channel: 'email',
+        target: `SMTP 127.0.0.1:${port}`,
+        code: 'ECONNREFUSED',
+      }),
+      expect.objectContaining({
+        channel: 'webhook',
+        target: `POST http://127.0.0.1:${port}/…`,
+        code: 'ECONNREFUSED',
+      }),
+    ]);
+    // The webhook's secret (its path and query) is never written down.
+    expect(JSON.stringify({ warned, notices })).not.toMatch(/s3cr3t|t0k3n/);
+  });
+
+  it('shows a webhook as its scheme and host, and an SMTP server as host and port, never secrets', () => {
+    expect(webhookTarget('https://hooks.slack.com/services/T0/B0/XXXX')).toBe(
+      'https://hooks.slack.com/…',
+    );
+    expect(webhookTarget('https://user:pw@example.com:8443/?key=1')).toBe(
+      'https://example.com:8443/…',
+    );
+    expect(webhookTarget('http://127.0.0.1:8080/')).toBe('http://127.0.0.1:8080');
+    expect(smtpTarget('smtps://user:pw@mail.example.com')).toBe('SMTP mail.example.com:465');
+    expect(smtpTarget('smtp://mail.example.com')).toBe('SMTP mail.example.com:587');
+    expect(smtpTarget('smtp://u:p@mail.example.com:2525')).toBe('SMTP mail.example.com:2525');
   });
 
   it('an SMTP server that never answers is given up after the notice timeout', async () => {
@@ -263,7 +319,7 @@ describe('a channel that fails never fails the run', () => {
       expect(record.Status).toBe('Success');
       expect(notices[0]).toEqual({
         channel: 'email',
-        error: 'the email channel did not answer within 1 s',
+        error: `the email channel (SMTP 127.0.0.1:${port}) did not answer within 1 s`,
       });
       expect(notices[1]).toEqual({ channel: 'webhook', error: null });
     } finally {
