@@ -48,6 +48,15 @@ function integer(name: string) {
   };
 }
 
+function rate(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || !(n > 0))
+      throw new InvalidArgumentError(`${name} must be a number above 0, not "${value}"`);
+    return n;
+  };
+}
+
 function minutes(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !isWindowMinutes(n))
@@ -216,6 +225,16 @@ export function buildProgram(setExit: (code: number) => void): Command {
       'hash every source file and compare it with the last snapshot, for changes that keep every stat field (slow: reads everything)',
     )
     .option('--no-xattrs', 'do not keep extended attributes and ACLs')
+    .option(
+      '--max-mibps <n>',
+      'read at most this many MiB per second from the source (gentle on production)',
+      rate('max-mibps'),
+    )
+    .option(
+      '--max-ops <n>',
+      'make at most this many calls per second on the source',
+      rate('max-ops'),
+    )
     .option('--json', 'print the run record as JSON')
     .action(async (o: BackupCliOptions, cmd: Command) =>
       setExit(await runBackup(checkBackupOptions(o, cmd))),

@@ -59,6 +59,9 @@ export interface BackupCommandOptions {
   checksum?: boolean;
   /** --no-xattrs gives false */
   xattrs?: boolean;
+  /** --max-mibps */
+  maxMibps?: number;
+  maxOps?: number;
   json?: boolean;
   job?: string;
   config?: string;
@@ -185,6 +188,8 @@ export async function backupThroughService(
     if (o.concurrency !== undefined) job = { ...job, concurrency: o.concurrency };
     if (o.checksum) job = { ...job, checksum: true };
     if (o.xattrs === false) job = { ...job, xattrs: false };
+    if (o.maxMibps !== undefined) job = { ...job, maxMiBps: o.maxMibps };
+    if (o.maxOps !== undefined) job = { ...job, maxOps: o.maxOps };
   } else {
     job = {
       source: o.source!,
@@ -197,6 +202,8 @@ export async function backupThroughService(
       ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
       ...(o.checksum ? { checksum: true } : {}),
       ...(o.xattrs === false ? { xattrs: false } : {}),
+      ...(o.maxMibps !== undefined ? { maxMiBps: o.maxMibps } : {}),
+      ...(o.maxOps !== undefined ? { maxOps: o.maxOps } : {}),
     };
   }
   const status = oneOffStatus(run);

@@ -10,7 +10,8 @@ import { prune, type PruneResult } from './prune.js';
 import { RunControl } from './run-control.js';
 import { RunReport, type BackupResult, type BackupStatus } from './run-report.js';
 import { Scanner } from './scan.js';
-import { sideOps, startBackup, type BackupRunOptions } from './start.js';
+import { sideOps, sourceThrottle, startBackup, type BackupRunOptions } from './start.js';
+import { throttled } from './throttle.js';
 import { Walk } from './walk.js';
 import { XattrCopy } from './xattrs.js';
 
@@ -41,7 +42,11 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
   const pool = new InFlight(o.concurrency);
   const control = new RunControl(() => pool.halt(), report, start, o.windowMinutes, now);
   const io = options.io;
-  const src = sideOps(typeof io === 'object' ? io.source : io, o.sourceRemote);
+  // Gentle on the source (--max-mibps, --max-ops): every call on it, the pool's too, shares one budget.
+  const src = throttled(
+    sideOps(typeof io === 'object' ? io.source : io, o.sourceRemote),
+    options.throttle ?? sourceThrottle(o),
+  );
   const dst = sideOps(typeof io === 'object' ? io.destination : io, o.destinationRemote);
   // Direct calls on a local destination: its links go to a thread of their own (LinkThread).
   const links = dst.mode === 'sync' ? new LinkThread(pool) : null;

@@ -1,9 +1,9 @@
 import path from 'node:path';
 import type { Meta } from './change.js';
 import { entryOf } from './change.js';
-import { CHUNK, copyFile, type CopyError } from './copy-file.js';
+import { copyFile, type CopyError } from './copy-file.js';
 import { applyEntryMeta } from './entry-meta.js';
-import { asyncOps, egid, euid, mkfifo, syncOps, type FsOps } from './fs-ops.js';
+import { callsFor, egid, euid, mkfifo, type FsOps } from './fs-ops.js';
 import type { LinkThread } from './link-thread.js';
 import type { ManifestEntry } from './manifest.js';
 import { removeAll } from './remove-tree.js';
@@ -72,12 +72,9 @@ export class EntryWriter {
       return retryOnExists((again) => {
         // Files of one chunk are copied with direct calls when the walk makes them (local
         // disk); larger ones always go through the pool, so the event loop keeps turning.
-        const small = m.size < CHUNK;
-        const read = small && this.src.mode === 'sync' ? syncOps : asyncOps;
-        const write = small && this.dst.mode === 'sync' ? syncOps : asyncOps;
         copyFile(
-          read,
-          write,
+          callsFor(this.src, m.size),
+          callsFor(this.dst, m.size),
           src,
           dst,
           m.size,

@@ -43,6 +43,11 @@ export function timeArg(sec: number, nsec: number): TimeArg {
  */
 export interface FsOps {
   readonly mode: 'sync' | 'async';
+  /**
+   * The same side's calls through the thread pool (for a large file, which must not hold the
+   * event loop); `asyncOps` when not given.
+   */
+  readonly pooled?: FsOps;
   lstat(p: string, cb: Cb<fs.BigIntStats>): void;
   readdir(p: string, cb: Cb<string[]>): void;
   /** Names with their types from the listing (d_type), no stat. */
@@ -149,6 +154,15 @@ export const syncOps: FsOps = {
   futimes: (fd, a, m, cb) => call(() => fs.futimesSync(fd, a, m), cb),
   ftruncate: (fd, length, cb) => call(() => fs.ftruncateSync(fd, length), cb),
 };
+
+/**
+ * The calls for one file of a side: direct ones for a file of one chunk where the side makes
+ * direct calls (a local disk), else the side's pooled ones, so a large file never holds the
+ * event loop for the whole of its copy or hash.
+ */
+export function callsFor(side: FsOps, size: number): FsOps {
+  return size < CHUNK && side.mode === 'sync' ? side : (side.pooled ?? asyncOps);
+}
 
 /** A directory's names, byte-safe. */
 export function readdirSync(p: string): string[] {

@@ -64,3 +64,5 @@ export type { AdoptedSnapshot, AdoptOptions } from './adopt.js';
 export { formatBytes, formatCount, formatDuration } from './format.js';
 export { bytesOfName, fsPath, nameFromBytes, shown } from './names.js';
 export { windowDeadline } from './run-control.js';
+export { Throttle, throttled } from './throttle.js';
+export type { Limits } from './throttle.js';

@@ -32,6 +32,10 @@ export interface BackupOptions {
    * @default false
    */
   checksum?: boolean;
+  /** At most this many MiB read from the source per second, over every call in flight. @default no limit */
+  maxMiBps?: number;
+  /** At most this many calls on the source per second. @default no limit */
+  maxOps?: number;
 }
 
 export interface ResolvedOptions {
@@ -51,6 +55,8 @@ export interface ResolvedOptions {
   destinationRemote: boolean;
   xattrs: boolean;
   checksum: boolean;
+  maxMiBps: number | null;
+  maxOps: number | null;
 }
 
 /**
@@ -86,6 +92,11 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
     !(Number.isInteger(o.concurrency) && o.concurrency >= 1 && o.concurrency <= 1024)
   ) {
     throw badInput(`concurrency must be an integer from 1 to 1024, not ${o.concurrency}`);
+  }
+  for (const k of ['maxMiBps', 'maxOps'] as const) {
+    const v = o[k];
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0))
+      throw badInput(`${k} must be a number above 0, not ${String(v)}`);
   }
   for (const k of ['xattrs', 'checksum'] as const) {
     if (o[k] !== undefined && typeof o[k] !== 'boolean')
@@ -137,6 +148,8 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
     destinationRemote,
     xattrs: o.xattrs ?? true,
     checksum: o.checksum ?? false,
+    maxMiBps: o.maxMiBps ?? null,
+    maxOps: o.maxOps ?? null,
   };
 }
 

@@ -1,6 +1,6 @@
-import { copyFile, CHUNK, type CopyError } from './copy-file.js';
+import { copyFile, type CopyError } from './copy-file.js';
 import { applyEntryMeta } from './entry-meta.js';
-import { asyncOps, egid, euid, mkfifo, syncOps, timeArg, type FsOps } from './fs-ops.js';
+import { callsFor, egid, euid, mkfifo, timeArg, type FsOps } from './fs-ops.js';
 import type { ManifestEntry } from './manifest.js';
 import { shown } from './names.js';
 import { removeAll } from './remove-tree.js';
@@ -83,10 +83,9 @@ export class RestoreWriter {
     const meta = denied
       ? { mode: e.mode, uid: euid, gid: egid, atime: t, mtime: t, sparse: true }
       : { mode: e.mode, uid: e.uid, gid: e.gid, atime: t, mtime: t, sparse: true };
-    const small = e.size < CHUNK;
     copyFile(
-      small && this.snapIo.mode === 'sync' ? syncOps : asyncOps,
-      small && this.io.mode === 'sync' ? syncOps : asyncOps,
+      callsFor(this.snapIo, e.size),
+      callsFor(this.io, e.size),
       rel === '' ? this.snapshotPath : `${this.snapshotPath}/${rel}`,
       tmp,
       e.size,

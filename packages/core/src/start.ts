@@ -5,6 +5,7 @@ import { BackupSet, ensureDir } from './layout.js';
 import { LabelLock } from './lock.js';
 import { resolveBackupOptions, type BackupOptions, type ResolvedOptions } from './options.js';
 import type { BackupProgress, BackupWarning } from './run-report.js';
+import { Throttle } from './throttle.js';
 
 /** What a backup is given, and how it starts: its refusals made once, before anything is written. */
 
@@ -27,6 +28,11 @@ export interface BackupRunOptions extends BackupOptions {
    * @default for each side, from that side's file-system type
    */
   io?: IoMode | { source: IoMode; destination: IoMode };
+  /**
+   * The source's budget, for a caller that changes it while the run goes (the AWS worker
+   * slows down while the source's burst credits are low). @default from maxMiBps and maxOps
+   */
+  throttle?: Throttle;
   /** The run as `startBackup` began it (its options win over the ones above). */
   started?: StartedBackup;
 }
@@ -69,4 +75,13 @@ export function startBackup(options: BackupOptions & { backupId?: string }): Sta
  */
 export function sideOps(forced: IoMode | undefined, remote: boolean): FsOps {
   return (forced ?? (remote ? 'async' : 'sync')) === 'sync' ? syncOps : asyncOps;
+}
+
+/** The source's budget from the run's options: none where no limit is set. */
+export function sourceThrottle(o: ResolvedOptions): Throttle | null {
+  if (o.maxMiBps === null && o.maxOps === null) return null;
+  return new Throttle({
+    ...(o.maxMiBps !== null ? { bytesPerSecond: o.maxMiBps * 2 ** 20 } : {}),
+    ...(o.maxOps !== null ? { callsPerSecond: o.maxOps } : {}),
+  });
 }

@@ -1,4 +1,4 @@
-import type { FsOps } from './fs-ops.js';
+import { asyncOps, type FsOps } from './fs-ops.js';
 
 /**
  * Being gentle on a production file system: at most so many bytes read and so many calls made
@@ -188,7 +188,13 @@ function bucket(old: Bucket | null, rate: number | undefined): Bucket | null {
  */
 export function throttled(ops: FsOps, throttle: Throttle | null): FsOps {
   if (!throttle?.limited) return ops;
-  const t = throttle;
+  const wrapped = wrap(ops, throttle);
+  // A large file's calls go through the pool (callsFor): the same budget holds them.
+  const pooled = ops.mode === 'async' ? wrapped : wrap(ops.pooled ?? asyncOps, throttle);
+  return { ...wrapped, pooled };
+}
+
+function wrap(ops: FsOps, t: Throttle): FsOps {
   const gate =
     <A extends unknown[]>(f: (...args: A) => void) =>
     (...args: A): void =>

@@ -3,7 +3,7 @@ import { entryOf, sameInodeState, toMeta, unchanged, type Meta } from './change.
 import type { BaseSnapshot } from './base-snapshot.js';
 import type { DirXattrs, EntryWriter } from './entry-writer.js';
 import { hashFile } from './digest.js';
-import { asyncOps, CHUNK, readdirSync, syncOps, type FsOps } from './fs-ops.js';
+import { callsFor, readdirSync, type FsOps } from './fs-ops.js';
 import type { InFlight, Job } from './inflight.js';
 import { LinkGroups, type LinkGroup } from './link-groups.js';
 import { ManifestIndex, type ManifestEntry } from './manifest.js';
@@ -326,8 +326,7 @@ export class Walk {
       if (!this.checksum || m.kind !== 'f') return link();
       // Every stat field says unchanged; the content is asked too (rsync's -c).
       // Large files through the pool, as copies are, so the event loop keeps turning.
-      const io = m.size < CHUNK && this.src.mode === 'sync' ? syncOps : asyncOps;
-      return hashFile(io, src, (err, digest) => {
+      return hashFile(callsFor(this.src, m.size), src, (err, digest) => {
         if (err) {
           this.report.warn(
             rel,

@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { backup } from '../src/index.js';
 import { asyncOps, syncOps } from '../src/fs-ops.js';
+import { createTree, dir, file, rsyncDifferences, sourceAndDestination } from './fixtures/tree.js';
 import { Throttle, throttled, type Clock } from '../src/throttle.js';
 
 /** A clock the test moves by hand; timers fire when it passes them. */
@@ -135,5 +137,60 @@ describe('Throttle', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a backup under a budget', () => {
+  /** A throttle that lets everything through and counts what it was asked for. */
+  class CountingThrottle extends Throttle {
+    asked = 0;
+    reserved = 0;
+    constructor() {
+      super({ callsPerSecond: 1e12, bytesPerSecond: 1e15 });
+    }
+    override take(bytes: number, run: () => void): void {
+      this.asked++;
+      this.reserved += bytes;
+      super.take(bytes, run);
+    }
+  }
+
+  for (const io of ['sync', 'async'] as const) {
+    it(`puts every call on the source through it, the pool's too (${io} calls)`, async () => {
+      const { src, dst } = sourceAndDestination();
+      const big = 3 * 1024 * 1024 + 5; // larger than a chunk: copied through the pool
+      createTree(src, {
+        'big.bin': file(Buffer.alloc(big, 1)),
+        sub: dir({ 'a.txt': file('a'), deeper: dir({ 'b.txt': file('bb') }) }),
+      });
+      const throttle = new CountingThrottle();
+      const r = await backup({ source: src, destination: dst, throttle, io });
+      expect(r.Status, r.Message).toBe('Success');
+      expect(rsyncDifferences(src, r.snapshotPath!)).toEqual([]);
+      // Every byte copied was reserved first (a read reserves its whole length).
+      expect(throttle.reserved).toBeGreaterThanOrEqual(big + 3);
+      // At least a listing per directory and an open, a read and a close per file.
+      expect(throttle.asked).toBeGreaterThanOrEqual(3 + 3 * 3);
+      // A second, unchanged backup reads no file, but still walks the source through it.
+      const again = new CountingThrottle();
+      const r2 = await backup({ source: src, destination: dst, throttle: again, io });
+      expect(r2.NumberOfFilesLinked).toBe(3);
+      expect(again.reserved).toBe(0);
+      expect(again.asked).toBeGreaterThanOrEqual(3);
+    });
+  }
+
+  it('refuses a limit that is not a number above 0, before anything is written', async () => {
+    const { src, dst } = sourceAndDestination();
+    for (const [k, v] of [
+      ['maxMiBps', 0],
+      ['maxOps', -3],
+      ['maxMiBps', Number.NaN],
+    ] as const) {
+      await expect(backup({ source: src, destination: dst, [k]: v })).rejects.toThrow(
+        `${k} must be a number above 0`,
+      );
+    }
+    expect(fs.readdirSync(dst)).toEqual([]);
   });
 });

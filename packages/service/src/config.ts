@@ -187,6 +187,20 @@ export const JobSchema = z
         .boolean(allowed('true or false'))
         .optional()
         .describe('keep extended attributes and POSIX ACLs; default: true'),
+      maxMiBps: z
+        .number(allowed('a number of MiB per second above 0'))
+        .positive(allowed('a number of MiB per second above 0'))
+        .optional()
+        .describe(
+          'read at most this many MiB per second from the source, over every call in flight (gentle on production); default: no limit',
+        ),
+      maxOps: z
+        .number(allowed('a number of calls per second above 0'))
+        .positive(allowed('a number of calls per second above 0'))
+        .optional()
+        .describe(
+          'make at most this many file-system calls per second on the source; default: no limit',
+        ),
       staleAfterHours: z
         .number(allowed('a number of hours above 0'))
         .positive(allowed('a number of hours above 0'))

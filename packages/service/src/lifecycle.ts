@@ -140,6 +140,8 @@ function engineOptions(job: JobSpec): BackupOptions {
     ...(job.concurrency !== undefined ? { concurrency: job.concurrency } : {}),
     ...(job.xattrs !== undefined ? { xattrs: job.xattrs } : {}),
     ...(job.checksum !== undefined ? { checksum: job.checksum } : {}),
+    ...(job.maxMiBps !== undefined ? { maxMiBps: job.maxMiBps } : {}),
+    ...(job.maxOps !== undefined ? { maxOps: job.maxOps } : {}),
   };
 }
 
