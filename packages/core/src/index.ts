@@ -64,3 +64,12 @@ export type { AdoptedSnapshot, AdoptOptions } from './adopt.js';
 export { formatBytes, formatCount, formatDuration } from './format.js';
 export { bytesOfName, fsPath, nameFromBytes, shown } from './names.js';
 export { windowDeadline } from './run-control.js';
+export {
+  checkExcludeRules,
+  Excludes,
+  excludePatternProblem,
+  formatExcludes,
+  ifPresentNameProblem,
+  readExcludeFile,
+} from './excludes.js';
+export type { ExcludeRules } from './excludes.js';
