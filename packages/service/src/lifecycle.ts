@@ -140,6 +140,8 @@ function engineOptions(job: JobSpec): BackupOptions {
     ...(job.concurrency !== undefined ? { concurrency: job.concurrency } : {}),
     ...(job.xattrs !== undefined ? { xattrs: job.xattrs } : {}),
     ...(job.checksum !== undefined ? { checksum: job.checksum } : {}),
+    ...(job.exclude !== undefined ? { exclude: job.exclude } : {}),
+    ...(job.excludeIfPresent !== undefined ? { excludeIfPresent: job.excludeIfPresent } : {}),
   };
 }
 
@@ -159,6 +161,9 @@ function baseRecord(
     source: r.source,
     prefix: r.prefix,
     destination: r.destination,
+    // As given: resolving checks them and changes nothing.
+    exclude: job.exclude ?? [],
+    excludeIfPresent: job.excludeIfPresent ?? [],
     windowMinutes: job.windowMinutes ?? null,
     schedule: job.schedule ?? null,
     start,
