@@ -12,6 +12,8 @@ import {
   formatBytes,
   formatDuration,
   formatCount,
+  formatExcludes,
+  readExcludeFile,
 } from '@efs-backup/core';
 import type {
   Config,
@@ -59,6 +61,12 @@ export interface BackupCommandOptions {
   checksum?: boolean;
   /** --no-xattrs gives false */
   xattrs?: boolean;
+  /** --exclude, repeated */
+  exclude?: string[];
+  /** --exclude-from, repeated */
+  excludeFrom?: string[];
+  /** --exclude-if-present, repeated */
+  excludeIfPresent?: string[];
   json?: boolean;
   job?: string;
   config?: string;
@@ -73,6 +81,9 @@ const JOB_CONFLICTS = [
   'retain',
   'prefix',
   'window',
+  'exclude',
+  'excludeFrom',
+  'excludeIfPresent',
 ] as const;
 
 const JOB_SETTINGS = "the job's settings come from the configuration file";
@@ -84,7 +95,9 @@ const JOB_SETTINGS = "the job's settings come from the configuration file";
 function refuseGiven(cmd: Command, names: readonly string[], by: string, why: string): void {
   for (const name of names) {
     if (cmd.getOptionValueSource(name) === 'cli')
-      throw badInput(`--${name} cannot be given with ${by}: ${why}`);
+      throw badInput(
+        `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} cannot be given with ${by}: ${why}`,
+      );
   }
 }
 
@@ -186,6 +199,8 @@ export async function backupThroughService(
     if (o.checksum) job = { ...job, checksum: true };
     if (o.xattrs === false) job = { ...job, xattrs: false };
   } else {
+    // The patterns of --exclude-from files first, then --exclude's: a later `!` re-includes.
+    const exclude = [...(o.excludeFrom ?? []).flatMap(readExcludeFile), ...(o.exclude ?? [])];
     job = {
       source: o.source!,
       destination: o.destination!,
@@ -197,6 +212,8 @@ export async function backupThroughService(
       ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
       ...(o.checksum ? { checksum: true } : {}),
       ...(o.xattrs === false ? { xattrs: false } : {}),
+      ...(exclude.length ? { exclude } : {}),
+      ...(o.excludeIfPresent ? { excludeIfPresent: o.excludeIfPresent } : {}),
     };
   }
   const status = oneOffStatus(run);
@@ -368,6 +385,8 @@ async function printHistory(o: HistoryOptions): Promise<number> {
     process.stdout.write('no runs recorded\n');
     return EXIT.ok;
   }
+  // What a snapshot left out, in a column of its own once any run listed left something out.
+  const excludes = runs.some((r) => r.Exclude?.length || r.ExcludeIfPresent?.length);
   const rows = runs.map((r) => [
     shortTime(r.StartTime),
     r.Job ?? '-',
@@ -381,6 +400,7 @@ async function printHistory(o: HistoryOptions): Promise<number> {
     r.StopTime ? formatDuration(Date.parse(r.StopTime) - Date.parse(r.StartTime)) : '-',
     String(r.NumberOfWarnings),
     r.BackupId,
+    ...(excludes ? [formatExcludes(r.Exclude, r.ExcludeIfPresent, 40) || '-'] : []),
     r.Status === 'Success' ? '' : r.Message,
   ]);
   process.stdout.write(
@@ -397,6 +417,7 @@ async function printHistory(o: HistoryOptions): Promise<number> {
         'TOOK',
         'WARNINGS',
         'BACKUPID',
+        ...(excludes ? ['EXCLUDES'] : []),
         'MESSAGE',
       ],
       rows,
