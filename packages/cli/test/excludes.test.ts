@@ -213,7 +213,8 @@ describe('backup --exclude, --exclude-from, --exclude-if-present', () => {
       expect(r.json?.NumberOfWarnings).toBe(0);
       expect(r.stderr).not.toMatch(/faultfs:/);
 
-      // Nor opened to be listed, nor stat'ed itself: strace sees every system call on a path.
+      // Nor opened to be listed (by the walk, nor by a first backup's count ahead), nor stat'ed
+      // itself: strace sees every system call on a path.
       const trace = path.join(base, 'trace');
       const traced = path.join(base, 'traced');
       fs.mkdirSync(traced);
