@@ -249,17 +249,26 @@ const LATER_DEFAULTS: Partial<Record<(typeof RECORD_FIELDS)[number], unknown>> =
   Kind: 'backup',
 };
 
+/** Fields added later that only a backup has: an older backup's item left nothing out. */
+const LATER_BACKUP_DEFAULTS: Partial<Record<(typeof RECORD_FIELDS)[number], () => unknown>> = {
+  Exclude: () => [],
+  ExcludeIfPresent: () => [],
+};
+
 /** An item as read, with the fields added later that it lacks at their defaults. */
 function withDefaults(item: RunItem): RunItem {
   const out: Record<string, unknown> = { ...item };
   for (const [f, v] of Object.entries(LATER_DEFAULTS)) out[f] ??= v;
+  if (out.Kind === 'backup')
+    for (const [f, v] of Object.entries(LATER_BACKUP_DEFAULTS)) out[f] ??= v();
   return out as unknown as RunItem;
 }
 
 /** The record's fields of an item (a missing field reads as null, or as LATER_DEFAULTS say). */
 export function recordOf(item: RunItem): RunRecord {
+  const full = withDefaults(item);
   const out: Record<string, unknown> = {};
-  for (const f of RECORD_FIELDS) out[f] = item[f] ?? LATER_DEFAULTS[f] ?? null;
+  for (const f of RECORD_FIELDS) out[f] = full[f] ?? null;
   return out as unknown as RunRecord;
 }
 

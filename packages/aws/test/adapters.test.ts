@@ -33,6 +33,8 @@ function record(over: Partial<RunRecord> = {}): RunRecord {
     Retain: 7,
     Source: '/mnt/efs/fs-source',
     Prefix: '/',
+    Exclude: ['*.tmp'],
+    ExcludeIfPresent: [],
     Destination: '/mnt/efs/fs-backup',
     RestoredSnapshot: null,
     Target: null,
@@ -134,10 +136,36 @@ describe('DynamoDbRecordStore (dynalite)', () => {
       Subdir: 'docs',
       Mirror: true,
       NumberOfFilesDeleted: 3,
+      Exclude: null,
+      ExcludeIfPresent: null,
     });
     await store.put(r);
     expect(await store.get('r-1')).toEqual(r);
     expect(await store.listItems({ Kind: 'restore' })).toEqual([expect.objectContaining(r)]);
+  });
+
+  it('an item written before excludes were recorded: a backup left nothing out, a restore has none', async () => {
+    const store = new DynamoDbRecordStore({
+      tableName: await aws.newTable(),
+      client: aws.dynamodb,
+    });
+    /* eslint-disable @typescript-eslint/no-unused-vars */
+    const { Exclude, ExcludeIfPresent, ...backup } = record();
+    const {
+      Exclude: e,
+      ExcludeIfPresent: i,
+      ...restore
+    } = record({
+      BackupId: 'r-1',
+      Kind: 'restore',
+      Retain: null,
+      Mirror: false,
+    });
+    /* eslint-enable @typescript-eslint/no-unused-vars */
+    expect(await store.create(backup as RunRecord)).toBe(true);
+    expect(await store.create(restore as RunRecord)).toBe(true);
+    expect(await store.get('b-1')).toEqual(record({ Exclude: [], ExcludeIfPresent: [] }));
+    expect(await store.get('r-1')).toMatchObject({ Exclude: null, ExcludeIfPresent: null });
   });
 
   it('a record write keeps the workflow attributes of the item', async () => {

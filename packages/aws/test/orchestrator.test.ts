@@ -133,6 +133,8 @@ describe("start (the schedule's Scheduled Event)", () => {
       Retain: 7,
       Source: '/mnt/efs/fs-0123456789abcdef0',
       Prefix: '/',
+      Exclude: [],
+      ExcludeIfPresent: [],
       Destination: '/mnt/efs/fs-0fedcba9876543210',
       RestoredSnapshot: null,
       Target: null,

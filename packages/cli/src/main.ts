@@ -9,6 +9,7 @@ import {
   formatBytes,
   formatDuration,
   formatCount,
+  formatExcludes,
   shown,
   isWindowMinutes,
   WINDOW_RULE,
@@ -62,6 +63,11 @@ function minutes(value: string): number {
   if (value.trim() === '' || !isWindowMinutes(n))
     throw new InvalidArgumentError(`window must be ${WINDOW_RULE}, not "${value}"`);
   return n;
+}
+
+/** A repeatable option's values, in the order given. */
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 type BackupCliOptions = BackupCommandOptions;
@@ -135,6 +141,9 @@ interface SnapshotRow {
   BackupId: string | null;
   NumberOfFiles: number | null;
   TotalFileSize: number | null;
+  /** What the snapshot left out (its manifest's header); [] for none. */
+  Exclude: string[];
+  ExcludeIfPresent: string[];
 }
 
 async function listSnapshots(o: {
@@ -162,6 +171,8 @@ async function listSnapshots(o: {
       BackupId: header?.BackupId ?? null,
       NumberOfFiles: header?.NumberOfFiles ?? null,
       TotalFileSize: header?.TotalFileSize ?? null,
+      Exclude: header?.Exclude ?? [],
+      ExcludeIfPresent: header?.ExcludeIfPresent ?? [],
     });
   }
   if (o.json) {
@@ -173,6 +184,8 @@ async function listSnapshots(o: {
     return EXIT.ok;
   }
   const counters = new Map<string, number>();
+  // A column for what was left out, once a snapshot left something out.
+  const excludes = rows.some((r) => r.Exclude.length || r.ExcludeIfPresent.length);
   const out = rows.map((r) => {
     const n = counters.get(r.interval) ?? 0;
     counters.set(r.interval, n + 1);
@@ -181,10 +194,12 @@ async function listSnapshots(o: {
       r.stamp,
       r.NumberOfFiles === null ? '?' : formatCount(r.NumberOfFiles),
       r.TotalFileSize === null ? '?' : formatBytes(r.TotalFileSize),
+      ...(excludes ? [formatExcludes(r.Exclude, r.ExcludeIfPresent, 40) || '-'] : []),
       r.latest ? 'latest' : '',
     ];
   });
-  process.stdout.write(table(['SNAPSHOT', 'STAMP', 'ENTRIES', 'SIZE', ''], out));
+  const heads = ['SNAPSHOT', 'STAMP', 'ENTRIES', 'SIZE', ...(excludes ? ['EXCLUDES'] : []), ''];
+  process.stdout.write(table(heads, out));
   return EXIT.ok;
 }
 
@@ -234,6 +249,21 @@ export function buildProgram(setExit: (code: number) => void): Command {
       '--max-ops <n>',
       'make at most this many calls per second on the source',
       rate('max-ops'),
+    )
+    .option(
+      '--exclude <pattern>',
+      'leave out what this gitignore-style pattern matches (*.tmp, build/, /cache, !keep); repeatable',
+      collect,
+    )
+    .option(
+      '--exclude-from <file>',
+      'leave out what the patterns of this file match (one a line, gitignore syntax); repeatable',
+      collect,
+    )
+    .option(
+      '--exclude-if-present <name>',
+      'leave out the content of each directory holding this name (CACHEDIR.TAG); repeatable',
+      collect,
     )
     .option('--json', 'print the run record as JSON')
     .action(async (o: BackupCliOptions, cmd: Command) =>

@@ -12,6 +12,8 @@ import {
   formatBytes,
   formatDuration,
   formatCount,
+  formatExcludes,
+  readExcludeFile,
 } from '@efs-backup/core';
 import type {
   Config,
@@ -62,6 +64,12 @@ export interface BackupCommandOptions {
   /** --max-mibps */
   maxMibps?: number;
   maxOps?: number;
+  /** --exclude, repeated */
+  exclude?: string[];
+  /** --exclude-from, repeated */
+  excludeFrom?: string[];
+  /** --exclude-if-present, repeated */
+  excludeIfPresent?: string[];
   json?: boolean;
   job?: string;
   config?: string;
@@ -76,6 +84,9 @@ const JOB_CONFLICTS = [
   'retain',
   'prefix',
   'window',
+  'exclude',
+  'excludeFrom',
+  'excludeIfPresent',
 ] as const;
 
 const JOB_SETTINGS = "the job's settings come from the configuration file";
@@ -87,7 +98,9 @@ const JOB_SETTINGS = "the job's settings come from the configuration file";
 function refuseGiven(cmd: Command, names: readonly string[], by: string, why: string): void {
   for (const name of names) {
     if (cmd.getOptionValueSource(name) === 'cli')
-      throw badInput(`--${name} cannot be given with ${by}: ${why}`);
+      throw badInput(
+        `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} cannot be given with ${by}: ${why}`,
+      );
   }
 }
 
@@ -191,6 +204,8 @@ export async function backupThroughService(
     if (o.maxMibps !== undefined) job = { ...job, maxMiBps: o.maxMibps };
     if (o.maxOps !== undefined) job = { ...job, maxOps: o.maxOps };
   } else {
+    // The patterns of --exclude-from files first, then --exclude's: a later `!` re-includes.
+    const exclude = [...(o.excludeFrom ?? []).flatMap(readExcludeFile), ...(o.exclude ?? [])];
     job = {
       source: o.source!,
       destination: o.destination!,
@@ -204,6 +219,8 @@ export async function backupThroughService(
       ...(o.xattrs === false ? { xattrs: false } : {}),
       ...(o.maxMibps !== undefined ? { maxMiBps: o.maxMibps } : {}),
       ...(o.maxOps !== undefined ? { maxOps: o.maxOps } : {}),
+      ...(exclude.length ? { exclude } : {}),
+      ...(o.excludeIfPresent ? { excludeIfPresent: o.excludeIfPresent } : {}),
     };
   }
   const status = oneOffStatus(run);
@@ -375,6 +392,8 @@ async function printHistory(o: HistoryOptions): Promise<number> {
     process.stdout.write('no runs recorded\n');
     return EXIT.ok;
   }
+  // What a snapshot left out, in a column of its own once any run listed left something out.
+  const excludes = runs.some((r) => r.Exclude?.length || r.ExcludeIfPresent?.length);
   const rows = runs.map((r) => [
     shortTime(r.StartTime),
     r.Job ?? '-',
@@ -388,6 +407,7 @@ async function printHistory(o: HistoryOptions): Promise<number> {
     r.StopTime ? formatDuration(Date.parse(r.StopTime) - Date.parse(r.StartTime)) : '-',
     String(r.NumberOfWarnings),
     r.BackupId,
+    ...(excludes ? [formatExcludes(r.Exclude, r.ExcludeIfPresent, 40) || '-'] : []),
     r.Status === 'Success' ? '' : r.Message,
   ]);
   process.stdout.write(
@@ -404,6 +424,7 @@ async function printHistory(o: HistoryOptions): Promise<number> {
         'TOOK',
         'WARNINGS',
         'BACKUPID',
+        ...(excludes ? ['EXCLUDES'] : []),
         'MESSAGE',
       ],
       rows,

@@ -12,7 +12,7 @@ import {
   blockLine,
   encodeEntry,
   MANIFEST_FORMAT,
-  MANIFEST_VERSION,
+  manifestVersion,
   writeManifest,
   type ManifestEntry,
 } from './manifest.js';
@@ -90,7 +90,7 @@ export function adopt(o: AdoptOptions): AdoptedSnapshot[] {
         set.manifestPath(stamp),
         {
           format: MANIFEST_FORMAT,
-          version: MANIFEST_VERSION,
+          version: manifestVersion(false),
           BackupId: `adopted-${d.name}-${stamp}`,
           Label: o.label,
           Interval: d.interval,

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import type { Dirent } from 'node:fs';
 import { openBase, type BaseSnapshot } from './base-snapshot.js';
 import { EntryWriter } from './entry-writer.js';
 import { EfsBackupError } from './errors.js';
+import { Excludes } from './excludes.js';
 import { InFlight } from './inflight.js';
 import { BackupSet } from './layout.js';
 import { LinkThread } from './link-thread.js';
@@ -84,8 +86,13 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
     const writer = new EntryWriter(src, dst, links, report, control, p.dir, xattrs);
     // No manifest to estimate from (a first backup): the source is counted ahead of the walk,
     // from the listings the walk then takes over, when someone watches the progress.
+    const excludes = Excludes.of(o);
+    // What the walk leaves out is neither counted nor entered by the count ahead.
+    const filter = excludes ? (rel: string, list: Dirent[]) => excludes.filter(rel, list) : null;
     const scanner =
-      !base && options.onProgress ? new Scanner(o.sourceRoot, src, scanLimit(o.concurrency)) : null;
+      !base && options.onProgress
+        ? new Scanner(o.sourceRoot, src, scanLimit(o.concurrency), undefined, filter)
+        : null;
     report.scan = scanner;
     const walk = new Walk(
       o.sourceRoot,
@@ -100,6 +107,7 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
       control,
       o.checksum,
       scanner,
+      excludes,
     );
     control.begin(options.signal);
     const endProgress = report.startProgress(options.progressIntervalMs ?? 250);
@@ -138,6 +146,8 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
         files: report.files,
         bytes: report.totalBytes,
         root: walk.rootRecord!,
+        exclude: o.exclude,
+        excludeIfPresent: o.excludeIfPresent,
       };
       const { latestError } = await commitPartial(set, p, facts, lock, report);
       snapshot = p.stamp;

@@ -66,3 +66,12 @@ export { bytesOfName, fsPath, nameFromBytes, shown } from './names.js';
 export { windowDeadline } from './run-control.js';
 export { Throttle, throttled } from './throttle.js';
 export type { Limits } from './throttle.js';
+export {
+  checkExcludeRules,
+  Excludes,
+  excludePatternProblem,
+  formatExcludes,
+  ifPresentNameProblem,
+  readExcludeFile,
+} from './excludes.js';
+export type { ExcludeRules } from './excludes.js';

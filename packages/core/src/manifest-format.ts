@@ -122,8 +122,19 @@ export function blockLine(dir: string, entries: ManifestEntry[]): string {
 }
 
 export const MANIFEST_FORMAT = 'efs-backup-manifest';
-/** 2: entries carry the source's inode and ctime, and extended attributes. Version 1 is read. */
-export const MANIFEST_VERSION = 2;
+/**
+ * The newest version read. 2: entries carry the source's inode and ctime, and extended
+ * attributes (version 1 is read). 3: the header carries what the snapshot left out (`Exclude`,
+ * `ExcludeIfPresent`); only a manifest that does is written as 3, so an older efs-backup, which
+ * would take what was left out for what is gone (`restore --delete` would delete it), refuses
+ * it, and reads every other manifest as before.
+ */
+export const MANIFEST_VERSION = 3;
+
+/** The version a new manifest is written as: 3 only when its header records excludes. */
+export function manifestVersion(excludes: boolean): number {
+  return excludes ? 3 : 2;
+}
 
 export interface ManifestHeader {
   format: typeof MANIFEST_FORMAT;
@@ -138,6 +149,10 @@ export interface ManifestHeader {
   StopTime: string;
   NumberOfFiles: number;
   TotalFileSize: number;
+  /** The patterns the snapshot left out (version 3; absent: none). */
+  Exclude?: string[];
+  /** The names whose directories' content the snapshot left out (version 3; absent: none). */
+  ExcludeIfPresent?: string[];
   root: unknown[];
 }
 export const CHECKSUM_PREFIX = '#sha256 ';

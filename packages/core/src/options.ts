@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { badInput, OptionError } from './errors.js';
+import { checkExcludeRules } from './excludes.js';
 import { checkInterval, checkLabel, existingDirectory } from './layout.js';
 
 export interface BackupOptions {
@@ -36,6 +37,18 @@ export interface BackupOptions {
   maxMiBps?: number;
   /** At most this many calls on the source per second. @default no limit */
   maxOps?: number;
+  /**
+   * gitignore-style patterns of what to leave out, relative to the backed-up root (source plus
+   * prefix), in order: the last that matches decides (`!` re-includes). An excluded directory
+   * is not descended into. Recorded in the snapshot's manifest and the run's record.
+   * @default none
+   */
+  exclude?: string[];
+  /**
+   * Names (such as CACHEDIR.TAG) whose presence in a directory leaves that directory's
+   * content out: the directory is kept, empty. @default none
+   */
+  excludeIfPresent?: string[];
 }
 
 export interface ResolvedOptions {
@@ -57,6 +70,8 @@ export interface ResolvedOptions {
   checksum: boolean;
   maxMiBps: number | null;
   maxOps: number | null;
+  exclude: string[];
+  excludeIfPresent: string[];
 }
 
 /**
@@ -102,6 +117,7 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
     if (o[k] !== undefined && typeof o[k] !== 'boolean')
       throw badInput(`${k} must be true or false, not ${String(o[k])}`);
   }
+  checkExcludeRules(o);
   if (!o.source) throw badInput('source is required');
   if (!o.destination) throw badInput('destination is required');
   const prefix = normalizePrefix(o.prefix ?? DEFAULTS.prefix);
@@ -150,6 +166,8 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
     checksum: o.checksum ?? false,
     maxMiBps: o.maxMiBps ?? null,
     maxOps: o.maxOps ?? null,
+    exclude: [...(o.exclude ?? [])],
+    excludeIfPresent: [...(o.excludeIfPresent ?? [])],
   };
 }
 

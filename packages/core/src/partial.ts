@@ -7,7 +7,7 @@ import {
   encodeEntry,
   JournalWriter,
   MANIFEST_FORMAT,
-  MANIFEST_VERSION,
+  manifestVersion,
   writeManifest,
   type ManifestEntry,
   type ManifestHeader,
@@ -84,6 +84,9 @@ export interface CommitFacts {
   files: number;
   bytes: number;
   root: ManifestEntry;
+  /** What the run left out (recorded in the header when there is any). */
+  exclude: string[];
+  excludeIfPresent: string[];
 }
 
 /**
@@ -103,9 +106,10 @@ export async function commitPartial(
   const interval = facts.interval;
   const stamp = p.stamp;
   p.journal.close();
+  const excludes = facts.exclude.length > 0 || facts.excludeIfPresent.length > 0;
   const header: ManifestHeader = {
     format: MANIFEST_FORMAT,
-    version: MANIFEST_VERSION,
+    version: manifestVersion(excludes),
     BackupId: facts.backupId,
     Label: facts.label,
     Interval: interval,
@@ -116,6 +120,7 @@ export async function commitPartial(
     StopTime: facts.stop.toISOString(),
     NumberOfFiles: facts.files,
     TotalFileSize: facts.bytes,
+    ...(excludes ? { Exclude: facts.exclude, ExcludeIfPresent: facts.excludeIfPresent } : {}),
     root: encodeEntry(facts.root),
   };
   const failed = (what: string, e: unknown): EfsBackupError =>

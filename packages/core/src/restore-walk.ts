@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { Excludes } from './excludes.js';
 import type { FsOps } from './fs-ops.js';
 import type { InFlight, Job } from './inflight.js';
 import type { ManifestEntry, ManifestIndex } from './manifest.js';
@@ -49,6 +50,11 @@ export class RestoreWalk {
     private readonly dryRun: boolean,
     /** Remove from the target what the snapshot does not hold. */
     private readonly mirror: boolean,
+    /**
+     * What the snapshot left out (its manifest's header): a mirror leaves in the target what
+     * these leave out of a backup of it. Null: nothing was left out.
+     */
+    private readonly excludes: Excludes | null = null,
   ) {}
 
   /** Restores `root` (snapshot path `rel`) at `dst`; resolves once nothing is left in flight. */
@@ -135,24 +141,37 @@ export class RestoreWalk {
     next: () => void,
     done: () => void,
   ): void {
-    this.io.readdir(job.dst, (err, names) => {
+    // The snapshot left things out: the listing's types say what of the target they are.
+    const spare = this.mirror ? this.excludes : null;
+    const read = (
+      cb: (err: NodeJS.ErrnoException | null, names: fs.Dirent[] | string[]) => void,
+    ) => (spare ? this.io.readdirTypes(job.dst, cb) : this.io.readdir(job.dst, cb));
+    read((err, list) => {
       if (err) {
         this.report.fail(err);
         return done();
       }
+      // A directory the snapshot's `excludeIfPresent` emptied: its content is the user's.
+      const tagged = spare !== null && spare.tagged(list as fs.Dirent[]);
       const doomed: string[] = [];
-      for (const n of names) {
+      const mirrored: string[] = [];
+      for (const item of list) {
+        const n = typeof item === 'string' ? item : item.name;
         if (keep.has(n)) continue;
         const tmp = restoreTemporary(n);
         if (tmp === 'leftover') {
           if (!this.dryRun) doomed.push(n);
           job.cleaned = true;
         } else if (tmp === null && this.mirror) {
+          if (spare) {
+            if (!tagged && !spare.excludesEntry(job.rel, item as fs.Dirent)) mirrored.push(n);
+            continue;
+          }
           this.report.change('delete', `${job.dst}/${n}`);
           if (!this.dryRun) doomed.push(n);
         }
       }
-      let left = doomed.length + 1;
+      let left = doomed.length + mirrored.length + 1;
       const removed = (e: NodeJS.ErrnoException | null): void => {
         if (e) this.report.fail(e);
         if (--left === 0) next();
@@ -161,6 +180,21 @@ export class RestoreWalk {
         const p = `${job.dst}/${n}`;
         if (this.target.guard(p)) removeTree(this.io, this.pool, p, removed);
         else removed(null);
+      }
+      // Inside what goes too, what the excludes leave out stays, with the directories holding
+      // it; each path is told as it goes (a dry run looks through the trees and only tells).
+      for (const n of mirrored) {
+        const p = `${job.dst}/${n}`;
+        if (!this.target.guard(p)) {
+          removed(null);
+          continue;
+        }
+        removeTree(this.io, this.pool, p, removed, {
+          excludes: spare!,
+          rel: job.rel === '' ? n : `${job.rel}/${n}`,
+          dryRun: this.dryRun,
+          removed: (q) => this.report.change('delete', q),
+        });
       }
       removed(null);
       done();

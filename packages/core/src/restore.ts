@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { badInput } from './errors.js';
+import { Excludes } from './excludes.js';
 import { asyncOps, syncOps, type FsOps } from './fs-ops.js';
 import { InFlight } from './inflight.js';
 import { defaultConcurrency, isRemote } from './options.js';
@@ -27,7 +28,10 @@ export interface RestoreOptions {
   target: string;
   /** A directory or a single file inside the snapshot. @default the whole snapshot */
   subdir?: string;
-  /** Remove from the target what the snapshot does not hold (a mirror). @default false */
+  /**
+   * Remove from the target what the snapshot does not hold (a mirror), except what the
+   * snapshot's excludes left out (its manifest says which): that stays. @default false
+   */
   delete?: boolean;
   /** List what would change; write nothing. @default false */
   dryRun?: boolean;
@@ -89,6 +93,8 @@ export async function restore(o: RestoreOptions): Promise<RestoreResult> {
       report,
       dryRun,
       o.delete ?? false,
+      // What the backup left out is not gone: --delete leaves it in the target.
+      Excludes.ofHeader(index.header),
     );
     try {
       if (!dryRun) fs.mkdirSync(path.dirname(checked.dst), { recursive: true });

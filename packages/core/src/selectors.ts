@@ -44,11 +44,17 @@ export function readHeader(manifest: string): ManifestHeader | null {
     return null;
   }
   try {
-    const buf = Buffer.alloc(64 * 1024);
-    const n = fs.readSync(fd, buf, 0, buf.length, 0);
-    const nl = buf.subarray(0, n).indexOf(10);
-    if (nl < 0) return null;
-    return JSON.parse(buf.subarray(0, nl).toString('utf8')) as ManifestHeader;
+    // 64 KiB holds any header but one with thousands of exclude patterns: then more is read.
+    let buf = Buffer.alloc(64 * 1024);
+    let n = 0;
+    for (;;) {
+      const got = fs.readSync(fd, buf, n, buf.length - n, n);
+      n += got;
+      const nl = buf.subarray(0, n).indexOf(10);
+      if (nl >= 0) return JSON.parse(buf.subarray(0, nl).toString('utf8')) as ManifestHeader;
+      if (got === 0 || buf.length >= 64 << 20) return null;
+      if (n === buf.length) buf = Buffer.concat([buf, Buffer.alloc(buf.length)]);
+    }
   } catch {
     return null;
   } finally {

@@ -1,5 +1,6 @@
 import type fs from 'node:fs';
 import { hashFile } from './digest.js';
+import type { Excludes } from './excludes.js';
 import { asyncOps, type FsOps } from './fs-ops.js';
 import { InFlight } from './inflight.js';
 import type { ManifestEntry, ManifestIndex } from './manifest.js';
@@ -88,6 +89,8 @@ export interface TreeCheck {
   side: 'snapshot' | 'source';
   /** Source side: files of the manifest's size are hashed and compared too. */
   checksum?: boolean;
+  /** Source side: what the snapshot left out, which the source holds and is no difference. */
+  excludes?: Excludes | null;
   /** Snapshot side: the attribute check (null: not checked). */
   xattrs?: XattrCheck | null;
   report(p: Problem): void;
@@ -206,14 +209,22 @@ export function compareTree(c: TreeCheck): Promise<void> {
         return done();
       }
       const list = entries ?? new Map<string, ManifestEntry>();
-      io.readdir(p, (e2, names) => {
-        if (!e2) {
-          for (const n of names) {
-            const childRel = rel === '' ? n : `${rel}/${n}`;
-            if (!list.has(n))
-              report({ rel: childRel, line: `${extra}: ${childRel}`, entry: false });
-          }
+      const excludes = c.excludes ?? null;
+      const extras = (names: readonly (string | fs.Dirent)[]): void => {
+        // A directory the snapshot's `excludeIfPresent` emptied holds nothing to compare.
+        if (excludes?.tagged(names as fs.Dirent[])) return;
+        for (const item of names) {
+          const n = typeof item === 'string' ? item : item.name;
+          if (list.has(n)) continue;
+          if (excludes?.excludesEntry(rel, item as fs.Dirent)) continue;
+          const childRel = rel === '' ? n : `${rel}/${n}`;
+          report({ rel: childRel, line: `${extra}: ${childRel}`, entry: false });
         }
+      };
+      const read = (cb: (e: NodeJS.ErrnoException | null, n: (string | fs.Dirent)[]) => void) =>
+        excludes ? io.readdirTypes(p, cb) : io.readdir(p, cb);
+      read((e2, names) => {
+        if (!e2) extras(names);
         for (const e of list.values()) {
           const childRel = rel === '' ? e.name : `${rel}/${e.name}`;
           pool.push((d) => checkEntry(childRel, e, d));

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { damageFile, recordDamage, type DamageRecord } from './damage.js';
 import { badInput } from './errors.js';
+import { Excludes } from './excludes.js';
 import { existingDirectory, existingSet, type BackupSet, type SnapshotRef } from './layout.js';
 import { LabelLock } from './lock.js';
 import type { ManifestIndex } from './manifest.js';
@@ -218,6 +219,8 @@ async function checkSnapshot(
         concurrency,
         side: 'source',
         checksum: o.checksum ?? false,
+        // What the snapshot left out is not an addition to the source.
+        excludes: Excludes.ofHeader(index.header),
         report: (p) => differences.push(p.line),
       });
     }

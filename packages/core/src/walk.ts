@@ -3,6 +3,7 @@ import { entryOf, sameInodeState, toMeta, unchanged, type Meta } from './change.
 import type { BaseSnapshot } from './base-snapshot.js';
 import type { DirXattrs, EntryWriter } from './entry-writer.js';
 import { hashFile } from './digest.js';
+import type { Excludes } from './excludes.js';
 import { callsFor, readdirSync, type FsOps } from './fs-ops.js';
 import type { InFlight, Job } from './inflight.js';
 import { LinkGroups, type LinkGroup } from './link-groups.js';
@@ -89,6 +90,8 @@ export class Walk {
     private readonly checksum = false,
     /** Counts ahead (a first backup's estimate) and hands its listings over (scan.ts). */
     private readonly scanner: Scanner | null = null,
+    /** What the run leaves out; null when nothing (then no matcher is called). */
+    private readonly excludes: Excludes | null = null,
   ) {}
 
   /** Walks the whole source into the partial; resolves once nothing is left in flight. */
@@ -135,7 +138,11 @@ export class Walk {
     };
     const listed = (err: NodeJS.ErrnoException | null, list: fs.Dirent[]): void => {
       if (err) this.report.warn(dir.rel, `cannot read directory: ${err.message}`);
-      else names = list;
+      // What is left out is decided from the listing's types: never listed, never stat'ed (Node
+      // types an entry the file system left untyped, DT_UNKNOWN, with an lstat of its own). In
+      // a resumed directory, `removeExtras` then removes what an earlier run wrote and is now
+      // left out.
+      else names = this.excludes ? this.excludes.filter(dir.rel, list) : list;
       joined();
     };
     if (!this.scanner?.take(dir.src, listed)) this.src.readdirTypes(dir.src, listed);

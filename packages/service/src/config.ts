@@ -3,6 +3,8 @@ import {
   badInput,
   checkLabel,
   EfsBackupError,
+  excludePatternProblem,
+  ifPresentNameProblem,
   isIntervalName,
   MIN_WINDOW_MINUTES,
   OptionError,
@@ -207,6 +209,36 @@ export const JobSchema = z
         .optional()
         .describe(
           "`efs-backup status --check` fails when the job's newest snapshot is older than this; default: twice the longest gap between the schedule's runs",
+        ),
+      exclude: z
+        .array(
+          z
+            .string(allowed('a gitignore-style pattern such as *.tmp, build/ or /cache'))
+            .superRefine(
+              checks((v) => {
+                const why = excludePatternProblem(v);
+                return why ? `is ${show(v)}, a pattern that ${why}` : null;
+              }),
+            ),
+          allowed('a list of gitignore-style patterns such as ["*.tmp", "build/", "/cache"]'),
+        )
+        .optional()
+        .describe(
+          'what to leave out: gitignore-style patterns relative to the backed-up root (source plus prefix), such as *.tmp, build/, /cache, **/node_modules/ or !keep.tmp; the last that matches decides',
+        ),
+      excludeIfPresent: z
+        .array(
+          z.string(allowed('a file name such as CACHEDIR.TAG')).superRefine(
+            checks((v) => {
+              const why = ifPresentNameProblem(v);
+              return why ? `is ${show(v)}, a name that ${why}` : null;
+            }),
+          ),
+          allowed('a list of file names such as ["CACHEDIR.TAG"]'),
+        )
+        .optional()
+        .describe(
+          'names such as CACHEDIR.TAG: a directory holding one is kept empty, its content left out',
         ),
     },
     allowed('a mapping with name, source, destination and schedule'),

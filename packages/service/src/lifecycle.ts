@@ -142,6 +142,8 @@ function engineOptions(job: JobSpec): BackupOptions {
     ...(job.checksum !== undefined ? { checksum: job.checksum } : {}),
     ...(job.maxMiBps !== undefined ? { maxMiBps: job.maxMiBps } : {}),
     ...(job.maxOps !== undefined ? { maxOps: job.maxOps } : {}),
+    ...(job.exclude !== undefined ? { exclude: job.exclude } : {}),
+    ...(job.excludeIfPresent !== undefined ? { excludeIfPresent: job.excludeIfPresent } : {}),
   };
 }
 
@@ -161,6 +163,9 @@ function baseRecord(
     source: r.source,
     prefix: r.prefix,
     destination: r.destination,
+    // As given: resolving checks them and changes nothing.
+    exclude: job.exclude ?? [],
+    excludeIfPresent: job.excludeIfPresent ?? [],
     windowMinutes: job.windowMinutes ?? null,
     schedule: job.schedule ?? null,
     start,

@@ -45,6 +45,13 @@ export interface RunRecord extends Omit<
   Interval: string | null;
   /** Null for a restore. */
   Retain: number | null;
+  /**
+   * What a backup left out: its gitignore-style patterns, in order ([] for none); null for a
+   * restore. The snapshot's manifest records them too.
+   */
+  Exclude: string[] | null;
+  /** The names (CACHEDIR.TAG) whose directories' content a backup left out; null for a restore. */
+  ExcludeIfPresent: string[] | null;
   /** The snapshot a restore was asked for, as asked (`daily.0`, a stamp); null for a backup. */
   RestoredSnapshot: string | null;
   /** The directory a restore writes into; null for a backup. */
@@ -76,6 +83,8 @@ export const RECORD_FIELDS = [
   'Retain',
   'Source',
   'Prefix',
+  'Exclude',
+  'ExcludeIfPresent',
   'Destination',
   'RestoredSnapshot',
   'Target',
@@ -163,11 +172,16 @@ export function emptyFigures(): Pick<
 
 /** The fields only a restore has. */
 type RestoreField = 'RestoredSnapshot' | 'Target' | 'Subdir' | 'Mirror' | 'NumberOfFilesDeleted';
+/** The fields only a backup has. */
+type BackupField = 'Exclude' | 'ExcludeIfPresent';
 
 /** The engine's figures as the record's fields. */
 export function figuresOf(
   f: BackupFigures,
-): Omit<RunRecord, 'Job' | 'Schedule' | 'LogLocation' | 'ExpireItem' | 'Kind' | RestoreField> {
+): Omit<
+  RunRecord,
+  'Job' | 'Schedule' | 'LogLocation' | 'ExpireItem' | 'Kind' | RestoreField | BackupField
+> {
   return {
     BackupId: f.BackupId,
     Label: f.Label,
@@ -226,6 +240,10 @@ export interface BackupStart extends RunStart {
   interval: string;
   retain: number;
   destination: string;
+  /** @default [] */
+  exclude?: string[];
+  /** @default [] */
+  excludeIfPresent?: string[];
 }
 
 /** A restore at its start: its target is its destination. */
@@ -243,12 +261,17 @@ export interface RestoreStart extends RunStart {
  * one place a record is made (the lifecycle, the orchestrator and the AWS workers).
  */
 export function newRunRecord(run: BackupStart | RestoreStart): RunRecord {
-  const kind: Pick<RunRecord, 'Kind' | 'Interval' | 'Retain' | 'Destination' | RestoreField> =
+  const kind: Pick<
+    RunRecord,
+    'Kind' | 'Interval' | 'Retain' | 'Destination' | RestoreField | BackupField
+  > =
     run.kind === 'restore'
       ? {
           Kind: 'restore',
           Interval: null,
           Retain: null,
+          Exclude: null,
+          ExcludeIfPresent: null,
           Destination: run.target,
           RestoredSnapshot: run.snapshot,
           Target: run.target,
@@ -260,6 +283,8 @@ export function newRunRecord(run: BackupStart | RestoreStart): RunRecord {
           Kind: 'backup',
           Interval: run.interval,
           Retain: run.retain,
+          Exclude: [...(run.exclude ?? [])],
+          ExcludeIfPresent: [...(run.excludeIfPresent ?? [])],
           Destination: run.destination,
           RestoredSnapshot: null,
           Target: null,

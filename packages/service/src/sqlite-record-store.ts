@@ -17,6 +17,9 @@ const COLUMN_TYPES: Record<(typeof RECORD_FIELDS)[number], string> = {
   Retain: 'INTEGER',
   Source: 'TEXT NOT NULL',
   Prefix: 'TEXT NOT NULL',
+  /** A JSON list of strings (names as the engine keeps them, escaped); null for a restore. */
+  Exclude: 'TEXT',
+  ExcludeIfPresent: 'TEXT',
   Destination: 'TEXT NOT NULL',
   RestoredSnapshot: 'TEXT',
   Target: 'TEXT',
@@ -53,10 +56,11 @@ const COLUMN_TYPES: Record<(typeof RECORD_FIELDS)[number], string> = {
 /**
  * 1: the first schema. 2: NumberOfFilesCopiedForLinkLimit. 3: restores (Kind, the restore
  * fields; Interval and Retain nullable). 4: NumberOfFilesRepaired and
- * NumberOfFilesChangedByChecksum. A file of an older version is migrated on open, each
+ * NumberOfFilesChangedByChecksum. 5: Exclude and ExcludeIfPresent (a backup recorded before
+ * reads as having left nothing out). A file of an older version is migrated on open, each
  * step in one transaction with its version bump.
  */
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
 /**
  * The reserve's size. The end of a run is one row updated in place and the purge of expired
@@ -73,6 +77,8 @@ const CREATE_TABLE = (
 const CREATE_INDEXES = `CREATE INDEX IF NOT EXISTS runs_by_set ON runs (Destination, Label, StartTime);
    CREATE INDEX IF NOT EXISTS runs_by_expiry ON runs (ExpireItem);`;
 
+/** The columns version 5 added. */
+const ADDED_IN_5 = new Set<string>(['Exclude', 'ExcludeIfPresent']);
 /** The columns version 4 added. */
 const ADDED_IN_4 = new Set<string>(['NumberOfFilesRepaired', 'NumberOfFilesChangedByChecksum']);
 /** The columns version 3 added; the others were there at version 2. */
@@ -84,7 +90,8 @@ const ADDED_IN_3 = new Set<string>([
   'Mirror',
   'NumberOfFilesDeleted',
 ]);
-const V3_COLUMNS = RECORD_FIELDS.filter((f) => !ADDED_IN_4.has(f));
+const V4_COLUMNS = RECORD_FIELDS.filter((f) => !ADDED_IN_5.has(f));
+const V3_COLUMNS = V4_COLUMNS.filter((f) => !ADDED_IN_4.has(f));
 const V2_COLUMNS = V3_COLUMNS.filter((f) => !ADDED_IN_3.has(f)).join(', ');
 
 const MIGRATIONS: Record<number, string> = {
@@ -97,23 +104,47 @@ const MIGRATIONS: Record<number, string> = {
       ALTER TABLE runs_v3 RENAME TO runs;
       ${CREATE_INDEXES}`,
   // The same way, so the new columns stand in the record's order.
-  4: `${CREATE_TABLE('runs_v4')};
+  4: `${CREATE_TABLE('runs_v4', V4_COLUMNS)};
       INSERT INTO runs_v4 (${V3_COLUMNS.join(', ')}) SELECT ${V3_COLUMNS.join(', ')} FROM runs;
       DROP TABLE runs;
       ALTER TABLE runs_v4 RENAME TO runs;
       ${CREATE_INDEXES}`,
+  // The same way; a backup of before left nothing out (there was no way to).
+  5: `${CREATE_TABLE('runs_v5')};
+      INSERT INTO runs_v5 (${V4_COLUMNS.join(', ')}, Exclude, ExcludeIfPresent)
+        SELECT ${V4_COLUMNS.join(', ')},
+          CASE Kind WHEN 'restore' THEN NULL ELSE '[]' END,
+          CASE Kind WHEN 'restore' THEN NULL ELSE '[]' END
+        FROM runs;
+      DROP TABLE runs;
+      ALTER TABLE runs_v5 RENAME TO runs;
+      ${CREATE_INDEXES}`,
 };
 
-/** A record as a row: SQLite has no boolean. */
+/** A record as a row: SQLite has no boolean and no list (JSON, whose escapes keep any name). */
 const rowOf = (r: RunRecord): Record<string, unknown> => ({
   ...r,
   Mirror: r.Mirror === null ? null : r.Mirror ? 1 : 0,
+  Exclude: r.Exclude === null ? null : JSON.stringify(r.Exclude),
+  ExcludeIfPresent: r.ExcludeIfPresent === null ? null : JSON.stringify(r.ExcludeIfPresent),
 });
+
+const listOf = (v: string | null): string[] | null =>
+  v === null ? null : (JSON.parse(v) as string[]);
 
 /** A row as a record. */
 const fromRow = (row: unknown): RunRecord => {
-  const r = row as Omit<RunRecord, 'Mirror'> & { Mirror: number | null };
-  return { ...r, Mirror: r.Mirror === null ? null : r.Mirror !== 0 };
+  const r = row as Omit<RunRecord, 'Mirror' | 'Exclude' | 'ExcludeIfPresent'> & {
+    Mirror: number | null;
+    Exclude: string | null;
+    ExcludeIfPresent: string | null;
+  };
+  return {
+    ...r,
+    Mirror: r.Mirror === null ? null : r.Mirror !== 0,
+    Exclude: listOf(r.Exclude),
+    ExcludeIfPresent: listOf(r.ExcludeIfPresent),
+  };
 };
 
 /** SQLite's answers for a file that is not (or no longer) a sound database. */

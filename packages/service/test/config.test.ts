@@ -46,6 +46,8 @@ describe('the examples', () => {
       schedule: '0 2 * * *',
       windowMinutes: 180,
       notifyOnSuccess: false,
+      exclude: ['*.tmp', '**/node_modules/', '/scratch'],
+      excludeIfPresent: ['CACHEDIR.TAG'],
     });
     expect(c.notifications).toEqual({
       email: {
@@ -148,7 +150,7 @@ describe('each kind of mistake gives one precise message: file, line, key, what 
       name: 'a misspelt key',
       text: `jobs:\n${GOOD_JOB}    retian: 3\n`,
       message:
-        /^efs-backup\.yaml:6: jobs\[0\]\.retian is not a known key; allowed here: name, source, prefix, destination, label, interval, retain, schedule, timezone, windowMinutes, notifyOnSuccess, concurrency, checksum, xattrs, maxMiBps, maxOps, staleAfterHours$/,
+        /^efs-backup\.yaml:6: jobs\[0\]\.retian is not a known key; allowed here: name, source, prefix, destination, label, interval, retain, schedule, timezone, windowMinutes, notifyOnSuccess, concurrency, checksum, xattrs, maxMiBps, maxOps, staleAfterHours, exclude, excludeIfPresent$/,
     },
     {
       name: 'an unknown top-level key',
@@ -283,6 +285,24 @@ describe('each kind of mistake gives one precise message: file, line, key, what 
       text: `jobs:\n${GOOD_JOB}notifications:\n  webhook: {url: hooks.example.com}\n`,
       message:
         /^efs-backup\.yaml:7: notifications\.webhook\.url is "hooks\.example\.com", but must be an http or https URL/,
+    },
+    {
+      name: 'an exclude pattern that is a comment',
+      text: `jobs:\n${GOOD_JOB}    exclude:\n      - "*.tmp"\n      - "#cache"\n`,
+      message:
+        /^efs-backup\.yaml:8: jobs\[0\]\.exclude\[1\] is "#cache", a pattern that starts with "#", which makes it a comment in gitignore syntax: write \\# to match a name starting with #$/,
+    },
+    {
+      name: 'exclude as one pattern, not a list',
+      text: `jobs:\n${GOOD_JOB}    exclude: "*.tmp"\n`,
+      message:
+        /^efs-backup\.yaml:6: jobs\[0\]\.exclude is "\*\.tmp", but must be a list of gitignore-style patterns/,
+    },
+    {
+      name: 'an excludeIfPresent name with a slash',
+      text: `jobs:\n${GOOD_JOB}    excludeIfPresent: [cache/CACHEDIR.TAG]\n`,
+      message:
+        /^efs-backup\.yaml:6: jobs\[0\]\.excludeIfPresent\[0\] is "cache\/CACHEDIR\.TAG", a name that contains "\/"/,
     },
     {
       name: 'records kept 0 days',

@@ -39,6 +39,12 @@ const ADDED_IN_V3: Pick<RunRecord, V3Field> = {
   NumberOfFilesDeleted: null,
 };
 
+/** What a version-5 file reads a backup's row of an older file as: it left nothing out. */
+const ADDED_IN_V5: Pick<RunRecord, 'Exclude' | 'ExcludeIfPresent'> = {
+  Exclude: [],
+  ExcludeIfPresent: [],
+};
+
 /** The `runs` table at schema version 2: version 1's, with NumberOfFilesCopiedForLinkLimit. */
 const SCHEMA_V2 = SCHEMA_V1.replace(
   'NumberOfFilesLinked INTEGER NOT NULL,',
@@ -49,7 +55,15 @@ function oldRow(
   dst: string,
   id: string,
   start: string,
-): Omit<RunRecord, 'NumberOfFilesCopiedForLinkLimit' | V3Field> {
+): Omit<
+  RunRecord,
+  | 'NumberOfFilesCopiedForLinkLimit'
+  | 'NumberOfFilesRepaired'
+  | 'NumberOfFilesChangedByChecksum'
+  | V3Field
+  | 'Exclude'
+  | 'ExcludeIfPresent'
+> {
   return {
     BackupId: id,
     Job: null,
@@ -108,7 +122,7 @@ function olderFile(
 
 describe('schema migration', () => {
   it.each([1, 2] as const)(
-    'a version-%i records file is migrated to version 4 (restores: Kind, the restore fields, Interval and Retain nullable; the repaired and checksum counts), keeps its rows, and takes new runs',
+    'a version-%i records file is migrated to version 5 (restores: Kind, the restore fields, Interval and Retain nullable; the repaired and checksum counts; the excludes), keeps its rows, and takes new runs',
     async (version) => {
       const { src, dst } = setUp();
       const { file, rows } = olderFile(dst, version);
@@ -117,7 +131,7 @@ describe('schema migration', () => {
       expect(run.record.Status).toBe('Success');
 
       const db = new Database(file, { readonly: true });
-      expect(db.pragma('user_version', { simple: true })).toBe(4);
+      expect(db.pragma('user_version', { simple: true })).toBe(5);
       const cols = db.prepare('PRAGMA table_info(runs)').all() as {
         name: string;
         notnull: number;
@@ -140,7 +154,7 @@ describe('schema migration', () => {
         rows[1]!.BackupId,
         rows[0]!.BackupId,
       ]);
-      // The old rows as they were: backups, the new count at 0, no restore fields.
+      // The old rows as they were: backups, the new count at 0, no restore fields, no excludes.
       for (const old of rows)
         expect(all.find((r) => r.BackupId === old.BackupId)).toEqual({
           ...old,
@@ -148,6 +162,7 @@ describe('schema migration', () => {
           NumberOfFilesRepaired: 0,
           NumberOfFilesChangedByChecksum: 0,
           ...ADDED_IN_V3,
+          ...ADDED_IN_V5,
         });
       expect(all[0]).toEqual(run.record);
       // Opened again: nothing more to migrate.
@@ -188,6 +203,7 @@ describe('schema migration', () => {
       NumberOfFilesRepaired: 0,
       NumberOfFilesChangedByChecksum: 0,
       ...ADDED_IN_V3,
+      ...ADDED_IN_V5,
     };
     await store.put(restore);
     await store.put(backup);

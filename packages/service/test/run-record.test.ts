@@ -30,6 +30,8 @@ describe('newRunRecord', () => {
       Retain: 7,
       Source: '/src',
       Prefix: '/data',
+      Exclude: [],
+      ExcludeIfPresent: [],
       Destination: '/dst',
       RestoredSnapshot: null,
       Target: null,
