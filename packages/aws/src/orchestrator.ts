@@ -696,7 +696,17 @@ export class Orchestrator {
     this.metrics(
       metricsLine(recordOf(item), this.settings.SOURCE_FILE_SYSTEM_ID, time, attributesOf(item)),
     );
-    if (item.StopRule) await this.removeStopRule(item.StopRule);
+    if (item.StopRule) {
+      try {
+        await this.removeStopRule(item.StopRule);
+      } catch (e) {
+        // The run is closed all the same: a later start removes the rule it left behind.
+        this.log.warn(
+          { BackupId: item.BackupId, rule: item.StopRule, err: errorText(e) },
+          'cannot remove the stop rule yet',
+        );
+      }
+    }
     await this.store.update(item.BackupId, { Closed: time.toISOString(), WorkerState: 'done' });
     return notified;
   }

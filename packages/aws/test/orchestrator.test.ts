@@ -741,6 +741,29 @@ describe('instance terminated', () => {
       runs: [{ status: 'Success' }],
     });
   });
+
+  it('a stop rule that cannot be removed yet does not keep the run open: a later start removes it', async () => {
+    await runEndedAs({
+      Status: 'Failed',
+      Message: 'cannot mount',
+      StopTime: '2026-11-26T02:05:00.000Z',
+    });
+    ebMock.on(RemoveTargetsCommand).rejects(new Error('Rate exceeded'));
+    expect(await orchestrator.handle(TERMINATED, FUNCTION_ARN)).toMatchObject({
+      runs: [{ status: 'Failed', notified: true }],
+    });
+    expect((await orchestrator.store.getItem(BACKUP_ID))?.Closed).toBe('2026-11-26T04:52:31.000Z');
+    expect(logged.some((l) => l.msg === 'cannot remove the stop rule yet')).toBe(true);
+    // The next day's start finds the rule of the closed run and removes it.
+    ebMock.on(RemoveTargetsCommand).resolves({ FailedEntryCount: 0, FailedEntries: [] });
+    ebMock.on(ListRulesCommand).resolves({ Rules: [{ Name: RULE }] });
+    ebMock.resetHistory();
+    await orchestrator.handle(
+      variant(START, { id: 'next-day', time: '2026-11-27T02:00:00Z' }),
+      FUNCTION_ARN,
+    );
+    expect(inputs(ebMock, DeleteRuleCommand)).toEqual([{ Name: RULE }]);
+  });
 });
 
 describe('launches (the Auto Scaling group reports each)', () => {

@@ -13,6 +13,8 @@ import {
 import { ORCHESTRATOR_BUNDLE_DIR, WORKER_BUNDLE_FILE } from '@efs-backup/aws/bundles';
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as efs from 'aws-cdk-lib/aws-efs';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -22,7 +24,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp, DistSynthesizer, type EfsBackupApp } from '../src/index.js';
+import {
+  buildApp,
+  DistSynthesizer,
+  EfsToEfsBackup,
+  type EfsBackupApp,
+  type EfsToEfsBackupProps,
+} from '../src/index.js';
 import { conditionsOf, render, ruleFailures, type RenderContext } from './fixtures/cfn.js';
 
 let built: EfsBackupApp;
@@ -1161,6 +1169,75 @@ describe('the restore window, off the instance', () => {
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
       TreatMissingData: 'notBreaching',
       AlarmActions: [`<${policyId}>`],
+    });
+  });
+});
+
+describe('the backup construct, in a CDK app of your own', () => {
+  const construct = (over: Partial<EfsToEfsBackupProps>) => {
+    const stack = new Stack(new App(), 'Mine');
+    const vpc = ec2.Vpc.fromVpcAttributes(stack, 'Vpc', {
+      vpcId: 'vpc-0123',
+      availabilityZones: ['us-east-1a', 'us-east-1b'],
+      privateSubnetIds: ['subnet-a', 'subnet-b'],
+    });
+    return new EfsToEfsBackup(stack, 'Backup', {
+      sourceFileSystemId: 'fs-0123456789abcdef0',
+      vpc,
+      ...over,
+    });
+  };
+
+  it('defaults to Elastic throughput, IA after 30 days, c7gn.large', () => {
+    const b = construct({});
+    const t = Template.fromStack(Stack.of(b));
+    t.hasResourceProperties('AWS::EFS::FileSystem', {
+      ThroughputMode: 'elastic',
+      LifecyclePolicies: [{ TransitionToIA: 'AFTER_30_DAYS' }],
+    });
+    t.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: Match.objectLike({ InstanceType: 'c7gn.large' }),
+    });
+  });
+
+  it('refuses at synthesis what EFS would refuse at deployment', () => {
+    expect(() => construct({ throughputMode: efs.ThroughputMode.PROVISIONED })).toThrow(
+      /throughputMode PROVISIONED needs provisionedThroughputMibps/,
+    );
+    expect(() => construct({ provisionedThroughputMibps: 100 })).toThrow(
+      /provisionedThroughputMibps is for throughputMode PROVISIONED only/,
+    );
+    expect(() =>
+      construct({
+        throughputMode: efs.ThroughputMode.BURSTING,
+        transitionToArchive: efs.LifecyclePolicy.AFTER_90_DAYS,
+      }),
+    ).toThrow(/transitionToArchive needs throughputMode ELASTIC/);
+    expect(() => construct({ transitionToArchive: efs.LifecyclePolicy.AFTER_14_DAYS })).toThrow(
+      /transitionToArchive must come later than transitionToIA/,
+    );
+    // Provisioned, with its figure; Archive after IA; no lifecycle at all.
+    const t = Template.fromStack(
+      Stack.of(
+        construct({
+          throughputMode: efs.ThroughputMode.PROVISIONED,
+          provisionedThroughputMibps: 128,
+          transitionToIA: null,
+        }),
+      ),
+    );
+    t.hasResourceProperties('AWS::EFS::FileSystem', {
+      ThroughputMode: 'provisioned',
+      ProvisionedThroughputInMibps: 128,
+      LifecyclePolicies: Match.absent(),
+    });
+    Template.fromStack(
+      Stack.of(construct({ transitionToArchive: efs.LifecyclePolicy.AFTER_90_DAYS })),
+    ).hasResourceProperties('AWS::EFS::FileSystem', {
+      LifecyclePolicies: [
+        { TransitionToIA: 'AFTER_30_DAYS' },
+        { TransitionToArchive: 'AFTER_90_DAYS' },
+      ],
     });
   });
 });
