@@ -32,6 +32,9 @@ const results = await Promise.all([
     ...common,
     entryPoints: [path.join(root, 'dist', 'worker-bin.js')],
     outfile: path.join(out, 'worker', 'efs-backup-worker.cjs'),
+    // The SDK's ES modules, so that only the commands the worker sends are in the bundle (of
+    // CloudWatch, GetMetricData: no PutMetricData, nothing that could send metrics anywhere).
+    mainFields: ['module', 'main'],
     // libuv sizes its thread pool at the first asynchronous call: set before anything runs.
     banner: { js: "process.env.UV_THREADPOOL_SIZE ??= '64';" },
   }),

@@ -4,8 +4,13 @@
  * command), without the AWS SDK: cheap to load at synthesis.
  */
 export * from './events.js';
-export { BACKUP_METRICS, METRIC_DIMENSIONS, METRICS_NAMESPACE } from './metrics.js';
-export type { BackupMetric } from './metrics.js';
+export {
+  BACKUP_METRICS,
+  FILE_SYSTEM_METRICS,
+  METRIC_DIMENSIONS,
+  METRICS_NAMESPACE,
+} from './metrics.js';
+export type { BackupMetric, FileSystemMetric } from './metrics.js';
 export * from './orchestrator-settings.js';
 export { DEFAULT_RUN_DIR, PID_FILE, STOP_FILE, stopCommands } from './stop-command.js';
 export {

@@ -90,18 +90,55 @@ export const TerminatedEventSchema = z.object({
   }),
 });
 
+/** An instance of the group launched: the orchestrator pairs it with the run waiting for it. */
+export const LaunchedEventSchema = z.object({
+  ...envelope,
+  'detail-type': z.literal('EC2 Instance Launch Successful'),
+  source: z.literal('aws.autoscaling'),
+  detail: z.object({
+    AutoScalingGroupName: z.string(),
+    EC2InstanceId: z.string().min(1),
+  }),
+});
+
+/**
+ * The group could not launch an instance (no capacity for the type in an Availability Zone, no
+ * free address, a KMS key the group may not use): `StatusMessage` says why. `EC2InstanceId` is
+ * empty when no instance was created.
+ */
+export const LaunchFailedEventSchema = z.object({
+  ...envelope,
+  'detail-type': z.literal('EC2 Instance Launch Unsuccessful'),
+  source: z.literal('aws.autoscaling'),
+  detail: z.object({
+    AutoScalingGroupName: z.string(),
+    StatusCode: z.string().optional(),
+    StatusMessage: z.string().optional(),
+    Description: z.string().optional(),
+    Cause: z.string().optional(),
+    ActivityId: z.string().optional(),
+    EC2InstanceId: z.string().optional(),
+    StartTime: z.string().optional(),
+    EndTime: z.string().optional(),
+  }),
+});
+
 /** Every event the orchestrator acts on. */
 export const OrchestratorEventSchema = z.union([
   StartEventSchema,
   StopEventSchema,
   TerminatingEventSchema,
   TerminatedEventSchema,
+  LaunchedEventSchema,
+  LaunchFailedEventSchema,
 ]);
 
 export type StartEvent = z.infer<typeof StartEventSchema>;
 export type StopEvent = z.infer<typeof StopEventSchema>;
 export type TerminatingEvent = z.infer<typeof TerminatingEventSchema>;
 export type TerminatedEvent = z.infer<typeof TerminatedEventSchema>;
+export type LaunchedEvent = z.infer<typeof LaunchedEventSchema>;
+export type LaunchFailedEvent = z.infer<typeof LaunchFailedEventSchema>;
 export type OrchestratorEvent = z.infer<typeof OrchestratorEventSchema>;
 
 /** The detail-types the orchestrator knows: one of them that fails the schema is a mistake. */
@@ -109,6 +146,8 @@ export const KNOWN_DETAIL_TYPES = [
   'Scheduled Event',
   'EC2 Instance-terminate Lifecycle Action',
   'EC2 Instance Terminate Successful',
+  'EC2 Instance Launch Successful',
+  'EC2 Instance Launch Unsuccessful',
 ] as const;
 
 /**
@@ -131,3 +170,22 @@ export const SCHEDULED_INPUT_PATHS = {
   region: '$.region',
   resources: '$.resources',
 } as const;
+
+/**
+ * A CloudFormation custom resource request (the stack's `StopRuleCleanup`): when the stack is
+ * deleted, the orchestrator removes the one-time stop rules it made, which CloudFormation does
+ * not know about. The answer goes to `ResponseURL` (a presigned S3 URL).
+ */
+export const StackEventSchema = z.object({
+  RequestType: z.enum(['Create', 'Update', 'Delete']),
+  ResponseURL: z.url(),
+  StackId: z.string().min(1),
+  RequestId: z.string().min(1),
+  LogicalResourceId: z.string().min(1),
+  PhysicalResourceId: z.string().optional(),
+  ResourceType: z.string(),
+});
+export type StackEvent = z.infer<typeof StackEventSchema>;
+
+/** What the stack's custom resource is called (its `ResourceType`). */
+export const STOP_RULE_CLEANUP_TYPE = 'Custom::StopRuleCleanup';

@@ -21,13 +21,20 @@ export type {
 export { handler } from './lambda.js';
 export { claimRun, runBackupWorker, workerPorts } from './worker.js';
 export type { BackupWorkerResult, WorkerOptions } from './worker.js';
-export { restoreSummary, runRestoreWorker } from './restore-worker.js';
+export { restoreStopAfterMinutes, restoreSummary, runRestoreWorker } from './restore-worker.js';
 export type { RestoreWorkerOptions } from './restore-worker.js';
 export { isMountPoint, mount, MountError, mountPath } from './mount.js';
 export type { MountRequest } from './mount.js';
 export { StopListener } from './stop-listener.js';
-export { instanceIdFromMetadata, workerClients } from './worker-clients.js';
-export type { WorkerClients } from './worker-clients.js';
+export { instanceIdFromMetadata, instanceMetadata, workerClients } from './worker-clients.js';
+export type { InstanceMetadata, WorkerClients } from './worker-clients.js';
+export {
+  burstCreditBalance,
+  describeFileSystem,
+  endFigures,
+  startFigures,
+} from './file-system-figures.js';
+export type { FiguresContext, FileSystemFacts } from './file-system-figures.js';
 export { readWorkerConfig } from './worker-config.js';
 export { main as workerMain } from './worker-main.js';
 export { jsonLog } from './json-log.js';

@@ -4,6 +4,7 @@
  * CloudWatch. Nothing is sent anywhere else.
  */
 import type { RunRecord } from '@efs-backup/service';
+import type { RunAttributes } from './run-item.js';
 
 export const METRICS_NAMESPACE = 'EfsBackup';
 
@@ -33,7 +34,19 @@ export const BACKUP_METRICS = {
   RunsFailed: 'Count',
 } as const;
 
+/**
+ * The worker's figures of the file systems (RunAttributes), published when the run has them:
+ * a run whose worker never started has none.
+ */
+export const FILE_SYSTEM_METRICS = {
+  SourceFileSystemSize: 'Bytes',
+  DestinationFileSystemSize: 'Bytes',
+  SourceBurstCreditBalanceAtStart: 'Bytes',
+  SourceBurstCreditBalanceAtEnd: 'Bytes',
+} as const;
+
 export type BackupMetric = keyof typeof BACKUP_METRICS;
+export type FileSystemMetric = keyof typeof FILE_SYSTEM_METRICS;
 
 export function metricValues(r: RunRecord): Record<BackupMetric, number> {
   const stop = r.StopTime ? Date.parse(r.StopTime) : Date.parse(r.StartTime);
@@ -55,8 +68,22 @@ export function metricValues(r: RunRecord): Record<BackupMetric, number> {
   };
 }
 
-/** The embedded-metric-format line of a run's figures. */
-export function metricsLine(r: RunRecord, fileSystemId: string, at: Date): string {
+/**
+ * The embedded-metric-format line of a run's figures; `figures` adds the worker's file-system
+ * figures it has, and its instance type as a property (Logs Insights reads it, no metric).
+ */
+export function metricsLine(
+  r: RunRecord,
+  fileSystemId: string,
+  at: Date,
+  figures: Partial<RunAttributes> = {},
+): string {
+  const extra = Object.fromEntries(
+    Object.keys(FILE_SYSTEM_METRICS)
+      .map((k) => [k, figures[k as FileSystemMetric]] as const)
+      .filter((e): e is readonly [string, number] => typeof e[1] === 'number'),
+  );
+  const units: Record<string, string> = { ...BACKUP_METRICS, ...FILE_SYSTEM_METRICS };
   return JSON.stringify({
     _aws: {
       Timestamp: at.getTime(),
@@ -64,7 +91,10 @@ export function metricsLine(r: RunRecord, fileSystemId: string, at: Date): strin
         {
           Namespace: METRICS_NAMESPACE,
           Dimensions: [[...METRIC_DIMENSIONS]],
-          Metrics: Object.entries(BACKUP_METRICS).map(([Name, Unit]) => ({ Name, Unit })),
+          Metrics: [...Object.keys(BACKUP_METRICS), ...Object.keys(extra)].map((Name) => ({
+            Name,
+            Unit: units[Name]!,
+          })),
         },
       ],
     },
@@ -72,6 +102,8 @@ export function metricsLine(r: RunRecord, fileSystemId: string, at: Date): strin
     Label: r.Label,
     BackupId: r.BackupId,
     Status: r.Status,
+    ...(figures.InstanceType ? { InstanceType: figures.InstanceType } : {}),
     ...metricValues(r),
+    ...extra,
   });
 }

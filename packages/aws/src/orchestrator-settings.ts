@@ -6,6 +6,10 @@ import { z } from 'zod';
 import { checkRunDir, DEFAULT_RUN_DIR } from './stop-command.js';
 
 export const DEFAULT_STOP_RULE_PREFIX = 'efs-backup-stop-';
+/** Where the SSM agent writes the stop command's output in the log bucket. */
+export const SSM_OUTPUT_PREFIX = 'ssm-logs/';
+/** Launch failures of one run after which it is closed Failed rather than left to its stop. */
+export const DEFAULT_LAUNCH_FAILURE_LIMIT = 3;
 
 /** A stop this soon after its run's start is ignored, as the original did. */
 export const MIN_MINUTES_BEFORE_STOP = 10;
@@ -28,10 +32,17 @@ export const OrchestratorSettingsSchema = z.object({
   RUN_DIR: z.string().default(DEFAULT_RUN_DIR).transform(checkRunDir),
   NOTIFY_ON_SUCCESS: flag.default(false),
   EXPIRE_DAYS: z.coerce.number().positive().default(90),
+  /** Every stop rule's name starts with it: unique to the stack and the construct. */
   STOP_RULE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9._-]{1,27}$/)
     .default(DEFAULT_STOP_RULE_PREFIX),
+  /** The log bucket: the stop command's output goes there, under `ssm-logs/`. @default none kept */
+  LOG_BUCKET: z.string().min(3).optional(),
+  /** The stack's name, for the stop rules' descriptions. @default none */
+  STACK_NAME: z.string().min(1).optional(),
+  /** Launch failures of a run before it is closed Failed. @default 3 */
+  LAUNCH_FAILURE_LIMIT: z.coerce.number().int().min(1).default(DEFAULT_LAUNCH_FAILURE_LIMIT),
 });
 export type OrchestratorSettings = z.infer<typeof OrchestratorSettingsSchema>;
 

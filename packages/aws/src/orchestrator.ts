@@ -1,17 +1,33 @@
 /**
  * The orchestrator (DESIGN.md, "On AWS"): EventBridge invokes it for the schedule's start, the
- * run's one-time stop, the Auto Scaling group's termination lifecycle action and the end of the
- * worker's instance. Each step is idempotent, so a redelivered event does no harm.
+ * run's one-time stop, the Auto Scaling group's launches, its termination lifecycle action and
+ * the end of the worker's instance; CloudFormation, for the stack's deletion. Each step is
+ * idempotent, so a redelivered event does no harm. Every run ends closed and told, whatever
+ * fails:
  *
- *   start       → Running record, desired capacity 1, one-time stop rule (window end − 15 min)
- *   stop        → desired capacity 0
- *   terminating → SSM Run Command: the worker stops gracefully, then completes the action
- *   terminated  → the run closed: notified per status, metrics logged, stop rule removed
+ *   start          → Running record, desired capacity 1, one-time stop rule (window end − 15
+ *                    min); stop rules of closed runs left behind are removed
+ *   launched       → the instance is paired with the run waiting for it
+ *   launch failed  → the cause recorded; after LAUNCH_FAILURE_LIMIT failures the run is closed
+ *                    Failed, notified, and the group set to 0
+ *   stop           → desired capacity 0; a run no worker took is closed Failed with the Auto
+ *                    Scaling group's cause
+ *   terminating    → SSM Run Command: the worker stops gracefully, then completes the action
+ *   terminated     → the instance's run closed: notified per status, metrics logged, stop rule
+ *                    removed; a run waiting for a worker is closed only if this instance was
+ *                    launched for it or its stop time has passed (a run that starts while the
+ *                    previous instance terminates is not taken for the dead one's)
+ *   stack deletion → every stop rule of the stack removed
  */
-import { SetDesiredCapacityCommand, type AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import {
+  DescribeScalingActivitiesCommand,
+  SetDesiredCapacityCommand,
+  type AutoScalingClient,
+} from '@aws-sdk/client-auto-scaling';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   DeleteRuleCommand,
+  ListRulesCommand,
   PutRuleCommand,
   PutTargetsCommand,
   RemoveTargetsCommand,
@@ -29,13 +45,17 @@ import {
 } from '@efs-backup/service';
 import path from 'node:path';
 import { z } from 'zod';
-import { DynamoDbRecordStore, recordOf } from './dynamodb-record-store.js';
+import { attributesOf, DynamoDbRecordStore, recordOf } from './dynamodb-record-store.js';
 import {
   KNOWN_DETAIL_TYPES,
   OrchestratorEventSchema,
   SCHEDULED_INPUT_PATHS,
   scheduledInputTemplate,
+  StackEventSchema,
   STOP_MARGIN_MINUTES,
+  type LaunchedEvent,
+  type LaunchFailedEvent,
+  type StackEvent,
   type StartEvent,
   type StopEvent,
   type TerminatedEvent,
@@ -47,6 +67,7 @@ import type { RunItem } from './run-item.js';
 import { SnsNotifier } from './sns-notifier.js';
 import {
   MIN_MINUTES_BEFORE_STOP,
+  SSM_OUTPUT_PREFIX,
   STOP_TARGET_ID,
   type OrchestratorSettings,
 } from './orchestrator-settings.js';
@@ -75,7 +96,19 @@ export type OrchestratorResult =
       stopRule?: string;
       stopAt?: string;
     }
-  | { event: 'stop'; action: 'stopped' | 'ignored'; backupId: string; reason?: string }
+  | {
+      event: 'stop';
+      action: 'stopped' | 'ignored' | 'closed';
+      backupId: string;
+      reason?: string;
+    }
+  | { event: 'launched'; action: 'paired' | 'ignored'; instanceId: string; backupId: string | null }
+  | {
+      event: 'launch-failed';
+      action: 'recorded' | 'closed' | 'ignored';
+      runs: { backupId: string; failures: number; closed: boolean }[];
+      cause: string;
+    }
   | {
       event: 'terminating';
       action: 'stop-sent';
@@ -89,7 +122,11 @@ export type OrchestratorResult =
       instanceId: string;
       runs: { backupId: string; status: string; notified: boolean }[];
     }
+  | { event: 'stack'; action: 'created' | 'updated' | 'deleted'; rulesRemoved: number }
   | { event: 'ignored'; reason: string };
+
+/** Open runs' stop rules are kept this long past their stop time at most (then they are stale). */
+const STALE_RULE_MS = 24 * 3600_000;
 
 /** EventBridge's one-time cron for a moment (UTC, to the minute). */
 export function oneTimeCron(at: Date): string {
@@ -124,6 +161,8 @@ export class Orchestrator {
 
   /** Validates the event and acts on it; `functionArn` is the orchestrator's own (the stop's target). */
   async handle(event: unknown, functionArn: string): Promise<OrchestratorResult> {
+    const stack = StackEventSchema.safeParse(event);
+    if (stack.success) return this.stackEvent(stack.data);
     const parsed = OrchestratorEventSchema.safeParse(event);
     if (!parsed.success) return this.ignore(event, parsed.error);
     const e = parsed.data;
@@ -136,6 +175,10 @@ export class Orchestrator {
         return this.ownGroup(e) ?? this.terminating(e);
       case 'EC2 Instance Terminate Successful':
         return this.ownGroup(e) ?? this.terminated(e);
+      case 'EC2 Instance Launch Successful':
+        return this.ownGroup(e) ?? this.launched(e);
+      case 'EC2 Instance Launch Unsuccessful':
+        return this.ownGroup(e) ?? this.launchFailed(e);
     }
   }
 
@@ -155,7 +198,7 @@ export class Orchestrator {
     return { event: 'ignored', reason: `not an orchestrator event (${type ?? 'no detail-type'})` };
   }
 
-  private ownGroup(e: TerminatingEvent | TerminatedEvent): OrchestratorResult | null {
+  private ownGroup(e: { detail: { AutoScalingGroupName: string } }): OrchestratorResult | null {
     if (e.detail.AutoScalingGroupName === this.settings.AUTO_SCALING_GROUP_NAME) return null;
     this.log.info(
       { group: e.detail.AutoScalingGroupName },
@@ -234,19 +277,18 @@ export class Orchestrator {
     }
 
     // Each call is idempotent: a redelivered start finishes what an earlier attempt began.
-    await this.clients.autoScaling.send(
-      new SetDesiredCapacityCommand({
-        AutoScalingGroupName: s.AUTO_SCALING_GROUP_NAME,
-        DesiredCapacity: 1,
-        HonorCooldown: false,
-      }),
-    );
+    await this.setDesiredCapacity(1);
+    const stack = s.STACK_NAME ? ` (${s.STACK_NAME})` : '';
     await this.clients.events.send(
       new PutRuleCommand({
         Name: stopRule,
         ScheduleExpression: oneTimeCron(stopAt),
         State: 'ENABLED',
-        Description: `efs-backup: stops the run ${backupId} (${job.label}/${job.interval}) ${STOP_MARGIN_MINUTES} minutes before its window ends`,
+        Description:
+          `efs-backup${stack}: stops the run ${backupId} (${job.label}/${job.interval}) ${STOP_MARGIN_MINUTES} minutes before its window ends`.slice(
+            0,
+            512,
+          ),
       }),
     );
     await this.clients.events.send(
@@ -268,6 +310,7 @@ export class Orchestrator {
       { BackupId: backupId, stopRule, stopAt: stopAt.toISOString(), job },
       'run started: the worker is launching',
     );
+    await this.tidyStopRules(time);
     return { event: 'start', action: 'started', backupId, stopRule, stopAt: stopAt.toISOString() };
   }
 
@@ -290,16 +333,145 @@ export class Orchestrator {
     return { event: 'start', action: 'skipped', backupId: record.BackupId };
   }
 
+  /**
+   * Removes the stop rules that outlived their runs (a close that could not delete its rule):
+   * EventBridge allows 300 rules per bus. A failure here never fails the start.
+   */
+  private async tidyStopRules(now: Date): Promise<void> {
+    try {
+      const rules = await this.listStopRules();
+      if (!rules.length) return;
+      const kept = new Set(
+        (await this.store.listItems())
+          .filter(
+            (r) =>
+              r.StopRule &&
+              !r.Closed &&
+              !(r.StopAt && Date.parse(r.StopAt) < now.getTime() - STALE_RULE_MS),
+          )
+          .map((r) => r.StopRule),
+      );
+      const stale = rules.filter((r) => !kept.has(r));
+      for (const rule of stale) await this.removeStopRule(rule);
+      if (stale.length) this.log.info({ rules: stale }, 'removed stop rules left behind');
+    } catch (e) {
+      this.log.warn({ err: errorText(e) }, 'cannot tidy the stop rules left behind');
+    }
+  }
+
+  // ---- launches ------------------------------------------------------------------------------
+
+  /** The group launched an instance: the run waiting for a worker is paired with it. */
+  private async launched(e: LaunchedEvent): Promise<OrchestratorResult> {
+    const instanceId = e.detail.EC2InstanceId;
+    const time = Date.parse(e.time);
+    const run = (await this.waiting(time)).find((r) => !r.LaunchedInstance);
+    const paired =
+      !!run &&
+      (await this.store.update(
+        run.BackupId,
+        { LaunchedInstance: instanceId },
+        { WorkerState: 'launching', WorkerInstance: null, LaunchedInstance: null },
+      ));
+    this.log.info(
+      { instanceId, BackupId: run?.BackupId ?? null, paired },
+      paired ? 'an instance launched for the run' : 'an instance launched; no run waits for it',
+    );
+    return {
+      event: 'launched',
+      action: paired ? 'paired' : 'ignored',
+      instanceId,
+      backupId: paired ? run.BackupId : null,
+    };
+  }
+
+  /**
+   * The group could not launch an instance: the cause is recorded on the waiting run. Auto
+   * Scaling tries again (another Availability Zone, a moment later); after LAUNCH_FAILURE_LIMIT
+   * failures the run is closed Failed with the cause, and the group goes back to 0.
+   */
+  private async launchFailed(e: LaunchFailedEvent): Promise<OrchestratorResult> {
+    const d = e.detail;
+    const cause = (d.StatusMessage || d.Description || d.Cause || 'Auto Scaling gave no reason')
+      .replace(/\s+/g, ' ')
+      .trim();
+    const time = new Date(e.time);
+    const limit = this.settings.LAUNCH_FAILURE_LIMIT;
+    const runs: { backupId: string; failures: number; closed: boolean }[] = [];
+    for (const waiting of await this.waiting(time.getTime())) {
+      const counted = await this.countLaunchFailure(waiting, cause, d.ActivityId);
+      if (!counted) continue;
+      const { run, failures } = counted;
+      let closed = false;
+      if (failures >= limit) {
+        closed = !!(await this.closeUnclaimed(
+          { ...run, LaunchFailures: failures, LaunchError: cause },
+          time,
+          `the Auto Scaling group ${this.settings.AUTO_SCALING_GROUP_NAME} could not launch the worker (${failures} ${failures === 1 ? 'try' : 'tries'}): ${cause}`,
+        ));
+        // Only once the run is closed: a worker that took it meanwhile keeps its instance.
+        if (closed) await this.setDesiredCapacity(0);
+      }
+      runs.push({ backupId: run.BackupId, failures, closed });
+    }
+    this.log.warn({ runs, cause }, 'the Auto Scaling group could not launch the worker');
+    return {
+      event: 'launch-failed',
+      action: runs.some((r) => r.closed) ? 'closed' : runs.length ? 'recorded' : 'ignored',
+      runs,
+      cause,
+    };
+  }
+
+  /**
+   * Adds a launch failure to a waiting run (once per Auto Scaling activity), conditionally on
+   * the count it read: failures reported at once are all counted. Null once a worker took it.
+   */
+  private async countLaunchFailure(
+    waiting: RunItem,
+    cause: string,
+    activity: string | undefined,
+  ): Promise<{ run: RunItem; failures: number } | null> {
+    let run: RunItem | null = waiting;
+    for (let attempt = 0; run && isUnclaimed(run) && attempt < 10; attempt++) {
+      const counted = !!activity && run.LaunchActivity === activity;
+      const failures = (run.LaunchFailures ?? 0) + (counted ? 0 : 1);
+      const written = await this.store.update(
+        run.BackupId,
+        {
+          LaunchFailures: failures,
+          LaunchError: cause,
+          ...(activity ? { LaunchActivity: activity } : {}),
+        },
+        {
+          WorkerState: 'launching',
+          WorkerInstance: null,
+          LaunchFailures: run.LaunchFailures ?? null,
+        },
+      );
+      if (written) return { run, failures };
+      run = await this.store.getItem(run.BackupId);
+    }
+    return null;
+  }
+
+  /** Running runs no worker has claimed, started by `time`, newest first. */
+  private async waiting(time: number): Promise<RunItem[]> {
+    return (await this.store.listItems({ Status: 'Running', WorkerState: 'launching' })).filter(
+      (r) => !r.WorkerInstance && Date.parse(r.StartTime) <= time,
+    );
+  }
+
   // ---- stop ----------------------------------------------------------------------------------
 
   private async stop(e: StopEvent): Promise<OrchestratorResult> {
     const backupId = e.detail.backupId;
     const item = await this.store.getItem(backupId);
-    const time = Date.parse(e.time);
+    const time = new Date(e.time);
     if (item) {
       const started = Date.parse(item.ScheduledTime ?? item.StartTime);
-      if (time - started < MIN_MINUTES_BEFORE_STOP * 60_000) {
-        const reason = `the stop came ${Math.round((time - started) / 1000)} s after the run's start (less than ${MIN_MINUTES_BEFORE_STOP} minutes)`;
+      if (time.getTime() - started < MIN_MINUTES_BEFORE_STOP * 60_000) {
+        const reason = `the stop came ${Math.round((time.getTime() - started) / 1000)} s after the run's start (less than ${MIN_MINUTES_BEFORE_STOP} minutes)`;
         this.log.warn({ BackupId: backupId }, `stop ignored: ${reason}`);
         return { event: 'stop', action: 'ignored', backupId, reason };
       }
@@ -311,15 +483,57 @@ export class Orchestrator {
         return { event: 'stop', action: 'ignored', backupId, reason };
       }
     }
-    await this.clients.autoScaling.send(
-      new SetDesiredCapacityCommand({
-        AutoScalingGroupName: this.settings.AUTO_SCALING_GROUP_NAME,
-        DesiredCapacity: 0,
-        HonorCooldown: false,
-      }),
-    );
+    await this.setDesiredCapacity(0);
+    if (item && isUnclaimed(item)) {
+      // No worker ever took the run: no instance will report it, so it is closed here.
+      const message = `no worker took the run before its stop time: ${await this.launchCause(item)}`;
+      if (await this.closeUnclaimed(item, time, message)) {
+        this.log.warn({ BackupId: backupId }, message);
+        return { event: 'stop', action: 'closed', backupId, reason: message };
+      }
+    }
     this.log.info({ BackupId: backupId }, 'window ending: the worker is being stopped');
     return { event: 'stop', action: 'stopped', backupId };
+  }
+
+  /**
+   * Why no worker took a run, in Auto Scaling's words: the newest failed launch since the run's
+   * start (DescribeScalingActivities' StatusMessage or Description), or the cause a launch
+   * failure event recorded, or the group's last activity.
+   */
+  private async launchCause(item: RunItem): Promise<string> {
+    const group = this.settings.AUTO_SCALING_GROUP_NAME;
+    const recorded = item.LaunchError
+      ? `the Auto Scaling group ${group} could not launch the worker${item.LaunchFailures ? ` (${item.LaunchFailures} ${item.LaunchFailures === 1 ? 'try' : 'tries'})` : ''}: ${item.LaunchError}`
+      : null;
+    try {
+      const r = await this.clients.autoScaling.send(
+        new DescribeScalingActivitiesCommand({ AutoScalingGroupName: group, MaxRecords: 20 }),
+      );
+      const since = Date.parse(item.StartTime) - 60_000;
+      const activities = (r.Activities ?? []).filter(
+        (a) => !a.StartTime || a.StartTime.getTime() >= since,
+      );
+      const failed = activities.find(
+        (a) => a.StatusCode === 'Failed' || a.StatusCode === 'Cancelled',
+      );
+      if (failed) {
+        const why = (failed.StatusMessage || failed.Description || failed.StatusCode!)
+          .replace(/\s+/g, ' ')
+          .trim();
+        return `the Auto Scaling group ${group} could not launch the worker: ${why}`;
+      }
+      if (recorded) return recorded;
+      const last = activities[0];
+      if (last)
+        return `the Auto Scaling group ${group}'s last activity: ${last.Description ?? 'no description'} (${last.StatusCode ?? 'no status'}${last.StatusMessage ? `: ${last.StatusMessage}` : ''}); a worker that launched but never started leaves its reason in the instance's console output`;
+      return `the Auto Scaling group ${group} started no instance since the run's start (is its maximum capacity 0, or its launch template gone?)`;
+    } catch (e) {
+      return (
+        recorded ??
+        `the Auto Scaling group ${group}'s activities could not be read (${errorText(e)}); see them in the console`
+      );
+    }
   }
 
   // ---- terminating lifecycle action ---------------------------------------------------------
@@ -332,6 +546,8 @@ export class Orchestrator {
     const reason = runs.some((r) => r.StopAt && Date.parse(r.StopAt) - 60_000 <= time)
       ? 'window'
       : 'shutdown';
+    const bucket = this.settings.LOG_BUCKET;
+    const keyPrefix = SSM_OUTPUT_PREFIX.replace(/\/$/, '');
     const r = await this.clients.ssm.send(
       new SendCommandCommand({
         DocumentName: 'AWS-RunShellScript',
@@ -342,9 +558,21 @@ export class Orchestrator {
           executionTimeout: ['60'],
         },
         TimeoutSeconds: 600,
+        // The agent writes the command's output there, as the original solution kept it.
+        ...(bucket ? { OutputS3BucketName: bucket, OutputS3KeyPrefix: keyPrefix } : {}),
       }),
     );
     const commandId = r.Command?.CommandId ?? null;
+    if (commandId) {
+      for (const run of runs.filter((x) => !x.Closed)) {
+        await this.store.update(run.BackupId, {
+          StopCommandId: commandId,
+          ...(bucket
+            ? { StopCommandOutput: `s3://${bucket}/${keyPrefix}/${commandId}/${instanceId}/` }
+            : {}),
+        });
+      }
+    }
     this.log.info({ instanceId, reason, commandId }, 'the worker was told to stop');
     return { event: 'terminating', action: 'stop-sent', instanceId, reason, commandId };
   }
@@ -354,18 +582,30 @@ export class Orchestrator {
   private async terminated(e: TerminatedEvent): Promise<OrchestratorResult> {
     const instanceId = e.detail.EC2InstanceId;
     const time = new Date(e.time);
+    const t = time.getTime();
     const items = (await this.store.listItems()).filter(
       (r) =>
         !r.Closed &&
         (r.WorkerInstance === instanceId ||
-          // A run no worker ever claimed: its instance died before it could.
-          (r.Status === 'Running' &&
-            r.WorkerState === 'launching' &&
-            !r.WorkerInstance &&
-            Date.parse(r.StartTime) <= time.getTime())),
+          // A run no worker claimed: its own instance died before the worker started, or its
+          // stop time passed. A run that merely started before this event is a newer one's,
+          // waiting for its own instance.
+          (isUnclaimed(r) &&
+            Date.parse(r.StartTime) <= t &&
+            (r.LaunchedInstance === instanceId || stopTimePassed(r, t)))),
     );
     const runs: { backupId: string; status: string; notified: boolean }[] = [];
     for (let item of items) {
+      if (item.WorkerInstance !== instanceId) {
+        const cause =
+          item.LaunchedInstance === instanceId
+            ? `its instance ${instanceId} ended before the worker started: the instance could not set the worker up (it sent a notice saying why) or was terminated${e.detail.Cause ? ` (Auto Scaling: ${e.detail.Cause.replace(/\s+/g, ' ').trim()})` : ''}`
+            : await this.launchCause(item);
+        const message = `no worker took the run: ${cause}`;
+        const closed = await this.closeUnclaimed(item, time, message, instanceId);
+        if (closed) runs.push({ backupId: item.BackupId, status: 'Failed', ...closed });
+        continue;
+      }
       if (item.Status === 'Running') {
         item = {
           ...item,
@@ -376,14 +616,99 @@ export class Orchestrator {
         };
         await this.store.put(recordOf(item));
       }
-      const notified = await this.notifyOnce(item);
-      this.metrics(metricsLine(recordOf(item), this.settings.SOURCE_FILE_SYSTEM_ID, time));
-      if (item.StopRule) await this.removeStopRule(item.StopRule);
-      await this.store.update(item.BackupId, { Closed: time.toISOString(), WorkerState: 'done' });
+      const notified = await this.finish(item, time);
       runs.push({ backupId: item.BackupId, status: item.Status, notified });
     }
     this.log.info({ instanceId, runs }, 'the worker is gone: runs closed');
     return { event: 'terminated', action: 'closed', instanceId, runs };
+  }
+
+  // ---- the stack's custom resource ------------------------------------------------------------
+
+  /**
+   * CloudFormation's request: on the stack's deletion, every stop rule of the stack goes (they
+   * are not the stack's resources, and would outlive it). The answer is always SUCCESS, so a
+   * rule that cannot be removed does not hold the deletion; it is logged.
+   */
+  private async stackEvent(e: StackEvent): Promise<OrchestratorResult> {
+    let removed = 0;
+    let reason: string | undefined;
+    if (e.RequestType === 'Delete') {
+      try {
+        for (const rule of await this.listStopRules()) {
+          await this.removeStopRule(rule);
+          removed++;
+        }
+      } catch (err) {
+        reason = `removed ${removed} stop rules, then: ${errorText(err)}`;
+        this.log.error({ err: errorText(err) }, 'cannot remove every stop rule of the stack');
+      }
+    }
+    const body = JSON.stringify({
+      Status: 'SUCCESS',
+      ...(reason ? { Reason: reason } : {}),
+      PhysicalResourceId: e.PhysicalResourceId ?? `${this.settings.STOP_RULE_PREFIX}rules`,
+      StackId: e.StackId,
+      RequestId: e.RequestId,
+      LogicalResourceId: e.LogicalResourceId,
+      Data: { RulesRemoved: String(removed) },
+    });
+    // A presigned S3 URL: no content type (a signed one would have to match).
+    const res = await fetch(e.ResponseURL, { method: 'PUT', body: Buffer.from(body) });
+    if (!res.ok)
+      throw new Error(`CloudFormation's response URL answered ${res.status}: ${await res.text()}`);
+    this.log.info({ request: e.RequestType, removed }, 'answered CloudFormation');
+    const action = ({ Create: 'created', Update: 'updated', Delete: 'deleted' } as const)[
+      e.RequestType
+    ];
+    return { event: 'stack', action, rulesRemoved: removed };
+  }
+
+  // ---- closing runs --------------------------------------------------------------------------
+
+  /**
+   * Closes a run no worker claimed, Failed with `message`: only if it is still unclaimed (a
+   * worker that takes it meanwhile wins). Null when it was not this call that closed it.
+   */
+  private async closeUnclaimed(
+    item: RunItem,
+    time: Date,
+    message: string,
+    host?: string,
+  ): Promise<{ notified: boolean } | null> {
+    const failed = {
+      Status: 'Failed' as const,
+      Message: message,
+      StopTime: time.toISOString(),
+      Host: item.Host === 'pending' && host ? host : item.Host,
+      WorkerState: 'done' as const,
+    };
+    const closed = await this.store.update(item.BackupId, failed, {
+      WorkerState: 'launching',
+      WorkerInstance: null,
+    });
+    return closed ? { notified: await this.finish({ ...item, ...failed }, time) } : null;
+  }
+
+  /** The end of a run: notified once, its metrics logged, its stop rule removed, closed. */
+  private async finish(item: RunItem, time: Date): Promise<boolean> {
+    const notified = await this.notifyOnce(item);
+    this.metrics(
+      metricsLine(recordOf(item), this.settings.SOURCE_FILE_SYSTEM_ID, time, attributesOf(item)),
+    );
+    if (item.StopRule) {
+      try {
+        await this.removeStopRule(item.StopRule);
+      } catch (e) {
+        // The run is closed all the same: a later start removes the rule it left behind.
+        this.log.warn(
+          { BackupId: item.BackupId, rule: item.StopRule, err: errorText(e) },
+          'cannot remove the stop rule yet',
+        );
+      }
+    }
+    await this.store.update(item.BackupId, { Closed: time.toISOString(), WorkerState: 'done' });
+    return notified;
   }
 
   /** Notifies a run's end once, if its status calls for a notice; true when it sent one now. */
@@ -394,6 +719,34 @@ export class Orchestrator {
     await this.notifier.send(composeNotice(recordOf(item)));
     await this.store.update(item.BackupId, { Notified: new Date().toISOString() });
     return true;
+  }
+
+  private async setDesiredCapacity(capacity: 0 | 1): Promise<void> {
+    await this.clients.autoScaling.send(
+      new SetDesiredCapacityCommand({
+        AutoScalingGroupName: this.settings.AUTO_SCALING_GROUP_NAME,
+        DesiredCapacity: capacity,
+        HonorCooldown: false,
+      }),
+    );
+  }
+
+  /** The names of the stack's stop rules (every page). */
+  private async listStopRules(): Promise<string[]> {
+    const names: string[] = [];
+    let token: string | undefined;
+    do {
+      const r = await this.clients.events.send(
+        new ListRulesCommand({
+          NamePrefix: this.settings.STOP_RULE_PREFIX,
+          Limit: 100,
+          ...(token ? { NextToken: token } : {}),
+        }),
+      );
+      for (const rule of r.Rules ?? []) if (rule.Name) names.push(rule.Name);
+      token = r.NextToken;
+    } while (token);
+    return names;
   }
 
   private async removeStopRule(rule: string): Promise<void> {
@@ -411,6 +764,19 @@ export class Orchestrator {
       this.log.info({ rule, err: errorText(e) }, 'the stop rule was gone already');
     }
   }
+}
+
+/** A Running run no worker has claimed yet. */
+function isUnclaimed(r: RunItem): boolean {
+  return r.Status === 'Running' && r.WorkerState === 'launching' && !r.WorkerInstance;
+}
+
+/** Whether a run's stop time (or, lacking one, its window's end) is past at `t`. */
+function stopTimePassed(r: RunItem, t: number): boolean {
+  const until = r.StopAt
+    ? Date.parse(r.StopAt)
+    : Date.parse(r.StartTime) + (r.WindowMinutes ?? 0) * 60_000;
+  return until <= t;
 }
 
 /** Whether a Running run's window is still open at `time`. */

@@ -54,6 +54,11 @@ export const RestoreSettingsSchema = z.object({
   delete: flag.default(false),
   /** A restore is asked for by a person: its success is notified too. @default true */
   notifyOnSuccess: flag.default(true),
+  /**
+   * Minutes the restore may take: the worker stops it 15 minutes before they are up (Incomplete,
+   * notified, its group scaled to 0); the template keeps it from 30 to 1440. @default 720
+   */
+  windowMinutes: z.coerce.number().positive().default(720),
 });
 
 export const WorkerConfigSchema = z.object({
@@ -77,6 +82,8 @@ export const WorkerConfigSchema = z.object({
   mount: MountSchema.default(MountSchema.parse({})),
   /** @default the instance's, from the instance metadata service (IMDSv2) */
   instanceId: z.string().min(1).optional(),
+  /** @default the instance's, from the instance metadata service (IMDSv2) */
+  instanceType: z.string().min(1).optional(),
   /** File-system calls in flight. @default the engine's: 64 on EFS */
   concurrency: z.number().int().min(1).max(1024).optional(),
   /** Days records and logs are kept. @default 90 */
@@ -90,6 +97,8 @@ export const WorkerConfigSchema = z.object({
       s3: z.url(),
       sns: z.url(),
       autoScaling: z.url(),
+      efs: z.url(),
+      cloudwatch: z.url(),
     })
     .partial()
     .default({}),

@@ -10,7 +10,7 @@
 import { jsonLog, errorText } from './json-log.js';
 import { runRestoreWorker } from './restore-worker.js';
 import { StopListener } from './stop-listener.js';
-import { instanceIdFromMetadata, workerClients } from './worker-clients.js';
+import { instanceMetadata, workerClients } from './worker-clients.js';
 import { readWorkerConfig, type WorkerConfig } from './worker-config.js';
 import { runBackupWorker } from './worker.js';
 
@@ -35,15 +35,20 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    const instanceId = config.instanceId ?? (await instanceIdFromMetadata());
+    const metadata =
+      config.instanceId !== undefined
+        ? { instanceId: config.instanceId, instanceType: config.instanceType ?? null }
+        : await instanceMetadata();
+    const { instanceId } = metadata;
+    const instanceType = config.instanceType ?? metadata.instanceType;
     const clients = workerClients(config);
     if (command === 'restore') {
-      await runRestoreWorker(config, { clients, instanceId, log });
+      await runRestoreWorker(config, { clients, instanceId, instanceType, log });
       return 0;
     }
     const stop = new StopListener(config.runDir);
     try {
-      const r = await runBackupWorker(config, { clients, instanceId, stop, log });
+      const r = await runBackupWorker(config, { clients, instanceId, instanceType, stop, log });
       log.info({ ...r }, 'worker done');
     } finally {
       stop.close();

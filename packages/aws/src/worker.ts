@@ -20,6 +20,7 @@ import {
 } from '@efs-backup/service';
 import os from 'node:os';
 import { DynamoDbRecordStore, recordOf } from './dynamodb-record-store.js';
+import { endFigures, startFigures, type FiguresContext } from './file-system-figures.js';
 import { errorText } from './json-log.js';
 import { mount, MountError } from './mount.js';
 import type { RunItem } from './run-item.js';
@@ -32,6 +33,8 @@ import type { WorkerConfig } from './worker-config.js';
 export interface WorkerOptions {
   clients: WorkerClients;
   instanceId: string;
+  /** Recorded with the run. @default none recorded */
+  instanceType?: string | null;
   stop: StopListener;
   log: ServiceLog;
 }
@@ -105,8 +108,21 @@ export async function runBackupWorker(
     const deadline = run.StopAt ? Date.parse(run.StopAt) - Date.now() : null;
     const windowTimer =
       deadline !== null ? setTimeout(() => o.stop.stopWith('window'), Math.max(0, deadline)) : null;
+    const figures: FiguresContext = {
+      efs: o.clients.efs,
+      cloudwatch: o.clients.cloudwatch,
+      sourceFileSystemId: config.sourceFileSystemId,
+      backupFileSystemId: config.backupFileSystemId,
+      log,
+    };
     try {
+      const atStart = {
+        ...(o.instanceType ? { InstanceType: o.instanceType } : {}),
+        ...(await startFigures(figures)),
+      };
+      await ports.store.update(backupId, atStart);
       status = await backupOnce(config, run, ports, o);
+      await ports.store.update(backupId, await endFigures(figures, atStart.SourceThroughputMode));
     } finally {
       if (windowTimer) clearTimeout(windowTimer);
     }

@@ -1,9 +1,10 @@
 /**
  * The AWS workflow end to end on one machine (fixtures/simulation.ts): EventBridge, Auto
- * Scaling and SSM played by a harness, the orchestrator fed the events' JSON, the real worker
- * agent (the bundle the stack ships) started as a child process per instance, against local
- * directories standing for the file systems, with DynamoDB (dynalite) and S3 (s3rver) on
- * 127.0.0.1.
+ * Scaling, SSM, EFS and CloudWatch played by a harness, the orchestrator fed the events' JSON,
+ * the real worker agent (the bundle the stack ships) started as a child process per instance,
+ * against local directories standing for the file systems, with DynamoDB (dynalite) and S3
+ * (s3rver) on 127.0.0.1. Every way a run can fail ends with its record closed, a notice sent
+ * and the group at 0.
  */
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { WORKER_BUNDLE_FILE } from '@efs-backup/aws/bundles';
@@ -22,7 +23,7 @@ import {
 } from '../../core/test/fixtures/tree.js';
 import { DynamoDbRecordStore, type RunItem, type WorkerConfigInput } from '../src/index.js';
 import { REGION, startLocalAws, type LocalAws } from './fixtures/local-aws.js';
-import { Simulation, TOPIC_ARN, workerEnv } from './fixtures/simulation.js';
+import { Simulation, TOPIC_ARN, workerEnv, type SimulationOptions } from './fixtures/simulation.js';
 
 let aws: LocalAws;
 let base: string;
@@ -41,15 +42,19 @@ afterAll(async () => {
 
 async function simulation(
   name: string,
-  o: { source: string; backup?: string; notifyOnSuccess?: boolean; concurrency?: number },
+  o: { source: string; backup?: string } & Omit<
+    SimulationOptions,
+    'aws' | 'base' | 'sourceFileSystemId' | 'backupFileSystemId'
+  >,
 ): Promise<Simulation> {
+  const { source, backup, ...rest } = o;
   const s = new Simulation({
     aws,
     base: path.join(base, name),
-    sourceFileSystemId: o.source,
-    backupFileSystemId: o.backup ?? 'fs-backup',
-    notifyOnSuccess: o.notifyOnSuccess ?? false,
-    ...(o.concurrency ? { concurrency: o.concurrency } : {}),
+    sourceFileSystemId: source,
+    backupFileSystemId: backup ?? 'fs-backup',
+    notifyOnSuccess: false,
+    ...rest,
   });
   sims.push(s);
   fs.mkdirSync(path.join(s.filesystems, o.backup ?? 'fs-backup'), { recursive: true });
@@ -103,7 +108,15 @@ const ONE_RUN = [
 
 describe('the AWS workflow, simulated', () => {
   it('a complete run: started, backed up, finished early, the instance let go, the run closed', async () => {
-    const s = await simulation('complete', { source: 'fs-source', notifyOnSuccess: true });
+    const s = await simulation('complete', {
+      source: 'fs-source',
+      notifyOnSuccess: true,
+      fileSystems: {
+        'fs-source': { size: 5_368_709_120, throughputMode: 'bursting' },
+        'fs-backup': { size: 7_000_000_000, inIA: 6_000_000_000, throughputMode: 'elastic' },
+      },
+      burstCredits: [2_160_000_000_000, 2_150_000_000_000],
+    });
     const src = path.join(s.filesystems, 'fs-source');
     createTree(src, {
       'a.txt': file('hello\n'),
@@ -126,7 +139,61 @@ describe('the AWS workflow, simulated', () => {
       NumberOfFiles: 7,
       WorkerState: 'done',
       WorkerInstance: s.instances[0]!.id,
+      LaunchedInstance: s.instances[0]!.id,
+      // What the original recorded, and more: the file systems, the credits, the instance.
+      InstanceType: 'c7gn.large',
+      SourceFileSystemSize: 5_368_709_120,
+      SourceThroughputMode: 'bursting',
+      DestinationFileSystemSize: 7_000_000_000,
+      DestinationFileSystemSizeInIA: 6_000_000_000,
+      DestinationFileSystemSizeInArchive: 0,
+      SourceBurstCreditBalanceAtStart: 2_160_000_000_000,
+      SourceBurstCreditBalanceAtEnd: 2_150_000_000_000,
     });
+    // The worker's reads, as EFS and CloudWatch received them.
+    const figures = s.calls.filter(
+      (c) => c.service === 'elasticfilesystem' || c.service === 'monitoring',
+    );
+    expect(figures.map((c) => [c.from, c.service, c.action, c.params])).toEqual([
+      ['worker', 'elasticfilesystem', 'DescribeFileSystems', { FileSystemId: 'fs-source' }],
+      ['worker', 'elasticfilesystem', 'DescribeFileSystems', { FileSystemId: 'fs-backup' }],
+      ...[1, 2].map(() => [
+        'worker',
+        'monitoring',
+        'GetMetricData',
+        {
+          MetricDataQueries: [
+            {
+              Id: 'credits',
+              MetricStat: {
+                Metric: {
+                  Namespace: 'AWS/EFS',
+                  MetricName: 'BurstCreditBalance',
+                  Dimensions: [{ Name: 'FileSystemId', Value: 'fs-source' }],
+                },
+                Period: 60,
+                Stat: 'Minimum',
+              },
+              ReturnData: true,
+            },
+          ],
+          StartTime: expect.any(Number),
+          EndTime: expect.any(Number),
+          ScanBy: 'TimestampDescending',
+        },
+      ]),
+    ]);
+    const [q] = figures.slice(2).map((c) => c.params as { StartTime: number; EndTime: number });
+    expect(q!.EndTime - q!.StartTime).toBeCloseTo(15 * 60, 3);
+    // The stop command's output, kept in the log bucket as the original kept it.
+    expect(record?.StopCommandOutput).toMatch(
+      new RegExp(`^s3://${s.bucket}/ssm-logs/[0-9a-f-]{36}/${s.instances[0]!.id}/$`),
+    );
+    await s.until('the stop command output', () => s.ssmOutputs.size === 1);
+    const [outputKey, output] = [...s.ssmOutputs][0]!;
+    expect(`s3://${s.bucket}/${outputKey}`.startsWith(record!.StopCommandOutput!)).toBe(true);
+    expect(output).toBe('efs-backup worker asked to stop (shutdown)\n');
+    expect(await s3Text(s.bucket, `s3://${s.bucket}/${outputKey}`)).toBe(output);
     expect(record?.Notified).toBeTruthy();
     expect(record?.Closed).toBeTruthy();
     const backupDir = path.join(s.filesystems, 'fs-backup');
@@ -154,12 +221,7 @@ describe('the AWS workflow, simulated', () => {
     // In the order they ended: the launch event arrives while the start is still at work.
     expect(
       s.results.map((r) => `${r.event}:${'action' in r ? r.action : r.reason}`).sort(),
-    ).toEqual([
-      'ignored:not an orchestrator event (EC2 Instance Launch Successful)',
-      'start:started',
-      'terminated:closed',
-      'terminating:stop-sent',
-    ]);
+    ).toEqual(['launched:paired', 'start:started', 'terminated:closed', 'terminating:stop-sent']);
     expect(s.instances[0]!.process.exitCode).toBe(0);
     // The worker's own requests, as Auto Scaling's query API received them.
     const instanceId = s.instances[0]!.id;
@@ -361,6 +423,265 @@ describe('the AWS workflow, simulated', () => {
     });
     expect(s.rules.size).toBe(0);
     expect(s.instances[0]!.process.exitCode).toBe(0);
+  });
+});
+
+describe('every way a run fails ends closed, told, and at 0', () => {
+  const CAPACITY =
+    'We currently do not have sufficient c7gn.large capacity in the Availability Zone you requested (us-east-1b). Our system will be working on provisioning additional capacity. You can currently get c7gn.large capacity by not specifying an Availability Zone in your request or choosing us-east-1a, us-east-1c. Launching EC2 instance failed.';
+
+  it('a launch that keeps failing: Failed with the cause after three tries, notified, the group at 0', async () => {
+    const s = await simulation('launch-fails', { source: 'fs-source3', launchFailureLimit: 3 });
+    // Tries far enough apart that each failure is told before the next.
+    s.launchPlan = { failures: 1000, message: CAPACITY, retryMs: 300 };
+    const backupId = s.start();
+    await s.idle();
+    expect(s.errors).toEqual([]);
+    const record = await item(s, backupId);
+    expect(record).toMatchObject({
+      Status: 'Failed',
+      Message: `the Auto Scaling group ${s.group} could not launch the worker (3 tries): ${CAPACITY}`,
+      WorkerState: 'done',
+      LaunchFailures: 3,
+      Closed: expect.any(String),
+      Notified: expect.any(String),
+    });
+    expect(published(s)).toEqual([
+      expect.objectContaining({
+        Subject: '[efs-backup] Failed: efs-backup/daily on pending',
+        Message: expect.stringContaining(CAPACITY),
+      }),
+    ]);
+    expect(s.instances).toHaveLength(0);
+    expect(s.desired).toBe(0);
+    expect(s.rules.size).toBe(0);
+    expect(s.sequence().filter((c) => c.startsWith('orchestrator'))).toEqual([
+      'orchestrator autoscaling.SetDesiredCapacity',
+      'orchestrator events.PutRule',
+      'orchestrator events.PutTargets',
+      'orchestrator sns.Publish',
+      'orchestrator events.RemoveTargets',
+      'orchestrator events.DeleteRule',
+      'orchestrator autoscaling.SetDesiredCapacity',
+    ]);
+  });
+
+  it("launches failing unheard (the events lost): the stop closes the run Failed with Auto Scaling's cause", async () => {
+    const s = await simulation('launch-unheard', { source: 'fs-source4' });
+    const reason =
+      'Value (sg-0123456789abcdef0) for parameter groupId is invalid. The security group does not exist. Launching EC2 instance failed.';
+    s.launchPlan = { failures: 1_000_000, message: reason, deliver: false, retryMs: 50 };
+    const backupId = s.start();
+    await s.until('two failed launches', () => s.activities.length >= 2 && s.rules.size === 1);
+    s.fireStopRule();
+    await s.idle();
+    expect(s.errors).toEqual([]);
+    expect(await item(s, backupId)).toMatchObject({
+      Status: 'Failed',
+      Message: `no worker took the run before its stop time: the Auto Scaling group ${s.group} could not launch the worker: ${reason}`,
+      Closed: expect.any(String),
+      Notified: expect.any(String),
+    });
+    expect(published(s)).toHaveLength(1);
+    expect(s.calls.find((c) => c.action === 'DescribeScalingActivities')?.params).toEqual({
+      AutoScalingGroupName: s.group,
+      MaxRecords: '20',
+    });
+    expect(s.desired).toBe(0);
+    expect(s.rules.size).toBe(0);
+  });
+
+  it('an instance whose user data fails: its trap tells why and lets the group go; the run is closed Failed once it is gone', async () => {
+    const s = await simulation('bootstrap-fails', { source: 'fs-source5', heartbeatMs: 300 });
+    const why =
+      'the instance could not set the worker up: line 14 (dnf install -y amazon-efs-utils) exited 1';
+    s.bootstrapFails = why;
+    const backupId = s.start();
+    await s.idle();
+    expect(s.errors).toEqual([]);
+    const instance = s.instances[0]!;
+    const record = await item(s, backupId);
+    expect(record).toMatchObject({
+      Status: 'Failed',
+      Host: instance.id,
+      LaunchedInstance: instance.id,
+      Closed: expect.any(String),
+    });
+    expect(record!.Message).toMatch(
+      new RegExp(
+        `^no worker took the run: its instance ${instance.id} ended before the worker started`,
+      ),
+    );
+    // The instance's own notice says why; the run's says what became of it.
+    expect(published(s)).toEqual([
+      expect.objectContaining({
+        Subject: `[efs-backup] Failed: the backup worker on ${instance.id} did not start`,
+        Message: why,
+      }),
+      expect.objectContaining({
+        Subject: '[efs-backup] Failed: efs-backup/daily on ' + instance.id,
+      }),
+    ]);
+    const by = (who: string) => s.sequence().filter((c) => c.startsWith(who));
+    expect(by('worker')).toEqual(['worker sns.Publish', 'worker autoscaling.SetDesiredCapacity']);
+    expect(by('orchestrator')).toEqual([
+      'orchestrator autoscaling.SetDesiredCapacity',
+      'orchestrator events.PutRule',
+      'orchestrator events.PutTargets',
+      // The stop goes out, but no worker completes the lifecycle action: its heartbeat runs out.
+      'orchestrator ssm.SendCommand',
+      'orchestrator sns.Publish',
+      'orchestrator events.RemoveTargets',
+      'orchestrator events.DeleteRule',
+    ]);
+    expect(s.desired).toBe(0);
+  });
+
+  it("the race: a run that starts while the previous run's instance terminates runs, and is not closed with it", async () => {
+    const s = await simulation('race', { source: 'fs-source6' });
+    const src = path.join(s.filesystems, 'fs-source6');
+    createTree(src, { 'a.txt': file('a'), d: dir({ 'b.txt': file('b') }) });
+    let second: string | null = null;
+    s.onTerminated = async () => {
+      if (second) return;
+      // The next run starts before EventBridge tells of the first one's instance.
+      second = s.start();
+      const store = new DynamoDbRecordStore({ tableName: s.table, client: aws.dynamodb });
+      while (!(await store.getItem(second))?.StopRule) await new Promise((r) => setTimeout(r, 5));
+    };
+    const first = s.start();
+    await s.idle();
+    expect(s.errors).toEqual([]);
+    expect(second).not.toBeNull();
+    expect(await item(s, first)).toMatchObject({ Status: 'Success', Closed: expect.any(String) });
+    expect(await item(s, second!)).toMatchObject({
+      Status: 'Success',
+      WorkerInstance: s.instances[1]!.id,
+      Closed: expect.any(String),
+    });
+    expect(s.instances).toHaveLength(2);
+    expect(s.rules.size).toBe(0);
+    expect(s.desired).toBe(0);
+  });
+});
+
+describe('the restore worker: whatever happens, a notice and the group at 0', () => {
+  async function runRestore(
+    s: Simulation,
+    over: { table?: string; restore?: Partial<NonNullable<WorkerConfigInput['restore']>> },
+  ): Promise<number | null> {
+    const config: WorkerConfigInput = {
+      region: REGION,
+      table: over.table ?? s.table,
+      bucket: s.bucket,
+      topicArn: TOPIC_ARN,
+      autoScalingGroupName: s.group,
+      sourceFileSystemId: s.o.sourceFileSystemId,
+      backupFileSystemId: s.o.backupFileSystemId,
+      mountRoot: path.join(s.o.base, 'mnt'),
+      runDir: s.runDir,
+      mount: {
+        command: [
+          process.execPath,
+          new URL('./fixtures/fake-mount.mjs', import.meta.url).pathname,
+          '{fileSystemId}',
+          '{path}',
+          s.filesystems,
+        ],
+        attempts: 1,
+      },
+      instanceId: 'i-restore',
+      instanceType: 'c7gn.large',
+      endpoints: {
+        dynamodb: aws.dynamodbEndpoint,
+        s3: aws.s3Endpoint,
+        sns: s.endpoint,
+        autoScaling: s.endpoint,
+      },
+      restore: { snapshot: 'latest', targetPrefix: '/restored', ...over.restore },
+    };
+    const file_ = path.join(s.o.base, `restore-${Math.random().toString(36).slice(2)}.json`);
+    fs.writeFileSync(file_, JSON.stringify(config));
+    s.desired = 1;
+    return new Promise<number | null>((resolve) => {
+      const child = spawn(process.execPath, [WORKER_BUNDLE_FILE, 'restore', '--config', file_], {
+        env: workerEnv(),
+        stdio: 'ignore',
+      });
+      child.on('exit', resolve);
+    });
+  }
+
+  /** A simulation whose backup file system holds one snapshot of a small tree. */
+  async function withSnapshot(name: string, source: string): Promise<Simulation> {
+    const s = await simulation(name, { source });
+    createTree(path.join(s.filesystems, source), {
+      'a.txt': file('a'),
+      d: dir({ 'b.txt': file('b'), 'c.bin': file(Buffer.alloc(50_000, 7)) }),
+    });
+    s.start();
+    await s.idle();
+    s.calls.length = 0;
+    return s;
+  }
+
+  const restores = async (s: Simulation) =>
+    new DynamoDbRecordStore({ tableName: s.table, client: aws.dynamodb }).listItems({
+      Kind: 'restore',
+    });
+
+  it('its window ends: Incomplete, notified, the group at 0', async () => {
+    const s = await withSnapshot('restore-window', 'fs-r1');
+    // A window that ends before the file systems are even mounted.
+    expect(await runRestore(s, { restore: { windowMinutes: 0.0001 } })).toBe(0);
+    const [r] = await restores(s);
+    expect(r).toMatchObject({
+      Kind: 'restore',
+      Status: 'Incomplete',
+      Message:
+        'the restore window (0.0001 minutes) ended before the restore completed: what it wrote is in place, each file whole; create the restore stack again to finish',
+      WorkerInstance: 'i-restore',
+      InstanceType: 'c7gn.large',
+      StopAt: expect.any(String),
+      Notified: expect.any(String),
+    });
+    expect(published(s)).toEqual([
+      expect.objectContaining({
+        Subject: '[efs-backup] Restore Incomplete: latest of efs-backup into fs-r1',
+        Message: expect.stringContaining('efs-backup restore stopped before it completed'),
+      }),
+    ]);
+    expect(s.sequence()).toEqual(['worker sns.Publish', 'worker autoscaling.SetDesiredCapacity']);
+    expect(s.desired).toBe(0);
+  });
+
+  it('its record cannot be written: nothing restored, the notice says why, the group at 0', async () => {
+    const s = await withSnapshot('restore-no-table', 'fs-r2');
+    expect(await runRestore(s, { table: 'no-such-table' })).toBe(0);
+    expect(fs.existsSync(path.join(s.filesystems, 'fs-r2', 'restored'))).toBe(false);
+    expect(published(s)).toEqual([
+      expect.objectContaining({
+        Subject: '[efs-backup] Restore Failed: latest of efs-backup into fs-r2',
+        Message: expect.stringContaining(
+          'cannot record the restore in DynamoDB table no-such-table',
+        ),
+      }),
+    ]);
+    expect(s.desired).toBe(0);
+  });
+
+  it('the restore fails (no such snapshot): Failed, notified, the group at 0', async () => {
+    const s = await withSnapshot('restore-no-snapshot', 'fs-r3');
+    expect(await runRestore(s, { restore: { snapshot: 'daily.5' } })).toBe(0);
+    const [r] = await restores(s);
+    expect(r).toMatchObject({ Status: 'Failed', Notified: expect.any(String) });
+    expect(r!.Message).toMatch(/daily\.5/);
+    expect(published(s)).toEqual([
+      expect.objectContaining({
+        Subject: '[efs-backup] Restore Failed: daily.5 of efs-backup into fs-r3',
+      }),
+    ]);
+    expect(s.desired).toBe(0);
   });
 });
 

@@ -1,12 +1,18 @@
 /**
  * The orchestrator on every event path, fed the JSON EventBridge delivers (fixtures in
- * fixtures/events): records in DynamoDB (dynalite on 127.0.0.1); Auto Scaling, SSM,
- * EventBridge and SNS through the SDK client mock, asserting the exact requests.
+ * fixtures/events) and the request CloudFormation sends a custom resource: records in DynamoDB
+ * (dynalite on 127.0.0.1); Auto Scaling, SSM, EventBridge and SNS through the SDK client mock,
+ * asserting the exact requests; CloudFormation's response URL, an HTTP server on 127.0.0.1.
  */
-import { AutoScalingClient, SetDesiredCapacityCommand } from '@aws-sdk/client-auto-scaling';
+import {
+  AutoScalingClient,
+  DescribeScalingActivitiesCommand,
+  SetDesiredCapacityCommand,
+} from '@aws-sdk/client-auto-scaling';
 import {
   DeleteRuleCommand,
   EventBridgeClient,
+  ListRulesCommand,
   PutRuleCommand,
   PutTargetsCommand,
   RemoveTargetsCommand,
@@ -14,8 +20,11 @@ import {
 } from '@aws-sdk/client-eventbridge';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { newRunRecord } from '@efs-backup/service';
 import { mockClient } from 'aws-sdk-client-mock';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   claimRun,
@@ -37,6 +46,8 @@ const START = load('scheduled-start');
 const STOP = load('scheduled-stop');
 const TERMINATING = load('lifecycle-terminating');
 const TERMINATED = load('terminate-successful');
+const LAUNCHED = load('launch-successful');
+const LAUNCH_FAILED = load('launch-unsuccessful');
 const BACKUP_ID = '5a2c9f1e-8d3b-4e7a-9c61-0f2b7d4e8a13';
 const INSTANCE = 'i-0a1b2c3d4e5f60718';
 const GROUP = 'efs-backup-WorkerGroup-1QX2Y3Z4';
@@ -104,6 +115,7 @@ beforeEach(async () => {
   ebMock.on(PutTargetsCommand).resolves({ FailedEntryCount: 0, FailedEntries: [] });
   ebMock.on(RemoveTargetsCommand).resolves({ FailedEntryCount: 0, FailedEntries: [] });
   ebMock.on(DeleteRuleCommand).resolves({});
+  ebMock.on(ListRulesCommand).resolves({ Rules: [] });
   ssmMock.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
   snsMock.on(PublishCommand).resolves({ MessageId: 'msg-1' });
   orchestrator = await newOrchestrator();
@@ -303,6 +315,7 @@ describe("start (the schedule's Scheduled Event)", () => {
 describe("stop (the one-time rule's Scheduled Event)", () => {
   it('scales the group to 0', async () => {
     await orchestrator.handle(START, FUNCTION_ARN);
+    await claimRun(orchestrator.store, INSTANCE);
     asMock.resetHistory();
     expect(await orchestrator.handle(STOP, FUNCTION_ARN)).toEqual({
       event: 'stop',
@@ -319,6 +332,7 @@ describe("stop (the one-time rule's Scheduled Event)", () => {
 
   it("is ignored within 10 minutes of its run's start, as in the original", async () => {
     await orchestrator.handle(START, FUNCTION_ARN);
+    await claimRun(orchestrator.store, INSTANCE);
     asMock.resetHistory();
     const early = variant(STOP, { time: '2026-11-26T02:09:59Z' });
     expect(await orchestrator.handle(early, FUNCTION_ARN)).toMatchObject({
@@ -350,6 +364,107 @@ describe("stop (the one-time rule's Scheduled Event)", () => {
   it('of an unknown run still scales the group to 0', async () => {
     expect(await orchestrator.handle(STOP, FUNCTION_ARN)).toMatchObject({ action: 'stopped' });
     expect(inputs(asMock, SetDesiredCapacityCommand)).toHaveLength(1);
+  });
+
+  it("of a run no worker took: closed Failed with the Auto Scaling group's cause, notified, its rule gone", async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    const reason = 'The image id [ami-0123] does not exist. Launching EC2 instance failed.';
+    // DescribeScalingActivities, newest first: the launch that failed, an older success.
+    asMock.on(DescribeScalingActivitiesCommand).resolves({
+      Activities: [
+        {
+          ActivityId: 'a-2',
+          AutoScalingGroupName: GROUP,
+          Description: `Launching a new EC2 instance.  Status Reason: ${reason}`,
+          Cause:
+            'At 2026-11-26T02:00:12Z an instance was started in response to a difference between desired and actual capacity, increasing the capacity from 0 to 1.',
+          StartTime: new Date('2026-11-26T02:00:13Z'),
+          EndTime: new Date('2026-11-26T02:00:14Z'),
+          StatusCode: 'Failed',
+          StatusMessage: reason,
+          Progress: 100,
+        },
+        {
+          ActivityId: 'a-1',
+          AutoScalingGroupName: GROUP,
+          Description: 'Launching a new EC2 instance: i-0aaaaaaaaaaaaaaaa',
+          Cause: 'yesterday',
+          StartTime: new Date('2026-11-25T02:00:13Z'),
+          StatusCode: 'Successful',
+          Progress: 100,
+        },
+      ],
+    });
+    for (const m of [asMock, ebMock, snsMock]) m.resetHistory();
+    expect(await orchestrator.handle(STOP, FUNCTION_ARN)).toMatchObject({
+      event: 'stop',
+      action: 'closed',
+      backupId: BACKUP_ID,
+    });
+    expect(inputs(asMock, SetDesiredCapacityCommand)).toEqual([
+      { AutoScalingGroupName: GROUP, DesiredCapacity: 0, HonorCooldown: false },
+    ]);
+    expect(inputs(asMock, DescribeScalingActivitiesCommand)).toEqual([
+      { AutoScalingGroupName: GROUP, MaxRecords: 20 },
+    ]);
+    const item = await orchestrator.store.getItem(BACKUP_ID);
+    expect(item).toMatchObject({
+      Status: 'Failed',
+      Message: `no worker took the run before its stop time: the Auto Scaling group ${GROUP} could not launch the worker: ${reason}`,
+      StopTime: '2026-11-26T04:45:00.000Z',
+      WorkerState: 'done',
+      Closed: '2026-11-26T04:45:00.000Z',
+    });
+    expect(item?.Notified).toBeTruthy();
+    expect(inputs(snsMock, PublishCommand)).toEqual([
+      expect.objectContaining({
+        Subject: '[efs-backup] Failed: efs-backup/daily on pending',
+        Message: expect.stringContaining(reason),
+        MessageAttributes: { Status: { DataType: 'String', StringValue: 'Failed' } },
+      }),
+    ]);
+    expect(inputs(ebMock, RemoveTargetsCommand)).toEqual([{ Rule: RULE, Ids: ['orchestrator'] }]);
+    expect(inputs(ebMock, DeleteRuleCommand)).toEqual([{ Name: RULE }]);
+    expect(metrics).toHaveLength(1);
+    expect(JSON.parse(metrics[0]!)).toMatchObject({ Status: 'Failed', RunsFailed: 1 });
+  });
+
+  it('of a run no worker took, with no failed launch: says what the group did last', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    asMock.on(DescribeScalingActivitiesCommand).resolves({
+      Activities: [
+        {
+          ActivityId: 'a-3',
+          AutoScalingGroupName: GROUP,
+          Description: 'Terminating EC2 instance: i-0bbbbbbbbbbbbbbbb',
+          Cause:
+            'a user request explicitly set group desired capacity changing the desired capacity from 1 to 0',
+          StartTime: new Date('2026-11-26T02:20:00Z'),
+          StatusCode: 'Successful',
+          Progress: 100,
+        },
+      ],
+    });
+    await orchestrator.handle(STOP, FUNCTION_ARN);
+    expect((await orchestrator.store.getItem(BACKUP_ID))?.Message).toBe(
+      `no worker took the run before its stop time: the Auto Scaling group ${GROUP}'s last activity: Terminating EC2 instance: i-0bbbbbbbbbbbbbbbb (Successful); a worker that launched but never started leaves its reason in the instance's console output`,
+    );
+  });
+
+  it('of a run a worker claimed meanwhile leaves it to its worker', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    // The worker claims the run while the stop reads the group's activities.
+    asMock.on(DescribeScalingActivitiesCommand).callsFake(async () => {
+      await claimRun(orchestrator.store, INSTANCE);
+      return { Activities: [] };
+    });
+    expect(await orchestrator.handle(STOP, FUNCTION_ARN)).toMatchObject({ action: 'stopped' });
+    expect(await orchestrator.store.getItem(BACKUP_ID)).toMatchObject({
+      Status: 'Running',
+      WorkerState: 'running',
+      WorkerInstance: INSTANCE,
+    });
+    expect(snsMock.calls()).toHaveLength(0);
   });
 });
 
@@ -391,6 +506,23 @@ describe('termination lifecycle action', () => {
     expect(inputs(ssmMock, SendCommandCommand)[0]!.Parameters!.commands).toEqual(
       stopCommands('/run/efs-backup', 'shutdown'),
     );
+  });
+
+  it("keeps the command's output in the log bucket under ssm-logs/, and says where on the run", async () => {
+    const o = await newOrchestrator({ LOG_BUCKET: 'efs-backup-logs-1a2b' });
+    await o.handle(START, FUNCTION_ARN);
+    await claimRun(o.store, INSTANCE);
+    await o.handle(TERMINATING, FUNCTION_ARN);
+    expect(inputs(ssmMock, SendCommandCommand)[0]).toMatchObject({
+      DocumentName: 'AWS-RunShellScript',
+      InstanceIds: [INSTANCE],
+      OutputS3BucketName: 'efs-backup-logs-1a2b',
+      OutputS3KeyPrefix: 'ssm-logs',
+    });
+    expect(await o.store.getItem(BACKUP_ID)).toMatchObject({
+      StopCommandId: 'cmd-1',
+      StopCommandOutput: `s3://efs-backup-logs-1a2b/ssm-logs/cmd-1/${INSTANCE}/`,
+    });
   });
 
   it("ignores another group's instances", async () => {
@@ -452,12 +584,47 @@ describe('instance terminated', () => {
       RunsSucceeded: 1,
       RunsFailed: 0,
     });
+    // The worker recorded no figures of the file systems: no such metric.
+    expect(JSON.stringify(emf)).not.toMatch(/FileSystemSize|BurstCredit|InstanceType/);
 
     // Redelivered: the run is closed; nothing more happens.
     ebMock.resetHistory();
     expect(await orchestrator.handle(TERMINATED, FUNCTION_ARN)).toMatchObject({ runs: [] });
     expect(ebMock.calls()).toHaveLength(0);
     expect(metrics).toHaveLength(1);
+  });
+
+  it("the worker's figures of the file systems are metrics too, its instance type a property", async () => {
+    await runEndedAs({
+      Status: 'Success',
+      StopTime: '2026-11-26T03:00:00.000Z',
+      InstanceType: 'c7gn.large',
+      SourceFileSystemSize: 5_000_000,
+      DestinationFileSystemSize: 7_000_000,
+      SourceThroughputMode: 'bursting',
+      SourceBurstCreditBalanceAtStart: 2_000_000_000,
+      SourceBurstCreditBalanceAtEnd: 1_500_000_000,
+    });
+    await orchestrator.handle(TERMINATED, FUNCTION_ARN);
+    const emf = JSON.parse(metrics[0]!) as {
+      _aws: { CloudWatchMetrics: { Metrics: { Name: string; Unit: string }[] }[] };
+    } & Record<string, unknown>;
+    expect(emf).toMatchObject({
+      InstanceType: 'c7gn.large',
+      SourceFileSystemSize: 5_000_000,
+      DestinationFileSystemSize: 7_000_000,
+      SourceBurstCreditBalanceAtStart: 2_000_000_000,
+      SourceBurstCreditBalanceAtEnd: 1_500_000_000,
+    });
+    expect(emf._aws.CloudWatchMetrics[0]!.Metrics).toEqual(
+      expect.arrayContaining([
+        { Name: 'SourceFileSystemSize', Unit: 'Bytes' },
+        { Name: 'DestinationFileSystemSize', Unit: 'Bytes' },
+        { Name: 'SourceBurstCreditBalanceAtStart', Unit: 'Bytes' },
+        { Name: 'SourceBurstCreditBalanceAtEnd', Unit: 'Bytes' },
+      ]),
+    );
+    expect(emf._aws.CloudWatchMetrics[0]!.Metrics.map((m) => m.Name)).not.toContain('InstanceType');
   });
 
   it('a plain success is not notified unless asked', async () => {
@@ -508,14 +675,63 @@ describe('instance terminated', () => {
     });
   });
 
-  it('a run no worker ever claimed is closed when the instance goes', async () => {
+  it('a run no worker ever claimed is closed Failed when an instance goes after its stop time', async () => {
     await orchestrator.handle(START, FUNCTION_ARN);
-    await orchestrator.handle(TERMINATED, FUNCTION_ARN);
+    // 04:52:31, past the run's stop at 04:45 (whose own event was lost).
+    expect(await orchestrator.handle(TERMINATED, FUNCTION_ARN)).toMatchObject({
+      runs: [{ backupId: BACKUP_ID, status: 'Failed', notified: true }],
+    });
     expect(await orchestrator.store.getItem(BACKUP_ID)).toMatchObject({
-      Status: 'Unknown',
+      Status: 'Failed',
+      Message: `no worker took the run: the Auto Scaling group ${GROUP} started no instance since the run's start (is its maximum capacity 0, or its launch template gone?)`,
       Host: INSTANCE,
+      Closed: '2026-11-26T04:52:31.000Z',
     });
     expect(inputs(snsMock, PublishCommand)).toHaveLength(1);
+  });
+
+  it("the race: a run that starts while the previous run's instance terminates is not closed with it", async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    for (const m of [asMock, ebMock, snsMock]) m.resetHistory();
+    // The previous run's instance is gone at 02:00:40, after this run started at 02:00:00.
+    const previous = variant(TERMINATED, {
+      time: '2026-11-26T02:00:40Z',
+      detail: { EC2InstanceId: 'i-0ffffffffffffffff' },
+    });
+    expect(await orchestrator.handle(previous, FUNCTION_ARN)).toMatchObject({ runs: [] });
+    expect(await orchestrator.store.getItem(BACKUP_ID)).toMatchObject({
+      Status: 'Running',
+      WorkerState: 'launching',
+      StopRule: RULE,
+    });
+    expect((await orchestrator.store.getItem(BACKUP_ID))?.Closed).toBeUndefined();
+    expect(ebMock.calls()).toHaveLength(0);
+    expect(snsMock.calls()).toHaveLength(0);
+    // Its own worker claims it afterwards.
+    expect((await claimRun(orchestrator.store, INSTANCE))?.BackupId).toBe(BACKUP_ID);
+  });
+
+  it('the instance launched for a run ends before its worker started: the run is closed Failed at once', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    // 02:00:45: the group launched the instance for the run.
+    expect(await orchestrator.handle(LAUNCHED, FUNCTION_ARN)).toEqual({
+      event: 'launched',
+      action: 'paired',
+      instanceId: INSTANCE,
+      backupId: BACKUP_ID,
+    });
+    expect((await orchestrator.store.getItem(BACKUP_ID))?.LaunchedInstance).toBe(INSTANCE);
+    // Its user data failed and scaled the group to 0: it is gone at 02:20, long before the stop.
+    const gone = variant(TERMINATED, { time: '2026-11-26T02:20:00Z' });
+    expect(await orchestrator.handle(gone, FUNCTION_ARN)).toMatchObject({
+      runs: [{ backupId: BACKUP_ID, status: 'Failed', notified: true }],
+    });
+    const item = await orchestrator.store.getItem(BACKUP_ID);
+    expect(item).toMatchObject({ Status: 'Failed', Host: INSTANCE, WorkerState: 'done' });
+    expect(item?.Message).toMatch(
+      /^no worker took the run: its instance i-0a1b2c3d4e5f60718 ended before the worker started: the instance could not set the worker up \(it sent a notice saying why\) or was terminated \(Auto Scaling: At 2026-11-26T04:45:03Z a user request/,
+    );
+    expect(inputs(ebMock, DeleteRuleCommand)).toEqual([{ Name: RULE }]);
   });
 
   it('a stop rule already gone is no error', async () => {
@@ -527,15 +743,277 @@ describe('instance terminated', () => {
       runs: [{ status: 'Success' }],
     });
   });
+
+  it('a stop rule that cannot be removed yet does not keep the run open: a later start removes it', async () => {
+    await runEndedAs({
+      Status: 'Failed',
+      Message: 'cannot mount',
+      StopTime: '2026-11-26T02:05:00.000Z',
+    });
+    ebMock.on(RemoveTargetsCommand).rejects(new Error('Rate exceeded'));
+    expect(await orchestrator.handle(TERMINATED, FUNCTION_ARN)).toMatchObject({
+      runs: [{ status: 'Failed', notified: true }],
+    });
+    expect((await orchestrator.store.getItem(BACKUP_ID))?.Closed).toBe('2026-11-26T04:52:31.000Z');
+    expect(logged.some((l) => l.msg === 'cannot remove the stop rule yet')).toBe(true);
+    // The next day's start finds the rule of the closed run and removes it.
+    ebMock.on(RemoveTargetsCommand).resolves({ FailedEntryCount: 0, FailedEntries: [] });
+    ebMock.on(ListRulesCommand).resolves({ Rules: [{ Name: RULE }] });
+    ebMock.resetHistory();
+    await orchestrator.handle(
+      variant(START, { id: 'next-day', time: '2026-11-27T02:00:00Z' }),
+      FUNCTION_ARN,
+    );
+    expect(inputs(ebMock, DeleteRuleCommand)).toEqual([{ Name: RULE }]);
+  });
+});
+
+describe('launches (the Auto Scaling group reports each)', () => {
+  const STATUS =
+    'We currently do not have sufficient c7gn.large capacity in the Availability Zone you requested (us-east-1b). Our system will be working on provisioning additional capacity. You can currently get c7gn.large capacity by not specifying an Availability Zone in your request or choosing us-east-1a, us-east-1c. Launching EC2 instance failed.';
+  const failure = (n: number, time: string) =>
+    variant(LAUNCH_FAILED, { id: `lf-${n}`, time, detail: { ActivityId: `activity-${n}` } });
+
+  it('a launch is paired with the run waiting for it, once', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    for (const m of [asMock, ssmMock, ebMock, snsMock]) m.resetHistory();
+    await orchestrator.handle(LAUNCHED, FUNCTION_ARN);
+    const other = variant(LAUNCHED, { detail: { EC2InstanceId: 'i-0ccccccccccccccccc' } });
+    expect(await orchestrator.handle(other, FUNCTION_ARN)).toMatchObject({
+      action: 'ignored',
+      backupId: null,
+    });
+    expect((await orchestrator.store.getItem(BACKUP_ID))?.LaunchedInstance).toBe(INSTANCE);
+    for (const m of [asMock, ssmMock, ebMock, snsMock]) expect(m.calls()).toHaveLength(0);
+  });
+
+  it('a launch before the run started, or of another group, pairs nothing', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    const before = variant(LAUNCHED, { time: '2026-11-26T01:59:00Z' });
+    expect(await orchestrator.handle(before, FUNCTION_ARN)).toMatchObject({ action: 'ignored' });
+    const elsewhere = variant(LAUNCHED, { detail: { AutoScalingGroupName: 'someone-else' } });
+    expect(await orchestrator.handle(elsewhere, FUNCTION_ARN)).toEqual({
+      event: 'ignored',
+      reason: 'another Auto Scaling group: someone-else',
+    });
+    expect((await orchestrator.store.getItem(BACKUP_ID))?.LaunchedInstance).toBeUndefined();
+  });
+
+  it('a failed launch records its cause; Auto Scaling tries again', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    for (const m of [asMock, ebMock, snsMock]) m.resetHistory();
+    expect(await orchestrator.handle(LAUNCH_FAILED, FUNCTION_ARN)).toEqual({
+      event: 'launch-failed',
+      action: 'recorded',
+      runs: [{ backupId: BACKUP_ID, failures: 1, closed: false }],
+      cause: STATUS,
+    });
+    // Redelivered: the same activity counts once.
+    await orchestrator.handle(LAUNCH_FAILED, FUNCTION_ARN);
+    expect(await orchestrator.store.getItem(BACKUP_ID)).toMatchObject({
+      Status: 'Running',
+      LaunchFailures: 1,
+      LaunchError: STATUS,
+      LaunchActivity: '0e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8',
+    });
+    expect(asMock.calls()).toHaveLength(0);
+    expect(snsMock.calls()).toHaveLength(0);
+  });
+
+  it('the third failed launch closes the run Failed with the cause, notifies it and sets the group to 0', async () => {
+    await orchestrator.handle(START, FUNCTION_ARN);
+    await orchestrator.handle(failure(1, '2026-11-26T02:00:14Z'), FUNCTION_ARN);
+    await orchestrator.handle(failure(2, '2026-11-26T02:00:40Z'), FUNCTION_ARN);
+    for (const m of [asMock, ebMock, snsMock]) m.resetHistory();
+    expect(await orchestrator.handle(failure(3, '2026-11-26T02:01:30Z'), FUNCTION_ARN)).toEqual({
+      event: 'launch-failed',
+      action: 'closed',
+      runs: [{ backupId: BACKUP_ID, failures: 3, closed: true }],
+      cause: STATUS,
+    });
+    const item = await orchestrator.store.getItem(BACKUP_ID);
+    expect(item).toMatchObject({
+      Status: 'Failed',
+      Message: `the Auto Scaling group ${GROUP} could not launch the worker (3 tries): ${STATUS}`,
+      StopTime: '2026-11-26T02:01:30.000Z',
+      Closed: '2026-11-26T02:01:30.000Z',
+      WorkerState: 'done',
+    });
+    expect(inputs(asMock, SetDesiredCapacityCommand)).toEqual([
+      { AutoScalingGroupName: GROUP, DesiredCapacity: 0, HonorCooldown: false },
+    ]);
+    expect(inputs(snsMock, PublishCommand)).toEqual([
+      expect.objectContaining({
+        Subject: '[efs-backup] Failed: efs-backup/daily on pending',
+        Message: expect.stringContaining('could not launch the worker (3 tries)'),
+      }),
+    ]);
+    expect(inputs(ebMock, DeleteRuleCommand)).toEqual([{ Name: RULE }]);
+    // A late failure finds nothing to close.
+    expect(
+      await orchestrator.handle(failure(4, '2026-11-26T02:02:00Z'), FUNCTION_ARN),
+    ).toMatchObject({ action: 'ignored', runs: [] });
+  });
+
+  it('a failed launch leaves a run that a worker claimed alone', async () => {
+    const o = await newOrchestrator({ LAUNCH_FAILURE_LIMIT: '1' });
+    await o.handle(START, FUNCTION_ARN);
+    await claimRun(o.store, INSTANCE);
+    asMock.resetHistory();
+    expect(await o.handle(LAUNCH_FAILED, FUNCTION_ARN)).toMatchObject({ action: 'ignored' });
+    expect(await o.store.getItem(BACKUP_ID)).toMatchObject({ Status: 'Running' });
+    expect(asMock.calls()).toHaveLength(0);
+  });
+});
+
+/** An item of another run, as the orchestrator writes one. */
+function runItem(id: string, over: Partial<RunItem>): RunItem {
+  return {
+    ...newRunRecord({
+      id,
+      label: 'efs-backup',
+      interval: 'daily',
+      retain: 7,
+      source: '/mnt/efs/fs-0123456789abcdef0',
+      prefix: '/',
+      destination: '/mnt/efs/fs-0fedcba9876543210',
+      start: new Date('2026-11-25T02:00:00Z'),
+      host: 'pending',
+      expireDays: 90,
+    }),
+    ...over,
+  };
+}
+
+describe("the stop rules of the stack's runs", () => {
+  const rule = (name: string) => ({
+    Name: name,
+    Arn: `arn:aws:events:us-east-1:123456789012:rule/${name}`,
+    State: 'ENABLED' as const,
+    ScheduleExpression: 'cron(45 4 26 11 ? 2026)',
+  });
+
+  it('a start removes the rules runs left behind, and keeps those of open runs', async () => {
+    // A closed run's rule whose removal failed, and an open run's.
+    await orchestrator.store.create(
+      runItem('old-closed', {
+        Status: 'Success',
+        StopRule: 'efs-backup-stop-old-closed',
+        Closed: '2026-11-25T04:50:00.000Z',
+      }),
+    );
+    await orchestrator.store.create(
+      runItem('still-open', {
+        // Reported, but its instance is not gone yet: the run is not closed.
+        Status: 'Success',
+        StopRule: 'efs-backup-stop-still-open',
+        StopAt: '2026-11-26T05:00:00.000Z',
+        WorkerState: 'running',
+        WorkerInstance: 'i-0dddddddddddddddd',
+      }),
+    );
+    ebMock.on(ListRulesCommand).resolves({
+      Rules: [rule('efs-backup-stop-old-closed'), rule('efs-backup-stop-still-open'), rule(RULE)],
+    });
+    await orchestrator.handle(START, FUNCTION_ARN);
+    expect(inputs(ebMock, ListRulesCommand)).toEqual([
+      { NamePrefix: 'efs-backup-stop-', Limit: 100 },
+    ]);
+    expect(inputs(ebMock, DeleteRuleCommand)).toEqual([{ Name: 'efs-backup-stop-old-closed' }]);
+    expect(inputs(ebMock, RemoveTargetsCommand)).toEqual([
+      { Rule: 'efs-backup-stop-old-closed', Ids: ['orchestrator'] },
+    ]);
+  });
+
+  it('a start goes on when the rules cannot be listed', async () => {
+    ebMock.on(ListRulesCommand).rejects(new Error('AccessDenied'));
+    expect(await orchestrator.handle(START, FUNCTION_ARN)).toMatchObject({ action: 'started' });
+    expect(logged.some((l) => l.msg === 'cannot tidy the stop rules left behind')).toBe(true);
+  });
+
+  it('the stack deletion removes every rule of the stack, page by page, and answers CloudFormation', async () => {
+    const answers: { method?: string; type?: string; body: Record<string, unknown> }[] = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        answers.push({
+          ...(req.method ? { method: req.method } : {}),
+          ...(req.headers['content-type'] ? { type: req.headers['content-type'] } : {}),
+          body: JSON.parse(body) as Record<string, unknown>,
+        });
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/cfn-response?X-Amz-Signature=x`;
+    try {
+      ebMock
+        .on(ListRulesCommand, { NamePrefix: 'efs-backup-stop-', Limit: 100 })
+        .resolves({ Rules: [rule('efs-backup-stop-a')], NextToken: 'page-2' });
+      ebMock
+        .on(ListRulesCommand, { NamePrefix: 'efs-backup-stop-', Limit: 100, NextToken: 'page-2' })
+        .resolves({ Rules: [rule('efs-backup-stop-b')] });
+      const request = {
+        RequestType: 'Delete',
+        ServiceToken: FUNCTION_ARN,
+        ResponseURL: url,
+        StackId:
+          'arn:aws:cloudformation:us-east-1:123456789012:stack/efs-backup/1c2fa620-982a-11e3-aff7-50e2416294e0',
+        RequestId: 'req-1',
+        ResourceType: 'Custom::StopRuleCleanup',
+        LogicalResourceId: 'BackupStopRuleCleanup',
+        PhysicalResourceId: 'efs-backup-stop-rules',
+        ResourceProperties: { ServiceToken: FUNCTION_ARN, Prefix: 'efs-backup-stop-' },
+      };
+      expect(await orchestrator.handle(request, FUNCTION_ARN)).toEqual({
+        event: 'stack',
+        action: 'deleted',
+        rulesRemoved: 2,
+      });
+      expect(inputs(ebMock, DeleteRuleCommand)).toEqual([
+        { Name: 'efs-backup-stop-a' },
+        { Name: 'efs-backup-stop-b' },
+      ]);
+      expect(answers).toEqual([
+        {
+          method: 'PUT',
+          body: {
+            Status: 'SUCCESS',
+            PhysicalResourceId: 'efs-backup-stop-rules',
+            StackId: request.StackId,
+            RequestId: 'req-1',
+            LogicalResourceId: 'BackupStopRuleCleanup',
+            Data: { RulesRemoved: '2' },
+          },
+        },
+      ]);
+      // Created: answered, nothing touched.
+      ebMock.resetHistory();
+      const created = { ...request, RequestType: 'Create', RequestId: 'req-0' } as Record<
+        string,
+        unknown
+      >;
+      delete created.PhysicalResourceId;
+      expect(await orchestrator.handle(created, FUNCTION_ARN)).toEqual({
+        event: 'stack',
+        action: 'created',
+        rulesRemoved: 0,
+      });
+      expect(ebMock.calls()).toHaveLength(0);
+      expect(answers[1]!.body).toMatchObject({
+        Status: 'SUCCESS',
+        PhysicalResourceId: 'efs-backup-stop-rules',
+        RequestId: 'req-0',
+      });
+    } finally {
+      server.close();
+    }
+  });
 });
 
 describe('anything else', () => {
   it.each([
-    [
-      'an instance launch',
-      load('launch-successful'),
-      'not an orchestrator event (EC2 Instance Launch Successful)',
-    ],
     [
       'a plain Scheduled Event of another rule',
       load('scheduled-plain'),

@@ -4,16 +4,32 @@
  * Lambda, which records the run and scales the worker group to one instance; the worker
  * mounts both file systems and backs up; a one-time rule stops it 15 minutes before the window
  * ends; the termination lifecycle hook has the orchestrator tell the worker (SSM Run Command)
- * to stop gracefully; once the instance is gone, the orchestrator notifies.
+ * to stop gracefully; once the instance is gone, the orchestrator notifies. The group's
+ * launches reach the orchestrator too, so a run whose worker never comes is closed and told;
+ * the stack's deletion removes the one-time stop rules (a custom resource the orchestrator
+ * serves).
  */
 import { ORCHESTRATOR_BUNDLE_DIR } from '@efs-backup/aws/bundles';
 import {
-  DEFAULT_STOP_RULE_PREFIX,
   SCHEDULED_INPUT_PATHS,
   scheduledInputTemplate,
+  STOP_RULE_CLEANUP_TYPE,
   type OrchestratorEnvironment,
 } from '@efs-backup/aws/contract';
-import { Aws, Duration, RemovalPolicy, Stack, Tokenization, Validations } from 'aws-cdk-lib';
+import {
+  Aws,
+  CustomResource,
+  Duration,
+  Fn,
+  Lazy,
+  RemovalPolicy,
+  Size,
+  Stack,
+  Tags,
+  Token,
+  Tokenization,
+  Validations,
+} from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as efs from 'aws-cdk-lib/aws-efs';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -24,7 +40,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { BackupDashboard } from './dashboard.js';
 import { RunStore } from './run-store.js';
-import { WorkerHost } from './worker-host.js';
+import { DEFAULT_INSTANCE_TYPE, WorkerHost } from './worker-host.js';
 
 export interface EfsToEfsBackupProps {
   /** The EFS file system to back up (`fs-...`). */
@@ -57,6 +73,28 @@ export interface EfsToEfsBackupProps {
   readonly schedule?: events.Schedule;
   /** The backup file system's performance mode. @default efs.PerformanceMode.GENERAL_PURPOSE */
   readonly performanceMode?: efs.PerformanceMode;
+  /**
+   * The backup file system's throughput mode: Elastic charges per byte read and written, so a
+   * daily incremental costs little and never runs out of burst credits; Bursting is free but
+   * limited by the size in Standard (little, once the lifecycle moves backups to IA);
+   * Provisioned pays for `provisionedThroughputMibps` all month. Not Elastic with MAX_IO.
+   * @default efs.ThroughputMode.ELASTIC
+   */
+  readonly throughputMode?: efs.ThroughputMode;
+  /** MiB/s, with `throughputMode` PROVISIONED (and then required): 1 to 3414 by default quota. */
+  readonly provisionedThroughputMibps?: number;
+  /**
+   * When files not read move to Infrequent Access; null: never. A file read there stays (no
+   * transition back to Standard: backups are read rarely).
+   * @default efs.LifecyclePolicy.AFTER_30_DAYS
+   */
+  readonly transitionToIA?: efs.LifecyclePolicy | null;
+  /**
+   * When files not read move to Archive (later than `transitionToIA`); Elastic throughput and
+   * General Purpose only. Archive bills at least 90 days per file.
+   * @default never
+   */
+  readonly transitionToArchive?: efs.LifecyclePolicy;
   /** Encrypt the backup file system at rest (with the AWS-managed EFS key). @default true */
   readonly encrypted?: boolean;
   /** Notify a run that succeeded too; failures and incomplete runs are always notified. @default false */
@@ -69,8 +107,14 @@ export interface EfsToEfsBackupProps {
   readonly recordExpireDays?: number;
   /** Days a run's log is kept. @default 90 */
   readonly logExpireDays?: number;
-  /** The worker's instance type (Graviton: the worker has no native code). @default m6g.large */
+  /**
+   * The worker's instance type, Graviton (the worker installs arm64 packages); chosen for its
+   * network baseline, since a backup moves data between two NFS mounts.
+   * @default c7gn.large
+   */
   readonly instanceType?: ec2.InstanceType;
+  /** Failed launches of a run's worker after which the run is closed Failed. @default 3 */
+  readonly launchFailureLimit?: number;
   /** What happens to the backup file system when the stack is deleted. @default RemovalPolicy.RETAIN */
   readonly backupFileSystemRemovalPolicy?: RemovalPolicy;
   /** What happens to the records table and the log bucket when the stack is deleted. @default RemovalPolicy.RETAIN */
@@ -79,10 +123,11 @@ export interface EfsToEfsBackupProps {
 
 /** The events the orchestrator takes from the worker group. */
 const WORKER_EVENT_TYPES = [
+  'EC2 Instance Launch Successful',
+  'EC2 Instance Launch Unsuccessful',
   'EC2 Instance-terminate Lifecycle Action',
   'EC2 Instance Terminate Successful',
 ];
-const LIFECYCLE_HOOK_NAME = 'efs-backup-worker-terminating';
 
 /** A Scheduled Event with the job in its detail: what the orchestrator's schema takes. */
 class ScheduledEventInput extends events.RuleTargetInput {
@@ -107,6 +152,13 @@ export class EfsToEfsBackup extends Construct {
   readonly dashboard?: BackupDashboard;
   /** The ingress rule into the source's security group, when one was given. */
   readonly sourceIngress?: ec2.CfnSecurityGroupIngress;
+  /** Removes the one-time stop rules when the stack is deleted. */
+  readonly stopRuleCleanup: CustomResource;
+  /**
+   * The name every stop rule of this construct starts with: unique to the stack (its id) and
+   * to the construct, so two stacks never touch each other's rules.
+   */
+  readonly stopRulePrefix: string;
 
   constructor(scope: Construct, id: string, props: EfsToEfsBackupProps) {
     super(scope, id);
@@ -121,14 +173,32 @@ export class EfsToEfsBackup extends Construct {
       displayName: 'efs-backup',
     });
 
+    const throughputMode = props.throughputMode ?? efs.ThroughputMode.ELASTIC;
+    const performanceMode = props.performanceMode ?? efs.PerformanceMode.GENERAL_PURPOSE;
+    const transitionToIA =
+      props.transitionToIA === undefined ? efs.LifecyclePolicy.AFTER_30_DAYS : props.transitionToIA;
+    checkStorage(this, { ...props, throughputMode, performanceMode, transitionToIA });
     this.backupFileSystem = new efs.FileSystem(this, 'BackupFileSystem', {
       vpc: props.vpc,
       ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
       encrypted: props.encrypted ?? true,
-      performanceMode: props.performanceMode ?? efs.PerformanceMode.GENERAL_PURPOSE,
-      throughputMode: efs.ThroughputMode.BURSTING,
+      performanceMode,
+      throughputMode,
+      ...(props.provisionedThroughputMibps !== undefined
+        ? { provisionedThroughputPerSecond: Size.mebibytes(props.provisionedThroughputMibps) }
+        : {}),
+      ...(transitionToIA ? { lifecyclePolicy: transitionToIA } : {}),
+      ...(props.transitionToArchive
+        ? { transitionToArchivePolicy: props.transitionToArchive }
+        : {}),
+      // No outOfInfrequentAccessPolicy: a backup read once (a restore) stays in IA or Archive.
       removalPolicy: props.backupFileSystemRemovalPolicy ?? RemovalPolicy.RETAIN,
       enableAutomaticBackups: false,
+    });
+    // The console's name of the file system (and its security group): the stack's, not the
+    // construct path every stack of this template shares.
+    Tags.of(this.backupFileSystem).add('Name', Fn.join('-', [Aws.STACK_NAME, id, 'backups']), {
+      priority: 200,
     });
     const source = efs.FileSystem.fromFileSystemAttributes(this, 'SourceFileSystem', {
       fileSystemId: props.sourceFileSystemId,
@@ -146,7 +216,8 @@ export class EfsToEfsBackup extends Construct {
       instanceType: props.instanceType,
       command: 'backup',
       groupSuffix: id,
-      lifecycleHookName: LIFECYCLE_HOOK_NAME,
+      // Named after the stack and the construct, as every name this construct sets.
+      lifecycleHookName: Fn.join('-', [Aws.STACK_NAME, id, 'terminating']),
       config: {
         table: this.runs.table.tableName,
         bucket: this.runs.logBucket.bucketName,
@@ -174,20 +245,40 @@ export class EfsToEfsBackup extends Construct {
 
     // The worker: reads the source (as root, to keep every owner), writes the backup, records,
     // logs, notifies, scales its group to 0 and completes its lifecycle action.
-    source.grant(workerRole, 'elasticfilesystem:ClientMount', 'elasticfilesystem:ClientRootAccess');
+    // It also records both file systems' sizes and the source's burst credits.
+    source.grant(
+      workerRole,
+      'elasticfilesystem:ClientMount',
+      'elasticfilesystem:ClientRootAccess',
+      'elasticfilesystem:DescribeFileSystems',
+    );
     this.backupFileSystem.grant(
       workerRole,
       'elasticfilesystem:ClientMount',
       'elasticfilesystem:ClientWrite',
       'elasticfilesystem:ClientRootAccess',
+      'elasticfilesystem:DescribeFileSystems',
     );
     this.runs.grantRecords(workerRole, { remove: true });
     this.runs.grantLogWrite(workerRole, { remove: true });
+    this.runs.grantSsmOutput(workerRole);
     this.runs.topic.grantPublish(workerRole);
     this.worker.grantScaling(workerRole, [
       'autoscaling:SetDesiredCapacity',
       'autoscaling:CompleteLifecycleAction',
     ]);
+    workerRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'BurstCredits',
+        actions: ['cloudwatch:GetMetricData'],
+        resources: ['*'],
+      }),
+    );
+    Validations.of(workerRole).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        "CloudWatch's GetMetricData takes no resource in a policy: it reads the source's BurstCreditBalance, and grants reading metrics only.",
+    });
 
     // The orchestrator.
     const logGroup = new logs.LogGroup(this, 'OrchestratorLogs', {
@@ -199,6 +290,10 @@ export class EfsToEfsBackup extends Construct {
       description: 'efs-backup orchestrator',
     });
     logGroup.grantWrite(role);
+    // efsb-<the stack id's first 8 hex digits>-<6 of this construct's address>-: 21 characters,
+    // which leave 43 of a rule name's 64 for the run's id (an event id: 36).
+    const stackId8 = Fn.select(0, Fn.split('-', Fn.select(2, Fn.split('/', Aws.STACK_ID))));
+    this.stopRulePrefix = Fn.join('', ['efsb-', stackId8, `-${this.node.addr.slice(0, 6)}-`]);
     const environment: OrchestratorEnvironment = {
       TABLE_NAME: this.runs.table.tableName,
       TOPIC_ARN: this.runs.topic.topicArn,
@@ -207,6 +302,12 @@ export class EfsToEfsBackup extends Construct {
       BACKUP_FILE_SYSTEM_ID: this.backupFileSystem.fileSystemId,
       NOTIFY_ON_SUCCESS: String(props.notifyOnSuccess ?? false),
       EXPIRE_DAYS: Tokenization.stringifyNumber(expireDays),
+      STOP_RULE_PREFIX: this.stopRulePrefix,
+      LOG_BUCKET: this.runs.logBucket.bucketName,
+      STACK_NAME: Aws.STACK_NAME,
+      ...(props.launchFailureLimit !== undefined
+        ? { LAUNCH_FAILURE_LIMIT: Tokenization.stringifyNumber(props.launchFailureLimit) }
+        : {}),
     };
     this.orchestrator = new lambda.Function(this, 'Orchestrator', {
       description:
@@ -240,20 +341,37 @@ export class EfsToEfsBackup extends Construct {
         ],
       }),
     );
+    // Conditioned on the tag the group puts on its instances at launch (the stack's own key):
+    // how `aws:` tag keys are evaluated does not matter.
+    const tag = this.worker.instanceTag;
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: 'RunShellScriptOnTheWorker',
         actions: ['ssm:SendCommand'],
         resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
-        conditions: {
-          StringEquals: { 'ssm:resourceTag/aws:autoscaling:groupName': this.worker.groupName },
-        },
+        conditions: { StringEquals: { [`ssm:resourceTag/${tag.key}`]: tag.value } },
+      }),
+    );
+    // Why a launch failed, when no Launch Unsuccessful event told.
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'ScalingActivities',
+        actions: ['autoscaling:DescribeScalingActivities'],
+        resources: ['*'],
+      }),
+    );
+    // The stop rules left behind, at each start and at the stack's deletion.
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'ListStopRules',
+        actions: ['events:ListRules'],
+        resources: ['*'],
       }),
     );
     const stopRules = stack.formatArn({
       service: 'events',
       resource: 'rule',
-      resourceName: `${DEFAULT_STOP_RULE_PREFIX}*`,
+      resourceName: Fn.join('', [this.stopRulePrefix, '*']),
     });
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
@@ -274,14 +392,18 @@ export class EfsToEfsBackup extends Construct {
     });
     Validations.of(role).acknowledge(
       {
-        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:rule/${DEFAULT_STOP_RULE_PREFIX}*]`,
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:rule/efsb-${JSON.stringify(stack.resolve(stackId8))}-${this.node.addr.slice(0, 6)}-*]`,
         reason:
-          "Each run's one-time stop rule is named after the run, which does not exist when the policy is written; only rules of that prefix can be touched.",
+          "Each run's one-time stop rule is named after the run, which does not exist when the policy is written; only rules of this stack's and construct's prefix can be touched.",
       },
       {
         id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
+        reason: `The worker instance is launched later; the condition on the ${tag.key} tag its group puts on it limits the command to this stack's worker.`,
+      },
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
         reason:
-          "The worker instance is launched later; the condition on its aws:autoscaling:groupName tag limits the command to this stack's worker.",
+          "DescribeScalingActivities and ListRules take no resource in a policy: they only read the group's activities and list rules, which the orchestrator filters by its group and its prefix.",
       },
     );
 
@@ -305,7 +427,7 @@ export class EfsToEfsBackup extends Construct {
       ],
     });
     this.workerEvents = new events.Rule(this, 'WorkerEvents', {
-      description: "efs-backup: the worker group's termination, to the orchestrator",
+      description: "efs-backup: the worker group's launches and termination, to the orchestrator",
       eventPattern: {
         source: ['aws.autoscaling'],
         detailType: WORKER_EVENT_TYPES,
@@ -314,13 +436,76 @@ export class EfsToEfsBackup extends Construct {
       targets: [new targets.LambdaFunction(this.orchestrator)],
     });
 
+    // The stack's deletion: CloudFormation asks the orchestrator (before deleting it and its
+    // role) to remove the stop rules, which are not the stack's resources.
+    this.stopRuleCleanup = new CustomResource(this, 'StopRuleCleanup', {
+      serviceToken: this.orchestrator.functionArn,
+      resourceType: STOP_RULE_CLEANUP_TYPE,
+      properties: { Prefix: this.stopRulePrefix },
+    });
+    this.stopRuleCleanup.node.addDependency(role, logGroup);
+
     if (props.dashboard ?? true) {
       this.dashboard = new BackupDashboard(this, 'Dashboard', {
         sourceFileSystemId: props.sourceFileSystemId,
         backupFileSystemId: this.backupFileSystem.fileSystemId,
         orchestrator: this.orchestrator,
+        orchestratorLogs: logGroup,
         label,
+        instanceType: this.worker.launchTemplate.instanceType?.toString() ?? DEFAULT_INSTANCE_TYPE,
+        // What the file system ends up with (a template may set it from a parameter).
+        throughputMode: Lazy.string({
+          produce: () =>
+            (this.backupFileSystem.node.defaultChild as efs.CfnFileSystem).throughputMode ??
+            throughputMode,
+        }),
+        dashboardName: Fn.join('-', [Aws.STACK_NAME, id]),
       });
     }
   }
+}
+
+/** Storage settings that EFS would refuse at deployment, refused at synthesis. */
+function checkStorage(
+  scope: Construct,
+  p: {
+    throughputMode: efs.ThroughputMode;
+    performanceMode: efs.PerformanceMode;
+    provisionedThroughputMibps?: number | undefined;
+    transitionToIA: efs.LifecyclePolicy | null;
+    transitionToArchive?: efs.LifecyclePolicy | undefined;
+  },
+): void {
+  const known = (v: unknown): boolean => v !== undefined && !Token.isUnresolved(v);
+  const fail = (m: string): never => {
+    throw new Error(`${scope.node.path}: ${m}`);
+  };
+  if (known(p.throughputMode) && known(p.provisionedThroughputMibps)) {
+    if (p.throughputMode !== efs.ThroughputMode.PROVISIONED)
+      fail('provisionedThroughputMibps is for throughputMode PROVISIONED only');
+    if (!(p.provisionedThroughputMibps! >= 1))
+      fail('provisionedThroughputMibps must be 1 MiB/s or more');
+  }
+  if (
+    p.throughputMode === efs.ThroughputMode.PROVISIONED &&
+    p.provisionedThroughputMibps === undefined
+  )
+    fail('throughputMode PROVISIONED needs provisionedThroughputMibps');
+  if (p.transitionToArchive && known(p.transitionToArchive)) {
+    if (known(p.throughputMode) && p.throughputMode !== efs.ThroughputMode.ELASTIC)
+      fail('transitionToArchive needs throughputMode ELASTIC (EFS Archive is Elastic only)');
+    if (known(p.performanceMode) && p.performanceMode !== efs.PerformanceMode.GENERAL_PURPOSE)
+      fail('transitionToArchive needs performanceMode GENERAL_PURPOSE');
+    if (
+      p.transitionToIA &&
+      known(p.transitionToIA) &&
+      lifecycleDays(p.transitionToArchive) <= lifecycleDays(p.transitionToIA)
+    )
+      fail('transitionToArchive must come later than transitionToIA');
+  }
+}
+
+/** The days of an EFS lifecycle policy: AFTER_1_DAY → 1, AFTER_30_DAYS → 30. */
+export function lifecycleDays(policy: efs.LifecyclePolicy): number {
+  return Number(/^AFTER_(\d+)_DAYS?$/.exec(policy)?.[1] ?? NaN);
 }

@@ -52,7 +52,8 @@ export class DistSynthesizer extends StackSynthesizer {
       type: 'String',
       description:
         'The S3 bucket holding this solution\'s code, without its "-<region>" suffix: the bucket read is <AssetsBucket>-<region> (as `npm run dist` lays it out).',
-      allowedPattern: '^[a-z0-9][a-z0-9.-]{1,40}[a-z0-9]$',
+      // With "-<region>" after it, a name of one character makes a valid bucket name too.
+      allowedPattern: '^[a-z0-9]([a-z0-9.-]{0,40}[a-z0-9])?$',
       ...(this.props.bucket ? { default: this.props.bucket } : {}),
     });
     this.prefixParam ??= new CfnParameter(stack, 'AssetsKeyPrefix', {

@@ -2,9 +2,14 @@
  * `EfsToEfsRestore`: restores one snapshot of a backup set (or a sub-directory of it) into an
  * EFS file system, under a prefix of it. The stack launches one worker instance at once; it
  * mounts the backup file system read-only and the target file system, restores, records the
- * run in DynamoDB, stores its log in S3, notifies through SNS and scales its group to 0.
+ * run in DynamoDB, stores its log in S3, notifies through SNS and scales its group to 0. The
+ * restore has a window, as a backup has: the worker stops 15 minutes before its end
+ * (Incomplete, notified); systemd stops a worker still running at its end; and, should the
+ * instance itself hang, an alarm on the group's in-service instances scales the group to 0.
  */
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as efs from 'aws-cdk-lib/aws-efs';
 import { Construct } from 'constructs';
@@ -46,8 +51,14 @@ export interface EfsToEfsRestoreProps {
   readonly recordExpireDays?: number;
   /** Days the restore's log is kept. @default 90 */
   readonly logExpireDays?: number;
-  /** The worker's instance type. @default m6g.large */
+  /** The worker's instance type, Graviton. @default c7gn.large */
   readonly instanceType?: ec2.InstanceType;
+  /**
+   * Minutes the restore may take, 30 to 1440 (an alarm's evaluation is at most a day): the
+   * worker stops 15 minutes before they are up, and the instance goes at their end.
+   * @default 720
+   */
+  readonly windowMinutes?: number;
   /** What happens to the records table and the log bucket when the stack is deleted. @default RemovalPolicy.RETAIN */
   readonly dataRemovalPolicy?: RemovalPolicy;
 }
@@ -59,6 +70,10 @@ export class EfsToEfsRestore extends Construct {
   readonly targetIngress?: ec2.CfnSecurityGroupIngress;
   /** The ingress rule into the backup's security group, when one was given. */
   readonly backupIngress?: ec2.CfnSecurityGroupIngress;
+  /** In ALARM when the worker's instance is still in service at the window's end. */
+  readonly windowAlarm: cloudwatch.Alarm;
+  /** What the alarm does: the group's desired capacity to 0. */
+  readonly windowStop: autoscaling.CfnScalingPolicy;
 
   constructor(scope: Construct, id: string, props: EfsToEfsRestoreProps) {
     super(scope, id);
@@ -69,6 +84,11 @@ export class EfsToEfsRestore extends Construct {
       displayName: 'efs-backup restore',
     });
 
+    const windowMinutes = props.windowMinutes ?? 720;
+    if (!Token.isUnresolved(windowMinutes) && !(windowMinutes >= 30 && windowMinutes <= 1440))
+      throw new Error(
+        `${this.node.path}: windowMinutes must be from 30 to 1440, not ${windowMinutes}`,
+      );
     this.worker = new WorkerHost(this, 'Worker', {
       vpc: props.vpc,
       ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
@@ -76,6 +96,8 @@ export class EfsToEfsRestore extends Construct {
       command: 'restore',
       groupSuffix: id,
       desiredCapacity: 1,
+      runtimeMaxMinutes: windowMinutes,
+      inServiceMetric: true,
       config: {
         table: this.runs.table.tableName,
         bucket: this.runs.logBucket.bucketName,
@@ -90,6 +112,7 @@ export class EfsToEfsRestore extends Construct {
           targetPrefix: props.targetPrefix ?? '/efs-restore',
           delete: props.mirror ?? false,
           notifyOnSuccess: true,
+          windowMinutes,
         },
       },
     });
@@ -144,5 +167,31 @@ export class EfsToEfsRestore extends Construct {
       props.backupSecurityGroupId,
       'backup file system',
     );
+
+    // The window's end, off the instance: once the worker's instance has been in service for
+    // the whole window, the group goes to 0 (the worker itself stops 15 minutes earlier).
+    this.windowStop = new autoscaling.CfnScalingPolicy(this, 'WindowStop', {
+      autoScalingGroupName: this.worker.group.autoScalingGroupName,
+      policyType: 'SimpleScaling',
+      adjustmentType: 'ExactCapacity',
+      scalingAdjustment: 0,
+      cooldown: '60',
+    });
+    this.windowAlarm = new cloudwatch.Alarm(this, 'WindowEnded', {
+      alarmDescription:
+        'efs-backup restore: the worker is still in service at the end of its window; its group is scaled to 0',
+      metric: new cloudwatch.Metric({
+        namespace: 'AWS/AutoScaling',
+        metricName: 'GroupInServiceInstances',
+        dimensionsMap: { AutoScalingGroupName: this.worker.groupName },
+        statistic: 'Minimum',
+        period: Duration.minutes(1),
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: windowMinutes,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.windowAlarm.addAlarmAction({ bind: () => ({ alarmActionArn: this.windowStop.ref }) });
   }
 }

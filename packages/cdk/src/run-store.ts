@@ -9,6 +9,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import { SSM_OUTPUT_PREFIX } from '@efs-backup/aws/contract';
 import { Construct } from 'constructs';
 
 export interface RunStoreProps {
@@ -114,6 +115,33 @@ export class RunStore extends Construct {
       id: `AwsSolutions-IAM5[Resource::<${bucketId}.Arn>/${LOG_PREFIX}*]`,
       reason:
         "Each run's log is an object named after the run, under the logs prefix: the key is not known before the run.",
+    });
+  }
+
+  /**
+   * Lets an instance's SSM agent store a Run Command's output under `ssm-logs/` (it writes as
+   * the instance role, and reads the bucket's encryption first).
+   */
+  grantSsmOutput(role: iam.Role): void {
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'RunCommandOutput',
+        actions: ['s3:PutObject'],
+        resources: [this.logBucket.arnForObjects(`${SSM_OUTPUT_PREFIX}*`)],
+      }),
+    );
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'RunCommandOutputEncryption',
+        actions: ['s3:GetEncryptionConfiguration'],
+        resources: [this.logBucket.bucketArn],
+      }),
+    );
+    const bucketId = Stack.of(this).getLogicalId(this.logBucket.node.defaultChild as CfnElement);
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${bucketId}.Arn>/${SSM_OUTPUT_PREFIX}*]`,
+      reason:
+        'Run Command names each output object after its command and instance, under the ssm-logs prefix: the key is not known before the command.',
     });
   }
 }

@@ -3,14 +3,18 @@
  * original solution's parameters as CloudFormation parameters, grouped for the console.
  */
 import {
+  Aws,
   CfnCondition,
+  CfnMapping,
   CfnOutput,
   CfnParameter,
   CfnResource,
+  CfnRule,
   Fn,
   Stack,
   Token,
   Validations,
+  type IResolvable,
   type StackProps,
 } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -19,6 +23,10 @@ import * as events from 'aws-cdk-lib/aws-events';
 import { Construct } from 'constructs';
 import { EfsToEfsBackup } from './backup.js';
 import { EfsToEfsRestore } from './restore.js';
+import { DEFAULT_INSTANCE_TYPE, GRAVITON_INSTANCE_TYPE } from './worker-host.js';
+
+/** The days EFS's lifecycle policies take (AFTER_1_DAY ... AFTER_365_DAYS). */
+export const LIFECYCLE_DAYS = ['1', '7', '14', '30', '60', '90', '180', '270', '365'] as const;
 
 const FILE_SYSTEM_ID = '^fs-[0-9a-f]{8,40}$';
 const OPTIONAL_SECURITY_GROUP = '^(sg-[0-9a-f]{8,40})?$';
@@ -101,6 +109,19 @@ function network(stack: Stack): { vpc: ec2.IVpc; vpcId: CfnParameter; subnets: C
   return { vpc, vpcId, subnets };
 }
 
+/** The worker's instance type, as a parameter: Graviton only (the worker installs arm64). */
+function instanceTypeParameter(stack: Stack): CfnParameter {
+  return new CfnParameter(stack, 'InstanceType', {
+    type: 'String',
+    default: DEFAULT_INSTANCE_TYPE,
+    allowedPattern: GRAVITON_INSTANCE_TYPE,
+    constraintDescription:
+      'must be a Graviton (arm64) instance type, such as c7gn.large, c6gn.large or m7g.xlarge',
+    description:
+      "The worker's EC2 instance type, Graviton (arm64). The default, c7gn.large, has a network baseline of 6.25 Gbps, which a backup moving data between two NFS mounts uses; it runs only during a run.",
+  });
+}
+
 const condition = (c: CfnCondition, ...resources: (Construct | undefined)[]): void => {
   for (const r of resources) {
     if (r) ((r.node.defaultChild ?? r) as CfnResource).cfnOptions.condition = c;
@@ -180,6 +201,35 @@ export class BackupStack extends Stack {
       'Encrypt the backup file system at rest.',
       'Yes',
     );
+    const throughput = new CfnParameter(this, 'ThroughputMode', {
+      type: 'String',
+      default: 'elastic',
+      allowedValues: ['elastic', 'bursting', 'provisioned'],
+      description:
+        "The backup file system's throughput mode. elastic: pay per GB read and written, never short of throughput (the default; the only one with Archive). bursting: no throughput charge, throughput from the size in Standard and burst credits. provisioned: ProvisionedThroughput MiB/s paid all month. elastic is not available with EfsMode maxIO.",
+    });
+    const provisioned = new CfnParameter(this, 'ProvisionedThroughput', {
+      type: 'Number',
+      default: 0,
+      minValue: 0,
+      description:
+        'MiB/s of throughput to provision, with ThroughputMode provisioned only (and then required: 1 or more; EFS allows up to 3414 by default). Ignored otherwise.',
+    });
+    const ia = new CfnParameter(this, 'TransitionToIA', {
+      type: 'String',
+      default: '30',
+      allowedValues: ['none', ...LIFECYCLE_DAYS],
+      description:
+        'Days a file of the backup file system goes unread before it moves to Infrequent Access (much cheaper to keep; a read costs per GB). none: never. A file read there stays there: backups are read rarely.',
+    });
+    const archive = new CfnParameter(this, 'TransitionToArchive', {
+      type: 'String',
+      default: 'none',
+      allowedValues: ['none', ...LIFECYCLE_DAYS],
+      description:
+        'Days a file goes unread before it moves to Archive (cheaper still; at least 90 days billed per file). More than TransitionToIA; ThroughputMode elastic and EfsMode generalPurpose only. none: never.',
+    });
+    const instanceType = instanceTypeParameter(this);
     const [success, notifySuccess] = yesNo(
       this,
       'SuccessNotification',
@@ -212,6 +262,7 @@ export class BackupStack extends Stack {
       windowMinutes: window.valueAsNumber,
       schedule: events.Schedule.expression(schedule.valueAsString),
       performanceMode: mode.valueAsString as efs.PerformanceMode,
+      instanceType: new ec2.InstanceType(instanceType.valueAsString),
       email: email.valueAsString,
       dashboard: true,
     });
@@ -222,6 +273,7 @@ export class BackupStack extends Stack {
       true,
       false,
     );
+    this.storageParameters(b, { mode, throughput, provisioned, ia, archive });
     Validations.of(b.backupFileSystem).acknowledge({
       id: 'AwsSolutions-EFS1',
       reason:
@@ -246,9 +298,16 @@ export class BackupStack extends Stack {
       [interval, 'Interval tag'],
       [retain, 'Snapshots to keep'],
       [label, 'Folder label'],
-      [mode, 'Backup EFS performance mode'],
-      [encrypt, 'Encrypt the backup EFS'],
     ]);
+    params.group('Backup file system', [
+      [mode, 'Performance mode'],
+      [encrypt, 'Encrypt at rest'],
+      [throughput, 'Throughput mode'],
+      [provisioned, 'Provisioned throughput (MiB/s)'],
+      [ia, 'Days unread before Infrequent Access'],
+      [archive, 'Days unread before Archive'],
+    ]);
+    params.group('Worker', [[instanceType, 'Instance type (Graviton)']]);
     params.group('Notices', [
       [email, 'E-mail address'],
       [success, 'Notify successful runs'],
@@ -292,6 +351,126 @@ export class BackupStack extends Stack {
     new CfnOutput(this, 'WorkerGroup', {
       value: b.worker.group.autoScalingGroupName,
       description: "The worker's Auto Scaling group (0 between runs).",
+    });
+  }
+
+  /**
+   * The backup file system's throughput and lifecycle from the parameters, and the rules that
+   * refuse at deployment what EFS would refuse at creation.
+   */
+  private storageParameters(
+    b: EfsToEfsBackup,
+    p: Record<'mode' | 'throughput' | 'provisioned' | 'ia' | 'archive', CfnParameter>,
+  ): void {
+    const fs = b.backupFileSystem.node.defaultChild as efs.CfnFileSystem;
+    const days = new CfnMapping(this, 'LifecycleDays', {
+      mapping: Object.fromEntries([
+        ['none', { Policy: 'NONE' }],
+        ...LIFECYCLE_DAYS.map((d) => [
+          d,
+          { Policy: d === '1' ? 'AFTER_1_DAY' : `AFTER_${d}_DAYS` },
+        ]),
+      ]),
+    });
+    const provisioned = new CfnCondition(this, 'ThroughputProvisioned', {
+      expression: Fn.conditionEquals(p.throughput.valueAsString, 'provisioned'),
+    });
+    const iaChosen = new CfnCondition(this, 'TransitionToIAChosen', {
+      expression: Fn.conditionNot(Fn.conditionEquals(p.ia.valueAsString, 'none')),
+    });
+    const archiveChosen = new CfnCondition(this, 'TransitionToArchiveChosen', {
+      expression: Fn.conditionNot(Fn.conditionEquals(p.archive.valueAsString, 'none')),
+    });
+    const lifecycle = new CfnCondition(this, 'LifecycleChosen', {
+      expression: Fn.conditionOr(iaChosen, archiveChosen),
+    });
+    fs.throughputMode = p.throughput.valueAsString;
+    fs.provisionedThroughputInMibps = Token.asNumber(
+      Fn.conditionIf(provisioned.logicalId, p.provisioned.valueAsNumber, Aws.NO_VALUE),
+    );
+    // No TransitionToPrimaryStorageClass: a backup read once stays in IA or Archive.
+    fs.lifecyclePolicies = Fn.conditionIf(
+      lifecycle.logicalId,
+      [
+        Fn.conditionIf(
+          iaChosen.logicalId,
+          { TransitionToIA: days.findInMap(p.ia.valueAsString, 'Policy') },
+          Aws.NO_VALUE,
+        ),
+        Fn.conditionIf(
+          archiveChosen.logicalId,
+          { TransitionToArchive: days.findInMap(p.archive.valueAsString, 'Policy') },
+          Aws.NO_VALUE,
+        ),
+      ],
+      Aws.NO_VALUE,
+    ) as IResolvable;
+
+    Validations.of(this).acknowledge({
+      id: 'CloudFormation-Validate::W1030',
+      reason:
+        'ProvisionedThroughput reaches the file system only when ThroughputMode is provisioned, and the ProvisionedThroughputGiven rule then refuses its default of 0.',
+    });
+    Validations.of(b.backupFileSystem).acknowledge({
+      id: 'CloudFormation-Validate::W1034',
+      reason:
+        "The LifecycleDays mapping's none entry is never a policy: the TransitionToIAChosen and TransitionToArchiveChosen conditions leave the policy out then.",
+    });
+    const is = (param: CfnParameter, value: string) =>
+      Fn.conditionEquals(param.valueAsString, value);
+    new CfnRule(this, 'ProvisionedThroughputGiven', {
+      ruleCondition: is(p.throughput, 'provisioned'),
+      assertions: [
+        {
+          assert: Fn.conditionNot(is(p.provisioned, '0')),
+          assertDescription:
+            'ThroughputMode provisioned needs ProvisionedThroughput: 1 MiB/s or more.',
+        },
+      ],
+    });
+    new CfnRule(this, 'ElasticNotWithMaxIO', {
+      ruleCondition: is(p.mode, 'maxIO'),
+      assertions: [
+        {
+          assert: Fn.conditionNot(is(p.throughput, 'elastic')),
+          assertDescription:
+            'EFS has no Elastic throughput for EfsMode maxIO: choose ThroughputMode bursting or provisioned.',
+        },
+      ],
+    });
+    new CfnRule(this, 'ArchiveNeedsElastic', {
+      ruleCondition: Fn.conditionNot(is(p.archive, 'none')),
+      assertions: [
+        {
+          assert: is(p.throughput, 'elastic'),
+          assertDescription:
+            'TransitionToArchive needs ThroughputMode elastic: EFS Archive is for Elastic throughput only.',
+        },
+        {
+          assert: is(p.mode, 'generalPurpose'),
+          assertDescription: 'TransitionToArchive needs EfsMode generalPurpose.',
+        },
+      ],
+    });
+    new CfnRule(this, 'ArchiveAfterIA', {
+      ruleCondition: Fn.conditionAnd(
+        Fn.conditionNot(is(p.archive, 'none')),
+        Fn.conditionNot(is(p.ia, 'none')),
+      ),
+      assertions: LIFECYCLE_DAYS.map((d) => {
+        const later = LIFECYCLE_DAYS.filter((x) => Number(x) > Number(d));
+        return {
+          assert: later.length
+            ? Fn.conditionOr(
+                Fn.conditionNot(is(p.ia, d)),
+                Fn.conditionContains([...later], p.archive.valueAsString),
+              )
+            : Fn.conditionNot(is(p.ia, d)),
+          assertDescription: later.length
+            ? `With TransitionToIA ${d}, TransitionToArchive must be more days: ${later.join(', ')} or none.`
+            : `With TransitionToIA ${d}, TransitionToArchive must be none (no later transition).`,
+        };
+      }),
     });
   }
 }
@@ -369,6 +548,15 @@ export class RestoreStack extends Stack {
       allowedPattern: OPTIONAL_EMAIL,
       description: "An address that gets the restore's notice by e-mail. Leave empty for none.",
     });
+    const window = new CfnParameter(this, 'RestoreWindow', {
+      type: 'Number',
+      default: 720,
+      minValue: 30,
+      maxValue: 1440,
+      description:
+        'Minutes the restore may take. The worker stops 15 minutes before they are up (the restore is Incomplete: create the stack again to finish it, nothing restored is written again); at their end the instance goes, whatever it does.',
+    });
+    const instanceType = instanceTypeParameter(this);
     const net = network(this);
 
     this.restore = new EfsToEfsRestore(this, 'Restore', {
@@ -382,6 +570,8 @@ export class RestoreStack extends Stack {
       subdir: subdir.valueAsString,
       targetPrefix: restorePrefix.valueAsString,
       email: email.valueAsString,
+      windowMinutes: window.valueAsNumber,
+      instanceType: new ec2.InstanceType(instanceType.valueAsString),
     });
     const r = this.restore;
     r.worker.config.restore!.delete = Token.asString(
@@ -403,6 +593,10 @@ export class RestoreStack extends Stack {
       [targetSg, 'Security group of its mount targets (optional)'],
       [restorePrefix, 'Restore prefix'],
       [mirror, 'Mirror (delete what the snapshot lacks)'],
+    ]);
+    params.group('Worker', [
+      [window, 'Restore window (minutes)'],
+      [instanceType, 'Instance type (Graviton)'],
     ]);
     params.group('Notices', [[email, 'E-mail address']]);
     params.group('Network', [

@@ -2,11 +2,24 @@
  * The EC2 side of a backup or a restore: the worker's role, its security group, a launch
  * template (Amazon Linux 2023 on Graviton, IMDSv2 required, encrypted root volume, SSM agent,
  * Node.js and amazon-efs-utils from the distribution, the worker bundle fetched from the
- * assets bucket and run by systemd) and an Auto Scaling group of 0..1 instances.
+ * assets bucket and run by systemd) and an Auto Scaling group of 0..1 instances, each tagged
+ * with the group's name under a key of this stack's own. An instance that cannot set the
+ * worker up, or whose worker fails, tells the stack's topic why and scales its group to 0:
+ * none is left running for nothing.
  */
 import { WORKER_BUNDLE_FILE } from '@efs-backup/aws/bundles';
 import type { WorkerConfigInput } from '@efs-backup/aws/contract';
-import { ArnFormat, Aws, Duration, Fn, Lazy, Stack, Validations } from 'aws-cdk-lib';
+import {
+  ArnFormat,
+  Aws,
+  Duration,
+  Fn,
+  Lazy,
+  Stack,
+  Tags,
+  Tokenization,
+  Validations,
+} from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -17,12 +30,26 @@ import { Construct } from 'constructs';
 export const WORKER_HOME = '/opt/efs-backup';
 export const WORKER_CONFIG = '/etc/efs-backup/worker.json';
 export const WORKER_SERVICE = 'efs-backup-worker';
-
+/** What runs when the worker cannot start or fails: the notice, then the group to 0. */
+export const WORKER_FAILED_SCRIPT = `${WORKER_HOME}/worker-failed.sh`;
+/**
+ * The tag every instance of a worker group carries (propagated at launch): its group's name.
+ * The orchestrator's Run Command permission is conditioned on it, a tag of the stack's own
+ * rather than Auto Scaling's `aws:` one.
+ */
+export const WORKER_TAG = 'efs-backup:worker-group';
+/** The worker's default instance type: Graviton, for network bandwidth (README, "Cost"). */
+export const DEFAULT_INSTANCE_TYPE = 'c7gn.large';
+/**
+ * Graviton instance types (family, generation, `g`, options): the worker installs arm64
+ * packages and Amazon Linux 2023 for arm64.
+ */
+export const GRAVITON_INSTANCE_TYPE = '^[a-z]+[0-9]+g[a-z]*\\.[a-z0-9-]+$';
 export interface WorkerHostProps {
   readonly vpc: ec2.IVpc;
   /** @default the VPC's private subnets */
   readonly vpcSubnets?: ec2.SubnetSelection;
-  /** Graviton: the worker has no native code. @default m6g.large */
+  /** A Graviton type (the worker installs arm64 packages). @default c7gn.large */
   readonly instanceType?: ec2.InstanceType | undefined;
   /** `backup` or `restore`: the worker's command. */
   readonly command: 'backup' | 'restore';
@@ -45,6 +72,13 @@ export interface WorkerHostProps {
   readonly lifecycleHookName?: string;
   /** How long the hook holds a terminating instance at most. @default 15 minutes */
   readonly lifecycleHeartbeat?: Duration;
+  /**
+   * systemd stops the worker after this many minutes (its failure handler then notifies and
+   * scales the group to 0): a restore's window. @default no limit (a backup's stop rule ends it)
+   */
+  readonly runtimeMaxMinutes?: number;
+  /** Collect the group's GroupInServiceInstances metric (an alarm reads it). @default false */
+  readonly inServiceMetric?: boolean;
 }
 
 export class WorkerHost extends Construct {
@@ -58,6 +92,8 @@ export class WorkerHost extends Construct {
   readonly groupName: string;
   /** The ARN of the group, for policies (its id is not known before it exists). */
   readonly groupArnPattern: string;
+  /** The tag each instance carries at launch: `WORKER_TAG` = the group's name. */
+  readonly instanceTag: { readonly key: string; readonly value: string };
   private readonly groupSuffix: string;
   /**
    * The worker's configuration file, rendered into the user data at synthesis: a template may
@@ -105,8 +141,19 @@ export class WorkerHost extends Construct {
       ...(props.lifecycleHookName ? { lifecycleHookName: props.lifecycleHookName } : {}),
     };
     const userData = ec2.UserData.forLinux();
+    const runtimeMax =
+      props.runtimeMaxMinutes !== undefined
+        ? [`RuntimeMaxSec=${Tokenization.stringifyNumber(props.runtimeMaxMinutes)}min`]
+        : [];
     userData.addCommands(
       'set -euo pipefail',
+      // First of all, what a failure does: the topic hears why, the group goes to 0.
+      `mkdir -p ${WORKER_HOME} /etc/efs-backup`,
+      `cat > ${WORKER_FAILED_SCRIPT} <<'EOF'`,
+      ...this.failureScript(props.command, props.config.topicArn),
+      'EOF',
+      `chmod 0755 ${WORKER_FAILED_SCRIPT}`,
+      `trap 'rc=$?; ${WORKER_FAILED_SCRIPT} "did not start" "the instance could not set the efs-backup ${props.command} worker up: line $LINENO ($BASH_COMMAND) exited $rc"; exit $rc' ERR`,
       // Amazon Linux 2023 ships the SSM agent: it takes the Run Command that stops the worker.
       'systemctl enable --now amazon-ssm-agent',
       // Node.js 20 or later and amazon-efs-utils (mount -t efs -o tls) from the distribution.
@@ -114,7 +161,6 @@ export class WorkerHost extends Construct {
       'dnf install -y nodejs22 || dnf install -y nodejs20 || dnf install -y nodejs',
       'NODE=$(command -v node-22 || command -v node-20 || command -v node)',
       `"$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'`,
-      `mkdir -p ${WORKER_HOME} /etc/efs-backup`,
       `aws s3 cp '${this.bundle.s3ObjectUrl}' ${WORKER_HOME}/efs-backup-worker.cjs --region ${Aws.REGION}`,
       `cat > ${WORKER_CONFIG} <<'EOF'`,
       Lazy.string({ produce: () => stack.toJsonString(this.config) }),
@@ -124,24 +170,35 @@ export class WorkerHost extends Construct {
       `Description=efs-backup ${props.command} worker`,
       'Wants=network-online.target',
       'After=network-online.target amazon-ssm-agent.service',
+      // A worker that fails (exit 2 or 3, killed, past RuntimeMaxSec) still lets its group go.
+      `OnFailure=${WORKER_SERVICE}-failed.service`,
       '[Service]',
       'Type=exec',
       'Environment=UV_THREADPOOL_SIZE=64',
       `ExecStart=$NODE ${WORKER_HOME}/efs-backup-worker.cjs ${props.command} --config ${WORKER_CONFIG}`,
       // The worker writes its figures and log before it lets the instance go.
       'TimeoutStopSec=900',
+      ...runtimeMax,
       'Restart=no',
+      'EOF',
+      `cat > /etc/systemd/system/${WORKER_SERVICE}-failed.service <<'EOF'`,
+      '[Unit]',
+      `Description=efs-backup ${props.command} worker failed: notice, group to 0`,
+      '[Service]',
+      'Type=oneshot',
+      `ExecStart=${WORKER_FAILED_SCRIPT} failed "the efs-backup ${props.command} worker ended with a failure (journalctl -u ${WORKER_SERVICE} on the instance says why)"`,
       'EOF',
       'systemctl daemon-reload',
       `systemctl start --no-block ${WORKER_SERVICE}.service`,
+      // Set up: from here the worker's own failures are told by its unit's OnFailure.
+      'trap - ERR',
     );
 
     this.launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
       machineImage: ec2.MachineImage.latestAmazonLinux2023({
         cpuType: ec2.AmazonLinuxCpuType.ARM_64,
       }),
-      instanceType:
-        props.instanceType ?? ec2.InstanceType.of(ec2.InstanceClass.M6G, ec2.InstanceSize.LARGE),
+      instanceType: props.instanceType ?? new ec2.InstanceType(DEFAULT_INSTANCE_TYPE),
       role: this.role,
       securityGroup: this.securityGroup,
       userData,
@@ -158,6 +215,15 @@ export class WorkerHost extends Construct {
       ],
     });
 
+    // The console's name of the template, its instances and their volumes: the stack's.
+    Tags.of(this.launchTemplate).add(
+      'Name',
+      Fn.join('-', [Aws.STACK_NAME, props.groupSuffix, 'worker']),
+      {
+        priority: 200,
+      },
+    );
+
     this.group = new autoscaling.AutoScalingGroup(this, 'Group', {
       autoScalingGroupName: this.groupName,
       vpc: props.vpc,
@@ -167,7 +233,16 @@ export class WorkerHost extends Construct {
       maxCapacity: 1,
       ...(props.desiredCapacity !== undefined ? { desiredCapacity: props.desiredCapacity } : {}),
       cooldown: Duration.seconds(60),
+      ...(props.inServiceMetric
+        ? {
+            groupMetrics: [
+              new autoscaling.GroupMetrics(autoscaling.GroupMetric.IN_SERVICE_INSTANCES),
+            ],
+          }
+        : {}),
     });
+    this.instanceTag = { key: WORKER_TAG, value: this.groupName };
+    Tags.of(this.group).add(WORKER_TAG, this.groupName, { applyToLaunchedInstances: true });
     Validations.of(this.group).acknowledge(
       {
         id: '@aws-cdk/aws-autoscaling:desiredCapacitySet',
@@ -200,6 +275,32 @@ export class WorkerHost extends Construct {
         defaultResult: autoscaling.DefaultResult.CONTINUE,
       });
     }
+  }
+
+  /**
+   * The script an instance runs when it cannot set the worker up or its worker fails, with
+   * `did not start` or `failed` and why: one notice to the topic, then the group to 0 (the
+   * instance role may do both). It never fails itself.
+   */
+  private failureScript(command: string, topicArn: string): string[] {
+    const region = Aws.REGION;
+    return [
+      '#!/bin/bash',
+      `# efs-backup: the ${command} worker did not start, or failed: the topic hears why, the group goes to 0.`,
+      'what="${1:-failed}"',
+      'why="${2:-the efs-backup worker failed}"',
+      'imds=http://169.254.169.254/latest',
+      `token=$(curl -sf -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "$imds/api/token" || true)`,
+      `id=$(curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" "$imds/meta-data/instance-id" || echo 'an instance')`,
+      `echo "efs-backup: $why" >&2`,
+      `aws sns publish --region ${region} --topic-arn '${topicArn}' \\`,
+      `  --subject "[efs-backup] Failed: the ${command} worker on $id $what" \\`,
+      `  --message "$why`,
+      '',
+      `The instance's group (${this.groupName}) is scaled to 0, so the instance goes. Its console output and the journal of ${WORKER_SERVICE} have the details." || true`,
+      `aws autoscaling set-desired-capacity --region ${region} --auto-scaling-group-name '${this.groupName}' \\`,
+      '  --desired-capacity 0 --no-honor-cooldown || true',
+    ];
   }
 
   /** Lets this worker change its own group's desired capacity (a backup's also completes its hook). */
