@@ -38,3 +38,5 @@ export type { FiguresContext, FileSystemFacts } from './file-system-figures.js';
 export { readWorkerConfig } from './worker-config.js';
 export { main as workerMain } from './worker-main.js';
 export { jsonLog } from './json-log.js';
+export { configuredLimits, CreditWatch, lowCreditLimits } from './credit-watch.js';
+export type { CreditWatchOptions, CreditWatchSettings, LimitSettings } from './credit-watch.js';

@@ -35,6 +35,12 @@ const flag = z
   .union([z.boolean(), z.enum(['true', 'false'])])
   .transform((v) => v === true || v === 'true');
 
+/** A rate limit: a number ≥ 0 (or its text); 0 means none. */
+const limit = z.coerce.number().min(0);
+
+/** Half the 2.1 TiB of credits a new file system starts with: a backup leaves the rest. */
+export const DEFAULT_BURST_CREDIT_FLOOR = 2 ** 40;
+
 export const RestoreSettingsSchema = z.object({
   /** The backup set (folder label) on the backup file system. @default efs-backup */
   label: z
@@ -86,6 +92,22 @@ export const WorkerConfigSchema = z.object({
   instanceType: z.string().min(1).optional(),
   /** File-system calls in flight. @default the engine's: 64 on EFS */
   concurrency: z.number().int().min(1).max(1024).optional(),
+  /**
+   * Bytes read per second from the source, in MiB (the engine's maxMiBps); 0: no limit. A
+   * number or its text, as a template parameter renders it. @default 0
+   */
+  maxMiBps: limit.default(0),
+  /** File-system calls per second on the source (the engine's maxOps); 0: no limit. @default 0 */
+  maxOps: limit.default(0),
+  /**
+   * While the source is in Bursting mode and its BurstCreditBalance (bytes) is under this, the
+   * run slows to `lowCreditMaxMiBps`; 0: never. @default 1 TiB (1099511627776)
+   */
+  burstCreditFloor: z.coerce.number().min(0).default(DEFAULT_BURST_CREDIT_FLOOR),
+  /** The read rate (MiB/s) while the source's credits are under the floor. @default 10 */
+  lowCreditMaxMiBps: z.coerce.number().positive().default(10),
+  /** How often the source's credits are read while the run goes. @default 300 */
+  creditCheckSeconds: z.coerce.number().positive().default(300),
   /** Days records and logs are kept. @default 90 */
   expireDays: z.number().positive().default(90),
   /** How long a worker that finished early waits to be told to stop. @default 900 */

@@ -8,6 +8,7 @@
  * notice written.
  */
 import { CompleteLifecycleActionCommand } from '@aws-sdk/client-auto-scaling';
+import { backup } from '@efs-backup/core';
 import {
   composeNotice,
   runBackup,
@@ -19,6 +20,7 @@ import {
   type ServiceLog,
 } from '@efs-backup/service';
 import os from 'node:os';
+import { CreditWatch } from './credit-watch.js';
 import { DynamoDbRecordStore, recordOf } from './dynamodb-record-store.js';
 import { endFigures, startFigures, type FiguresContext } from './file-system-figures.js';
 import { errorText } from './json-log.js';
@@ -121,7 +123,25 @@ export async function runBackupWorker(
         ...(await startFigures(figures)),
       };
       await ports.store.update(backupId, atStart);
-      status = await backupOnce(config, run, ports, o);
+      // In Bursting mode, the run slows down while the source's credits are low.
+      const watch =
+        atStart.SourceThroughputMode === 'bursting' && config.burstCreditFloor > 0
+          ? new CreditWatch({
+              cloudwatch: o.clients.cloudwatch,
+              fileSystemId: config.sourceFileSystemId,
+              settings: config,
+              log,
+            })
+          : null;
+      if (watch) {
+        watch.observe(atStart.SourceBurstCreditBalanceAtStart ?? null);
+        watch.start();
+      }
+      try {
+        status = await backupOnce(config, run, ports, o, watch);
+      } finally {
+        await watch?.stop();
+      }
       await ports.store.update(backupId, await endFigures(figures, atStart.SourceThroughputMode));
     } finally {
       if (windowTimer) clearTimeout(windowTimer);
@@ -153,6 +173,7 @@ async function backupOnce(
   run: RunItem,
   ports: WorkerPorts,
   o: WorkerOptions,
+  watch: CreditWatch | null,
 ): Promise<RunStatus> {
   let source: string;
   let destination: string;
@@ -183,6 +204,9 @@ async function backupOnce(
     schedule: run.Schedule,
     ...(run.WindowMinutes !== null ? { windowMinutes: run.WindowMinutes } : {}),
     ...(config.concurrency !== undefined ? { concurrency: config.concurrency } : {}),
+    // Gentle on the source (the template's MaxMiBps, MaxOps; 0: no limit).
+    ...(config.maxMiBps > 0 ? { maxMiBps: config.maxMiBps } : {}),
+    ...(config.maxOps > 0 ? { maxOps: config.maxOps } : {}),
     // EFS has no extended attributes, and the worker's bundle carries no native code.
     xattrs: false,
     notifyOnSuccess: run.NotifyOnSuccess ?? false,
@@ -196,6 +220,8 @@ async function backupOnce(
       refusals: 'record',
       expireDays: config.expireDays,
       log: o.log,
+      // The watch's throttle, whose limits it changes while the run goes.
+      ...(watch ? { engine: (options) => backup({ ...options, throttle: watch.throttle }) } : {}),
     },
   );
   const sns = outcome.notices.find((n) => n.channel === ports.notifier.channel);

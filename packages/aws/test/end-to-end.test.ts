@@ -424,6 +424,47 @@ describe('the AWS workflow, simulated', () => {
     expect(s.rules.size).toBe(0);
     expect(s.instances[0]!.process.exitCode).toBe(0);
   });
+
+  it('a source low on burst credits: the worker slows the run to the floor and back once they recover', async () => {
+    const TiB = 2 ** 40;
+    const s = await simulation('low-credits', {
+      source: 'fs-source',
+      fileSystems: {
+        'fs-source': { size: 5_368_709_120, throughputMode: 'bursting' },
+        'fs-backup': { size: 1_000_000, throughputMode: 'elastic' },
+      },
+      // Under the 1 TiB floor at the start and at the first check, then recovered.
+      burstCredits: [0.25 * TiB, 0.3 * TiB, ...Array<number>(10_000).fill(1.5 * TiB)],
+      worker: { maxMiBps: '50', lowCreditMaxMiBps: 1, creditCheckSeconds: 1 },
+    });
+    const src = path.join(s.filesystems, 'fs-source');
+    // 3 MiB: at 1 MiB/s until the second check (2 s in) at least, where 50 MiB/s would take 0.1 s.
+    createTree(src, { 'big.bin': file(Buffer.alloc(3 * 2 ** 20, 7)), 'a.txt': file('a\n') });
+    const backupId = s.start();
+    await s.idle();
+    expect(s.errors).toEqual([]);
+    const record = await item(s, backupId);
+    expect(record).toMatchObject({
+      Status: 'Success',
+      SourceBurstCreditBalanceAtStart: 0.25 * TiB,
+      SourceBurstCreditBalanceAtEnd: 1.5 * TiB,
+    });
+    // A lower bound the floor sets (never a flaky upper one): the engine's reads were held to it.
+    expect(Date.parse(record!.StopTime!) - Date.parse(record!.StartTime)).toBeGreaterThan(1900);
+    const changes = s.instances[0]!.output.flatMap((l) => {
+      if (!l.startsWith('{')) return []; // node's warnings on standard error
+      const o = JSON.parse(l) as { msg?: string; maxMiBps?: number | null };
+      return o.msg?.startsWith("the source's burst credits are") ? [[o.msg, o.maxMiBps]] : [];
+    });
+    expect(changes).toEqual([
+      ["the source's burst credits are under the floor: reads slowed to 1 MiB/s", 1],
+      ["the source's burst credits are back over the floor: the configured limits again", 50],
+    ]);
+    const [stamp] = snapshots(path.join(s.filesystems, 'fs-backup'));
+    expect(
+      diffTrees(src, path.join(s.filesystems, 'fs-backup', 'efs-backup', 'daily', stamp!)),
+    ).toEqual([]);
+  });
 });
 
 describe('every way a run fails ends closed, told, and at 0', () => {
