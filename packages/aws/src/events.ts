@@ -189,3 +189,23 @@ export type StackEvent = z.infer<typeof StackEventSchema>;
 
 /** What the stack's custom resource is called (its `ResourceType`). */
 export const STOP_RULE_CLEANUP_TYPE = 'Custom::StopRuleCleanup';
+
+/**
+ * A CloudWatch alarm's Lambda action (the staleness alarm of the stack, which invokes the
+ * orchestrator directly: an alarm cannot publish to a topic encrypted with the AWS-managed SNS
+ * key). Only what the orchestrator reads is checked; the payload carries more.
+ */
+export const AlarmEventSchema = z.object({
+  source: z.literal('aws.cloudwatch'),
+  alarmArn: z.string().min(1),
+  time: z.string().min(1),
+  alarmData: z.object({
+    alarmName: z.string().min(1),
+    state: z.object({
+      value: z.enum(['OK', 'ALARM', 'INSUFFICIENT_DATA']),
+      reason: z.string().default(''),
+      timestamp: z.string().optional(),
+    }),
+  }),
+});
+export type AlarmEvent = z.infer<typeof AlarmEventSchema>;

@@ -41,6 +41,10 @@ export const OrchestratorSettingsSchema = z.object({
   LOG_BUCKET: z.string().min(3).optional(),
   /** The stack's name, for the stop rules' descriptions. @default none */
   STACK_NAME: z.string().min(1).optional(),
+  /** The staleness alarm's hours without a successful run, for its notice. @default unsaid */
+  STALE_AFTER_HOURS: z.coerce.number().positive().optional(),
+  /** The label of the stack's backup set, for the staleness notice. @default unsaid */
+  LABEL: z.string().min(1).optional(),
   /** Launch failures of a run before it is closed Failed. @default 3 */
   LAUNCH_FAILURE_LIMIT: z.coerce.number().int().min(1).default(DEFAULT_LAUNCH_FAILURE_LIMIT),
 });

@@ -52,6 +52,8 @@ import {
   SCHEDULED_INPUT_PATHS,
   scheduledInputTemplate,
   StackEventSchema,
+  AlarmEventSchema,
+  type AlarmEvent,
   STOP_MARGIN_MINUTES,
   type LaunchedEvent,
   type LaunchFailedEvent,
@@ -123,6 +125,7 @@ export type OrchestratorResult =
       runs: { backupId: string; status: string; notified: boolean }[];
     }
   | { event: 'stack'; action: 'created' | 'updated' | 'deleted'; rulesRemoved: number }
+  | { event: 'alarm'; action: 'notified' | 'ignored'; alarm: string; state: string }
   | { event: 'ignored'; reason: string };
 
 /** Open runs' stop rules are kept this long past their stop time at most (then they are stale). */
@@ -163,6 +166,8 @@ export class Orchestrator {
   async handle(event: unknown, functionArn: string): Promise<OrchestratorResult> {
     const stack = StackEventSchema.safeParse(event);
     if (stack.success) return this.stackEvent(stack.data);
+    const alarm = AlarmEventSchema.safeParse(event);
+    if (alarm.success) return this.alarm(alarm.data);
     const parsed = OrchestratorEventSchema.safeParse(event);
     if (!parsed.success) return this.ignore(event, parsed.error);
     const e = parsed.data;
@@ -630,6 +635,50 @@ export class Orchestrator {
    * are not the stack's resources, and would outlive it). The answer is always SUCCESS, so a
    * rule that cannot be removed does not hold the deletion; it is logged.
    */
+  // ---- the staleness alarm ------------------------------------------------------------------
+
+  /**
+   * The staleness alarm went off (no successful run for STALE_AFTER_HOURS): a notice through
+   * the topic, with the newest successful run the records know. Its return to OK is only logged.
+   */
+  private async alarm(e: AlarmEvent): Promise<OrchestratorResult> {
+    const s = this.settings;
+    const state = e.alarmData.state.value;
+    const alarm = e.alarmData.alarmName;
+    if (state !== 'ALARM') {
+      this.log.info({ alarm, state }, `the alarm ${alarm} is ${state}: nothing to tell`);
+      return { event: 'alarm', action: 'ignored', alarm, state };
+    }
+    const hours = s.STALE_AFTER_HOURS;
+    const what = `${s.LABEL ?? 'the backup'} of ${s.SOURCE_FILE_SYSTEM_ID}`;
+    let last: string;
+    try {
+      const succeeded = [
+        ...(await this.store.listItems({ Status: 'Success' })),
+        ...(await this.store.listItems({ Status: 'SuccessWithWarnings' })),
+      ].sort((a, b) => (a.StartTime < b.StartTime ? 1 : -1));
+      const newest = succeeded[0];
+      last = newest
+        ? `The newest successful run the records hold started ${newest.StartTime} (${newest.BackupId}, ${newest.Status}).`
+        : 'The records hold no successful run.';
+    } catch (err) {
+      last = `The records could not be read: ${errorText(err)}.`;
+    }
+    const subject = `[efs-backup] Stale: no successful backup of ${s.SOURCE_FILE_SYSTEM_ID} for ${hours ?? 'too many'} hours`;
+    const body = [
+      `No backup of ${what} has succeeded for ${hours !== undefined ? `${hours} hours` : 'longer than the alarm allows'}.`,
+      last,
+      'Look at the schedule rule (is it enabled?), the stack (an update gone wrong?), and the records and notices of the last runs.',
+      '',
+      `Alarm: ${alarm} (${e.alarmArn})`,
+      `Since: ${e.alarmData.state.timestamp ?? e.time}`,
+      `Reason: ${e.alarmData.state.reason}`,
+    ].join('\n');
+    await this.notifier.publish(subject, body, 'Stale');
+    this.log.warn({ alarm, hours }, 'no successful backup for too long: notified');
+    return { event: 'alarm', action: 'notified', alarm, state };
+  }
+
   private async stackEvent(e: StackEvent): Promise<OrchestratorResult> {
     let removed = 0;
     let reason: string | undefined;

@@ -1055,3 +1055,74 @@ describe('the Lambda handler', () => {
     );
   });
 });
+
+describe('the staleness alarm (its Lambda action)', () => {
+  const ALARM = load('alarm-stale');
+
+  it('in ALARM: a notice through the topic, with the newest successful run of the records', async () => {
+    orchestrator = await newOrchestrator({ STALE_AFTER_HOURS: '48', LABEL: 'efs-backup' });
+    await orchestrator.store.create(
+      runItem('older', { Status: 'Success', StartTime: '2026-11-24T02:00:00.000Z' }),
+    );
+    await orchestrator.store.create(
+      runItem('newest', { Status: 'SuccessWithWarnings', StartTime: '2026-11-25T02:00:00.000Z' }),
+    );
+    await orchestrator.store.create(
+      runItem('failed', { Status: 'Failed', StartTime: '2026-11-27T02:00:00.000Z' }),
+    );
+    const r = await orchestrator.handle(ALARM, FUNCTION_ARN);
+    expect(r).toEqual({
+      event: 'alarm',
+      action: 'notified',
+      alarm: 'efs-backup-prod-Backup-stale',
+      state: 'ALARM',
+    });
+    expect(inputs(snsMock, PublishCommand)).toEqual([
+      {
+        TopicArn: TOPIC,
+        Subject: '[efs-backup] Stale: no successful backup of fs-0123456789abcdef0 for 48 hours',
+        Message: [
+          'No backup of efs-backup of fs-0123456789abcdef0 has succeeded for 48 hours.',
+          'The newest successful run the records hold started 2026-11-25T02:00:00.000Z (newest, SuccessWithWarnings).',
+          'Look at the schedule rule (is it enabled?), the stack (an update gone wrong?), and the records and notices of the last runs.',
+          '',
+          'Alarm: efs-backup-prod-Backup-stale (arn:aws:cloudwatch:us-east-1:123456789012:alarm:efs-backup-prod-Backup-stale)',
+          'Since: 2026-11-28T02:05:12.490+0000',
+          'Reason: Threshold Crossed: no datapoints were received for 48 periods and 48 missing datapoints were treated as [Breaching].',
+        ].join('\n'),
+        MessageAttributes: { Status: { DataType: 'String', StringValue: 'Stale' } },
+      },
+    ]);
+    // Nothing else touched.
+    expect(asMock.calls()).toHaveLength(0);
+    expect(ebMock.calls()).toHaveLength(0);
+  });
+
+  it('with no successful run recorded, the notice says so', async () => {
+    orchestrator = await newOrchestrator({ STALE_AFTER_HOURS: '48' });
+    await orchestrator.handle(ALARM, FUNCTION_ARN);
+    const [p] = inputs(snsMock, PublishCommand) as { Message: string }[];
+    expect(p!.Message).toContain('The records hold no successful run.');
+  });
+
+  it('back to OK: logged, nobody told', async () => {
+    const ok = {
+      ...ALARM,
+      alarmData: {
+        ...(ALARM.alarmData as object),
+        state: {
+          value: 'OK',
+          reason: 'Threshold Crossed',
+          timestamp: '2026-11-29T03:05:00.000+0000',
+        },
+      },
+    };
+    expect(await orchestrator.handle(ok, FUNCTION_ARN)).toEqual({
+      event: 'alarm',
+      action: 'ignored',
+      alarm: 'efs-backup-prod-Backup-stale',
+      state: 'OK',
+    });
+    expect(snsMock.calls()).toHaveLength(0);
+  });
+});
