@@ -14,6 +14,7 @@ export type { BackupMetric, FileSystemMetric } from './metrics.js';
 export * from './orchestrator-settings.js';
 export { DEFAULT_RUN_DIR, PID_FILE, STOP_FILE, stopCommands } from './stop-command.js';
 export {
+  DEFAULT_BURST_CREDIT_FLOOR,
   DEFAULT_MOUNT_COMMAND,
   RestoreSettingsSchema,
   WorkerConfigSchema,

@@ -11,6 +11,8 @@
  */
 import { ORCHESTRATOR_BUNDLE_DIR } from '@efs-backup/aws/bundles';
 import {
+  DEFAULT_BURST_CREDIT_FLOOR,
+  METRICS_NAMESPACE,
   SCHEDULED_INPUT_PATHS,
   scheduledInputTemplate,
   STOP_RULE_CLEANUP_TYPE,
@@ -30,6 +32,8 @@ import {
   Tokenization,
   Validations,
 } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as efs from 'aws-cdk-lib/aws-efs';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -113,6 +117,23 @@ export interface EfsToEfsBackupProps {
    * @default c7gn.large
    */
   readonly instanceType?: ec2.InstanceType;
+  /** Bytes read per second from the source, in MiB; 0: no limit. @default 0 */
+  readonly maxMiBps?: number;
+  /** File-system calls per second on the source; 0: no limit. @default 0 */
+  readonly maxOps?: number;
+  /**
+   * A source in Bursting mode whose BurstCreditBalance (bytes) is under this slows the run to
+   * `lowCreditMaxMiBps` until it recovers; 0: never. @default 1 TiB (half a new file system's 2.1 TiB)
+   */
+  readonly burstCreditFloor?: number;
+  /** MiB/s read while the source's credits are under the floor. @default 10 */
+  readonly lowCreditMaxMiBps?: number;
+  /**
+   * Hours without a successful run after which the staleness alarm notifies: twice the
+   * schedule's period is right (a template cannot work it out from the expression). 1 to 168.
+   * @default 48 (a daily schedule)
+   */
+  readonly staleAfterHours?: number;
   /** Failed launches of a run's worker after which the run is closed Failed. @default 3 */
   readonly launchFailureLimit?: number;
   /** What happens to the backup file system when the stack is deleted. @default RemovalPolicy.RETAIN */
@@ -150,6 +171,8 @@ export class EfsToEfsBackup extends Construct {
   readonly schedule: events.Rule;
   readonly workerEvents: events.Rule;
   readonly dashboard?: BackupDashboard;
+  /** No successful run for `staleAfterHours`: it invokes the orchestrator, which notifies. */
+  readonly staleAlarm: cloudwatch.Alarm;
   /** The ingress rule into the source's security group, when one was given. */
   readonly sourceIngress?: ec2.CfnSecurityGroupIngress;
   /** Removes the one-time stop rules when the stack is deleted. */
@@ -165,6 +188,8 @@ export class EfsToEfsBackup extends Construct {
     const stack = Stack.of(this);
     const label = props.label ?? 'efs-backup';
     const expireDays = props.recordExpireDays ?? 90;
+    const staleAfterHours = props.staleAfterHours ?? 48;
+    checkLimits(this, { ...props, staleAfterHours });
 
     this.runs = new RunStore(this, 'Runs', {
       logExpireDays: props.logExpireDays ?? 90,
@@ -225,6 +250,13 @@ export class EfsToEfsBackup extends Construct {
         sourceFileSystemId: props.sourceFileSystemId,
         backupFileSystemId: this.backupFileSystem.fileSystemId,
         expireDays,
+        // Gentle on the source: the limits, and the floor of its burst credits.
+        maxMiBps: Tokenization.stringifyNumber(props.maxMiBps ?? 0),
+        maxOps: Tokenization.stringifyNumber(props.maxOps ?? 0),
+        burstCreditFloor: Tokenization.stringifyNumber(
+          props.burstCreditFloor ?? DEFAULT_BURST_CREDIT_FLOOR,
+        ),
+        lowCreditMaxMiBps: Tokenization.stringifyNumber(props.lowCreditMaxMiBps ?? 10),
       },
     });
     const workerRole = this.worker.role;
@@ -305,6 +337,8 @@ export class EfsToEfsBackup extends Construct {
       STOP_RULE_PREFIX: this.stopRulePrefix,
       LOG_BUCKET: this.runs.logBucket.bucketName,
       STACK_NAME: Aws.STACK_NAME,
+      STALE_AFTER_HOURS: Tokenization.stringifyNumber(staleAfterHours),
+      LABEL: label,
       ...(props.launchFailureLimit !== undefined
         ? { LAUNCH_FAILURE_LIMIT: Tokenization.stringifyNumber(props.launchFailureLimit) }
         : {}),
@@ -445,6 +479,35 @@ export class EfsToEfsBackup extends Construct {
     });
     this.stopRuleCleanup.node.addDependency(role, logGroup);
 
+    // Staleness: no successful run for staleAfterHours. RunsSucceeded is 1 for each run that
+    // committed a snapshot (the orchestrator's metrics line when it closes a run): its hourly
+    // sums over the hours all under 1, or no data at all (a schedule deleted, an orchestrator
+    // that no longer runs), is the alarm. Its action invokes the orchestrator, which notifies
+    // through the topic: an alarm cannot publish to a topic encrypted with the AWS-managed key.
+    this.staleAlarm = new cloudwatch.Alarm(this, 'Stale', {
+      alarmName: Fn.join('-', [Aws.STACK_NAME, id, 'stale']),
+      alarmDescription: Fn.join('', [
+        'efs-backup: no successful backup of ',
+        props.sourceFileSystemId,
+        ' for ',
+        Tokenization.stringifyNumber(staleAfterHours),
+        ' hours',
+      ]),
+      metric: new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: 'RunsSucceeded',
+        dimensionsMap: { FileSystemId: props.sourceFileSystemId, Label: label },
+        statistic: 'Sum',
+        period: Duration.hours(1),
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: staleAfterHours,
+      datapointsToAlarm: staleAfterHours,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    this.staleAlarm.addAlarmAction(new cwActions.LambdaAction(this.orchestrator));
+
     if (props.dashboard ?? true) {
       this.dashboard = new BackupDashboard(this, 'Dashboard', {
         sourceFileSystemId: props.sourceFileSystemId,
@@ -463,6 +526,29 @@ export class EfsToEfsBackup extends Construct {
       });
     }
   }
+}
+
+/** Limits out of their range, refused at synthesis (a template's parameters have their own rules). */
+function checkLimits(
+  scope: Construct,
+  p: Pick<EfsToEfsBackupProps, 'maxMiBps' | 'maxOps' | 'burstCreditFloor' | 'lowCreditMaxMiBps'> & {
+    staleAfterHours: number;
+  },
+): void {
+  const known = (v: number | undefined): v is number => v !== undefined && !Token.isUnresolved(v);
+  const fail = (m: string): never => {
+    throw new Error(`${scope.node.path}: ${m}`);
+  };
+  for (const k of ['maxMiBps', 'maxOps', 'burstCreditFloor'] as const) {
+    const v = p[k];
+    if (known(v) && !(v >= 0)) fail(`${k} must be 0 (no limit) or more, not ${v}`);
+  }
+  if (known(p.lowCreditMaxMiBps) && !(p.lowCreditMaxMiBps > 0))
+    fail(`lowCreditMaxMiBps must be more than 0, not ${p.lowCreditMaxMiBps}`);
+  const h = p.staleAfterHours;
+  // CloudWatch: evaluation periods × period at most 7 days, here hours of 3600 s.
+  if (known(h) && !(Number.isInteger(h) && h >= 1 && h <= 168))
+    fail(`staleAfterHours must be a whole number of hours from 1 to 168 (7 days), not ${h}`);
 }
 
 /** Storage settings that EFS would refuse at deployment, refused at synthesis. */

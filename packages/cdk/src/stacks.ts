@@ -21,6 +21,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as efs from 'aws-cdk-lib/aws-efs';
 import * as events from 'aws-cdk-lib/aws-events';
 import { Construct } from 'constructs';
+import { DEFAULT_BURST_CREDIT_FLOOR } from '@efs-backup/aws/contract';
 import { EfsToEfsBackup } from './backup.js';
 import { EfsToEfsRestore } from './restore.js';
 import { DEFAULT_INSTANCE_TYPE, GRAVITON_INSTANCE_TYPE } from './worker-host.js';
@@ -230,6 +231,47 @@ export class BackupStack extends Stack {
         'Days a file goes unread before it moves to Archive (cheaper still; at least 90 days billed per file). More than TransitionToIA; ThroughputMode elastic and EfsMode generalPurpose only. none: never.',
     });
     const instanceType = instanceTypeParameter(this);
+    const maxMiBps = new CfnParameter(this, 'MaxMiBps', {
+      type: 'Number',
+      default: 0,
+      minValue: 0,
+      description:
+        'Gentle on the source: at most this many MiB read from it per second, over every read in flight. 0: no limit.',
+      constraintDescription: 'must be a number, 0 or more',
+    });
+    const maxOps = new CfnParameter(this, 'MaxOps', {
+      type: 'Number',
+      default: 0,
+      minValue: 0,
+      description:
+        'Gentle on the source: at most this many file-system calls on it per second (listings, stats, opens, reads). 0: no limit.',
+      constraintDescription: 'must be a number, 0 or more',
+    });
+    const creditFloor = new CfnParameter(this, 'BurstCreditFloor', {
+      type: 'Number',
+      default: DEFAULT_BURST_CREDIT_FLOOR,
+      minValue: 0,
+      description:
+        'A source in Bursting mode whose BurstCreditBalance (bytes) is under this slows the run to LowCreditMaxMiBps until it recovers (read every 5 minutes). The default, 1 TiB, is half the 2.1 TiB a new file system starts with. 0: never.',
+      constraintDescription: 'must be a number of bytes, 0 or more',
+    });
+    const lowCreditRate = new CfnParameter(this, 'LowCreditMaxMiBps', {
+      type: 'Number',
+      default: 10,
+      minValue: 0.1,
+      description:
+        'MiB/s read from the source while its burst credits are under BurstCreditFloor (MaxMiBps, if lower, still holds).',
+      constraintDescription: 'must be a number, 0.1 or more',
+    });
+    const staleAfter = new CfnParameter(this, 'StaleAfterHours', {
+      type: 'Number',
+      default: 48,
+      minValue: 1,
+      maxValue: 168,
+      description:
+        'The staleness alarm notifies when no run has succeeded for this many hours. Set it to twice the period of BackupSchedule (48 for a daily schedule); CloudWatch allows up to 7 days.',
+      constraintDescription: 'must be a whole number of hours from 1 to 168',
+    });
     const [success, notifySuccess] = yesNo(
       this,
       'SuccessNotification',
@@ -263,6 +305,11 @@ export class BackupStack extends Stack {
       schedule: events.Schedule.expression(schedule.valueAsString),
       performanceMode: mode.valueAsString as efs.PerformanceMode,
       instanceType: new ec2.InstanceType(instanceType.valueAsString),
+      maxMiBps: maxMiBps.valueAsNumber,
+      maxOps: maxOps.valueAsNumber,
+      burstCreditFloor: creditFloor.valueAsNumber,
+      lowCreditMaxMiBps: lowCreditRate.valueAsNumber,
+      staleAfterHours: staleAfter.valueAsNumber,
       email: email.valueAsString,
       dashboard: true,
     });
@@ -308,7 +355,14 @@ export class BackupStack extends Stack {
       [archive, 'Days unread before Archive'],
     ]);
     params.group('Worker', [[instanceType, 'Instance type (Graviton)']]);
+    params.group('Gentle on the source', [
+      [maxMiBps, 'Max MiB/s read (0: no limit)'],
+      [maxOps, 'Max calls per second (0: no limit)'],
+      [creditFloor, 'Burst credit floor (bytes)'],
+      [lowCreditRate, 'MiB/s while credits are under the floor'],
+    ]);
     params.group('Notices', [
+      [staleAfter, 'Hours without success before the alarm'],
       [email, 'E-mail address'],
       [success, 'Notify successful runs'],
       [dash, 'CloudWatch dashboard'],

@@ -76,6 +76,12 @@ const BACKUP_PARAMS: RenderContext = {
     BackupWindow: '180',
     BackupSchedule: 'cron(0 2 * * ? *)',
     BackupPrefix: '/',
+    // Numbers, as CloudFormation renders them into a string.
+    MaxMiBps: '0',
+    MaxOps: '0',
+    BurstCreditFloor: '1099511627776',
+    LowCreditMaxMiBps: '10',
+    StaleAfterHours: '48',
     VpcId: 'vpc-0123',
     Subnets: ['subnet-a', 'subnet-b'],
     AssetsBucket: 'my-assets',
@@ -162,6 +168,11 @@ describe('efs-to-efs-backup.template', () => {
       'TransitionToIA',
       'TransitionToArchive',
       'InstanceType',
+      'MaxMiBps',
+      'MaxOps',
+      'BurstCreditFloor',
+      'LowCreditMaxMiBps',
+      'StaleAfterHours',
     ]) {
       expect(grouped).toContain(name);
     }
@@ -193,6 +204,91 @@ describe('efs-to-efs-backup.template', () => {
       '7': { Policy: 'AFTER_7_DAYS' },
       '30': { Policy: 'AFTER_30_DAYS' },
       '365': { Policy: 'AFTER_365_DAYS' },
+    });
+  });
+
+  it('gentle on the source: the limits and the burst credit floor, with defaults and constraints, into the worker', () => {
+    const p = backup.toJSON().Parameters as Record<string, Record<string, unknown>>;
+    expect(p.MaxMiBps).toMatchObject({ Type: 'Number', Default: 0, MinValue: 0 });
+    expect(p.MaxOps).toMatchObject({ Type: 'Number', Default: 0, MinValue: 0 });
+    expect(p.BurstCreditFloor).toMatchObject({ Type: 'Number', Default: 2 ** 40, MinValue: 0 });
+    expect(p.LowCreditMaxMiBps).toMatchObject({ Type: 'Number', Default: 10, MinValue: 0.1 });
+    expect(p.StaleAfterHours).toMatchObject({
+      Type: 'Number',
+      Default: 48,
+      MinValue: 1,
+      MaxValue: 168,
+    });
+    // The defaults: no limit, a floor of 1 TiB, 10 MiB/s under it, read every 5 minutes.
+    expect(WorkerConfigSchema.parse(workerConfig(backup, BACKUP_PARAMS))).toMatchObject({
+      maxMiBps: 0,
+      maxOps: 0,
+      burstCreditFloor: 2 ** 40,
+      lowCreditMaxMiBps: 10,
+      creditCheckSeconds: 300,
+    });
+    const set = {
+      ...BACKUP_PARAMS,
+      parameters: {
+        ...BACKUP_PARAMS.parameters,
+        MaxMiBps: '40',
+        MaxOps: '800',
+        BurstCreditFloor: '500000000000',
+        LowCreditMaxMiBps: '5',
+      },
+    };
+    expect(WorkerConfigSchema.parse(workerConfig(backup, set))).toMatchObject({
+      maxMiBps: 40,
+      maxOps: 800,
+      burstCreditFloor: 500_000_000_000,
+      lowCreditMaxMiBps: 5,
+    });
+  });
+
+  it('a staleness alarm: no successful run for StaleAfterHours invokes the orchestrator, which notifies', () => {
+    const [id, alarm] = only(backup, 'AWS::CloudWatch::Alarm');
+    const a = alarm.Properties as Record<string, Json>;
+    expect(a).toMatchObject({
+      Namespace: 'EfsBackup',
+      MetricName: 'RunsSucceeded',
+      Dimensions: expect.arrayContaining([
+        { Name: 'FileSystemId', Value: { Ref: 'SourceEfsId' } },
+        { Name: 'Label', Value: { Ref: 'FolderLabel' } },
+      ]),
+      Statistic: 'Sum',
+      // StaleAfterHours periods of an hour (CloudWatch: at most 7 days in all), all breaching.
+      Period: 3600,
+      EvaluationPeriods: { Ref: 'StaleAfterHours' },
+      DatapointsToAlarm: { Ref: 'StaleAfterHours' },
+      Threshold: 1,
+      ComparisonOperator: 'LessThanThreshold',
+      // No run at all (a schedule deleted, an orchestrator that no longer runs) is stale too.
+      TreatMissingData: 'breaching',
+      AlarmActions: [{ 'Fn::GetAtt': [expect.stringMatching(/^BackupOrchestrator/), 'Arn'] }],
+    });
+    expect(render(a.AlarmName!, BACKUP_PARAMS)).toBe('<AWS::StackName>-Backup-stale');
+    // The alarm may invoke the orchestrator, and only this alarm.
+    const [, permission] = resources(backup, 'AWS::Lambda::Permission').find(
+      ([, r]) =>
+        (r.Properties as Record<string, Json>).Principal ===
+        'lambda.alarms.cloudwatch.amazonaws.com',
+    )!;
+    expect(permission.Properties).toMatchObject({
+      Action: 'lambda:InvokeFunction',
+      FunctionName: { 'Fn::GetAtt': [expect.stringMatching(/^BackupOrchestrator/), 'Arn'] },
+      SourceArn: { 'Fn::GetAtt': [id, 'Arn'] },
+    });
+    // The orchestrator says how many hours in its notice.
+    const fn = resources(backup, 'AWS::Lambda::Function').find(([k]) =>
+      /^BackupOrchestrator[0-9A-F]{8}$/.test(k),
+    )![1];
+    const env = render(
+      ((fn.Properties as Record<string, Json>).Environment as Record<string, Json>).Variables!,
+      BACKUP_PARAMS,
+    );
+    expect(OrchestratorSettingsSchema.parse(env)).toMatchObject({
+      STALE_AFTER_HOURS: 48,
+      LABEL: 'efs-backup',
     });
   });
 
@@ -552,7 +648,8 @@ describe('efs-to-efs-backup.template', () => {
         SourceAccount: '<AWS::AccountId>',
       }),
     );
-    expect(permissions).toHaveLength(3);
+    // The schedule's, the group's events', the stop rules' and the staleness alarm's.
+    expect(permissions).toHaveLength(4);
   });
 
   it("the stack's deletion has the orchestrator remove its stop rules, before the orchestrator and its role go", () => {
@@ -1238,6 +1335,25 @@ describe('the backup construct, in a CDK app of your own', () => {
         { TransitionToIA: 'AFTER_30_DAYS' },
         { TransitionToArchive: 'AFTER_90_DAYS' },
       ],
+    });
+  });
+
+  it('refuses limits out of range and a staleness CloudWatch cannot evaluate; carries good ones', () => {
+    expect(() => construct({ maxMiBps: -1 })).toThrow(/maxMiBps must be 0 \(no limit\) or more/);
+    expect(() => construct({ lowCreditMaxMiBps: 0 })).toThrow(
+      /lowCreditMaxMiBps must be more than 0/,
+    );
+    expect(() => construct({ staleAfterHours: 169 })).toThrow(
+      /staleAfterHours must be a whole number of hours from 1 to 168 \(7 days\), not 169/,
+    );
+    expect(() => construct({ staleAfterHours: 1.5 })).toThrow(/staleAfterHours/);
+    const t = Template.fromStack(
+      Stack.of(construct({ maxMiBps: 25, burstCreditFloor: 0, staleAfterHours: 2 })),
+    );
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Period: 3600,
+      EvaluationPeriods: 2,
+      DatapointsToAlarm: 2,
     });
   });
 });
