@@ -12,12 +12,6 @@ import { errorText } from './json-log.js';
 
 const MiB = 2 ** 20;
 
-/**
- * The engine wraps the source's calls only if its throttle has a limit when the run starts;
- * "no limit" while watching is this many calls a second, which no file system reaches.
- */
-export const UNLIMITED_CALLS_PER_SECOND = 1e9;
-
 export interface LimitSettings {
   /** 0: no limit. */
   maxMiBps: number;
@@ -52,10 +46,7 @@ export function lowCreditLimits(s: CreditWatchSettings): Limits {
 
 export const describeLimits = (l: Limits): { maxMiBps: number | null; maxOps: number | null } => ({
   maxMiBps: l.bytesPerSecond !== undefined ? l.bytesPerSecond / MiB : null,
-  maxOps:
-    l.callsPerSecond !== undefined && l.callsPerSecond < UNLIMITED_CALLS_PER_SECOND
-      ? l.callsPerSecond
-      : null,
+  maxOps: l.callsPerSecond ?? null,
 });
 
 export interface CreditWatchOptions {
@@ -81,10 +72,9 @@ export class CreditWatch {
     return this.low;
   }
 
-  /** The configured limits; something the engine sees as a limit when there are none. */
+  /** The configured limits (none, maybe: a throttle given to the engine takes later ones). */
   private normal(): Limits {
-    const l = configuredLimits(this.o.settings);
-    return Object.keys(l).length > 0 ? l : { callsPerSecond: UNLIMITED_CALLS_PER_SECOND };
+    return configuredLimits(this.o.settings);
   }
 
   /** Takes a balance read: slows down or restores as it says. Null (no data) changes nothing. */

@@ -6,11 +6,7 @@
 import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  CreditWatch,
-  UNLIMITED_CALLS_PER_SECOND,
-  type CreditWatchSettings,
-} from '../src/credit-watch.js';
+import { CreditWatch, type CreditWatchSettings } from '../src/credit-watch.js';
 import { jsonLog } from '../src/json-log.js';
 import { WorkerConfigSchema } from '../src/worker-config.js';
 
@@ -116,12 +112,11 @@ describe("the source's burst credits", () => {
   it('with no limit configured, the run is unlimited again once the credits recover', async () => {
     balances(100 * 2 ** 30, 2 * TiB);
     const { w, lines } = watch();
-    // A limit the engine takes as one (so it routes the calls through the throttle), never reached.
-    expect(w.throttle.limits).toEqual({ callsPerSecond: UNLIMITED_CALLS_PER_SECOND });
+    expect(w.throttle.limits).toEqual({});
     await w.check();
     expect(w.throttle.limits).toEqual({ bytesPerSecond: 10 * MiB });
     await w.check();
-    expect(w.throttle.limits).toEqual({ callsPerSecond: UNLIMITED_CALLS_PER_SECOND });
+    expect(w.throttle.limits).toEqual({});
     expect(lines.map((l) => [l.maxMiBps, l.maxOps])).toEqual([
       [10, null],
       [null, null],

@@ -10,7 +10,8 @@ import { asyncOps, type FsOps } from './fs-ops.js';
  * 64 MiB past the limit. A bucket holds at most a tenth of a second of its rate, so no second
  * sees more than the limit and that tenth. A call the budget cannot take now waits in a FIFO
  * queue, served by one timer: no promise and no timer per call, and no cost at all where no
- * limit is set (`throttled` returns the calls it was given).
+ * budget is given (`throttled(ops, null)` returns the calls it was given; a run without
+ * limits gets none, see `sourceThrottle`).
  */
 
 export interface Limits {
@@ -187,7 +188,8 @@ function bucket(old: Bucket | null, rate: number | undefined): Bucket | null {
  * walk's job runner takes like any callback that comes later.
  */
 export function throttled(ops: FsOps, throttle: Throttle | null): FsOps {
-  if (!throttle?.limited) return ops;
+  // A throttle given with no limit yet is kept: its owner may set one while the run goes.
+  if (!throttle) return ops;
   const wrapped = wrap(ops, throttle);
   // A large file's calls go through the pool (callsFor): the same budget holds them.
   const pooled = ops.mode === 'async' ? wrapped : wrap(ops.pooled ?? asyncOps, throttle);

@@ -100,9 +100,25 @@ describe('Throttle', () => {
     expect(t.limited).toBe(false);
   });
 
-  it('costs nothing where no limit is set: the calls are the ones given', () => {
-    expect(throttled(asyncOps, new Throttle({}))).toBe(asyncOps);
+  it('costs nothing where no budget is given: the calls are the ones given', () => {
+    expect(throttled(asyncOps, null)).toBe(asyncOps);
     expect(throttled(syncOps, null)).toBe(syncOps);
+  });
+
+  it('takes a limit set later on a throttle given without one', () => {
+    const clock = new FakeClock();
+    const t = new Throttle({}, clock);
+    const io = throttled(syncOps, t);
+    expect(io).not.toBe(syncOps);
+    let ran = 0;
+    const dir = os.tmpdir();
+    for (let i = 0; i < 5; i++) io.lstat(dir, () => ran++);
+    expect(ran).toBe(5); // no limit: at once
+    t.setLimits({ callsPerSecond: 10 });
+    for (let i = 0; i < 5; i++) io.lstat(dir, () => ran++);
+    expect(ran).toBe(6); // the bucket holds one call (a tenth of a second at 10 a second)
+    clock.advance(1000);
+    expect(ran).toBe(10);
   });
 
   it('wraps real calls, both kinds, and reads what the file holds', async () => {
