@@ -21,6 +21,9 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as efs from 'aws-cdk-lib/aws-efs';
 import * as events from 'aws-cdk-lib/aws-events';
 import { Construct } from 'constructs';
+
+/** Whole hours from 1 to 168 (CloudWatch: an alarm evaluates at most 7 days). */
+export const STALE_AFTER_PATTERN = '^(16[0-8]|1[0-5][0-9]|[1-9][0-9]?)$';
 import { DEFAULT_BURST_CREDIT_FLOOR } from '@efs-backup/aws/contract';
 import { EfsToEfsBackup } from './backup.js';
 import { EfsToEfsRestore } from './restore.js';
@@ -263,11 +266,12 @@ export class BackupStack extends Stack {
         'MiB/s read from the source while its burst credits are under BurstCreditFloor (MaxMiBps, if lower, still holds).',
       constraintDescription: 'must be a number, 0.1 or more',
     });
+    // A String with a pattern: a Number parameter would take 1.5, which the alarm's whole
+    // number of evaluation periods then refuses at deployment, after the stack began.
     const staleAfter = new CfnParameter(this, 'StaleAfterHours', {
-      type: 'Number',
-      default: 48,
-      minValue: 1,
-      maxValue: 168,
+      type: 'String',
+      default: '48',
+      allowedPattern: STALE_AFTER_PATTERN,
       description:
         'The staleness alarm notifies when no run has succeeded for this many hours. Set it to twice the period of BackupSchedule (48 for a daily schedule); CloudWatch allows up to 7 days.',
       constraintDescription: 'must be a whole number of hours from 1 to 168',
@@ -309,7 +313,7 @@ export class BackupStack extends Stack {
       maxOps: maxOps.valueAsNumber,
       burstCreditFloor: creditFloor.valueAsNumber,
       lowCreditMaxMiBps: lowCreditRate.valueAsNumber,
-      staleAfterHours: staleAfter.valueAsNumber,
+      staleAfterHours: Token.asNumber(staleAfter.valueAsString),
       email: email.valueAsString,
       dashboard: true,
     });

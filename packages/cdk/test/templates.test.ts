@@ -213,12 +213,12 @@ describe('efs-to-efs-backup.template', () => {
     expect(p.MaxOps).toMatchObject({ Type: 'Number', Default: 0, MinValue: 0 });
     expect(p.BurstCreditFloor).toMatchObject({ Type: 'Number', Default: 2 ** 40, MinValue: 0 });
     expect(p.LowCreditMaxMiBps).toMatchObject({ Type: 'Number', Default: 10, MinValue: 0.1 });
-    expect(p.StaleAfterHours).toMatchObject({
-      Type: 'Number',
-      Default: 48,
-      MinValue: 1,
-      MaxValue: 168,
-    });
+    expect(p.StaleAfterHours).toMatchObject({ Type: 'String', Default: '48' });
+    // Whole hours from 1 to 168 only: 1.5 would pass a Number parameter and fail the alarm.
+    const hours = new RegExp(String(p.StaleAfterHours.AllowedPattern));
+    for (const ok of ['1', '9', '48', '99', '100', '159', '168']) expect(ok).toMatch(hours);
+    for (const bad of ['0', '1.5', '169', '200', '048', '', '-1', '1e2'])
+      expect(bad).not.toMatch(hours);
     // The defaults: no limit, a floor of 1 TiB, 10 MiB/s under it, read every 5 minutes.
     expect(WorkerConfigSchema.parse(workerConfig(backup, BACKUP_PARAMS))).toMatchObject({
       maxMiBps: 0,
