@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CreditWatch, type CreditWatchSettings } from '../src/credit-watch.js';
 import { jsonLog } from '../src/json-log.js';
 import { WorkerConfigSchema } from '../src/worker-config.js';
+import { burstCreditsQuery } from './fixtures/requests.js';
 
 const MiB = 2 ** 20;
 const TiB = 2 ** 40;
@@ -67,26 +68,7 @@ describe("the source's burst credits", () => {
     expect(w.slowed).toBe(false);
 
     expect(cw.commandCalls(GetMetricDataCommand).map((c) => c.args[0].input)).toEqual(
-      [1, 2, 3].map(() => ({
-        MetricDataQueries: [
-          {
-            Id: 'credits',
-            MetricStat: {
-              Metric: {
-                Namespace: 'AWS/EFS',
-                MetricName: 'BurstCreditBalance',
-                Dimensions: [{ Name: 'FileSystemId', Value: 'fs-source' }],
-              },
-              Period: 60,
-              Stat: 'Minimum',
-            },
-            ReturnData: true,
-          },
-        ],
-        StartTime: new Date('2026-12-01T02:45:00Z'),
-        EndTime: at,
-        ScanBy: 'TimestampDescending',
-      })),
+      [1, 2, 3].map(() => burstCreditsQuery('fs-source', new Date('2026-12-01T02:45:00Z'), at)),
     );
     // Each change logged, once.
     expect(lines).toEqual([

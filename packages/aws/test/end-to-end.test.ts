@@ -23,6 +23,7 @@ import {
 } from '../../core/test/fixtures/tree.js';
 import { DynamoDbRecordStore, type RunItem, type WorkerConfigInput } from '../src/index.js';
 import { REGION, startLocalAws, type LocalAws } from './fixtures/local-aws.js';
+import { burstCreditsQuery } from './fixtures/requests.js';
 import { Simulation, TOPIC_ARN, workerEnv, type SimulationOptions } from './fixtures/simulation.js';
 
 let aws: LocalAws;
@@ -106,6 +107,53 @@ const ONE_RUN = [
   'orchestrator events.DeleteRule',
 ];
 
+/** The restore template's worker, run for `s` with its configuration (`over` changes it). */
+async function runRestore(
+  s: Simulation,
+  over: { table?: string; restore?: Partial<NonNullable<WorkerConfigInput['restore']>> },
+): Promise<number | null> {
+  const config: WorkerConfigInput = {
+    region: REGION,
+    table: over.table ?? s.table,
+    bucket: s.bucket,
+    topicArn: TOPIC_ARN,
+    autoScalingGroupName: s.group,
+    sourceFileSystemId: s.o.sourceFileSystemId,
+    backupFileSystemId: s.o.backupFileSystemId,
+    mountRoot: path.join(s.o.base, 'mnt'),
+    runDir: s.runDir,
+    mount: {
+      command: [
+        process.execPath,
+        new URL('./fixtures/fake-mount.mjs', import.meta.url).pathname,
+        '{fileSystemId}',
+        '{path}',
+        s.filesystems,
+      ],
+      attempts: 1,
+    },
+    instanceId: 'i-restore',
+    instanceType: 'c7gn.large',
+    endpoints: {
+      dynamodb: aws.dynamodbEndpoint,
+      s3: aws.s3Endpoint,
+      sns: s.endpoint,
+      autoScaling: s.endpoint,
+    },
+    restore: { snapshot: 'latest', targetPrefix: '/restored', ...over.restore },
+  };
+  const file_ = path.join(s.o.base, `restore-${Math.random().toString(36).slice(2)}.json`);
+  fs.writeFileSync(file_, JSON.stringify(config));
+  s.desired = 1;
+  return new Promise<number | null>((resolve) => {
+    const child = spawn(process.execPath, [WORKER_BUNDLE_FILE, 'restore', '--config', file_], {
+      env: workerEnv(),
+      stdio: 'ignore',
+    });
+    child.on('exit', resolve);
+  });
+}
+
 describe('the AWS workflow, simulated', () => {
   it('a complete run: started, backed up, finished early, the instance let go, the run closed', async () => {
     const s = await simulation('complete', {
@@ -161,26 +209,7 @@ describe('the AWS workflow, simulated', () => {
         'worker',
         'monitoring',
         'GetMetricData',
-        {
-          MetricDataQueries: [
-            {
-              Id: 'credits',
-              MetricStat: {
-                Metric: {
-                  Namespace: 'AWS/EFS',
-                  MetricName: 'BurstCreditBalance',
-                  Dimensions: [{ Name: 'FileSystemId', Value: 'fs-source' }],
-                },
-                Period: 60,
-                Stat: 'Minimum',
-              },
-              ReturnData: true,
-            },
-          ],
-          StartTime: expect.any(Number),
-          EndTime: expect.any(Number),
-          ScanBy: 'TimestampDescending',
-        },
+        burstCreditsQuery('fs-source', expect.any(Number), expect.any(Number)),
       ]),
     ]);
     const [q] = figures.slice(2).map((c) => c.params as { StartTime: number; EndTime: number });
@@ -247,45 +276,9 @@ describe('the AWS workflow, simulated', () => {
 
     // The restore template's worker: the snapshot back into the source file system, recorded
     // and notified, and its group scaled to 0.
-    const config: WorkerConfigInput = {
-      region: REGION,
-      table: s.table,
-      bucket: s.bucket,
-      topicArn: TOPIC_ARN,
-      autoScalingGroupName: s.group,
-      sourceFileSystemId: 'fs-source',
-      backupFileSystemId: 'fs-backup',
-      mountRoot: path.join(s.o.base, 'mnt'),
-      runDir: s.runDir,
-      mount: {
-        command: [
-          process.execPath,
-          new URL('./fixtures/fake-mount.mjs', import.meta.url).pathname,
-          '{fileSystemId}',
-          '{path}',
-          s.filesystems,
-        ],
-        attempts: 1,
-      },
-      instanceId: 'i-restore',
-      endpoints: {
-        dynamodb: aws.dynamodbEndpoint,
-        s3: aws.s3Endpoint,
-        sns: s.endpoint,
-        autoScaling: s.endpoint,
-      },
-      restore: { snapshot: 'daily.0', subdir: 'docs', targetPrefix: '/restored', delete: false },
-    };
-    const file_ = path.join(s.o.base, 'restore.json');
-    fs.writeFileSync(file_, JSON.stringify(config));
     s.calls.length = 0;
-    s.desired = 1;
-    const code = await new Promise<number | null>((resolve) => {
-      const child = spawn(process.execPath, [WORKER_BUNDLE_FILE, 'restore', '--config', file_], {
-        env: workerEnv(),
-        stdio: 'ignore',
-      });
-      child.on('exit', resolve);
+    const code = await runRestore(s, {
+      restore: { snapshot: 'daily.0', subdir: 'docs', targetPrefix: '/restored', delete: false },
     });
     expect(code).toBe(0);
     expect(diffTrees(path.join(src, 'docs'), path.join(src, 'restored'))).toEqual([]);
@@ -607,52 +600,6 @@ describe('every way a run fails ends closed, told, and at 0', () => {
 });
 
 describe('the restore worker: whatever happens, a notice and the group at 0', () => {
-  async function runRestore(
-    s: Simulation,
-    over: { table?: string; restore?: Partial<NonNullable<WorkerConfigInput['restore']>> },
-  ): Promise<number | null> {
-    const config: WorkerConfigInput = {
-      region: REGION,
-      table: over.table ?? s.table,
-      bucket: s.bucket,
-      topicArn: TOPIC_ARN,
-      autoScalingGroupName: s.group,
-      sourceFileSystemId: s.o.sourceFileSystemId,
-      backupFileSystemId: s.o.backupFileSystemId,
-      mountRoot: path.join(s.o.base, 'mnt'),
-      runDir: s.runDir,
-      mount: {
-        command: [
-          process.execPath,
-          new URL('./fixtures/fake-mount.mjs', import.meta.url).pathname,
-          '{fileSystemId}',
-          '{path}',
-          s.filesystems,
-        ],
-        attempts: 1,
-      },
-      instanceId: 'i-restore',
-      instanceType: 'c7gn.large',
-      endpoints: {
-        dynamodb: aws.dynamodbEndpoint,
-        s3: aws.s3Endpoint,
-        sns: s.endpoint,
-        autoScaling: s.endpoint,
-      },
-      restore: { snapshot: 'latest', targetPrefix: '/restored', ...over.restore },
-    };
-    const file_ = path.join(s.o.base, `restore-${Math.random().toString(36).slice(2)}.json`);
-    fs.writeFileSync(file_, JSON.stringify(config));
-    s.desired = 1;
-    return new Promise<number | null>((resolve) => {
-      const child = spawn(process.execPath, [WORKER_BUNDLE_FILE, 'restore', '--config', file_], {
-        env: workerEnv(),
-        stdio: 'ignore',
-      });
-      child.on('exit', resolve);
-    });
-  }
-
   /** A simulation whose backup file system holds one snapshot of a small tree. */
   async function withSnapshot(name: string, source: string): Promise<Simulation> {
     const s = await simulation(name, { source });
