@@ -38,7 +38,7 @@ function shBlocks(readme: string): Block[] {
 }
 
 /** The blocks a user runs on one machine after the quick start: those on the demo destination. */
-export function demoBlocks(readme: string): Block[] {
+function demoBlocks(readme: string): Block[] {
   return shBlocks(readme).filter((b) => b.script.includes(DEMO));
 }
 

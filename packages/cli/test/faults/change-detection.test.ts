@@ -57,13 +57,19 @@ function rewriteKeepingMtime(p: string, ref: string): void {
   execFileSync('touch', ['-r', ref, p]);
 }
 
+/** A source of `files` small files and an empty destination, in a fresh `base`. */
+function sourceAndDestination(prefix: string, files: number): { src: string; dst: string } {
+  base = tempDir(prefix);
+  const src = path.join(base, 'src');
+  const dst = path.join(base, 'dst');
+  smallTree(src, files);
+  fs.mkdirSync(dst);
+  return { src, dst };
+}
+
 describe.skipIf(skip)('a change that keeps size and mtime', () => {
   it('is backed up: in place with the mtime set back, and a rename over it of a same-size file', async () => {
-    base = tempDir('efs-faults-change-');
-    const src = path.join(base, 'src');
-    const dst = path.join(base, 'dst');
-    smallTree(src, 12);
-    fs.mkdirSync(dst);
+    const { src, dst } = sourceAndDestination('efs-faults-change-', 12);
     const inPlace = path.join(src, 'd0', 'f0.txt');
     const renamed = path.join(src, 'd2', 'f2.txt');
     const first = backup(src, dst);
@@ -105,11 +111,7 @@ describe.skipIf(skip)('a change that keeps size and mtime', () => {
   });
 
   it('an older manifest without inode and ctime is judged as before, once; the next run has them', () => {
-    base = tempDir('efs-faults-change-v1-');
-    const src = path.join(base, 'src');
-    const dst = path.join(base, 'dst');
-    smallTree(src, 6);
-    fs.mkdirSync(dst);
+    const { src, dst } = sourceAndDestination('efs-faults-change-v1-', 6);
     expect(backup(src, dst).json?.Status).toBe('Success');
     asVersion1(dst);
 
@@ -123,11 +125,7 @@ describe.skipIf(skip)('a change that keeps size and mtime', () => {
   });
 
   it('--checksum finds a change that every stat field the manifest knows hides, and copies it', () => {
-    base = tempDir('efs-faults-change-checksum-');
-    const src = path.join(base, 'src');
-    const dst = path.join(base, 'dst');
-    smallTree(src, 6);
-    fs.mkdirSync(dst);
+    const { src, dst } = sourceAndDestination('efs-faults-change-checksum-', 6);
     expect(backup(src, dst).json?.Status).toBe('Success');
     // A manifest that knows size and mtime only (version 1): a rewrite keeping them is hidden.
     asVersion1(dst);
