@@ -470,8 +470,16 @@ interface RunningRow {
 }
 
 async function printStatus(o: StatusOptions): Promise<number> {
-  const { loadConfig, parseSchedule, readStatuses, writerGone } = await service();
-  const { defaultStaleAfterHours, DEFAULT_STALE_AFTER_HOURS, staleness } = await service();
+  const {
+    loadConfig,
+    parseSchedule,
+    readStatuses,
+    writerGone,
+    defaultStaleAfterHours,
+    DEFAULT_STALE_AFTER_HOURS,
+    staleness,
+  } = await service();
+  const now = new Date();
   const freshness: FreshnessRow[] = [];
   const sets = new Map<string, { destination: string; label: string }>();
   const jobs: JobStatusRow[] = [];
@@ -486,7 +494,7 @@ async function printStatus(o: StatusOptions): Promise<number> {
         job: null,
         set: set.dir,
         interval,
-        ...staleness(set, interval, o.staleAfter ?? DEFAULT_STALE_AFTER_HOURS, new Date()),
+        ...staleness(set, interval, o.staleAfter ?? DEFAULT_STALE_AFTER_HOURS, now),
       });
   } else {
     if (o.config === undefined && !fs.existsSync(DEFAULT_CONFIG_FILE))
@@ -500,7 +508,6 @@ async function printStatus(o: StatusOptions): Promise<number> {
   const statuses = [...sets.values()].flatMap((s) =>
     readStatuses(s.destination, s.label).map((st) => ({ ...st, gone: writerGone(st) })),
   );
-  const now = new Date();
   if (config) {
     for (const j of config.jobs) {
       const st = statuses.find(
@@ -606,7 +613,7 @@ async function printStatus(o: StatusOptions): Promise<number> {
 
 /** `stale: job projects (daily in /mnt/b/efs-backup): newest snapshot 20261127T020000Z, 73.2 h old; the bound is 48 h` */
 function freshnessLine(f: FreshnessRow): string {
-  const what = `${f.job ? `job ${f.job} (${f.interval} in ${f.set})` : `${f.interval} in ${f.set}`}`;
+  const what = f.job ? `job ${f.job} (${f.interval} in ${f.set})` : `${f.interval} in ${f.set}`;
   const bound = `the bound is ${Number(f.staleAfterHours.toFixed(1))} h`;
   if (!f.newest) return `stale: ${what}: no complete snapshot yet; ${bound}`;
   return `${f.stale ? 'stale' : 'ok'}: ${what}: newest snapshot ${f.newest.stamp}, ${f.ageHours} h old; ${bound}`;
