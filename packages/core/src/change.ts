@@ -8,19 +8,16 @@ import type { Xattrs } from './xattrs.js';
  * no calls. The walk asks them once per entry.
  */
 
-/** Source metadata of one entry, taken from lstat. */
-export interface Meta {
+/**
+ * Source metadata of one entry, taken from lstat: the fields its manifest entry records, the
+ * source identity always there ('' and 0 for a directory, or where not the source's), and what
+ * writing it needs.
+ */
+export interface Meta
+  extends
+    Pick<ManifestEntry, 'mode' | 'uid' | 'gid' | 'size' | 'mtimeSec' | 'mtimeNsec'>,
+    Required<Pick<ManifestEntry, 'ino' | 'ctimeSec' | 'ctimeNsec'>> {
   kind: EntryKind | null;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtimeSec: number;
-  mtimeNsec: number;
-  /** The source's inode number and ctime ('' and 0 for a directory, or where not the source's). */
-  ino: string;
-  ctimeSec: number;
-  ctimeNsec: number;
   /** utimes arguments (see `timeArg`). */
   atime: TimeArg;
   mtime: TimeArg;

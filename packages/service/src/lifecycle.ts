@@ -128,23 +128,26 @@ export interface RunOutcome {
 const MAX_WARNINGS_LOGGED = 100_000;
 const PROGRESS_LOG_MS = 60_000;
 
+/** The engine's options a job may set (the rest of a JobSpec is the service's own). */
+const ENGINE_OPTIONS = [
+  'prefix',
+  'label',
+  'interval',
+  'retain',
+  'windowMinutes',
+  'concurrency',
+  'xattrs',
+  'checksum',
+  'maxMiBps',
+  'maxOps',
+  'exclude',
+  'excludeIfPresent',
+] as const satisfies readonly (keyof BackupOptions)[];
+
 function engineOptions(job: JobSpec): BackupOptions {
-  return {
-    source: job.source,
-    destination: job.destination,
-    ...(job.prefix !== undefined ? { prefix: job.prefix } : {}),
-    ...(job.label !== undefined ? { label: job.label } : {}),
-    ...(job.interval !== undefined ? { interval: job.interval } : {}),
-    ...(job.retain !== undefined ? { retain: job.retain } : {}),
-    ...(job.windowMinutes !== undefined ? { windowMinutes: job.windowMinutes } : {}),
-    ...(job.concurrency !== undefined ? { concurrency: job.concurrency } : {}),
-    ...(job.xattrs !== undefined ? { xattrs: job.xattrs } : {}),
-    ...(job.checksum !== undefined ? { checksum: job.checksum } : {}),
-    ...(job.maxMiBps !== undefined ? { maxMiBps: job.maxMiBps } : {}),
-    ...(job.maxOps !== undefined ? { maxOps: job.maxOps } : {}),
-    ...(job.exclude !== undefined ? { exclude: job.exclude } : {}),
-    ...(job.excludeIfPresent !== undefined ? { excludeIfPresent: job.excludeIfPresent } : {}),
-  };
+  const o: BackupOptions = { source: job.source, destination: job.destination };
+  for (const k of ENGINE_OPTIONS) if (job[k] !== undefined) Object.assign(o, { [k]: job[k] });
+  return o;
 }
 
 function baseRecord(
