@@ -1,0 +1,126 @@
+/**
+ * The lease store: how the workers of one run share its work. A run of N workers builds one
+ * partial; its work is a set of units, each the subtree of one directory (the unit's id is that
+ * directory's path relative to the source root, '' for the root itself) less the units inside
+ * it. A unit is leased by one worker at a time, with an expiry the worker renews; a worker that
+ * dies loses its leases at expiry and another continues its units. When every unit is done,
+ * exactly one worker wins the commit claim and commits.
+ *
+ * One interface, three stores, one contract test suite:
+ * - `FileLeaseStore` (core): lease files on the destination, for workers on several hosts that
+ *   mount it (each change an atomic `link()` or `rename()`, which NFSv4 and EFS make atomic);
+ * - `SqliteLeaseStore` (`@efs-backup/service/local`): N processes on one host, `BEGIN IMMEDIATE`;
+ * - `DynamoDbLeaseStore` (`@efs-backup/aws`): workers on EC2, conditional writes.
+ *
+ * A store is opened for one scope (one backup set's interval: the partial being built there);
+ * every method is about that scope only. Times are milliseconds since the epoch, given by the
+ * caller (the tests drive a clock), never read by the store itself.
+ */
+
+/** What a run's workers must agree on, written once by the worker that begins the run. */
+export interface LeaseRun {
+  /** The run's id (the record's BackupId). */
+  runId: string;
+  /** The stamp of the partial every worker writes into. */
+  partialStamp: string;
+  /** The stamp the snapshot commits under. */
+  stamp: string;
+  /** When the run began (ISO 8601). */
+  startedAt: string;
+  /** How many workers the run was started with (a hint for when to split). */
+  workers: number;
+}
+
+export type UnitStatus = 'open' | 'leased' | 'done';
+
+/** One unit as the store holds it. */
+export interface UnitState {
+  unit: string;
+  status: UnitStatus;
+  /** The lease's holder (its worker id), or '' when open. Kept when done: who finished it. */
+  owner: string;
+  /** The lease's expiry; 0 when open. */
+  expires: number;
+  /**
+   * How many times the unit was leased in this scope (1 for the first lease). Each attempt
+   * writes its own journal file, named by this number.
+   */
+  attempt: number;
+  /** Set once done, by the attempt that finished it. */
+  done: UnitDone | null;
+}
+
+/** A lease a worker holds. */
+export interface UnitLease {
+  unit: string;
+  attempt: number;
+}
+
+/** What the attempt that finished a unit reports (the commit reads it back). */
+export interface UnitDone {
+  /** Where that attempt's own lines begin in its journal file (the manifest takes them from there). */
+  journalStart: number;
+  /** Entries recorded, bytes copied, milliseconds the attempt took. */
+  entries: number;
+  bytes: number;
+  files: number;
+  ms: number;
+  /** The root unit only: the source root's manifest entry, encoded (the manifest's header holds it). */
+  root?: string;
+}
+
+export interface UnitCounts {
+  /** Leasable now: open, or leased with an expired lease. */
+  open: number;
+  /** Leased and not expired. */
+  leased: number;
+  done: number;
+}
+
+export interface LeaseStore {
+  /**
+   * Begins a run in this scope, or joins the one begun: the first call for a run writes `run`
+   * (a conditional write) and returns it; a call while that run is the scope's returns the
+   * stored run unchanged (the caller must then use its partial). A different `runId` over a
+   * run of the SAME partial continues it: units done or leased go back to open (their attempt
+   * counters and journals kept, so the new run resumes what the old one wrote), and the new run
+   * is stored. Over a run of ANOTHER partial, every unit is dropped first. The root unit ''
+   * is added (open) if it is not there.
+   */
+  begin(run: LeaseRun): Promise<LeaseRun>;
+  /** The scope's run, or null when none was begun (or it was cleared). */
+  run(): Promise<LeaseRun | null>;
+  /** Adds units, open; a unit already known (in any state) is left exactly as it is. */
+  publish(units: readonly string[]): Promise<void>;
+  /**
+   * Leases one unit to `worker`: an open one, or one whose lease expired before `now` (then
+   * taken from its holder). Its attempt is incremented. Null when no unit is leasable now.
+   * Two workers never get the same unit's lease at once.
+   */
+  acquire(worker: string, now: number, ttlMs: number): Promise<UnitLease | null>;
+  /**
+   * Extends `worker`'s leases to `now + ttlMs`. Returns the units among `leases` that are no
+   * longer this worker's at that attempt (expired and taken by another, or done): the worker
+   * must stop writing them at once.
+   */
+  renew(worker: string, leases: readonly UnitLease[], now: number, ttlMs: number): Promise<string[]>;
+  /**
+   * Marks a unit done, only while `lease` (its unit and attempt) is still `worker`'s (an expired
+   * lease no one took yet still counts). False when it was lost: the worker's work on it is void.
+   */
+  complete(worker: string, lease: UnitLease, done: UnitDone): Promise<boolean>;
+  /** Gives a lease back unfinished (a stopped worker): open again at once; not `worker`'s, nothing. */
+  release(worker: string, lease: UnitLease): Promise<void>;
+  counts(now: number): Promise<UnitCounts>;
+  /** Every unit of the scope with its state. */
+  units(): Promise<UnitState[]>;
+  /**
+   * The commit claim, a lease of its own: true when `worker` holds it now (taken, renewed, or
+   * taken over once its holder's expired). Only one worker holds it at a time.
+   */
+  claimCommit(worker: string, now: number, ttlMs: number): Promise<boolean>;
+  /** The run committed: the scope's run, units and claim are removed. */
+  clear(): Promise<void>;
+  /** Lets go of what the store holds open (a database handle); no change to its state. */
+  close(): Promise<void>;
+}
