@@ -23,10 +23,11 @@ export type {
   BackupResult,
   BackupStatus,
   BackupWarning,
+  WorkerFigures,
 } from './run-report.js';
 export { pointLatest } from './partial.js';
 export { startBackup } from './start.js';
-export type { BackupRunOptions, StartedBackup } from './start.js';
+export type { BackupRunOptions, ShareOptions, StartedBackup } from './start.js';
 
 const NEXT_RUN = 'the next run continues from where this one stopped';
 

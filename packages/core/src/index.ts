@@ -6,7 +6,9 @@ export type {
   BackupRunOptions,
   BackupStatus,
   BackupWarning,
+  ShareOptions,
   StartedBackup,
+  WorkerFigures,
 } from './backup.js';
 export { EfsBackupError, OptionError, badInput, isSystemError } from './errors.js';
 export type { ErrorCode } from './errors.js';

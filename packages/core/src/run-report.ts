@@ -71,7 +71,22 @@ export interface BackupProgress {
   counting: boolean;
 }
 
+/** One worker's share of a shared run (scale-out). */
+export interface WorkerFigures {
+  worker: string;
+  /** Units it finished, the entries it recorded, the files' bytes it copied, its time. */
+  units: number;
+  entries: number;
+  bytes: number;
+  ms: number;
+}
+
 export interface BackupResult extends BackupFigures {
+  /**
+   * A shared run (scale-out): this worker's id, whether it committed, and every worker's
+   * figures as the lease store had them when the run ended.
+   */
+  share?: { worker: string; committed: boolean; workers: WorkerFigures[] };
   /** The first warnings (at most 1000); NumberOfWarnings counts them all. */
   warnings: BackupWarning[];
   /** Where the snapshot is, when one was committed. */

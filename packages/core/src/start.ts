@@ -5,6 +5,7 @@ import { BackupSet, ensureDir } from './layout.js';
 import { LabelLock } from './lock.js';
 import { resolveBackupOptions, type BackupOptions, type ResolvedOptions } from './options.js';
 import type { BackupProgress, BackupWarning } from './run-report.js';
+import type { LeaseStore } from './leases.js';
 import { Throttle } from './throttle.js';
 
 /** What a backup is given, and how it starts: its refusals made once, before anything is written. */
@@ -35,6 +36,28 @@ export interface BackupRunOptions extends BackupOptions {
   throttle?: Throttle;
   /** The run as `startBackup` began it (its options win over the ones above). */
   started?: StartedBackup;
+  /**
+   * This process is one worker of a run shared by several (scale-out): every worker is given
+   * the same `backupId` and the same options, and a lease store they all reach. Absent: a run
+   * of its own, as always.
+   */
+  share?: ShareOptions;
+}
+
+/** One worker's place in a shared run. */
+export interface ShareOptions {
+  store: LeaseStore;
+  /** This worker's id, unique in the run (the AWS worker: its instance id). */
+  worker: string;
+  /** How many workers the run is started with: when to split the work further. @default 1 */
+  workers?: number;
+  /**
+   * May this worker commit (the commit claim decides which one does)? A worker that may not
+   * returns once no unit is left for it, without waiting for the commit. @default true
+   */
+  commit?: boolean;
+  /** A lease's life; renewed every third of it. @default 60000 */
+  leaseMs?: number;
 }
 
 /** A run whose options are resolved and whose set's lock is held: nothing is written yet. */
