@@ -67,6 +67,11 @@ export interface UnitDone {
   ms: number;
   /** The root unit only: the source root's manifest entry, encoded (the manifest's header holds it). */
   root?: string;
+  /** Files copied and their bytes, files linked, warnings (the run's totals are their sums). */
+  transferred?: number;
+  transferredBytes?: number;
+  linked?: number;
+  warnings?: number;
 }
 
 export interface UnitCounts {
