@@ -204,7 +204,10 @@ export class Walk {
             if (!this.base) return this.dispatch(node, listing, done);
             this.base.index.readDir(this.dst, d.rel, (err, map) => {
               if (err)
-                this.report.warn(d.rel, `previous manifest unreadable here (${err.message}); copying`);
+                this.report.warn(
+                  d.rel,
+                  `previous manifest unreadable here (${err.message}); copying`,
+                );
               node.prev = map;
               this.dispatch(node, listing, done);
             });
