@@ -103,7 +103,12 @@ export interface LeaseStore {
    * longer this worker's at that attempt (expired and taken by another, or done): the worker
    * must stop writing them at once.
    */
-  renew(worker: string, leases: readonly UnitLease[], now: number, ttlMs: number): Promise<string[]>;
+  renew(
+    worker: string,
+    leases: readonly UnitLease[],
+    now: number,
+    ttlMs: number,
+  ): Promise<string[]>;
   /**
    * Marks a unit done, only while `lease` (its unit and attempt) is still `worker`'s (an expired
    * lease no one took yet still counts). False when it was lost: the worker's work on it is void.
