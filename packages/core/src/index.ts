@@ -77,3 +77,13 @@ export {
   readExcludeFile,
 } from './excludes.js';
 export type { ExcludeRules } from './excludes.js';
+export { FileLeaseStore } from './file-lease-store.js';
+export type {
+  LeaseRun,
+  LeaseStore,
+  UnitCounts,
+  UnitDone,
+  UnitLease,
+  UnitState,
+  UnitStatus,
+} from './leases.js';
