@@ -23,6 +23,7 @@ import {
   type LeaseStore,
 } from '@efs-backup/core';
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -33,10 +34,20 @@ export async function leaseStoreFor(o: {
   label: string;
   interval: string;
 }): Promise<LeaseStore> {
-  const data = path.join(new BackupSet(o.destination, o.label).dir, DATA_DIR);
-  if (isRemote(o.destination)) return new FileLeaseStore(path.join(data, 'leases', o.interval));
+  const where = leaseStorePath(o);
+  if (where.kind === 'files') return new FileLeaseStore(where.path);
   const { openSqliteLeaseStore } = await import('@efs-backup/service/local');
-  return openSqliteLeaseStore(path.join(data, 'leases.sqlite'), o.interval);
+  return openSqliteLeaseStore(where.path, o.interval);
+}
+
+function leaseStorePath(o: { destination: string; label: string; interval: string }): {
+  kind: 'files' | 'sqlite';
+  path: string;
+} {
+  const data = path.join(new BackupSet(o.destination, o.label).dir, DATA_DIR);
+  return isRemote(o.destination)
+    ? { kind: 'files', path: path.join(data, 'leases', o.interval) }
+    : { kind: 'sqlite', path: path.join(data, 'leases.sqlite') };
 }
 
 /** This process's id in a run: unique across the hosts of one run. */
@@ -202,13 +213,17 @@ export async function workerCommand(o: {
     const job = findJob(loadConfig(o.config ?? 'efs-backup.yaml'), o.job);
     const options = engineOptions(job);
     const resolved = resolveBackupOptions(options);
+    const none = (): NothingToJoin =>
+      new NothingToJoin(
+        `no run of job ${o.job} is going on in ${new BackupSet(resolved.destination, resolved.label).dir}: nothing to join`,
+      );
+    // No lease store yet: no run ever shared this set's work (and nothing is made to find out).
+    if (!fs.existsSync(leaseStorePath(resolved).path)) throw none();
     const store = await leaseStoreFor(resolved);
     const run = await store.run();
     if (!run) {
       await store.close();
-      throw new NothingToJoin(
-        `no run of job ${o.job} is going on in ${new BackupSet(resolved.destination, resolved.label).dir}: nothing to join`,
-      );
+      throw none();
     }
     try {
       return await runWorker(

@@ -234,6 +234,56 @@ describe('backup --workers N', () => {
   });
 });
 
+describe('efs-backup worker --job: joining a run from another host', () => {
+  /** A configuration of one job of 2 workers backing up the test tree into `dst`. */
+  function config(dst: string): string {
+    const file = path.join(base, `workers-${++n}.yaml`);
+    fs.writeFileSync(
+      file,
+      `jobs:\n  - name: shared\n    source: ${src}\n    destination: ${dst}\n    schedule: "0 2 * * *"\n    workers: 2\n    concurrency: 2\n`,
+    );
+    return file;
+  }
+
+  it("a worker joins the job's run; the run commits one correct snapshot, whichever worker commits it", async () => {
+    const dst = destination();
+    const file = config(dst);
+    const run = spawn(
+      process.execPath,
+      [BIN, 'backup', '--job', 'shared', '--config', file, '--json'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    run.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const first: Run = {
+      child: run,
+      done: new Promise((resolve) =>
+        run.on('close', (code, signal) => resolve({ code, signal, stdout: out, stderr: '' })),
+      ),
+    };
+    expect(await partialHolds(first, dst, 50)).toBe(true);
+    const joined = cli(['worker', '--job', 'shared', '--config', file, '--json'], {
+      timeout: 120_000,
+    });
+    expect(joined.status, joined.stderr).toBe(0);
+    const mine = JSON.parse(joined.stdout) as { Status: string; share: { worker: string } };
+    expect(mine.Status).toBe('Success');
+    const r = await finished(first);
+    expectGood(dst, r);
+  });
+
+  it('with no run going on there is nothing to join: it says so, exit 1, nothing written', () => {
+    const dst = destination();
+    const file = config(dst);
+    const r = cli(['worker', '--job', 'shared', '--config', file]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/no run of job shared is going on in .*: nothing to join/);
+    expect(fs.readdirSync(dst)).toEqual([]);
+  });
+});
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
