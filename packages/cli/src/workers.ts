@@ -45,7 +45,11 @@ function leaseStorePath(o: { destination: string; label: string; interval: strin
   path: string;
 } {
   const data = path.join(new BackupSet(o.destination, o.label).dir, DATA_DIR);
-  return isRemote(o.destination)
+  // EFS_BACKUP_LEASES=files: lease files on a local disk too (a local disk other hosts reach
+  // through an export of their own); =sqlite: SQLite on a network file system (one host only).
+  const forced = process.env.EFS_BACKUP_LEASES;
+  const files = forced === 'files' ? true : forced === 'sqlite' ? false : isRemote(o.destination);
+  return files
     ? { kind: 'files', path: path.join(data, 'leases', o.interval) }
     : { kind: 'sqlite', path: path.join(data, 'leases.sqlite') };
 }

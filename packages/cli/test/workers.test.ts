@@ -47,6 +47,10 @@ interface Run {
 
 /** `efs-backup backup` as a child process; leases live 1.5 s, so a killed worker's expire soon. */
 function start(dst: string, ...extra: string[]): Run {
+  return startWith({}, dst, ...extra);
+}
+
+function startWith(env: NodeJS.ProcessEnv, dst: string, ...extra: string[]): Run {
   const child = spawn(
     process.execPath,
     [
@@ -61,7 +65,10 @@ function start(dst: string, ...extra: string[]): Run {
       '--json',
       ...extra,
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EFS_BACKUP_LEASE_MS: '1500' } },
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, EFS_BACKUP_LEASE_MS: '1500', ...env },
+    },
   );
   let stdout = '';
   let stderr = '';
@@ -133,6 +140,21 @@ describe('backup --workers N', () => {
       ).toEqual(plain);
     });
   }
+
+  it('lease files (the store of workers on several hosts) instead of SQLite: 3 workers, one worker killed, one correct snapshot', async () => {
+    const dst = destination();
+    const run = startWith({ EFS_BACKUP_LEASES: 'files' }, dst, '--workers', '3');
+    expect(await partialHolds(run, dst, Math.round(countEntries(src) * 0.2))).toBe(true);
+    const [victim] = workerPids(run.child.pid!);
+    expect(victim).toBeDefined();
+    process.kill(victim!, 'SIGKILL');
+    const r = await finished(run);
+    expectGood(dst, r);
+    // The run went through lease files on the destination, not the SQLite file.
+    const data = path.join(dst, 'efs-backup', '.efs-backup');
+    expect(fs.existsSync(path.join(data, 'leases', 'daily'))).toBe(true);
+    expect(fs.existsSync(path.join(data, 'leases.sqlite'))).toBe(false);
+  });
 
   it('hard links across units: 1 000 inodes with a second name in another directory stay one inode each', async () => {
     const linked = path.join(base, 'linked');
