@@ -120,6 +120,7 @@ class SharedRun {
     let prune: { pruneStart: Date; pruned: PruneResult; pruneStop: Date } | null = null;
     let totals: Totals | null = null;
     let everyone: WorkerFigures[] = [];
+    let over: RunOver | null = null;
     try {
       lock.whenLost((why) =>
         control.failWith(
@@ -190,6 +191,7 @@ class SharedRun {
         }
       }
     } catch (e) {
+      if (e instanceof RunOver) over = e;
       status = 'Failed';
       message = e instanceof Error ? e.message : String(e);
     } finally {
@@ -211,6 +213,8 @@ class SharedRun {
       if (committed || leased === 0) lock.release();
       else lock.leave();
     }
+    // Came after the run ended: no part in it, said as such to the caller (not a failure).
+    if (over) throw over;
     const result = runResult(this.parts, { status, message, copyStop, snapshot, prune });
     if (totals) {
       result.NumberOfFiles = totals.files;
@@ -525,13 +529,16 @@ class SharedRun {
       }
       if (await this.store.claimCommit(this.me, Date.now(), this.leaseMs)) {
         this.claimed = true;
+        // The claim may be won just after the committer cleared the store: the run is over.
+        const still = await this.store.run();
+        if (!still || still.runId !== this.run!.runId) return 'elsewhere';
         return this.commit();
       }
       await sleep(POLL_MS * 5);
     }
   }
 
-  private async commit(): Promise<'committed' | 'stopped' | 'again'> {
+  private async commit(): Promise<'committed' | 'elsewhere' | 'stopped' | 'again'> {
     const { control, set, o, report, lock } = this.parts;
     const r = this.run!;
     const units = await this.store.units();
@@ -541,6 +548,8 @@ class SharedRun {
       fs.existsSync(set.manifestPath(r.stamp))
     ) {
       // A committer that died after its rename: committed already, only the store is left.
+      // (With no unit left, another committer cleared it too: that one reports the run.)
+      if (units.length === 0) return 'elsewhere';
       await this.store.clear();
       this.totals = sumUnits(units);
       return 'committed';
