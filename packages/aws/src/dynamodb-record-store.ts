@@ -247,6 +247,8 @@ const LATER_DEFAULTS: Partial<Record<(typeof RECORD_FIELDS)[number], unknown>> =
   NumberOfFilesRepaired: 0,
   NumberOfFilesChangedByChecksum: 0,
   Kind: 'backup',
+  // Every run had one worker before runs could be shared.
+  Workers: 1,
 };
 
 /** Fields added later that only a backup has: an older backup's item left nothing out. */

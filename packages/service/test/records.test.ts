@@ -121,11 +121,11 @@ describe('each way a run ends writes the right fields', () => {
     // The journal stays between transactions, truncated: nothing for a reader to replay.
     expect(fs.statSync(`${file}-journal`).size).toBe(0);
     const db = new Database(file);
-    expect(db.pragma('user_version', { simple: true })).toBe(5);
-    db.pragma('user_version = 6');
+    expect(db.pragma('user_version', { simple: true })).toBe(6);
+    db.pragma('user_version = 7');
     db.close();
     const later = await runBackup({ source: src, destination: dst }, ports());
-    expect(later.problems.join('\n')).toContain('written by a newer efs-backup (schema 6)');
+    expect(later.problems.join('\n')).toContain('written by a newer efs-backup (schema 7)');
     const raw = new Database(file, { readonly: true });
     const ids = raw.prepare('SELECT BackupId FROM runs').all() as { BackupId: string }[];
     raw.close();
