@@ -72,21 +72,24 @@ async function waitForStop(stop: StopListener, ms: number): Promise<boolean> {
   }
 }
 
-/** The newest run that waits for a worker, claimed for this instance (conditionally). */
+/**
+ * The newest run this instance's worker may take, joined (conditionally): a run that waits for
+ * its worker, or, with several workers, one whose workers are fewer than it was given.
+ */
 export async function claimRun(
   store: DynamoDbRecordStore,
   instanceId: string,
 ): Promise<RunItem | null> {
-  const waiting = (await store.listItems({ Status: 'Running', WorkerState: 'launching' })).filter(
-    (r) => !r.WorkerInstance,
+  const open = (await store.listItems({ Status: 'Running' })).filter(
+    (r) =>
+      !r.Closing &&
+      (r.WorkerState === 'launching' || r.WorkerState === 'running') &&
+      (r.WorkerInstances?.has(instanceId) ||
+        (r.Seats !== undefined ? r.Seats > 0 : r.WorkerState === 'launching' && !r.WorkerInstance)),
   );
-  for (const run of waiting) {
-    const claimed = await store.update(
-      run.BackupId,
-      { WorkerState: 'running', WorkerInstance: instanceId },
-      { WorkerState: 'launching' },
-    );
-    if (claimed) return { ...run, WorkerState: 'running', WorkerInstance: instanceId };
+  for (const run of open) {
+    const joined = await store.joinRun(run.BackupId, instanceId);
+    if (joined) return joined;
   }
   return null;
 }
