@@ -1,19 +1,15 @@
-import { randomUUID } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import { openBase, type BaseSnapshot } from './base-snapshot.js';
 import { EntryWriter } from './entry-writer.js';
 import { EfsBackupError } from './errors.js';
 import { Excludes } from './excludes.js';
-import { InFlight } from './inflight.js';
-import { BackupSet } from './layout.js';
-import { LinkThread } from './link-thread.js';
 import { commitPartial, openPartial, prepareSet, type PartialSnapshot } from './partial.js';
-import { prune, type PruneResult } from './prune.js';
-import { RunControl } from './run-control.js';
-import { RunReport, type BackupResult, type BackupStatus } from './run-report.js';
+import type { PruneResult } from './prune.js';
+import { type BackupResult, type BackupStatus } from './run-report.js';
+import { journalFailure, openRun, pruneAfterCommit, stoppedMessage } from './run-parts.js';
 import { Scanner } from './scan.js';
-import { sideOps, sourceThrottle, startBackup, type BackupRunOptions } from './start.js';
-import { throttled } from './throttle.js';
+import { sharedBackup } from './shared.js';
+import type { BackupRunOptions } from './start.js';
 import { Walk } from './walk.js';
 import { XattrCopy } from './xattrs.js';
 
@@ -29,31 +25,14 @@ export { pointLatest } from './partial.js';
 export { startBackup } from './start.js';
 export type { BackupRunOptions, ShareOptions, StartedBackup } from './start.js';
 
-const NEXT_RUN = 'the next run continues from where this one stopped';
-
 /**
  * Makes one snapshot: lock → base → partial → walk → commit → prune → figures. Never throws
  * for a run that started (the result says how it ended); bad input and a held lock throw.
  */
 export async function backup(options: BackupRunOptions): Promise<BackupResult> {
-  const backupId = options.backupId ?? randomUUID();
-  const { options: o, lock } = options.started ?? startBackup({ ...options, backupId });
-  const now = options.now ?? (() => new Date());
-  const start = now();
-  const set = new BackupSet(o.destination, o.label);
-  const report = new RunReport(options.onWarning, options.onProgress);
-  const pool = new InFlight(o.concurrency);
-  const control = new RunControl(() => pool.halt(), report, start, o.windowMinutes, now);
-  const io = options.io;
-  // Gentle on the source (--max-mibps, --max-ops): every call on it, the pool's too, shares one budget.
-  const src = throttled(
-    sideOps(typeof io === 'object' ? io.source : io, o.sourceRemote),
-    options.throttle ?? sourceThrottle(o),
-  );
-  const dst = sideOps(typeof io === 'object' ? io.destination : io, o.destinationRemote);
-  // Direct calls on a local destination: its links go to a thread of their own (LinkThread).
-  const links = dst.mode === 'sync' ? new LinkThread(pool) : null;
-  if (links) pool.onStarve = () => links.flush();
+  if (options.share) return sharedBackup(options, options.share);
+  const parts = openRun(options);
+  const { backupId, o, lock, now, start, set, report, pool, control, src, dst, links } = parts;
 
   let base: BaseSnapshot | null = null;
   let partial: PartialSnapshot | null = null;
@@ -80,7 +59,7 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
     base = await openBase(set, report);
     if (base) links?.start();
     const p: PartialSnapshot = openPartial(set, o.interval, start, (err) =>
-      control.failWith(journalFailure(set, p, err)),
+      control.failWith(journalFailure(set.journalPath(p.partialStamp), err)),
     );
     partial = p;
     const xattrs = XattrCopy.open(o.xattrs, report, src.mode === 'async');
@@ -124,17 +103,13 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
     walk.journalOpenDirs();
     xattrs?.finish();
     const journalError = await new Promise<Error | null>((resolve) => p.journal.flush(resolve));
-    if (journalError) control.failWith(journalFailure(set, p, journalError));
+    if (journalError)
+      control.failWith(journalFailure(set.journalPath(p.partialStamp), journalError));
     copyStop = now();
     if (control.fatal) throw control.fatal;
     if (control.stopReason || !walk.complete) {
       status = 'Incomplete';
-      message =
-        control.stopReason === 'signal'
-          ? `the run was stopped before the backup completed; ${NEXT_RUN}`
-          : control.stopReason === 'window'
-            ? `the backup window ended before the backup completed; ${NEXT_RUN}`
-            : `the walk ended before every entry was written (an engine error); ${NEXT_RUN}`;
+      message = stoppedMessage(control);
     } else {
       const facts = {
         backupId,
@@ -152,16 +127,7 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
       };
       const { latestError } = await commitPartial(set, p, facts, lock, report);
       snapshot = p.stamp;
-      pruneStart = now();
-      pruned = await prune(set, o.interval, o.retain, {
-        concurrency: o.concurrency,
-        io: dst,
-        deadline: control.deadline,
-        now: () => now().getTime(),
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
-      pruneStop = now();
-      for (const w of pruned.warnings) report.warn('', w);
+      ({ pruneStart, pruned, pruneStop } = await pruneAfterCommit(parts, options.signal));
       status = report.warningCount > 0 ? 'SuccessWithWarnings' : 'Success';
       message = report.successMessage(`${o.interval}/${snapshot}`, latestError);
     }
@@ -193,12 +159,4 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
 /** Listings the count ahead keeps in flight: a small share of the walk's calls. */
 function scanLimit(concurrency: number): number {
   return Math.max(2, Math.ceil(concurrency / 8));
-}
-
-function journalFailure(set: BackupSet, p: PartialSnapshot, err: Error): EfsBackupError {
-  return new EfsBackupError(
-    'FAILED',
-    `cannot write the journal ${set.journalPath(p.partialStamp)}: ${err.message}`,
-    { cause: err },
-  );
 }

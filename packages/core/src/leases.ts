@@ -67,6 +67,11 @@ export interface UnitDone {
   ms: number;
   /** The root unit only: the source root's manifest entry, encoded (the manifest's header holds it). */
   root?: string;
+  /** Files copied and their bytes, files linked, warnings (the run's totals are their sums). */
+  transferred?: number;
+  transferredBytes?: number;
+  linked?: number;
+  warnings?: number;
 }
 
 export interface UnitCounts {
@@ -103,7 +108,12 @@ export interface LeaseStore {
    * longer this worker's at that attempt (expired and taken by another, or done): the worker
    * must stop writing them at once.
    */
-  renew(worker: string, leases: readonly UnitLease[], now: number, ttlMs: number): Promise<string[]>;
+  renew(
+    worker: string,
+    leases: readonly UnitLease[],
+    now: number,
+    ttlMs: number,
+  ): Promise<string[]>;
   /**
    * Marks a unit done, only while `lease` (its unit and attempt) is still `worker`'s (an expired
    * lease no one took yet still counts). False when it was lost: the worker's work on it is void.

@@ -25,6 +25,11 @@ export interface LockOptions {
    * while this one was paused past the stale limit). The run must stop writing and not commit.
    */
   onLost?: (why: string) => void;
+  /**
+   * A shared run's worker (scale-out): a lock naming the same owner (the run's id) is joined,
+   * not refused; the joined handle keeps it fresh like its taker does.
+   */
+  join?: boolean;
 }
 
 /** One writer per label: a lock file with owner, host and heartbeat. */
@@ -34,10 +39,25 @@ export class LabelLock {
   private timer: NodeJS.Timeout | null = null;
   private onLost: ((why: string) => void) | null = null;
   private lost: string | null = null;
+  private left = false;
+  /** The lock was held by this run already (another worker of it took it): joined. */
+  joined = false;
 
   private constructor(file: string, info: LockInfo) {
     this.file = file;
     this.info = info;
+  }
+
+  /** A shared run's lock, already held under its id by another worker of the run; else null. */
+  private static joinHeld(file: string, info: LockInfo, options: LockOptions): LabelLock | null {
+    if (!options.join) return null;
+    const held = readLock(file);
+    if (!held || held.owner !== info.owner) return null;
+    const lock = new LabelLock(file, info);
+    lock.joined = true;
+    if (options.onLost) lock.whenLost(options.onLost);
+    lock.startHeartbeat(options.heartbeatMs ?? 10_000);
+    return lock;
   }
 
   /** Takes the lock, or takes over a stale one; refuses a live one with a clear message. */
@@ -53,6 +73,8 @@ export class LabelLock {
       ...processIdentity(process.pid),
     };
     for (let attempt = 0; attempt < 3; attempt++) {
+      const joined = LabelLock.joinHeld(file, info, options);
+      if (joined) return joined;
       // A live lock is refused before anything is written.
       if (fs.existsSync(file)) refuseLive(file, readLock(file), staleAfterMs);
       // Written whole under a private name, then linked into place: link() fails when the lock
@@ -70,6 +92,8 @@ export class LabelLock {
       } finally {
         fs.rmSync(tmp, { force: true });
       }
+      const again = LabelLock.joinHeld(file, info, options);
+      if (again) return again;
       const held = readLock(file);
       refuseLive(file, held, staleAfterMs);
       // Stale: move it aside atomically, then check that what was moved is what was judged stale.
@@ -141,8 +165,20 @@ export class LabelLock {
     );
   }
 
+  /**
+   * A shared run's worker that leaves before the run ends: its heartbeat stops, and the lock
+   * stays for the run's other workers (whoever commits releases it). `release()` is then a no-op.
+   */
+  leave(): void {
+    this.left = true;
+    this.onLost = null;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
   /** Gives the lock up (again is harmless: only a lock that still names this run is removed). */
   release(): void {
+    if (this.left) return;
     this.onLost = null;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;

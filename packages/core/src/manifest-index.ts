@@ -133,6 +133,11 @@ export class ManifestIndex {
     return new ManifestIndex(path, null, blocks);
   }
 
+  /** The directory has a block (it held entries). */
+  hasDir(dir: string): boolean {
+    return this.blocks.has(dir);
+  }
+
   /** Every directory with a block, in no particular order. */
   dirs(): IterableIterator<string> {
     return this.blocks.keys();

@@ -8,16 +8,24 @@ export * from './manifest-format.js';
 export { JournalWriter } from './journal.js';
 export { ManifestIndex } from './manifest-index.js';
 
+/** Lines of one journal file, from a byte offset to its end. */
+export interface JournalSegment {
+  path: string;
+  from: number;
+}
+
 /**
- * Writes a manifest: header, then `journal` bytes from `from` to its end, then the checksum.
- * Written to a temporary name and renamed, so a manifest is either whole or absent.
+ * Writes a manifest: header, then `journal` bytes from `from` to its end (or each segment's, in
+ * turn: a shared run's journals, one per unit), then the checksum. Written to a temporary name
+ * and renamed, so a manifest is either whole or absent.
  */
 export function writeManifest(
   path: string,
   header: ManifestHeader,
-  journal: string,
-  from: number,
+  journal: string | readonly JournalSegment[],
+  from = 0,
 ): void {
+  const segments = typeof journal === 'string' ? [{ path: journal, from }] : journal;
   const tmp = `${path}.tmp`;
   const hash = createHash('sha256');
   const out = fs.openSync(tmp, 'w', 0o600);
@@ -31,11 +39,12 @@ export function writeManifest(
       pos += buf.length;
     };
     put(Buffer.from(JSON.stringify(header) + '\n'));
-    if (fs.existsSync(journal)) {
-      const src = fs.openSync(journal, 'r');
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (const seg of segments) {
+      if (!fs.existsSync(seg.path)) continue;
+      const src = fs.openSync(seg.path, 'r');
       try {
-        const buf = Buffer.allocUnsafe(1 << 20);
-        let at = from;
+        let at = seg.from;
         for (;;) {
           const n = fs.readSync(src, buf, 0, buf.length, at);
           if (n === 0) break;

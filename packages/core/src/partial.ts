@@ -7,6 +7,7 @@ import {
   encodeEntry,
   JournalWriter,
   MANIFEST_FORMAT,
+  type JournalSegment,
   manifestVersion,
   writeManifest,
   type ManifestEntry,
@@ -102,6 +103,8 @@ export async function commitPartial(
   facts: CommitFacts,
   lock: LabelLock,
   report: RunReport,
+  /** A shared run's journals (one per unit) and the folder holding them; absent: the partial's journal. */
+  shared?: { segments: JournalSegment[]; dir: string },
 ): Promise<{ latestError: string | null }> {
   const interval = facts.interval;
   const stamp = p.stamp;
@@ -136,7 +139,12 @@ export async function commitPartial(
   lock.check();
   const manifest = set.manifestPath(stamp);
   try {
-    writeManifest(manifest, header, set.journalPath(p.partialStamp), p.journalStart);
+    writeManifest(
+      manifest,
+      header,
+      shared?.segments ?? set.journalPath(p.partialStamp),
+      p.journalStart,
+    );
   } catch (e) {
     throw failed('its manifest could not be written', e);
   }
@@ -165,6 +173,7 @@ export async function commitPartial(
     report.warn('', `latest could not be pointed at ${interval}/${stamp}: ${latestError}`);
   }
   fs.rmSync(set.journalPath(p.partialStamp), { force: true });
+  if (shared) fs.rmSync(shared.dir, { recursive: true, force: true });
   set.forget();
   return { latestError };
 }

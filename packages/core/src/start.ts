@@ -72,13 +72,19 @@ export interface StartedBackup {
  * hands it to `backup()` as `started`, so the options are resolved and the lock taken once.
  * The caller releases the lock if it never calls `backup()`.
  */
-export function startBackup(options: BackupOptions & { backupId?: string }): StartedBackup {
+export function startBackup(
+  options: BackupOptions & { backupId?: string; share?: unknown },
+): StartedBackup {
   const o = resolveBackupOptions(options);
   const set = new BackupSet(o.destination, o.label);
   try {
     // Only what the lock needs is made before it is held (nothing, for an existing set).
     ensureDir(set.dataDir);
-    return { options: o, lock: LabelLock.acquire(set.lockFile, options.backupId ?? randomUUID()) };
+    // A shared run's workers hold one lock, under the run's id (the first takes it, the others join).
+    const lock = LabelLock.acquire(set.lockFile, options.backupId ?? randomUUID(), {
+      join: options.share !== undefined,
+    });
+    return { options: o, lock };
   } catch (e) {
     if (e instanceof EfsBackupError) throw e;
     throw new EfsBackupError(

@@ -4,7 +4,9 @@ import type { BaseSnapshot } from './base-snapshot.js';
 import type { DirXattrs, EntryWriter } from './entry-writer.js';
 import { hashFile } from './digest.js';
 import type { Excludes } from './excludes.js';
+import { isSystemError } from './errors.js';
 import { callsFor, readdirSync, type FsOps } from './fs-ops.js';
+import { fsPath } from './names.js';
 import type { InFlight, Job } from './inflight.js';
 import { LinkGroups, type LinkGroup } from './link-groups.js';
 import { ManifestIndex, type ManifestEntry } from './manifest.js';
@@ -34,6 +36,33 @@ interface DirNode {
   existed: boolean;
   /** Attributes written after the children (a default ACL). */
   later: Xattrs | null;
+  /** Entries of it were left to the commit (a shared run's hard links): so is its metadata. */
+  deferred: boolean;
+}
+
+/**
+ * A shared run's unit (scale-out, `shared.ts`): the subtree the walk covers and what it leaves
+ * to others. Absent: the walk covers the whole source, as a run of its own does.
+ */
+export interface UnitScope {
+  /** The unit's root, relative to the source root ('' for the root itself). */
+  root: string;
+  /**
+   * A sub-directory met (it exists in the partial once this returns true): a unit of its own,
+   * which another lease covers (then the walk neither records nor enters it).
+   */
+  boundary(rel: string): boolean;
+  /** An entry with several names, left to the commit, where every name of an inode is met. */
+  deferLink(dir: string, name: string): void;
+  /** A directory holding deferred entries: its metadata is applied at the commit, after them. */
+  deferDir(rel: string, meta: Meta): void;
+}
+
+/** A directory whose names are only some of its entries (the commit's deferred hard links). */
+export interface NamedDir {
+  rel: string;
+  meta: Meta;
+  names: string[];
 }
 
 /** A directory about to be made, with its listing's count still to come. */
@@ -57,6 +86,7 @@ function dirNode(
     resumed: null,
     existed: false,
     later: null,
+    deferred: false,
   };
 }
 
@@ -70,6 +100,8 @@ export class Walk {
   /** The source's root was walked to the end and its metadata applied. */
   complete = false;
   rootRecord: ManifestEntry | null = null;
+  /** A unit's root was no longer a directory of the source when the walk began. */
+  vanished = false;
   private resumeIndex: ManifestIndex | null = null;
   private readonly groups = new LinkGroups();
   /** Directories with children still to record: a stop journals what they already hold. */
@@ -92,25 +124,54 @@ export class Walk {
     private readonly scanner: Scanner | null = null,
     /** What the run leaves out; null when nothing (then no matcher is called). */
     private readonly excludes: Excludes | null = null,
+    /** A shared run's unit: the walk covers its subtree only. */
+    private readonly unit: UnitScope | null = null,
   ) {}
 
   /** Walks the whole source into the partial; resolves once nothing is left in flight. */
   async run(): Promise<void> {
     const { partial } = this;
-    // A partial made by this run is empty; one resumed may hold names without a journal.
+    const rel = this.unit?.root ?? '';
+    const src = rel === '' ? this.sourceRoot : `${this.sourceRoot}/${rel}`;
+    const dst = rel === '' ? partial.dir : `${partial.dir}/${rel}`;
+    let rootStat: fs.BigIntStats | null = null;
+    try {
+      rootStat = fs.lstatSync(fsPath(src), { bigint: true });
+    } catch (e) {
+      if (rel === '' || !(isSystemError(e, 'ENOENT') || isSystemError(e, 'ENOTDIR'))) throw e;
+    }
+    if (!rootStat || !rootStat.isDirectory()) {
+      // A unit's root gone from the source (or no longer a directory) since its parent met it.
+      this.vanished = true;
+      this.complete = true;
+      return;
+    }
+    // A partial made by this run is empty; one resumed may hold names without a journal. A
+    // unit's root was made by its parent's walk, and may hold what an earlier attempt wrote.
     const existed =
-      partial.journalStart > 0 || (partial.resumed && readdirSync(partial.dir).length > 0);
+      rel !== '' ||
+      partial.journalStart > 0 ||
+      (partial.resumed && readdirSync(partial.dir).length > 0);
     if (partial.journalStart > 0)
       this.resumeIndex = await ManifestIndex.openJournal(this.journalPath);
-    const rootStat = fs.lstatSync(this.sourceRoot, { bigint: true });
-    const root = dirNode('', this.sourceRoot, partial.dir, toMeta(rootStat), null);
+    const root = dirNode(rel, src, dst, toMeta(rootStat), null);
     root.existed = existed;
     const x = await new Promise<DirXattrs | Error>((r) =>
-      this.writer.dirXattrs('', root.src, root.dst, r),
+      this.writer.dirXattrs(rel, root.src, root.dst, r),
     );
     if (x instanceof Error) throw x;
     root.later = x.later;
-    this.rootRecord = entryOf('', root.meta, '', undefined, x.recorded);
+    if (rel === '') this.rootRecord = entryOf('', root.meta, '', undefined, x.recorded);
+    else {
+      // A unit's root is recorded by the unit (its parent's walk only made it), with the
+      // metadata its walk applies after its children.
+      const cut = rel.lastIndexOf('/');
+      const name = rel.slice(cut + 1);
+      partial.journal.add(cut < 0 ? '' : rel.slice(0, cut), [
+        entryOf(name, root.meta, '', undefined, x.recorded),
+      ]);
+      this.report.files++;
+    }
     try {
       await new Promise<void>((resolve) => {
         this.pool.push((done) => this.listDir(root, done));
@@ -119,6 +180,42 @@ export class Walk {
     } finally {
       this.resumeIndex?.close();
     }
+  }
+
+  /**
+   * The commit's part of a shared run: the entries left to it (every name of an inode with
+   * several names, met by whichever unit), written as a run of its own writes them (the first
+   * name copied or linked, the others linked to it), then their directories' metadata.
+   */
+  async runNamed(dirs: readonly NamedDir[]): Promise<void> {
+    await new Promise<void>((resolve) => {
+      for (const d of dirs) {
+        const src = d.rel === '' ? this.sourceRoot : `${this.sourceRoot}/${d.rel}`;
+        const dst = d.rel === '' ? this.partial.dir : `${this.partial.dir}/${d.rel}`;
+        const node = dirNode(d.rel, src, dst, d.meta, null);
+        const listing = d.names.map(namedEntry);
+        this.pool.push((done) =>
+          this.writer.dirXattrs(d.rel, src, dst, (x) => {
+            if (x instanceof Error) {
+              this.control.fail(x);
+              return done();
+            }
+            node.later = x.later;
+            if (!this.base) return this.dispatch(node, listing, done);
+            this.base.index.readDir(this.dst, d.rel, (err, map) => {
+              if (err)
+                this.report.warn(
+                  d.rel,
+                  `previous manifest unreadable here (${err.message}); copying`,
+                );
+              node.prev = map;
+              this.dispatch(node, listing, done);
+            });
+          }),
+        );
+      }
+      this.pool.onIdle(resolve);
+    });
   }
 
   /** Stopped early: what unfinished directories already hold is journaled for the next run. */
@@ -195,6 +292,13 @@ export class Walk {
   /** One child entry or sub-tree is finished; the last one applies the directory's metadata. */
   private finished(dir: DirNode): void {
     if (--dir.pending > 0) return;
+    if (dir.deferred) {
+      // Entries of it are written at the commit: so is its metadata (its mtime after them).
+      this.unit!.deferDir(dir.rel, dir.meta);
+      if (dir.parent) this.finished(dir.parent);
+      else this.complete = true;
+      return;
+    }
     this.pool.push((done) => {
       this.writer.dirMeta(dir.rel, dir.dst, dir.meta, dir.later, (err) => {
         if (err) {
@@ -248,6 +352,13 @@ export class Walk {
     m: Meta,
     done: () => void,
   ): void {
+    if (this.unit?.boundary(rel)) {
+      // A unit of its own: made here (so its parent's metadata follows it), walked by its lease.
+      return this.writer.makeDir(dst, (err) => {
+        if (err) return this.failed(err, rel, dir, done);
+        this.entryDone(dir, done);
+      });
+    }
     const child = dirNode(rel, src, dst, m, dir);
     this.writer.makeDir(dst, (err, existed) => {
       if (err) return this.failed(err, rel, dir, done);
@@ -275,6 +386,12 @@ export class Walk {
     target: string,
     done: () => void,
   ): void {
+    if (m.nlink > 1 && this.unit) {
+      // Its other names may be in other units: every name is written at the commit.
+      this.unit.deferLink(dir.rel, name);
+      dir.deferred = true;
+      return this.entryDone(dir, done);
+    }
     // Already written by an interrupted run of this partial (single-name entries only).
     const resumed = dir.resumed?.get(name);
     if (m.nlink === 1 && unchanged(resumed, m, target)) {
@@ -402,4 +519,9 @@ export class Walk {
     this.finished(dir);
     done();
   }
+}
+
+/** A listing entry for a name known not to be a directory (the commit's deferred entries). */
+function namedEntry(name: string): fs.Dirent {
+  return { name, isDirectory: () => false } as fs.Dirent;
 }

@@ -1,0 +1,708 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { openBase, type BaseSnapshot } from './base-snapshot.js';
+import type { Meta } from './change.js';
+import { EntryWriter } from './entry-writer.js';
+import { EfsBackupError } from './errors.js';
+import { Excludes } from './excludes.js';
+import { timeArg } from './fs-ops.js';
+import { ensureDir } from './layout.js';
+import type { LeaseRun, LeaseStore, UnitDone, UnitLease, UnitState } from './leases.js';
+import {
+  decodeEntry,
+  encodeEntry,
+  JournalWriter,
+  splitNs,
+  type JournalSegment,
+} from './manifest.js';
+import { bytesOfName, fsPath, nameFromBytes } from './names.js';
+import { commitPartial, openPartial, prepareSet, type PartialSnapshot } from './partial.js';
+import { parentOf, planUnits } from './plan.js';
+import type { PruneResult } from './prune.js';
+import type { BackupResult, BackupStatus, WorkerFigures } from './run-report.js';
+import {
+  journalFailure,
+  openRun,
+  pruneAfterCommit,
+  stoppedMessage,
+  type RunParts,
+} from './run-parts.js';
+import type { BackupRunOptions, ShareOptions } from './start.js';
+import { Walk, type NamedDir, type UnitScope } from './walk.js';
+import { XattrCopy } from './xattrs.js';
+
+/**
+ * One worker of a shared run (scale-out): the run's units leased one at a time from the lease
+ * store and walked into the one partial every worker writes; once every unit is done, the
+ * commit claim decides which worker commits: it writes what was left to the commit (every name
+ * of an inode with several names), merges the units' journals into the manifest and commits.
+ *
+ * On the destination, beside the partial's journal:
+ *   manifests/<partialStamp>.units/plan.json           the units planned from the previous manifest
+ *   manifests/<partialStamp>.units/<unit>.<attempt>     one journal per attempt at a unit
+ *   manifests/<partialStamp>.units/<unit>.<attempt>.links   the entries it left to the commit
+ *   manifests/<partialStamp>.units/links.<worker>.<n>   the commit's own journal
+ * where <unit> is the first 32 hex digits of the sha256 of the unit's path (its bytes). An
+ * attempt's journal begins as a copy of the previous attempt's, so a unit taken over from a
+ * worker that died resumes exactly what that worker had written.
+ */
+
+const DEFAULT_LEASE_MS = 60_000;
+/** How often an idle worker asks for work, and a busy one refreshes the store's counts. */
+const POLL_MS = 200;
+
+export async function sharedBackup(
+  options: BackupRunOptions,
+  share: ShareOptions,
+): Promise<BackupResult> {
+  const parts = openRun(options);
+  const run = new SharedRun(parts, share, options);
+  return run.go();
+}
+
+/** A unit's file name stem: fixed length, whatever bytes its path holds. */
+export function unitKey(unit: string): string {
+  return createHash('sha256').update(bytesOfName(unit)).digest('hex').slice(0, 32);
+}
+
+interface Totals {
+  files: number;
+  bytes: number;
+  transferred: number;
+  transferredBytes: number;
+  linked: number;
+  warnings: number;
+}
+
+class SharedRun {
+  private readonly me: string;
+  private readonly store: LeaseStore;
+  private readonly workers: number;
+  private readonly leaseMs: number;
+  private base: BaseSnapshot | null = null;
+  private run: LeaseRun | null = null;
+  private partial: PartialSnapshot | null = null;
+  private unitsDir = '';
+  private planned = new Set<string>();
+  /** Every unit known to exist: a walk never enters one of these. */
+  private readonly known = new Set<string>();
+  private writer: EntryWriter | null = null;
+  private excludes: Excludes | null = null;
+  private held: UnitLease | null = null;
+  private claimed = false;
+  private open = 0;
+  private publishedSince = 0;
+  private readonly mine: WorkerFigures;
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(
+    private readonly parts: RunParts,
+    private readonly share: ShareOptions,
+    private readonly options: BackupRunOptions,
+  ) {
+    this.me = share.worker;
+    this.store = share.store;
+    this.workers = Math.max(1, share.workers ?? 1);
+    this.leaseMs = share.leaseMs ?? DEFAULT_LEASE_MS;
+    this.mine = { worker: this.me, units: 0, entries: 0, bytes: 0, ms: 0 };
+  }
+
+  async go(): Promise<BackupResult> {
+    const { backupId, o, lock, now, start, set, report, control, links, src, dst } = this.parts;
+    let status: BackupStatus = 'Failed';
+    let message = '';
+    let snapshot: string | null = null;
+    let committed = false;
+    let copyStop = start;
+    let prune: { pruneStart: Date; pruned: PruneResult; pruneStop: Date } | null = null;
+    let totals: Totals | null = null;
+    let everyone: WorkerFigures[] = [];
+    try {
+      lock.whenLost((why) =>
+        control.failWith(
+          new EfsBackupError(
+            'FAILED',
+            `this run lost its lock and stopped without committing: ${why}`,
+          ),
+        ),
+      );
+      set.remember();
+      prepareSet(set, o.interval);
+      this.base = await openBase(set, report);
+      if (this.base) links?.start();
+      await this.begin();
+      const xattrs = XattrCopy.open(o.xattrs, report, src.mode === 'async');
+      this.writer = new EntryWriter(src, dst, links, report, control, this.partial!.dir, xattrs);
+      this.excludes = Excludes.of(o);
+      control.begin(this.options.signal);
+      const endProgress = report.startProgress(this.options.progressIntervalMs ?? 250);
+      this.timers.push(setInterval(() => void this.renew(), Math.max(50, this.leaseMs / 3)));
+      this.timers.push(setInterval(() => void this.refreshCounts(), POLL_MS));
+      for (const t of this.timers) t.unref();
+      let outcome: 'committed' | 'elsewhere' | 'left' | 'stopped';
+      try {
+        const allDone = await this.workUnits();
+        copyStop = now();
+        outcome = !allDone
+          ? 'stopped'
+          : this.share.commit === false
+            ? 'left'
+            : await this.commitOrWait();
+        xattrs?.finish();
+      } finally {
+        control.end();
+        endProgress();
+      }
+      if (control.fatal) throw control.fatal;
+      if (outcome === 'stopped') {
+        status = 'Incomplete';
+        message = stoppedMessage(control);
+      } else if (outcome === 'left') {
+        status = 'Incomplete';
+        message = `this worker's part of the run is done; another worker of the run commits it`;
+      } else {
+        const r = this.run!;
+        snapshot = r.stamp;
+        const units = this.doneUnits ?? [];
+        everyone = workerFigures(units);
+        if (outcome === 'committed') {
+          committed = true;
+          totals = this.totals;
+          if (this.latestError !== undefined) {
+            prune = await pruneAfterCommit(this.parts, this.options.signal);
+          }
+          const warnings = (totals?.warnings ?? 0) + report.warningCount - this.warningsInUnits;
+          status = warnings > 0 ? 'SuccessWithWarnings' : 'Success';
+          message = report.successMessage(`${o.interval}/${snapshot}`, this.latestError ?? null);
+        } else {
+          status = 'Success';
+          message = `snapshot ${o.interval}/${snapshot} is complete (committed by another worker of the run)`;
+        }
+      }
+    } catch (e) {
+      status = 'Failed';
+      message = e instanceof Error ? e.message : String(e);
+    } finally {
+      for (const t of this.timers) clearInterval(t);
+      this.timers = [];
+      await links?.close();
+      if (this.held) await this.store.release(this.me, this.held).catch(() => {});
+      this.base?.index.close();
+      // Whoever committed lets the lock go; a worker leaving earlier leaves it to the others.
+      if (committed) lock.release();
+      else lock.leave();
+    }
+    const result = report.result(o, {
+      backupId,
+      status,
+      message,
+      start,
+      stop: now(),
+      copyStop,
+      snapshot,
+      snapshotPath: snapshot ? set.snapshotDir(o.interval, snapshot) : null,
+      pruneStart: prune?.pruneStart ?? null,
+      pruneStop: prune?.pruneStop ?? null,
+      pruned: prune?.pruned.pruned ?? 0,
+    });
+    if (totals) {
+      result.NumberOfFiles = totals.files;
+      result.TotalFileSize = totals.bytes;
+      result.NumberOfFilesTransferred = totals.transferred;
+      result.TotalTransferredFileSize = totals.transferredBytes;
+      result.NumberOfFilesLinked = totals.linked;
+      result.NumberOfWarnings = totals.warnings + report.warningCount - this.warningsInUnits;
+    }
+    if (!everyone.some((w) => w.worker === this.me)) everyone.push(this.mine);
+    result.share = { worker: this.me, committed, workers: everyone };
+    return result;
+  }
+
+  /**
+   * The run's partial and its store's run: the worker that took the lock opens (or resumes) the
+   * partial and begins the run; a worker that joined the lock waits for that.
+   */
+  private async begin(): Promise<void> {
+    const { backupId, o, set, start, lock, now } = this.parts;
+    if (!lock.joined) {
+      const p = openPartial(set, o.interval, start, () => {});
+      p.journal.close();
+      this.unitsDir = path.join(set.manifestsDir, `${p.partialStamp}.units`);
+      ensureDir(this.unitsDir);
+      const plan =
+        this.base && this.workers > 1 ? await planUnits(this.base.index, this.workers) : null;
+      writeJson(path.join(this.unitsDir, 'plan.json'), plan?.units.map(encodeName) ?? []);
+      const run = await this.store.begin({
+        runId: backupId,
+        partialStamp: p.partialStamp,
+        stamp: p.stamp,
+        startedAt: start.toISOString(),
+        workers: this.workers,
+      });
+      if (run.runId !== backupId || run.partialStamp !== p.partialStamp) {
+        throw new EfsBackupError(
+          'FAILED',
+          `the lease store holds another run (${run.runId}) of this backup set's ${o.interval} partial`,
+        );
+      }
+      this.run = run;
+    } else {
+      // Joined: the worker that took the lock begins the run; its partial is this worker's.
+      const until = now().getTime() + this.leaseMs;
+      for (;;) {
+        const run = await this.store.run();
+        if (run && run.runId === backupId) {
+          this.run = run;
+          break;
+        }
+        if (now().getTime() > until) {
+          throw new EfsBackupError(
+            'FAILED',
+            `the run ${backupId} was not begun in its lease store`,
+          );
+        }
+        await sleep(POLL_MS);
+      }
+      this.unitsDir = path.join(set.manifestsDir, `${this.run.partialStamp}.units`);
+    }
+    const r = this.run!;
+    const dir = set.partialDir(o.interval, r.partialStamp);
+    if (!fs.existsSync(dir)) {
+      throw new EfsBackupError('FAILED', `the run's partial ${dir} is gone`);
+    }
+    this.partial = {
+      stamp: r.stamp,
+      partialStamp: r.partialStamp,
+      resumed: true,
+      dir,
+      journal: null as unknown as JournalWriter,
+      journalStart: 0,
+    };
+    this.planned = new Set(readJson(path.join(this.unitsDir, 'plan.json')).map(decodeName));
+    for (const u of await this.store.units()) this.known.add(u.unit);
+  }
+
+  /** Leases and walks units until none is left (true) or the run stops (false). */
+  private async workUnits(): Promise<boolean> {
+    const { control } = this.parts;
+    for (;;) {
+      if (control.stopping()) return false;
+      const lease = await this.store.acquire(this.me, Date.now(), this.leaseMs);
+      if (lease) {
+        this.held = lease;
+        // Taken over, or left by an earlier run: whoever walked it before may have published units in it.
+        if (lease.attempt > 1) for (const u of await this.store.units()) this.known.add(u.unit);
+        const done = await this.walkUnit(lease);
+        this.held = null;
+        if (!done) return false;
+        continue;
+      }
+      const c = await this.store.counts(Date.now());
+      this.open = c.open;
+      if (c.open === 0 && c.leased === 0) return true;
+      await sleep(POLL_MS);
+    }
+  }
+
+  private warningsInUnits = 0;
+
+  /** One unit walked into the partial, its journal closed, then marked done. */
+  private async walkUnit(lease: UnitLease): Promise<boolean> {
+    const { o, report, control, pool, src, dst } = this.parts;
+    const began = Date.now();
+    const file = path.join(this.unitsDir, `${unitKey(lease.unit)}.${lease.attempt}`);
+    this.seedJournal(file, lease);
+    const journal = JournalWriter.open(file, (err) => control.failWith(journalFailure(file, err)));
+    const unitPartial: PartialSnapshot = {
+      ...this.partial!,
+      journal,
+      journalStart: journal.offset,
+    };
+    const deferredNames: Array<[string, string]> = [];
+    const deferredDirs: Array<[string, Meta]> = [];
+    const publishing: Array<Promise<void>> = [];
+    const scope: UnitScope = {
+      root: lease.unit,
+      boundary: (rel) => {
+        if (this.known.has(rel)) return true;
+        if (!this.planned.has(rel) && !this.splitNow(rel)) return false;
+        this.known.add(rel);
+        this.publishedSince++;
+        publishing.push(this.store.publish([rel]));
+        return true;
+      },
+      deferLink: (dir, name) => deferredNames.push([dir, name]),
+      deferDir: (rel, meta) => deferredDirs.push([rel, meta]),
+    };
+    const before = counters(this.parts);
+    const walk = new Walk(
+      o.sourceRoot,
+      unitPartial,
+      file,
+      this.base,
+      src,
+      dst,
+      pool,
+      this.writer!,
+      report,
+      control,
+      o.checksum,
+      null,
+      this.excludes,
+      scope,
+    );
+    try {
+      await walk.run();
+      if (walk.vanished) this.removeVanished(lease.unit);
+    } catch (e) {
+      control.failWith(
+        new EfsBackupError(
+          'FAILED',
+          `cannot back up ${lease.unit || 'the source root'}: ${(e as Error).message}`,
+          {
+            cause: e,
+          },
+        ),
+      );
+    }
+    if (control.stopping()) walk.journalOpenDirs();
+    const journalError = await new Promise<Error | null>((r) => journal.flush(r));
+    journal.close();
+    if (journalError) control.failWith(journalFailure(file, journalError));
+    try {
+      await Promise.all(publishing);
+    } catch (e) {
+      control.failWith(
+        new EfsBackupError(
+          'FAILED',
+          `cannot publish a unit in the lease store: ${(e as Error).message}`,
+          {
+            cause: e,
+          },
+        ),
+      );
+    }
+    if (control.stopping() || !walk.complete) {
+      // Given back at once: another worker (or the next run) continues from this attempt's journal.
+      await this.store.release(this.me, lease).catch(() => {});
+      this.held = null;
+      return false;
+    }
+    if (deferredNames.length > 0 || deferredDirs.length > 0) {
+      const lines = [
+        ...deferredDirs.map(([rel, meta]) => JSON.stringify({ dir: rel, meta })),
+        ...deferredNames.map(([dir, name]) => JSON.stringify({ in: dir, name })),
+      ];
+      fs.writeFileSync(`${file}.links`, lines.join('\n') + '\n', { mode: 0o600 });
+    }
+    const after = counters(this.parts);
+    const done: UnitDone = {
+      journalStart: unitPartial.journalStart,
+      entries: after.files - before.files,
+      files: after.files - before.files,
+      bytes: after.bytes - before.bytes,
+      transferred: after.transferred - before.transferred,
+      transferredBytes: after.transferredBytes - before.transferredBytes,
+      linked: after.linked - before.linked,
+      warnings: after.warnings - before.warnings,
+      ms: Date.now() - began,
+      ...(lease.unit === '' && walk.rootRecord
+        ? { root: JSON.stringify(encodeEntry(walk.rootRecord)) }
+        : {}),
+    };
+    this.warningsInUnits += done.warnings ?? 0;
+    if (!(await this.store.complete(this.me, lease, done))) {
+      control.failWith(lostLease(lease));
+      return false;
+    }
+    this.mine.units++;
+    this.mine.entries += done.entries;
+    this.mine.bytes += done.bytes;
+    this.mine.ms += done.ms;
+    return true;
+  }
+
+  /**
+   * A directory met that the plan did not choose: a unit of its own while workers wait for work,
+   * when it is new since the previous snapshot (the plan judged the others).
+   */
+  private splitNow(rel: string): boolean {
+    if (this.workers <= 1) return false;
+    if (this.base?.index.hasDir(rel)) return false;
+    return this.open + this.publishedSince < this.workers * 2;
+  }
+
+  /** The attempt's journal begins as the previous attempt's (or, for the root, a run of its own's). */
+  private seedJournal(file: string, lease: UnitLease): void {
+    if (fs.existsSync(file)) return;
+    const key = unitKey(lease.unit);
+    for (let a = lease.attempt - 1; a >= 1; a--) {
+      const prev = path.join(this.unitsDir, `${key}.${a}`);
+      if (fs.existsSync(prev)) return fs.copyFileSync(prev, file);
+    }
+    if (lease.unit === '') {
+      const plain = this.parts.set.journalPath(this.partial!.partialStamp);
+      if (fs.existsSync(plain) && fs.statSync(plain).size > 0) fs.copyFileSync(plain, file);
+    }
+  }
+
+  /** A unit's root gone from the source: gone from the partial too, its parent's times kept. */
+  private removeVanished(unit: string): void {
+    const dir = this.partial!.dir;
+    const parent = parentOf(unit) === '' ? dir : `${dir}/${parentOf(unit)}`;
+    const st = fs.lstatSync(fsPath(parent), { bigint: true });
+    fs.rmSync(fsPath(`${dir}/${unit}`), { recursive: true, force: true });
+    const [aSec, aNsec] = splitNs(st.atimeNs);
+    const [mSec, mNsec] = splitNs(st.mtimeNs);
+    fs.utimesSync(fsPath(parent), timeArg(aSec, aNsec), timeArg(mSec, mNsec));
+    this.parts.report.warn(unit, 'vanished during the backup');
+  }
+
+  private async renew(): Promise<void> {
+    const { control } = this.parts;
+    try {
+      if (this.held) {
+        const lease = this.held;
+        const lost = await this.store.renew(this.me, [lease], Date.now(), this.leaseMs);
+        if (lost.length > 0 && this.held === lease) control.failWith(lostLease(lease));
+      }
+      if (this.claimed && !(await this.store.claimCommit(this.me, Date.now(), this.leaseMs))) {
+        control.failWith(
+          new EfsBackupError('FAILED', 'this worker lost the commit claim of the run'),
+        );
+      }
+    } catch {
+      /* the next beat tries again; a lease not renewed in time is lost, and said so then */
+    }
+  }
+
+  private async refreshCounts(): Promise<void> {
+    try {
+      this.open = (await this.store.counts(Date.now())).open;
+      this.publishedSince = 0;
+    } catch {
+      /* kept from the last time */
+    }
+  }
+
+  private doneUnits: UnitState[] | null = null;
+  private totals: Totals | null = null;
+  private latestError: string | null | undefined = undefined;
+
+  /** Every unit is done: this worker commits (the claim is its), or waits for the one that does. */
+  private async commitOrWait(): Promise<'committed' | 'elsewhere' | 'stopped'> {
+    const { control, set, o } = this.parts;
+    for (;;) {
+      if (control.stopping()) return 'stopped';
+      const run = await this.store.run();
+      if (!run || run.runId !== this.run!.runId) {
+        // Cleared: committed by another worker (its snapshot is there).
+        return fs.existsSync(set.snapshotDir(o.interval, this.run!.stamp))
+          ? 'elsewhere'
+          : 'stopped';
+      }
+      if (await this.store.claimCommit(this.me, Date.now(), this.leaseMs)) {
+        this.claimed = true;
+        return this.commit();
+      }
+      await sleep(POLL_MS * 5);
+    }
+  }
+
+  private async commit(): Promise<'committed' | 'stopped'> {
+    const { control, set, o, report, lock, pool, src, dst } = this.parts;
+    const r = this.run!;
+    const units = await this.store.units();
+    this.doneUnits = units;
+    if (
+      fs.existsSync(set.snapshotDir(o.interval, r.stamp)) &&
+      fs.existsSync(set.manifestPath(r.stamp))
+    ) {
+      // A committer that died after its rename: committed already, only the store is left.
+      await this.store.clear();
+      this.totals = sumUnits(units);
+      return 'committed';
+    }
+    if (units.some((u) => u.status !== 'done')) return 'stopped';
+    const before = counters(this.parts);
+    const named = readDeferred(this.unitsDir, units);
+    const linksFile = path.join(this.unitsDir, `links.${unitKey(this.me)}.${Date.now()}`);
+    const journal = JournalWriter.open(linksFile, (err) =>
+      control.failWith(journalFailure(linksFile, err)),
+    );
+    const p: PartialSnapshot = { ...this.partial!, journal, journalStart: 0 };
+    if (named.length > 0) {
+      const walk = new Walk(
+        o.sourceRoot,
+        p,
+        linksFile,
+        this.base,
+        src,
+        dst,
+        pool,
+        this.writer!,
+        report,
+        control,
+        o.checksum,
+        null,
+        this.excludes,
+        null,
+      );
+      await walk.runNamed(named);
+    }
+    const journalError = await new Promise<Error | null>((res) => journal.flush(res));
+    if (journalError) control.failWith(journalFailure(linksFile, journalError));
+    if (control.fatal) throw control.fatal;
+    if (control.stopping()) return 'stopped';
+    const after = counters(this.parts);
+    const sum = sumUnits(units);
+    sum.files += after.files - before.files;
+    sum.bytes += after.bytes - before.bytes;
+    sum.transferred += after.transferred - before.transferred;
+    sum.transferredBytes += after.transferredBytes - before.transferredBytes;
+    sum.linked += after.linked - before.linked;
+    this.totals = sum;
+    const rootUnit = units.find((u) => u.unit === '');
+    if (!rootUnit?.done?.root)
+      throw new EfsBackupError('FAILED', 'the root unit recorded no root entry');
+    const segments: JournalSegment[] = [...units]
+      .sort((a, b) => (a.unit < b.unit ? -1 : a.unit > b.unit ? 1 : 0))
+      .map((u) => ({
+        path: path.join(this.unitsDir, `${unitKey(u.unit)}.${u.attempt}`),
+        from: u.done!.journalStart,
+      }));
+    segments.push({ path: linksFile, from: 0 });
+    const { latestError } = await commitPartial(
+      set,
+      p,
+      {
+        backupId: r.runId,
+        label: o.label,
+        interval: o.interval,
+        source: o.source,
+        prefix: o.prefix,
+        start: new Date(r.startedAt),
+        stop: new Date(),
+        files: sum.files,
+        bytes: sum.bytes,
+        root: decodeEntry(JSON.parse(rootUnit.done.root)),
+        exclude: o.exclude,
+        excludeIfPresent: o.excludeIfPresent,
+      },
+      lock,
+      report,
+      { segments, dir: this.unitsDir },
+    );
+    this.latestError = latestError;
+    await this.store.clear();
+    return 'committed';
+  }
+}
+
+function counters(parts: RunParts): Totals {
+  const r = parts.report;
+  return {
+    files: r.files,
+    bytes: r.totalBytes,
+    transferred: r.transferred,
+    transferredBytes: r.transferredBytes,
+    linked: r.linked,
+    warnings: r.warningCount,
+  };
+}
+
+function sumUnits(units: readonly UnitState[]): Totals {
+  const t: Totals = {
+    files: 0,
+    bytes: 0,
+    transferred: 0,
+    transferredBytes: 0,
+    linked: 0,
+    warnings: 0,
+  };
+  for (const u of units) {
+    const d = u.done;
+    if (!d) continue;
+    t.files += d.files;
+    t.bytes += d.bytes;
+    t.transferred += d.transferred ?? 0;
+    t.transferredBytes += d.transferredBytes ?? 0;
+    t.linked += d.linked ?? 0;
+    t.warnings += d.warnings ?? 0;
+  }
+  return t;
+}
+
+/** Each worker's share, from the units it finished. */
+function workerFigures(units: readonly UnitState[]): WorkerFigures[] {
+  const by = new Map<string, WorkerFigures>();
+  for (const u of units) {
+    if (!u.done) continue;
+    const w = by.get(u.owner) ?? { worker: u.owner, units: 0, entries: 0, bytes: 0, ms: 0 };
+    w.units++;
+    w.entries += u.done.entries;
+    w.bytes += u.done.bytes;
+    w.ms += u.done.ms;
+    by.set(u.owner, w);
+  }
+  return [...by.values()].sort((a, b) => (a.worker < b.worker ? -1 : 1));
+}
+
+/** The entries every unit left to the commit, by directory. */
+function readDeferred(unitsDir: string, units: readonly UnitState[]): NamedDir[] {
+  const dirs = new Map<string, { meta: Meta | null; names: string[] }>();
+  const at = (rel: string): { meta: Meta | null; names: string[] } => {
+    let d = dirs.get(rel);
+    if (!d) dirs.set(rel, (d = { meta: null, names: [] }));
+    return d;
+  };
+  for (const u of units) {
+    const file = path.join(unitsDir, `${unitKey(u.unit)}.${u.attempt}.links`);
+    if (!fs.existsSync(file)) continue;
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+      if (line === '') continue;
+      const x = JSON.parse(line) as { dir?: string; meta?: Meta; in?: string; name?: string };
+      if (x.dir !== undefined) at(x.dir).meta = x.meta!;
+      else at(x.in!).names.push(x.name!);
+    }
+  }
+  const out: NamedDir[] = [];
+  for (const [rel, d] of dirs) {
+    if (!d.meta) throw new EfsBackupError('FAILED', `the commit has no metadata for ${rel || '/'}`);
+    out.push({ rel, meta: d.meta, names: d.names });
+  }
+  return out;
+}
+
+function lostLease(lease: UnitLease): EfsBackupError {
+  return new EfsBackupError(
+    'FAILED',
+    `this worker lost its lease of ${lease.unit || 'the source root'} (attempt ${lease.attempt}) to another worker and stopped writing it`,
+  );
+}
+
+/** Unit paths in a JSON file: their bytes, base64 (a name need not be UTF-8). */
+function encodeName(s: string): string {
+  return bytesOfName(s).toString('base64');
+}
+
+function decodeName(s: string): string {
+  return nameFromBytes(Buffer.from(s, 'base64'));
+}
+
+function writeJson(file: string, value: unknown): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(value) + '\n', { mode: 0o600 });
+  fs.renameSync(tmp, file);
+}
+
+function readJson(file: string): string[] {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as string[];
+  } catch {
+    return [];
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
