@@ -27,6 +27,7 @@ export type {
   RunOptions,
   RunOutcome,
   RunPorts,
+  SharedRun,
   StopReason,
 } from './lifecycle.js';
 export { composeNotice, runName, shouldNotify, summary, whatToDo } from './notice.js';

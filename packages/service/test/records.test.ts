@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { leaveSocket } from '../../cli/test/helpers.js';
 import { ManualClock, RECORD_FIELDS, readRunLog, runBackup, type RunRecord } from '../src/index.js';
 import { defaultRecordsFile } from '../src/local.js';
+import { MemoryLeaseStore } from '../../core/test/fixtures/memory-lease-store.js';
 import { memoryNotifier, ports, records, setUp, snapshots } from './fixtures.js';
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -293,6 +294,48 @@ describe('each way a run ends writes the right fields', () => {
       });
     }
     expect(fs.readdirSync(dst)).toEqual([]);
+  });
+});
+
+describe('a run shared by several workers (scale-out)', () => {
+  it("each worker runs the engine as one of the run's workers; only the one its end names writes the record and notifies", async () => {
+    const { src, dst } = setUp();
+    const store = new MemoryLeaseStore();
+    const notifier = memoryNotifier();
+    const ends: { worker: string; committed: boolean }[] = [];
+    const worker = (name: string) =>
+      runBackup({ source: src, destination: dst, notifyOnSuccess: true }, ports([notifier]), {
+        backupId: 'shared-1',
+        shared: {
+          share: { store, worker: name, workers: 2, leaseMs: 10_000 },
+          end: async (record, committed) => {
+            ends.push({ worker: name, committed });
+            return committed ? record : null;
+          },
+        },
+      });
+    const outcomes = await Promise.all([worker('w0'), worker('w1')]);
+    // One committed, and wrote the end: its record, its notice.
+    expect(ends.filter((e) => e.committed)).toHaveLength(1);
+    const [writer] = outcomes.filter((o) => o.reported);
+    expect(outcomes.filter((o) => o.reported)).toHaveLength(1);
+    expect(notifier.sent).toEqual([writer!.record]);
+    expect(writer!.record).toMatchObject({ Status: 'Success', Workers: 2 });
+    expect(writer!.record.WorkerFigures).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          Worker: expect.stringMatching(/^w[01]$/),
+          Units: expect.any(Number),
+        }),
+      ]),
+    );
+    const [row] = await records(dst);
+    expect(row).toEqual(writer!.record);
+    expect(snapshots(dst)).toEqual([writer!.record.Snapshot]);
+    // The other saw the snapshot another worker committed, and wrote nothing.
+    const other = outcomes.find((o) => !o.reported)!;
+    expect(other.record).toMatchObject({ Status: 'Success', Snapshot: writer!.record.Snapshot });
+    expect(other.notices).toEqual([]);
   });
 });
 
