@@ -176,6 +176,15 @@ export class LabelLock {
     this.timer = null;
   }
 
+  /**
+   * A shared run's workers on this host are all done (their first worker waited for the
+   * others): the lock goes if it still names the run, left or not.
+   */
+  releaseShared(): void {
+    this.left = false;
+    this.release();
+  }
+
   /** Gives the lock up (again is harmless: only a lock that still names this run is removed). */
   release(): void {
     if (this.left) return;

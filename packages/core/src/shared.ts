@@ -189,8 +189,16 @@ class SharedRun {
       await links?.close();
       if (this.held) await this.store.release(this.me, this.held).catch(() => {});
       this.base?.index.close();
-      // Whoever committed lets the lock go; a worker leaving earlier leaves it to the others.
-      if (committed) lock.release();
+      // Whoever committed lets the lock go, and so does the last worker of a stopped run (no
+      // lease is held any more: each gives its own back before it looks); a worker leaving
+      // while others still work leaves it to them.
+      const leased = committed
+        ? 0
+        : await this.store.counts(Date.now()).then(
+            (c) => c.leased,
+            () => 1,
+          );
+      if (leased === 0) lock.release();
       else lock.leave();
     }
     const result = report.result(o, {
