@@ -72,6 +72,12 @@ export interface UnitDone {
   transferredBytes?: number;
   linked?: number;
   warnings?: number;
+  /**
+   * The units its walk met inside it (published then, or known already): the commit waits until
+   * each is done, whatever a store's listing shows (an NFS client may list late what another
+   * host added).
+   */
+  children?: string[];
 }
 
 export interface UnitCounts {

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
-import { EfsBackupError, isSystemError } from './errors.js';
+import { EfsBackupError, isSystemError, RunOver } from './errors.js';
 
 /** What a lock file holds. */
 export interface LockInfo {
@@ -30,6 +30,8 @@ export interface LockOptions {
    * not refused; the joined handle keeps it fresh like its taker does.
    */
   join?: boolean;
+  /** Only join: a lock that does not name the run means the run is over (RunOver is thrown). */
+  joinOnly?: boolean;
 }
 
 /** One writer per label: a lock file with owner, host and heartbeat. */
@@ -75,6 +77,7 @@ export class LabelLock {
     for (let attempt = 0; attempt < 3; attempt++) {
       const joined = LabelLock.joinHeld(file, info, options);
       if (joined) return joined;
+      if (options.joinOnly) throw new RunOver(owner);
       // A live lock is refused before anything is written.
       if (fs.existsSync(file)) refuseLive(file, readLock(file), staleAfterMs);
       // Written whole under a private name, then linked into place: link() fails when the lock

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { openBase, type BaseSnapshot } from './base-snapshot.js';
 import type { Meta } from './change.js';
 import { EntryWriter } from './entry-writer.js';
-import { EfsBackupError } from './errors.js';
+import { EfsBackupError, RunOver } from './errors.js';
+import { readLock } from './lock.js';
 import { Excludes } from './excludes.js';
 import { timeArg } from './fs-ops.js';
 import { ensureDir } from './layout.js';
@@ -142,13 +143,20 @@ class SharedRun {
       for (const t of this.timers) t.unref();
       let outcome: 'committed' | 'elsewhere' | 'left' | 'stopped';
       try {
-        const allDone = await this.workUnits();
-        copyStop = now();
-        outcome = !allDone
-          ? 'stopped'
-          : this.share.commit === false
-            ? 'left'
-            : await this.commitOrWait();
+        for (;;) {
+          const allDone = await this.workUnits();
+          copyStop = now();
+          const next = !allDone
+            ? 'stopped'
+            : this.share.commit === false
+              ? 'left'
+              : await this.commitOrWait();
+          // 'again': a unit is still open after all (a listing that lagged): back to work.
+          if (next !== 'again') {
+            outcome = next;
+            break;
+          }
+        }
         xattrs?.finish();
       } finally {
         control.end();
@@ -190,15 +198,16 @@ class SharedRun {
       if (this.held) await this.store.release(this.me, this.held).catch(() => {});
       this.base?.index.close();
       // Whoever committed lets the lock go, and so does the last worker of a stopped run (no
-      // lease is held any more: each gives its own back before it looks); a worker leaving
-      // while others still work leaves it to them.
-      const leased = committed
-        ? 0
-        : await this.store.counts(Date.now()).then(
+      // lease is held any more: each gives its own back before it looks); a worker whose part
+      // is done, or that failed, leaves it to the others.
+      const stopped = control.stopReason !== null && !committed;
+      const leased = stopped
+        ? await this.store.counts(Date.now()).then(
             (c) => c.leased,
             () => 1,
-          );
-      if (leased === 0) lock.release();
+          )
+        : 1;
+      if (committed || leased === 0) lock.release();
       else lock.leave();
     }
     const result = report.result(o, {
@@ -264,6 +273,8 @@ class SharedRun {
           this.run = run;
           break;
         }
+        // The run ended (committed, or stopped) before this worker came: nothing to join.
+        if (readLock(set.lockFile)?.owner !== backupId) throw new RunOver(backupId);
         if (now().getTime() > until) {
           throw new EfsBackupError(
             'FAILED',
@@ -330,11 +341,16 @@ class SharedRun {
     const deferredNames: Array<[string, string]> = [];
     const deferredDirs: Array<[string, Meta]> = [];
     const publishing: Array<Promise<void>> = [];
+    const children: string[] = [];
     const scope: UnitScope = {
       root: lease.unit,
       boundary: (rel) => {
-        if (this.known.has(rel)) return true;
+        if (this.known.has(rel)) {
+          children.push(rel);
+          return true;
+        }
         if (!this.planned.has(rel) && !this.splitNow(rel)) return false;
+        children.push(rel);
         this.known.add(rel);
         this.publishedSince++;
         publishing.push(this.store.publish([rel]));
@@ -415,6 +431,7 @@ class SharedRun {
       linked: after.linked - before.linked,
       warnings: after.warnings - before.warnings,
       ms: Date.now() - began,
+      ...(children.length > 0 ? { children } : {}),
       ...(lease.unit === '' && walk.rootRecord
         ? { root: JSON.stringify(encodeEntry(walk.rootRecord)) }
         : {}),
@@ -499,10 +516,11 @@ class SharedRun {
   private latestError: string | null | undefined = undefined;
 
   /** Every unit is done: this worker commits (the claim is its), or waits for the one that does. */
-  private async commitOrWait(): Promise<'committed' | 'elsewhere' | 'stopped'> {
+  private async commitOrWait(): Promise<'committed' | 'elsewhere' | 'stopped' | 'again'> {
     const { control, set, o } = this.parts;
     for (;;) {
       if (control.stopping()) return 'stopped';
+      if ((await this.store.counts(Date.now())).open > 0) return 'again';
       const run = await this.store.run();
       if (!run || run.runId !== this.run!.runId) {
         // Cleared: committed by another worker (its snapshot is there).
@@ -518,7 +536,7 @@ class SharedRun {
     }
   }
 
-  private async commit(): Promise<'committed' | 'stopped'> {
+  private async commit(): Promise<'committed' | 'stopped' | 'again'> {
     const { control, set, o, report, lock, pool, src, dst } = this.parts;
     const r = this.run!;
     const units = await this.store.units();
@@ -532,7 +550,16 @@ class SharedRun {
       this.totals = sumUnits(units);
       return 'committed';
     }
-    if (units.some((u) => u.status !== 'done')) return 'stopped';
+    // Every unit done, and every unit a walk met inside its own (a store's listing may lag).
+    const byId = new Map(units.map((u) => [u.unit, u]));
+    const waiting = units.some(
+      (u) =>
+        u.status !== 'done' || (u.done?.children ?? []).some((c) => byId.get(c)?.status !== 'done'),
+    );
+    if (waiting) {
+      await sleep(POLL_MS);
+      return 'again';
+    }
     const before = counters(this.parts);
     const named = readDeferred(this.unitsDir, units);
     const linksFile = path.join(this.unitsDir, `links.${unitKey(this.me)}.${Date.now()}`);

@@ -206,6 +206,56 @@ describe('a shared run stopped by its window keeps its units; the next run, of o
   });
 });
 
+describe("a store whose listing lags (an NFS client caching another host's directory)", () => {
+  it('the commit waits for every unit a walk met, however late the store lists it', async () => {
+    const dst = destination();
+    const store = new LaggingStore(2000);
+    const results = await sharedRun(dst, 3, store);
+    const c = await committedOne(results);
+    expectCleanSnapshot(src, new BackupSet(dst, 'efs-backup'), 'daily', c.Snapshot);
+    expect(store.hidden).toBeGreaterThan(0);
+  });
+});
+
+/**
+ * A store that lists a unit only some time after it was published (acquire, counts and units
+ * all go by the listing), as a file store on NFS may when another host published it.
+ */
+class LaggingStore extends MemoryLeaseStore {
+  private readonly since = new Map<string, number>();
+  hidden = 0;
+  constructor(private readonly lagMs: number) {
+    super();
+  }
+  override async publish(units: readonly string[]): Promise<void> {
+    for (const u of units) if (!this.since.has(u)) this.since.set(u, Date.now());
+    return super.publish(units);
+  }
+  private listed(unit: string): boolean {
+    const t = this.since.get(unit);
+    const ok = t === undefined || Date.now() - t >= this.lagMs;
+    if (!ok) this.hidden++;
+    return ok;
+  }
+  override async acquire(worker: string, now: number, ttlMs: number) {
+    return this.acquireListed(worker, now, ttlMs, (u) => this.listed(u));
+  }
+  override async counts(now: number) {
+    const all = await super.units();
+    const c = { open: 0, leased: 0, done: 0 };
+    for (const u of all) {
+      if (!this.listed(u.unit)) continue;
+      if (u.status === 'done') c.done++;
+      else if (u.status === 'open' || u.expires <= now) c.open++;
+      else c.leased++;
+    }
+    return c;
+  }
+  override async units() {
+    return (await super.units()).filter((u) => this.listed(u.unit));
+  }
+}
+
 /** A store whose first lease goes to a worker that never renews it (it died). */
 class DyingFirst extends MemoryLeaseStore {
   private first = true;
