@@ -8,6 +8,7 @@ import {
   backup,
   EfsBackupError,
   resolveBackupOptions,
+  RunOver,
   startBackup,
   type BackupOptions,
   type BackupProgress,
@@ -120,6 +121,12 @@ export interface RunOptions {
 export interface SharedRun {
   /** The engine's share: the lease store, this worker's id, how many workers. */
   share: ShareOptions;
+  /**
+   * The run's lock is taken, or joined, and nothing is written yet: throws RunOver when this
+   * worker comes after the run has ended (it then takes no part, and writes nothing).
+   * @default every worker takes part
+   */
+  joined?(started: StartedBackup): Promise<void>;
   /**
    * Once this worker's part has ended, whether it writes the run's end (the record, the
    * notices): exactly one of the run's workers must. Given the end as this worker saw it and
@@ -444,11 +451,35 @@ export async function runBackup(
     interval: resolved.interval,
     retain: resolved.retain,
   };
+  if (o.shared?.joined) {
+    try {
+      await o.shared.joined(started);
+    } catch (e) {
+      started.lock.release();
+      if (!(e instanceof RunOver)) throw e;
+      log.info({ BackupId: backupId }, e.message);
+      const record = baseRecord(job, rj, backupId, start, expireDays, workers);
+      record.Status = 'Skipped';
+      record.Message = e.message;
+      record.StopTime = clock.now().toISOString();
+      return {
+        record,
+        reported: false,
+        warnings: [],
+        snapshotPath: null,
+        notices: [],
+        problems: [],
+      };
+    }
+  }
+
   const record = baseRecord(job, rj, backupId, start, expireDays, workers);
   try {
     await ctx.open(rj, record);
     await markOrphans(ctx, rj, backupId);
-    await ctx.put(record);
+    // A worker that joined a shared run leaves its Running record to the one that began it: a
+    // late joiner's would be put back over the run's end.
+    if (!(o.shared && started.lock.joined)) await ctx.put(record);
     o.onStart?.(record);
     ctx.logger?.info({ job: { ...job, ...rj } }, 'run started');
 
@@ -538,10 +569,11 @@ async function runEngine(
   }
 
   if (!result) {
-    // The engine refused after all (a run took the lock in between), or broke.
+    // The engine refused after all (a run took the lock in between), or broke; or, one worker
+    // of a shared run, it came after the run had ended: it took no part (Skipped).
     const record: RunRecord = {
       ...running,
-      Status: 'Failed',
+      Status: thrown instanceof RunOver ? 'Skipped' : 'Failed',
       Message: errorText(thrown),
       StopTime: clock.now().toISOString(),
     };
