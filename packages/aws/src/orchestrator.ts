@@ -47,6 +47,7 @@ import {
   shouldNotify,
   type RunRecord,
   type ServiceLog,
+  type WorkerFigure,
 } from '@efs-backup/service';
 import path from 'node:path';
 import { z } from 'zod';
@@ -695,13 +696,11 @@ export class Orchestrator {
   }
 
   /**
-   * The end of a run no worker reported: with several workers, the most telling end one of them
-   * kept (a snapshot committed, else stopped, else failed); else Unknown.
+   * The end of a run no worker reported: with several workers, the ends they kept, as one (see
+   * `workersEnd`); else Unknown.
    */
   private endOf(item: RunItem, instanceId: string, time: Date): Partial<RunItem> {
-    const ended = Object.values(item.WorkerEnds ?? {}).sort(
-      (a, b) => endRank(a) - endRank(b) || (b.StopTime ?? '').localeCompare(a.StopTime ?? ''),
-    )[0];
+    const ended = workersEnd(Object.values(item.WorkerEnds ?? {}), item.WorkerInstances);
     if (ended) return recordOf({ ...item, ...ended, BackupId: item.BackupId });
     const workers = [...(item.WorkerInstances ?? [instanceId])];
     return {
@@ -915,10 +914,63 @@ function workersLeft(r: RunItem, instanceId: string): string[] {
   return [...joined].filter((i) => i !== instanceId && !r.WorkersGone?.has(i));
 }
 
-/** Which end of a worker closes a run none reported: a committed snapshot, else a stop, else a failure. */
+/** Which end of a worker tells a run none reported: a committed snapshot, else a stop, else a failure. */
 function endRank(r: RunRecord): number {
   if (r.Snapshot !== null) return 0;
   return r.Status === 'Incomplete' ? 1 : r.Status === 'Failed' ? 2 : 3;
+}
+
+/** The figures each worker counts of its own part: a run's are their sums. */
+const SUMMED = [
+  'NumberOfFiles',
+  'NumberOfFilesTransferred',
+  'NumberOfFilesLinked',
+  'NumberOfFilesCopiedForLinkLimit',
+  'NumberOfFilesRepaired',
+  'NumberOfFilesChangedByChecksum',
+  'TotalFileSize',
+  'TotalTransferredFileSize',
+  'NumberOfWarnings',
+] as const satisfies readonly (keyof RunRecord)[];
+
+/**
+ * A run's end from the ends its workers kept, none of which wrote it: the status, message, host
+ * and log of the most telling one (a snapshot committed, else stopped, else failed; the latest
+ * among equals); the figures each counted of its own part, summed; from the first start to the
+ * last stop; every worker that joined among the figures. Null without any.
+ */
+function workersEnd(ends: RunRecord[], joined: Set<string> | undefined): RunRecord | null {
+  const told = [...ends].sort(
+    (a, b) => endRank(a) - endRank(b) || (b.StopTime ?? '').localeCompare(a.StopTime ?? ''),
+  )[0];
+  if (!told) return null;
+  const out: RunRecord = { ...told };
+  for (const f of SUMMED) out[f] = ends.reduce((n, e) => n + (e[f] ?? 0), 0);
+  const first = (f: 'StartTime' | 'CopyStartTime'): string | null =>
+    ends
+      .map((e) => e[f])
+      .filter((t): t is string => !!t)
+      .sort()[0] ?? told[f];
+  const last = (f: 'StopTime' | 'CopyStopTime') =>
+    ends
+      .map((e) => e[f])
+      .filter((t): t is string => !!t)
+      .sort()
+      .at(-1) ?? told[f];
+  out.StartTime = first('StartTime') ?? told.StartTime;
+  out.CopyStartTime = first('CopyStartTime');
+  out.StopTime = last('StopTime');
+  out.CopyStopTime = last('CopyStopTime');
+  const figures = new Map<string, WorkerFigure>();
+  for (const e of ends)
+    for (const w of e.WorkerFigures ?? []) if (!figures.has(w.Worker)) figures.set(w.Worker, w);
+  for (const id of joined ?? [])
+    if (!figures.has(id))
+      figures.set(id, { Worker: id, Units: 0, Entries: 0, Bytes: 0, Seconds: 0 });
+  out.WorkerFigures = [...figures.values()].sort((a, b) =>
+    a.Worker < b.Worker ? -1 : a.Worker > b.Worker ? 1 : 0,
+  );
+  return out;
 }
 
 /** A Running run no worker has claimed yet. */

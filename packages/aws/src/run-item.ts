@@ -34,6 +34,8 @@ export interface RunAttributes {
    * invocation closes it, once.
    */
   Closing?: string;
+  /** The worker that began a shared run (took its lock first): it is begun once. */
+  Begun?: string;
   /** The worker that wrote the run's end (its committer, with several workers). */
   Reporter?: string;
   /** The instance the group launched for the run, before any worker claimed it (the first). */
@@ -86,6 +88,7 @@ export const RUN_ATTRIBUTES = [
   'WorkersGone',
   'WorkerEnds',
   'Closing',
+  'Begun',
   'Reporter',
   'LaunchedInstance',
   'LaunchedInstances',

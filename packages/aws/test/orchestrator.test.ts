@@ -32,6 +32,7 @@ import {
   Orchestrator,
   OrchestratorSettingsSchema,
   stopCommands,
+  WorkerConfigSchema,
   type OrchestratorEnvironment,
   type RunItem,
 } from '../src/index.js';
@@ -1040,6 +1041,7 @@ describe('a run of several workers (WORKERS 3)', () => {
       Message: 'cannot mount the source file system',
       StopTime: '2026-11-26T02:10:00.000Z',
       Host: 'ip-10-0-0-1',
+      NumberOfFilesTransferred: 3,
     });
     await o.store.addWorkerEnd(BACKUP_ID, I[1]!, {
       ...running,
@@ -1052,11 +1054,21 @@ describe('a run of several workers (WORKERS 3)', () => {
       WorkerFigures: [{ Worker: I[1]!, Units: 2, Entries: 40, Bytes: 400, Seconds: 9 }],
     });
     for (const id of I) await o.handle(terminated(id), FUNCTION_ARN);
+    const zero = { Units: 0, Entries: 0, Bytes: 0, Seconds: 0 };
     expect(await o.store.getItem(BACKUP_ID)).toMatchObject({
       Status: 'Incomplete',
+      Message:
+        'the backup window ended before the backup completed; the next run continues from where this one stopped',
       Host: 'ip-10-0-0-2',
-      NumberOfFilesTransferred: 40,
-      WorkerFigures: [{ Worker: I[1], Units: 2, Entries: 40, Bytes: 400, Seconds: 9 }],
+      // Each worker counts its own part: the run's figures are their sums.
+      NumberOfFilesTransferred: 40 + 3,
+      StopTime: '2026-11-26T04:45:05.000Z',
+      // Every worker that joined, one that kept no figures (or no end) at nothing.
+      WorkerFigures: [
+        { Worker: I[0], ...zero },
+        { Worker: I[1], Units: 2, Entries: 40, Bytes: 400, Seconds: 9 },
+        { Worker: I[2], ...zero },
+      ],
       Closed: expect.any(String),
       Notified: expect.any(String),
     });
@@ -1317,6 +1329,46 @@ describe('the Lambda handler', () => {
     await expect(handler(START, { invokedFunctionArn: FUNCTION_ARN })).rejects.toThrow(
       /the orchestrator's environment is not right: .*TABLE_NAME/s,
     );
+  });
+});
+
+describe('how many workers, as the stack says it', () => {
+  const env = {
+    TABLE_NAME: 't',
+    TOPIC_ARN: TOPIC,
+    AUTO_SCALING_GROUP_NAME: GROUP,
+    SOURCE_FILE_SYSTEM_ID: 'fs-0123456789abcdef0',
+    BACKUP_FILE_SYSTEM_ID: 'fs-0fedcba9876543210',
+  };
+  const worker = {
+    region: REGION,
+    table: 't',
+    bucket: 'b',
+    topicArn: TOPIC,
+    autoScalingGroupName: GROUP,
+    sourceFileSystemId: 'fs-0123456789abcdef0',
+    backupFileSystemId: 'fs-0fedcba9876543210',
+  };
+
+  it('the orchestrator takes WORKERS from 1 to 16 (1 without it); the worker needs a lease table for more than 1', () => {
+    expect(OrchestratorSettingsSchema.parse(env).WORKERS).toBe(1);
+    expect(OrchestratorSettingsSchema.parse({ ...env, WORKERS: '16' }).WORKERS).toBe(16);
+    for (const bad of ['0', '17', '2.5', 'three'])
+      expect(OrchestratorSettingsSchema.safeParse({ ...env, WORKERS: bad }).success).toBe(false);
+    expect(WorkerConfigSchema.parse(worker)).toMatchObject({ workers: 1 });
+    expect(
+      WorkerConfigSchema.parse({ ...worker, workers: '3', leaseTable: 'l', leaseSeconds: '2' }),
+    ).toMatchObject({
+      workers: 3,
+      leaseTable: 'l',
+      leaseSeconds: 2,
+    });
+    const r = WorkerConfigSchema.safeParse({ ...worker, workers: 3 });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]).toMatchObject({
+      path: ['leaseTable'],
+      message: 'workers above 1 need a leaseTable to share the run through',
+    });
   });
 });
 
