@@ -408,7 +408,8 @@ export async function runBackup(
   const ctx = new RunContext(ports, o, log, clock);
 
   // Options resolved and the set's lock taken once, here; the engine runs under this lock.
-  const workers = o.shared?.share.workers ?? 1;
+  // A shared run's workers: this one's share, or the job's own (its engine starts the others).
+  const workers = o.shared?.share.workers ?? job.workers ?? 1;
   let started: StartedBackup;
   try {
     // A shared run's workers hold one lock, under the run's id: the first takes it, the others join.

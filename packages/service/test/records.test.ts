@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { leaveSocket } from '../../cli/test/helpers.js';
+import { backup } from '@efs-backup/core';
 import { ManualClock, RECORD_FIELDS, readRunLog, runBackup, type RunRecord } from '../src/index.js';
 import { defaultRecordsFile } from '../src/local.js';
 import { createBigTree } from '../../core/test/fixtures/big-tree.js';
@@ -335,6 +336,31 @@ describe('a run shared by several workers (scale-out)', () => {
     const other = outcomes.find((o) => !o.reported)!;
     expect(other.record).toMatchObject({ Status: 'Success', Snapshot: writer!.record.Snapshot });
     expect(other.notices).toEqual([]);
+  });
+
+  it("a job of several workers run by its engine (the command line's --workers): the record says how many, and each one's share", async () => {
+    const { dst } = setUp();
+    const src = path.join(path.dirname(dst), 'big');
+    createBigTree(src, { top: 14, sub: 3, bigFiles: 2, bigSize: 256 * 1024 });
+    const store = new MemoryLeaseStore();
+    let other: Promise<unknown> | null = null;
+    const r = await runBackup({ source: src, destination: dst, workers: 2 }, ports(), {
+      backupId: 'shared-2',
+      // As the command line's: this process is one worker, and starts the other beside it.
+      engine: async (options) => {
+        other = backup({
+          source: src,
+          destination: dst,
+          backupId: 'shared-2',
+          share: { store, worker: 'w1', workers: 2, commit: false },
+        });
+        return backup({ ...options, share: { store, worker: 'w0', workers: 2 } });
+      },
+    });
+    await other;
+    expect(r.record).toMatchObject({ Status: 'Success', Workers: 2 });
+    expect(r.record.WorkerFigures!.map((w) => w.Worker)).toEqual(['w0', 'w1']);
+    expect(await records(dst)).toEqual([r.record]);
   });
 });
 
