@@ -25,7 +25,9 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import {
   bytesOfName,
+  eachLimited,
   nameFromBytes,
+  shuffle,
   type LeaseRun,
   type LeaseStore,
   type UnitCounts,
@@ -55,8 +57,6 @@ const CLAIM = 'claim';
 const UNIT = 'unit#';
 /** DynamoDB's limit on a sort key, in bytes (the keys are ASCII). */
 const MAX_SORT_KEY = 1024;
-/** Writes in flight at once when a call changes many items. */
-const IN_FLIGHT = 16;
 
 /** Every attribute by a placeholder: several are reserved words (Status, Key, Owner). */
 const NAMES = {
@@ -507,19 +507,4 @@ function namesIn(expression: string): Record<string, string> {
     out[n] = NAMES[n];
   }
   return out;
-}
-
-function shuffle<T>(a: T[]): void {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [a[i], a[j]] = [a[j]!, a[i]!];
-  }
-}
-
-async function eachLimited<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, items.length) }, lane));
 }

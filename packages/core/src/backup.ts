@@ -4,9 +4,14 @@ import { EntryWriter } from './entry-writer.js';
 import { EfsBackupError } from './errors.js';
 import { Excludes } from './excludes.js';
 import { commitPartial, openPartial, prepareSet, type PartialSnapshot } from './partial.js';
-import type { PruneResult } from './prune.js';
 import { type BackupResult, type BackupStatus } from './run-report.js';
-import { journalFailure, openRun, pruneAfterCommit, stoppedMessage } from './run-parts.js';
+import {
+  journalFailure,
+  openRun,
+  pruneAfterCommit,
+  runResult,
+  stoppedMessage,
+} from './run-parts.js';
 import { Scanner } from './scan.js';
 import { sharedBackup } from './shared.js';
 import type { BackupRunOptions } from './start.js';
@@ -37,9 +42,7 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
   let base: BaseSnapshot | null = null;
   let partial: PartialSnapshot | null = null;
   let copyStop = start;
-  let pruned: PruneResult | null = null;
-  let pruneStart: Date | null = null;
-  let pruneStop: Date | null = null;
+  let prune: Awaited<ReturnType<typeof pruneAfterCommit>> | null = null;
   let snapshot: string | null = null;
   let status: BackupStatus;
   let message: string;
@@ -127,7 +130,7 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
       };
       const { latestError } = await commitPartial(set, p, facts, lock, report);
       snapshot = p.stamp;
-      ({ pruneStart, pruned, pruneStop } = await pruneAfterCommit(parts, options.signal));
+      prune = await pruneAfterCommit(parts, options.signal);
       status = report.warningCount > 0 ? 'SuccessWithWarnings' : 'Success';
       message = report.successMessage(`${o.interval}/${snapshot}`, latestError);
     }
@@ -141,19 +144,7 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
     base?.index.close();
     lock.release();
   }
-  return report.result(o, {
-    backupId,
-    status,
-    message,
-    start,
-    stop: now(),
-    copyStop,
-    snapshot,
-    snapshotPath: snapshot ? set.snapshotDir(o.interval, snapshot) : null,
-    pruneStart,
-    pruneStop,
-    pruned: pruned?.pruned ?? 0,
-  });
+  return runResult(parts, { status, message, copyStop, snapshot, prune });
 }
 
 /** Listings the count ahead keeps in flight: a small share of the walk's calls. */

@@ -38,15 +38,21 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isSystemError } from './errors.js';
-import type { LeaseRun, LeaseStore, UnitCounts, UnitDone, UnitLease, UnitState } from './leases.js';
+import {
+  eachLimited,
+  shuffle,
+  type LeaseRun,
+  type LeaseStore,
+  type UnitCounts,
+  type UnitDone,
+  type UnitLease,
+  type UnitState,
+} from './leases.js';
 import { bytesOfName } from './names.js';
 
 const CLAIM = 'claim';
 /** Rounds of list-and-rename before a call gives up on a cell that keeps changing. */
 const ROUNDS = 1000;
-/** Renames and creates in flight at once when a call changes many cells. */
-const IN_FLIGHT = 16;
-
 type RunFile = { run: LeaseRun; units: number } | { cleared: true };
 
 /** A state file's name after `<key>.`, parsed. */
@@ -667,21 +673,6 @@ function msCeil(t: number): number {
 
 function nonce(): string {
   return `${process.pid}-${randomBytes(8).toString('hex')}`;
-}
-
-function shuffle<T>(a: T[]): void {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [a[i], a[j]] = [a[j]!, a[i]!];
-  }
-}
-
-async function eachLimited<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, items.length) }, lane));
 }
 
 async function writeDurable(file: string, content: string): Promise<void> {

@@ -140,3 +140,26 @@ export interface LeaseStore {
   /** Lets go of what the store holds open (a database handle); no change to its state. */
   close(): Promise<void>;
 }
+
+/** How many store calls a lease store keeps in flight for a call over many units. */
+export const LEASE_CALLS_IN_FLIGHT = 16;
+
+/** Shuffles in place: many workers listing at once try the units in different orders. */
+export function shuffle<T>(a: T[]): void {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+}
+
+/** `fn` over every item, `LEASE_CALLS_IN_FLIGHT` at a time (a store call per unit, not one per promise at once). */
+export async function eachLimited<T>(
+  items: readonly T[],
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(LEASE_CALLS_IN_FLIGHT, items.length) }, lane));
+}

@@ -8,7 +8,7 @@ import type { FsOps } from './fs-ops.js';
 import type { ResolvedOptions } from './options.js';
 import { prune, type PruneResult } from './prune.js';
 import { RunControl } from './run-control.js';
-import { RunReport } from './run-report.js';
+import { RunReport, type BackupResult, type BackupStatus } from './run-report.js';
 import { sideOps, sourceThrottle, startBackup, type BackupRunOptions } from './start.js';
 import { throttled } from './throttle.js';
 
@@ -84,5 +84,32 @@ export async function pruneAfterCommit(
 export function journalFailure(journal: string, err: Error): EfsBackupError {
   return new EfsBackupError('FAILED', `cannot write the journal ${journal}: ${err.message}`, {
     cause: err,
+  });
+}
+
+/** How a run ended, as its result says it: its figures from the report. */
+export function runResult(
+  parts: RunParts,
+  end: {
+    status: BackupStatus;
+    message: string;
+    copyStop: Date;
+    snapshot: string | null;
+    prune: { pruneStart: Date; pruned: PruneResult; pruneStop: Date } | null;
+  },
+): BackupResult {
+  const { o, set, report, backupId, start, now } = parts;
+  return report.result(o, {
+    backupId,
+    status: end.status,
+    message: end.message,
+    start,
+    stop: now(),
+    copyStop: end.copyStop,
+    snapshot: end.snapshot,
+    snapshotPath: end.snapshot ? set.snapshotDir(o.interval, end.snapshot) : null,
+    pruneStart: end.prune?.pruneStart ?? null,
+    pruneStop: end.prune?.pruneStop ?? null,
+    pruned: end.prune?.pruned.pruned ?? 0,
   });
 }

@@ -26,6 +26,7 @@ import {
   journalFailure,
   openRun,
   pruneAfterCommit,
+  runResult,
   stoppedMessage,
   type RunParts,
 } from './run-parts.js';
@@ -110,7 +111,7 @@ class SharedRun {
   }
 
   async go(): Promise<BackupResult> {
-    const { backupId, o, lock, now, start, set, report, control, links, src, dst } = this.parts;
+    const { o, lock, now, start, set, report, control, links, src, dst } = this.parts;
     let status: BackupStatus = 'Failed';
     let message = '';
     let snapshot: string | null = null;
@@ -210,19 +211,7 @@ class SharedRun {
       if (committed || leased === 0) lock.release();
       else lock.leave();
     }
-    const result = report.result(o, {
-      backupId,
-      status,
-      message,
-      start,
-      stop: now(),
-      copyStop,
-      snapshot,
-      snapshotPath: snapshot ? set.snapshotDir(o.interval, snapshot) : null,
-      pruneStart: prune?.pruneStart ?? null,
-      pruneStop: prune?.pruneStop ?? null,
-      pruned: prune?.pruned.pruned ?? 0,
-    });
+    const result = runResult(this.parts, { status, message, copyStop, snapshot, prune });
     if (totals) {
       result.NumberOfFiles = totals.files;
       result.TotalFileSize = totals.bytes;
@@ -328,7 +317,7 @@ class SharedRun {
 
   /** One unit walked into the partial, its journal closed, then marked done. */
   private async walkUnit(lease: UnitLease): Promise<boolean> {
-    const { o, report, control, pool, src, dst } = this.parts;
+    const { control } = this.parts;
     const began = Date.now();
     const file = path.join(this.unitsDir, `${unitKey(lease.unit)}.${lease.attempt}`);
     this.seedJournal(file, lease);
@@ -360,22 +349,7 @@ class SharedRun {
       deferDir: (rel, meta) => deferredDirs.push([rel, meta]),
     };
     const before = counters(this.parts);
-    const walk = new Walk(
-      o.sourceRoot,
-      unitPartial,
-      file,
-      this.base,
-      src,
-      dst,
-      pool,
-      this.writer!,
-      report,
-      control,
-      o.checksum,
-      null,
-      this.excludes,
-      scope,
-    );
+    const walk = this.walkInto(unitPartial, file, scope);
     try {
       await walk.run();
       if (walk.vanished) this.removeVanished(lease.unit);
@@ -446,6 +420,27 @@ class SharedRun {
     this.mine.bytes += done.bytes;
     this.mine.ms += done.ms;
     return true;
+  }
+
+  /** A walk into the partial with this journal: of a unit (`scope`), or of the commit's part. */
+  private walkInto(p: PartialSnapshot, journal: string, scope: UnitScope | null): Walk {
+    const { o, report, control, pool, src, dst } = this.parts;
+    return new Walk(
+      o.sourceRoot,
+      p,
+      journal,
+      this.base,
+      src,
+      dst,
+      pool,
+      this.writer!,
+      report,
+      control,
+      o.checksum,
+      null,
+      this.excludes,
+      scope,
+    );
   }
 
   /**
@@ -537,7 +532,7 @@ class SharedRun {
   }
 
   private async commit(): Promise<'committed' | 'stopped' | 'again'> {
-    const { control, set, o, report, lock, pool, src, dst } = this.parts;
+    const { control, set, o, report, lock } = this.parts;
     const r = this.run!;
     const units = await this.store.units();
     this.doneUnits = units;
@@ -567,25 +562,7 @@ class SharedRun {
       control.failWith(journalFailure(linksFile, err)),
     );
     const p: PartialSnapshot = { ...this.partial!, journal, journalStart: 0 };
-    if (named.length > 0) {
-      const walk = new Walk(
-        o.sourceRoot,
-        p,
-        linksFile,
-        this.base,
-        src,
-        dst,
-        pool,
-        this.writer!,
-        report,
-        control,
-        o.checksum,
-        null,
-        this.excludes,
-        null,
-      );
-      await walk.runNamed(named);
-    }
+    if (named.length > 0) await this.walkInto(p, linksFile, null).runNamed(named);
     const journalError = await new Promise<Error | null>((res) => journal.flush(res));
     if (journalError) control.failWith(journalFailure(linksFile, journalError));
     if (control.fatal) throw control.fatal;
