@@ -16,7 +16,9 @@ export { DEFAULT_RUN_DIR, PID_FILE, STOP_FILE, stopCommands } from './stop-comma
 export {
   DEFAULT_BURST_CREDIT_FLOOR,
   DEFAULT_MOUNT_COMMAND,
+  MAX_WORKERS,
   RestoreSettingsSchema,
   WorkerConfigSchema,
+  WorkersSchema,
 } from './worker-config.js';
 export type { WorkerConfig, WorkerConfigInput } from './worker-config.js';

@@ -157,6 +157,137 @@ export class DynamoDbRecordStore implements RecordStore {
     return this.write(backupId, attributes, true, when);
   }
 
+  // ---- the workers of a run (scale-out): each change one conditional write ------------------
+
+  /**
+   * A worker joins a Running run: the first claims it (`launching` → `running`, its
+   * WorkerInstance); the others, while the run has a seat (its Workers less those joined, plus
+   * those gone), until it is closed or done. The item as it is after, or null when it may not.
+   * A join repeated (an answer lost) finds the instance among the workers.
+   */
+  async joinRun(backupId: string, instanceId: string): Promise<RunItem | null> {
+    const joined = await this.change(backupId, {
+      update:
+        'SET #WorkerState = :running, #WorkerInstance = if_not_exists(#WorkerInstance, :me) ' +
+        'ADD #WorkerInstances :meSet, #Seats :minusOne',
+      condition:
+        '#Status = :Running AND attribute_not_exists(#Closing) AND #WorkerState <> :done ' +
+        'AND NOT contains(#WorkerInstances, :me) ' +
+        // An item of before seats were kept: one worker, while it is unclaimed.
+        'AND (#Seats > :zero OR (attribute_not_exists(#Seats) AND #WorkerState = :launching))',
+      names: ['Status', 'WorkerState', 'WorkerInstance', 'WorkerInstances', 'Seats', 'Closing'],
+      values: {
+        ':running': 'running',
+        ':Running': 'Running',
+        ':done': 'done',
+        ':launching': 'launching',
+        ':me': instanceId,
+        ':meSet': new Set([instanceId]),
+        ':minusOne': -1,
+        ':zero': 0,
+      },
+    });
+    if (joined) return joined;
+    const item = await this.getItem(backupId);
+    return item?.WorkerInstances?.has(instanceId) && item.Status === 'Running' ? item : null;
+  }
+
+  /**
+   * The group launched `instanceId` for a run no worker has claimed yet: paired with it, up to
+   * its Workers instances. False when the run is claimed, or has its instances already.
+   */
+  async pairLaunch(backupId: string, instanceId: string, workers: number): Promise<boolean> {
+    return !!(await this.change(backupId, {
+      update:
+        'SET #LaunchedInstance = if_not_exists(#LaunchedInstance, :me) ADD #LaunchedInstances :meSet',
+      condition:
+        '#WorkerState = :launching AND attribute_not_exists(#WorkerInstance) ' +
+        'AND NOT contains(#LaunchedInstances, :me) ' +
+        'AND (attribute_not_exists(#LaunchedInstances) OR size(#LaunchedInstances) < :workers)',
+      names: ['WorkerState', 'WorkerInstance', 'LaunchedInstance', 'LaunchedInstances'],
+      values: {
+        ':launching': 'launching',
+        ':me': instanceId,
+        ':meSet': new Set([instanceId]),
+        ':workers': workers,
+      },
+    }));
+  }
+
+  /**
+   * An instance launched for a run no worker claimed is gone: taken from its launched
+   * instances. The item after; null when it was not one of them (any more).
+   */
+  async launchGone(backupId: string, instanceId: string): Promise<RunItem | null> {
+    return this.change(backupId, {
+      update: 'DELETE #LaunchedInstances :meSet',
+      condition: 'contains(#LaunchedInstances, :me)',
+      names: ['LaunchedInstances'],
+      values: { ':me': instanceId, ':meSet': new Set([instanceId]) },
+    });
+  }
+
+  /**
+   * A worker's instance is gone: among the run's WorkersGone, its seat given back (once). The
+   * item after, or as it is when this instance was counted gone already; null when it has no
+   * such worker.
+   */
+  async workerGone(backupId: string, instanceId: string): Promise<RunItem | null> {
+    const gone = await this.change(backupId, {
+      update: 'ADD #WorkersGone :meSet, #Seats :one',
+      condition: 'contains(#WorkerInstances, :me) AND NOT contains(#WorkersGone, :me)',
+      names: ['WorkerInstances', 'WorkersGone', 'Seats'],
+      values: { ':me': instanceId, ':meSet': new Set([instanceId]), ':one': 1 },
+    });
+    if (gone) return gone;
+    const item = await this.getItem(backupId);
+    return item && isWorkerOf(item, instanceId) ? item : null;
+  }
+
+  /** How one worker's part of a shared run ended, kept on the run for the orchestrator. */
+  async addWorkerEnd(backupId: string, instanceId: string, end: RunRecord): Promise<void> {
+    await this.change(backupId, {
+      update: 'SET #WorkerEnds = if_not_exists(#WorkerEnds, :none)',
+      names: ['WorkerEnds'],
+      values: { ':none': {} },
+    });
+    await this.doc.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { BackupId: backupId },
+        UpdateExpression: 'SET #WorkerEnds.#me = :end',
+        ExpressionAttributeNames: { '#WorkerEnds': 'WorkerEnds', '#me': instanceId },
+        ExpressionAttributeValues: { ':end': end },
+      }),
+    );
+  }
+
+  /** One update expression on an existing item; the item after, or null when the condition failed. */
+  private async change(
+    backupId: string,
+    u: { update: string; condition?: string; names: string[]; values: Record<string, unknown> },
+  ): Promise<RunItem | null> {
+    try {
+      const r = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { BackupId: backupId },
+          UpdateExpression: u.update,
+          ConditionExpression: ['attribute_exists(BackupId)', u.condition]
+            .filter(Boolean)
+            .join(' AND '),
+          ExpressionAttributeNames: Object.fromEntries(u.names.map((n) => [`#${n}`, n])),
+          ExpressionAttributeValues: u.values,
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return withDefaults(r.Attributes as RunItem);
+    } catch (e) {
+      if (e instanceof ConditionalCheckFailedException) return null;
+      throw e;
+    }
+  }
+
   /** An update expression of the attributes; `mustExist` false creates the item if need be. */
   private async write(
     backupId: string,
@@ -247,6 +378,8 @@ const LATER_DEFAULTS: Partial<Record<(typeof RECORD_FIELDS)[number], unknown>> =
   NumberOfFilesRepaired: 0,
   NumberOfFilesChangedByChecksum: 0,
   Kind: 'backup',
+  // Every run had one worker before runs could be shared.
+  Workers: 1,
 };
 
 /** Fields added later that only a backup has: an older backup's item left nothing out. */
@@ -270,6 +403,11 @@ export function recordOf(item: RunItem): RunRecord {
   const out: Record<string, unknown> = {};
   for (const f of RECORD_FIELDS) out[f] = full[f] ?? null;
   return out as unknown as RunRecord;
+}
+
+/** Whether `instanceId`'s worker joined the run (an item of before: its one WorkerInstance). */
+export function isWorkerOf(item: RunItem, instanceId: string): boolean {
+  return item.WorkerInstances?.has(instanceId) ?? item.WorkerInstance === instanceId;
 }
 
 /** The workflow's attributes of an item. */

@@ -25,6 +25,8 @@ export const BACKUP_METRICS = {
   TotalTransferredFileSize: 'Bytes',
   NumberOfWarnings: 'Count',
   SnapshotsPruned: 'Count',
+  /** The workers the run was given (the template's Workers). */
+  Workers: 'Count',
   DurationSeconds: 'Seconds',
   /** 1 for a run that committed a snapshot (Success, SuccessWithWarnings). */
   RunsSucceeded: 'Count',
@@ -61,6 +63,7 @@ export function metricValues(r: RunRecord): Record<BackupMetric, number> {
     TotalTransferredFileSize: r.TotalTransferredFileSize,
     NumberOfWarnings: r.NumberOfWarnings,
     SnapshotsPruned: r.SnapshotsPruned,
+    Workers: r.Workers ?? 1,
     DurationSeconds: Math.max(0, Math.round((stop - Date.parse(r.StartTime)) / 1000)),
     RunsSucceeded: r.Status === 'Success' || r.Status === 'SuccessWithWarnings' ? 1 : 0,
     RunsIncomplete: r.Status === 'Incomplete' ? 1 : 0,

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { checkRunDir, DEFAULT_RUN_DIR } from './stop-command.js';
+import { WorkersSchema } from './worker-config.js';
 
 export const DEFAULT_STOP_RULE_PREFIX = 'efs-backup-stop-';
 /** Where the SSM agent writes the stop command's output in the log bucket. */
@@ -45,6 +46,8 @@ export const OrchestratorSettingsSchema = z.object({
   STALE_AFTER_HOURS: z.coerce.number().positive().optional(),
   /** The label of the stack's backup set, for the staleness notice. @default unsaid */
   LABEL: z.string().min(1).optional(),
+  /** Instances a start asks the group for: the workers that build one snapshot. @default 1 */
+  WORKERS: WorkersSchema.default(1),
   /** Launch failures of a run before it is closed Failed. @default 3 */
   LAUNCH_FAILURE_LIMIT: z.coerce.number().int().min(1).default(DEFAULT_LAUNCH_FAILURE_LIMIT),
 });

@@ -5,18 +5,23 @@
  * idempotent, so a redelivered event does no harm. Every run ends closed and told, whatever
  * fails:
  *
- *   start          → Running record, desired capacity 1, one-time stop rule (window end − 15
- *                    min); stop rules of closed runs left behind are removed
- *   launched       → the instance is paired with the run waiting for it
- *   launch failed  → the cause recorded; after LAUNCH_FAILURE_LIMIT failures the run is closed
- *                    Failed, notified, and the group set to 0
+ *   start          → Running record, desired capacity WORKERS (1: the original workflow),
+ *                    one-time stop rule (window end − 15 min); stop rules of closed runs left
+ *                    behind are removed
+ *   launched       → the instance is paired with the run waiting for it (up to its Workers)
+ *   launch failed  → the cause recorded; after LAUNCH_FAILURE_LIMIT failures, with no instance
+ *                    launched for it still coming, the run is closed Failed, notified, and the
+ *                    group set to 0
  *   stop           → desired capacity 0; a run no worker took is closed Failed with the Auto
  *                    Scaling group's cause
- *   terminating    → SSM Run Command: the worker stops gracefully, then completes the action
- *   terminated     → the instance's run closed: notified per status, metrics logged, stop rule
- *                    removed; a run waiting for a worker is closed only if this instance was
- *                    launched for it or its stop time has passed (a run that starts while the
- *                    previous instance terminates is not taken for the dead one's)
+ *   terminating    → SSM Run Command to that instance: its worker stops gracefully, then
+ *                    completes its own action (each of the group's instances has its own)
+ *   terminated     → the instance's worker counted gone; its run closed once its last worker's
+ *                    instance is gone (once: a conditional write): notified per status, metrics
+ *                    logged, stop rule removed; a run waiting for a worker is closed only once
+ *                    every instance launched for it is gone, or its stop time has passed (a run
+ *                    that starts while the previous instance terminates is not taken for the
+ *                    dead one's)
  *   stack deletion → every stop rule of the stack removed
  */
 import {
@@ -42,10 +47,16 @@ import {
   shouldNotify,
   type RunRecord,
   type ServiceLog,
+  type WorkerFigure,
 } from '@efs-backup/service';
 import path from 'node:path';
 import { z } from 'zod';
-import { attributesOf, DynamoDbRecordStore, recordOf } from './dynamodb-record-store.js';
+import {
+  attributesOf,
+  DynamoDbRecordStore,
+  isWorkerOf,
+  recordOf,
+} from './dynamodb-record-store.js';
 import {
   KNOWN_DETAIL_TYPES,
   OrchestratorEventSchema,
@@ -123,10 +134,15 @@ export type OrchestratorResult =
       action: 'closed';
       instanceId: string;
       runs: { backupId: string; status: string; notified: boolean }[];
+      /** Runs of several workers this instance was one of, whose other workers go on. */
+      going?: { backupId: string; workers: number }[];
     }
   | { event: 'stack'; action: 'created' | 'updated' | 'deleted'; rulesRemoved: number }
   | { event: 'alarm'; action: 'notified' | 'ignored'; alarm: string; state: string }
   | { event: 'ignored'; reason: string };
+
+/** A close claimed longer ago than the orchestrator may run (its timeout, 1 min) was cut short. */
+const CLOSE_CLAIM_MS = 2 * 60_000;
 
 /** Open runs' stop rules are kept this long past their stop time at most (then they are stale). */
 const STALE_RULE_MS = 24 * 3600_000;
@@ -262,10 +278,14 @@ export class Orchestrator {
         destination: this.mountPath(s.BACKUP_FILE_SYSTEM_ID),
         windowMinutes: job.windowMinutes,
         schedule: job.schedule,
-        message: `waiting for the worker: the Auto Scaling group ${s.AUTO_SCALING_GROUP_NAME} is launching an instance`,
+        message:
+          s.WORKERS === 1
+            ? `waiting for the worker: the Auto Scaling group ${s.AUTO_SCALING_GROUP_NAME} is launching an instance`
+            : `waiting for the workers: the Auto Scaling group ${s.AUTO_SCALING_GROUP_NAME} is launching ${s.WORKERS} instances`,
         start: time,
         host: 'pending',
         expireDays: s.EXPIRE_DAYS,
+        workers: s.WORKERS,
       });
       if (live) return this.skip(record, live, time);
       item = {
@@ -275,6 +295,7 @@ export class Orchestrator {
         StopAt: stopAt.toISOString(),
         StopRule: stopRule,
         WorkerState: 'launching',
+        Seats: s.WORKERS,
       };
       if (!(await this.store.create(item))) {
         this.log.info({ BackupId: backupId }, 'start redelivered: the record was written already');
@@ -282,7 +303,7 @@ export class Orchestrator {
     }
 
     // Each call is idempotent: a redelivered start finishes what an earlier attempt began.
-    await this.setDesiredCapacity(1);
+    await this.setDesiredCapacity(item.Workers ?? s.WORKERS);
     const stack = s.STACK_NAME ? ` (${s.STACK_NAME})` : '';
     await this.clients.events.send(
       new PutRuleCommand({
@@ -313,7 +334,9 @@ export class Orchestrator {
     );
     this.log.info(
       { BackupId: backupId, stopRule, stopAt: stopAt.toISOString(), job },
-      'run started: the worker is launching',
+      item.Workers > 1
+        ? 'run started: the workers are launching'
+        : 'run started: the worker is launching',
     );
     await this.tidyStopRules(time);
     return { event: 'start', action: 'started', backupId, stopRule, stopAt: stopAt.toISOString() };
@@ -370,14 +393,10 @@ export class Orchestrator {
   private async launched(e: LaunchedEvent): Promise<OrchestratorResult> {
     const instanceId = e.detail.EC2InstanceId;
     const time = Date.parse(e.time);
-    const run = (await this.waiting(time)).find((r) => !r.LaunchedInstance);
-    const paired =
-      !!run &&
-      (await this.store.update(
-        run.BackupId,
-        { LaunchedInstance: instanceId },
-        { WorkerState: 'launching', WorkerInstance: null, LaunchedInstance: null },
-      ));
+    const run = (await this.waiting(time)).find(
+      (r) => (r.LaunchedInstances?.size ?? (r.LaunchedInstance ? 1 : 0)) < r.Workers,
+    );
+    const paired = !!run && (await this.store.pairLaunch(run.BackupId, instanceId, run.Workers));
     this.log.info(
       { instanceId, BackupId: run?.BackupId ?? null, paired },
       paired ? 'an instance launched for the run' : 'an instance launched; no run waits for it',
@@ -408,11 +427,14 @@ export class Orchestrator {
       if (!counted) continue;
       const { run, failures } = counted;
       let closed = false;
-      if (failures >= limit) {
+      // An instance launched for the run may still start a worker: its end closes the run if not.
+      if (failures >= limit && !run.LaunchedInstances?.size) {
         closed = !!(await this.closeUnclaimed(
           { ...run, LaunchFailures: failures, LaunchError: cause },
           time,
           `the Auto Scaling group ${this.settings.AUTO_SCALING_GROUP_NAME} could not launch the worker (${failures} ${failures === 1 ? 'try' : 'tries'}): ${cause}`,
+          undefined,
+          { LaunchedInstances: null },
         ));
         // Only once the run is closed: a worker that took it meanwhile keeps its instance.
         if (closed) await this.setDesiredCapacity(0);
@@ -545,7 +567,7 @@ export class Orchestrator {
 
   private async terminating(e: TerminatingEvent): Promise<OrchestratorResult> {
     const instanceId = e.detail.EC2InstanceId;
-    const runs = await this.store.listItems({ WorkerInstance: instanceId });
+    const runs = (await this.store.listItems()).filter((r) => isWorkerOf(r, instanceId));
     const time = Date.parse(e.time);
     // Stopped by the stop rule (its window) or by anything else (a scale-in, a replacement).
     const reason = runs.some((r) => r.StopAt && Date.parse(r.StopAt) - 60_000 <= time)
@@ -591,41 +613,105 @@ export class Orchestrator {
     const items = (await this.store.listItems()).filter(
       (r) =>
         !r.Closed &&
-        (r.WorkerInstance === instanceId ||
+        (isWorkerOf(r, instanceId) ||
           // A run no worker claimed: its own instance died before the worker started, or its
           // stop time passed. A run that merely started before this event is a newer one's,
           // waiting for its own instance.
           (isUnclaimed(r) &&
             Date.parse(r.StartTime) <= t &&
-            (r.LaunchedInstance === instanceId || stopTimePassed(r, t)))),
+            (launchedFor(r, instanceId) || stopTimePassed(r, t)))),
     );
     const runs: { backupId: string; status: string; notified: boolean }[] = [];
+    const going: { backupId: string; workers: number }[] = [];
     for (let item of items) {
-      if (item.WorkerInstance !== instanceId) {
-        const cause =
-          item.LaunchedInstance === instanceId
-            ? `its instance ${instanceId} ended before the worker started: the instance could not set the worker up (it sent a notice saying why) or was terminated${e.detail.Cause ? ` (Auto Scaling: ${e.detail.Cause.replace(/\s+/g, ' ').trim()})` : ''}`
-            : await this.launchCause(item);
+      if (!isWorkerOf(item, instanceId)) {
+        const launched = launchedFor(item, instanceId);
+        if (launched) {
+          // Several instances were launched for it: the others may still start a worker.
+          const after =
+            (await this.store.launchGone(item.BackupId, instanceId)) ??
+            (await this.store.getItem(item.BackupId));
+          if (after?.LaunchedInstances?.size) continue;
+        }
+        const cause = launched
+          ? `its instance ${instanceId} ended before the worker started: the instance could not set the worker up (it sent a notice saying why) or was terminated${e.detail.Cause ? ` (Auto Scaling: ${e.detail.Cause.replace(/\s+/g, ' ').trim()})` : ''}`
+          : await this.launchCause(item);
         const message = `no worker took the run: ${cause}`;
         const closed = await this.closeUnclaimed(item, time, message, instanceId);
         if (closed) runs.push({ backupId: item.BackupId, status: 'Failed', ...closed });
         continue;
       }
+      const after = await this.store.workerGone(item.BackupId, instanceId);
+      if (!after) continue;
+      const left = workersLeft(after, instanceId);
+      if (left.length) {
+        // Not its last worker: the others go on, and the last one's end closes the run.
+        going.push({ backupId: item.BackupId, workers: left.length });
+        continue;
+      }
+      if (!(await this.claimClose(after))) continue;
+      item = after;
       if (item.Status === 'Running') {
-        item = {
-          ...item,
-          Status: 'Unknown',
-          Message: `the worker (instance ${instanceId}) ended before it reported the run's end: it was stopped or failed before it could write its figures (see the Auto Scaling group's activity and the instance's console output); the next run continues from the partial snapshot, if any`,
-          StopTime: time.toISOString(),
-          Host: item.Host === 'pending' ? instanceId : item.Host,
-        };
+        item = { ...item, ...this.endOf(item, instanceId, time) };
         await this.store.put(recordOf(item));
       }
       const notified = await this.finish(item, time);
       runs.push({ backupId: item.BackupId, status: item.Status, notified });
     }
-    this.log.info({ instanceId, runs }, 'the worker is gone: runs closed');
-    return { event: 'terminated', action: 'closed', instanceId, runs };
+    this.log.info(
+      { instanceId, runs, going },
+      going.length && !runs.length
+        ? 'a worker is gone: its run goes on with the others'
+        : 'the worker is gone: runs closed',
+    );
+    return {
+      event: 'terminated',
+      action: 'closed',
+      instanceId,
+      runs,
+      ...(going.length ? { going } : {}),
+    };
+  }
+
+  /**
+   * The last worker's instance of a run is gone: the run is closed by one invocation only (two
+   * instances that end at once, or one event delivered twice, cannot both close it; a worker
+   * that joins meanwhile keeps it open). A claim older than an invocation may live is one whose
+   * invocation ended before it closed the run: it is taken over (the event's retry finishes it).
+   */
+  private async claimClose(item: RunItem): Promise<boolean> {
+    const now = new Date().toISOString();
+    if (
+      await this.store.update(
+        item.BackupId,
+        { Closing: now },
+        { Closing: null, Seats: item.Seats ?? null },
+      )
+    )
+      return true;
+    const current = await this.store.getItem(item.BackupId);
+    if (!current?.Closing || current.Closed) return false;
+    if (Date.parse(current.Closing) > Date.now() - CLOSE_CLAIM_MS) return false;
+    return this.store.update(item.BackupId, { Closing: now }, { Closing: current.Closing });
+  }
+
+  /**
+   * The end of a run no worker reported: with several workers, the ends they kept, as one (see
+   * `workersEnd`); else Unknown.
+   */
+  private endOf(item: RunItem, instanceId: string, time: Date): Partial<RunItem> {
+    const ended = workersEnd(Object.values(item.WorkerEnds ?? {}), item.WorkerInstances);
+    if (ended) return recordOf({ ...item, ...ended, BackupId: item.BackupId });
+    const workers = [...(item.WorkerInstances ?? [instanceId])];
+    return {
+      Status: 'Unknown',
+      Message:
+        workers.length > 1
+          ? `the workers (instances ${workers.join(', ')}) ended before any of them reported the run's end: they were stopped or failed before they could write their figures (see the Auto Scaling group's activity and the instances' console output); the next run continues from the partial snapshot, if any`
+          : `the worker (instance ${instanceId}) ended before it reported the run's end: it was stopped or failed before it could write its figures (see the Auto Scaling group's activity and the instance's console output); the next run continues from the partial snapshot, if any`,
+      StopTime: time.toISOString(),
+      Host: item.Host === 'pending' ? instanceId : item.Host,
+    };
   }
 
   // ---- the stack's custom resource ------------------------------------------------------------
@@ -724,6 +810,7 @@ export class Orchestrator {
     time: Date,
     message: string,
     host?: string,
+    when: Partial<Record<keyof RunItem, string | null>> = {},
   ): Promise<{ notified: boolean } | null> {
     const failed = {
       Status: 'Failed' as const,
@@ -735,6 +822,7 @@ export class Orchestrator {
     const closed = await this.store.update(item.BackupId, failed, {
       WorkerState: 'launching',
       WorkerInstance: null,
+      ...when,
     });
     return closed ? { notified: await this.finish({ ...item, ...failed }, time) } : null;
   }
@@ -770,7 +858,7 @@ export class Orchestrator {
     return true;
   }
 
-  private async setDesiredCapacity(capacity: 0 | 1): Promise<void> {
+  private async setDesiredCapacity(capacity: number): Promise<void> {
     await this.clients.autoScaling.send(
       new SetDesiredCapacityCommand({
         AutoScalingGroupName: this.settings.AUTO_SCALING_GROUP_NAME,
@@ -813,6 +901,76 @@ export class Orchestrator {
       this.log.info({ rule, err: errorText(e) }, 'the stop rule was gone already');
     }
   }
+}
+
+/** Whether the group launched `instanceId` for the run (before any worker claimed it). */
+function launchedFor(r: RunItem, instanceId: string): boolean {
+  return r.LaunchedInstances?.has(instanceId) ?? r.LaunchedInstance === instanceId;
+}
+
+/** The run's workers other than `instanceId` whose instances are not gone. */
+function workersLeft(r: RunItem, instanceId: string): string[] {
+  const joined = r.WorkerInstances ?? new Set(r.WorkerInstance ? [r.WorkerInstance] : []);
+  return [...joined].filter((i) => i !== instanceId && !r.WorkersGone?.has(i));
+}
+
+/** Which end of a worker tells a run none reported: a committed snapshot, else a stop, else a failure. */
+function endRank(r: RunRecord): number {
+  if (r.Snapshot !== null) return 0;
+  return r.Status === 'Incomplete' ? 1 : r.Status === 'Failed' ? 2 : 3;
+}
+
+/** The figures each worker counts of its own part: a run's are their sums. */
+const SUMMED = [
+  'NumberOfFiles',
+  'NumberOfFilesTransferred',
+  'NumberOfFilesLinked',
+  'NumberOfFilesCopiedForLinkLimit',
+  'NumberOfFilesRepaired',
+  'NumberOfFilesChangedByChecksum',
+  'TotalFileSize',
+  'TotalTransferredFileSize',
+  'NumberOfWarnings',
+] as const satisfies readonly (keyof RunRecord)[];
+
+/**
+ * A run's end from the ends its workers kept, none of which wrote it: the status, message, host
+ * and log of the most telling one (a snapshot committed, else stopped, else failed; the latest
+ * among equals); the figures each counted of its own part, summed; from the first start to the
+ * last stop; every worker that joined among the figures. Null without any.
+ */
+function workersEnd(ends: RunRecord[], joined: Set<string> | undefined): RunRecord | null {
+  const told = [...ends].sort(
+    (a, b) => endRank(a) - endRank(b) || (b.StopTime ?? '').localeCompare(a.StopTime ?? ''),
+  )[0];
+  if (!told) return null;
+  const out: RunRecord = { ...told };
+  for (const f of SUMMED) out[f] = ends.reduce((n, e) => n + (e[f] ?? 0), 0);
+  const first = (f: 'StartTime' | 'CopyStartTime'): string | null =>
+    ends
+      .map((e) => e[f])
+      .filter((t): t is string => !!t)
+      .sort()[0] ?? told[f];
+  const last = (f: 'StopTime' | 'CopyStopTime') =>
+    ends
+      .map((e) => e[f])
+      .filter((t): t is string => !!t)
+      .sort()
+      .at(-1) ?? told[f];
+  out.StartTime = first('StartTime') ?? told.StartTime;
+  out.CopyStartTime = first('CopyStartTime');
+  out.StopTime = last('StopTime');
+  out.CopyStopTime = last('CopyStopTime');
+  const figures = new Map<string, WorkerFigure>();
+  for (const e of ends)
+    for (const w of e.WorkerFigures ?? []) if (!figures.has(w.Worker)) figures.set(w.Worker, w);
+  for (const id of joined ?? [])
+    if (!figures.has(id))
+      figures.set(id, { Worker: id, Units: 0, Entries: 0, Bytes: 0, Seconds: 0 });
+  out.WorkerFigures = [...figures.values()].sort((a, b) =>
+    a.Worker < b.Worker ? -1 : a.Worker > b.Worker ? 1 : 0,
+  );
+  return out;
 }
 
 /** A Running run no worker has claimed yet. */

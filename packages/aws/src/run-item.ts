@@ -15,10 +15,33 @@ export interface RunAttributes {
   StopRule?: string;
   /** `launching` until a worker claims the run, then `running`, then `done`. */
   WorkerState?: 'launching' | 'running' | 'done';
-  /** The EC2 instance that claimed the run. */
+  /** The EC2 instance that claimed the run (with several workers, the first that joined). */
   WorkerInstance?: string;
-  /** The instance the group launched for the run, before any worker claimed it. */
+  /** Every instance whose worker joined the run (one, or up to the run's Workers). */
+  WorkerInstances?: Set<string>;
+  /** Workers that may still join: the run's Workers less those joined, plus those gone. */
+  Seats?: number;
+  /** The joined instances that are gone (terminated): the run is closed when all are. */
+  WorkersGone?: Set<string>;
+  /**
+   * A run of several workers: how each worker's part ended when it did not report the run's
+   * end itself (it did not commit: stopped, failed, or another worker committed), by instance.
+   * The orchestrator closes a run no worker reported with the most telling of them.
+   */
+  WorkerEnds?: Record<string, RunRecord>;
+  /**
+   * When the orchestrator claimed the run's close (ISO), at its last worker's end: one
+   * invocation closes it, once.
+   */
+  Closing?: string;
+  /** The worker that began a shared run (took its lock first): it is begun once. */
+  Begun?: string;
+  /** The worker that wrote the run's end (its committer, with several workers). */
+  Reporter?: string;
+  /** The instance the group launched for the run, before any worker claimed it (the first). */
   LaunchedInstance?: string;
+  /** The instances the group launched for the run and not gone, before any worker claimed it. */
+  LaunchedInstances?: Set<string>;
   /** How many times the group failed to launch an instance for the run. */
   LaunchFailures?: number;
   /** The Auto Scaling activity of the last launch failure counted (a redelivery counts once). */
@@ -60,7 +83,15 @@ export const RUN_ATTRIBUTES = [
   'StopRule',
   'WorkerState',
   'WorkerInstance',
+  'WorkerInstances',
+  'Seats',
+  'WorkersGone',
+  'WorkerEnds',
+  'Closing',
+  'Begun',
+  'Reporter',
   'LaunchedInstance',
+  'LaunchedInstances',
   'LaunchFailures',
   'LaunchActivity',
   'LaunchError',

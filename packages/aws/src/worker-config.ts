@@ -38,6 +38,12 @@ const flag = z
 /** A rate limit: a number ≥ 0 (or its text); 0 means none. */
 const limit = z.coerce.number().min(0);
 
+/** The most workers one run may be given (the template's Workers parameter allows 1 to this). */
+export const MAX_WORKERS = 16;
+
+/** How many workers one run is given: a whole number from 1 to MAX_WORKERS, or its text. */
+export const WorkersSchema = z.coerce.number().int().min(1).max(MAX_WORKERS);
+
 /** Half the 2.1 TiB of credits a new file system starts with: a backup leaves the rest. */
 export const DEFAULT_BURST_CREDIT_FLOOR = 2 ** 40;
 
@@ -67,66 +73,80 @@ export const RestoreSettingsSchema = z.object({
   windowMinutes: z.coerce.number().positive().default(720),
 });
 
-export const WorkerConfigSchema = z.object({
-  region: z.string().min(1),
-  table: z.string().min(1),
-  bucket: z.string().min(1),
-  /** @default logs/ */
-  logPrefix: z.string().default('logs/'),
-  topicArn: z.string().min(1),
-  autoScalingGroupName: z.string().min(1),
-  /** The termination lifecycle hook the worker completes (a backup worker has one). */
-  lifecycleHookName: z.string().min(1).optional(),
-  /** The file system backed up (a backup), or restored into (a restore). */
-  sourceFileSystemId: z.string().min(1),
-  /** The file system that holds the backups. */
-  backupFileSystemId: z.string().min(1),
-  /** Each file system is mounted at `<mountRoot>/<file system id>`. @default /mnt/efs */
-  mountRoot: z.string().startsWith('/').default('/mnt/efs'),
-  /** Where the pid file and the stop file are. @default /run/efs-backup */
-  runDir: z.string().default(DEFAULT_RUN_DIR).transform(checkRunDir),
-  mount: MountSchema.default(MountSchema.parse({})),
-  /** @default the instance's, from the instance metadata service (IMDSv2) */
-  instanceId: z.string().min(1).optional(),
-  /** @default the instance's, from the instance metadata service (IMDSv2) */
-  instanceType: z.string().min(1).optional(),
-  /** File-system calls in flight. @default the engine's: 64 on EFS */
-  concurrency: z.number().int().min(1).max(1024).optional(),
-  /**
-   * Bytes read per second from the source, in MiB (the engine's maxMiBps); 0: no limit. A
-   * number or its text, as a template parameter renders it. @default 0
-   */
-  maxMiBps: limit.default(0),
-  /** File-system calls per second on the source (the engine's maxOps); 0: no limit. @default 0 */
-  maxOps: limit.default(0),
-  /**
-   * While the source is in Bursting mode and its BurstCreditBalance (bytes) is under this, the
-   * run slows to `lowCreditMaxMiBps`; 0: never. @default 1 TiB (1099511627776)
-   */
-  burstCreditFloor: z.coerce.number().min(0).default(DEFAULT_BURST_CREDIT_FLOOR),
-  /** The read rate (MiB/s) while the source's credits are under the floor. @default 10 */
-  lowCreditMaxMiBps: z.coerce.number().positive().default(10),
-  /** How often the source's credits are read while the run goes. @default 300 */
-  creditCheckSeconds: z.coerce.number().positive().default(300),
-  /** Days records and logs are kept. @default 90 */
-  expireDays: z.number().positive().default(90),
-  /** How long a worker that finished early waits to be told to stop. @default 900 */
-  stopWaitSeconds: z.number().min(0).default(900),
-  /** Service endpoints, for emulators and tests. @default AWS's */
-  endpoints: z
-    .object({
-      dynamodb: z.url(),
-      s3: z.url(),
-      sns: z.url(),
-      autoScaling: z.url(),
-      efs: z.url(),
-      cloudwatch: z.url(),
-    })
-    .partial()
-    .default({}),
-  /** What a restore worker restores. */
-  restore: RestoreSettingsSchema.optional(),
-});
+export const WorkerConfigSchema = z
+  .object({
+    region: z.string().min(1),
+    table: z.string().min(1),
+    /**
+     * How many instances build one snapshot together (the template's Workers); a run's record
+     * says its own. 1: the worker runs the backup alone, as the original did. @default 1
+     */
+    workers: WorkersSchema.default(1),
+    /** The lease table the workers of one run share its work through (key Scope, Key). */
+    leaseTable: z.string().min(1).optional(),
+    /** A lease's life, in seconds, when several workers share a run. @default the engine's: 60 */
+    leaseSeconds: z.coerce.number().positive().optional(),
+    bucket: z.string().min(1),
+    /** @default logs/ */
+    logPrefix: z.string().default('logs/'),
+    topicArn: z.string().min(1),
+    autoScalingGroupName: z.string().min(1),
+    /** The termination lifecycle hook the worker completes (a backup worker has one). */
+    lifecycleHookName: z.string().min(1).optional(),
+    /** The file system backed up (a backup), or restored into (a restore). */
+    sourceFileSystemId: z.string().min(1),
+    /** The file system that holds the backups. */
+    backupFileSystemId: z.string().min(1),
+    /** Each file system is mounted at `<mountRoot>/<file system id>`. @default /mnt/efs */
+    mountRoot: z.string().startsWith('/').default('/mnt/efs'),
+    /** Where the pid file and the stop file are. @default /run/efs-backup */
+    runDir: z.string().default(DEFAULT_RUN_DIR).transform(checkRunDir),
+    mount: MountSchema.default(MountSchema.parse({})),
+    /** @default the instance's, from the instance metadata service (IMDSv2) */
+    instanceId: z.string().min(1).optional(),
+    /** @default the instance's, from the instance metadata service (IMDSv2) */
+    instanceType: z.string().min(1).optional(),
+    /** File-system calls in flight. @default the engine's: 64 on EFS */
+    concurrency: z.number().int().min(1).max(1024).optional(),
+    /**
+     * Bytes read per second from the source, in MiB (the engine's maxMiBps); 0: no limit. A
+     * number or its text, as a template parameter renders it. @default 0
+     */
+    maxMiBps: limit.default(0),
+    /** File-system calls per second on the source (the engine's maxOps); 0: no limit. @default 0 */
+    maxOps: limit.default(0),
+    /**
+     * While the source is in Bursting mode and its BurstCreditBalance (bytes) is under this, the
+     * run slows to `lowCreditMaxMiBps`; 0: never. @default 1 TiB (1099511627776)
+     */
+    burstCreditFloor: z.coerce.number().min(0).default(DEFAULT_BURST_CREDIT_FLOOR),
+    /** The read rate (MiB/s) while the source's credits are under the floor. @default 10 */
+    lowCreditMaxMiBps: z.coerce.number().positive().default(10),
+    /** How often the source's credits are read while the run goes. @default 300 */
+    creditCheckSeconds: z.coerce.number().positive().default(300),
+    /** Days records and logs are kept. @default 90 */
+    expireDays: z.number().positive().default(90),
+    /** How long a worker that finished early waits to be told to stop. @default 900 */
+    stopWaitSeconds: z.number().min(0).default(900),
+    /** Service endpoints, for emulators and tests. @default AWS's */
+    endpoints: z
+      .object({
+        dynamodb: z.url(),
+        s3: z.url(),
+        sns: z.url(),
+        autoScaling: z.url(),
+        efs: z.url(),
+        cloudwatch: z.url(),
+      })
+      .partial()
+      .default({}),
+    /** What a restore worker restores. */
+    restore: RestoreSettingsSchema.optional(),
+  })
+  .refine((c) => c.workers === 1 || c.leaseTable !== undefined, {
+    message: 'workers above 1 need a leaseTable to share the run through',
+    path: ['leaseTable'],
+  });
 export type WorkerConfig = z.infer<typeof WorkerConfigSchema>;
 /** The file as written: defaults may be left out. */
 export type WorkerConfigInput = z.input<typeof WorkerConfigSchema>;

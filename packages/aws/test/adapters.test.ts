@@ -63,6 +63,8 @@ function record(over: Partial<RunRecord> = {}): RunRecord {
     SnapshotsPruned: 0,
     NumberOfFilesDeleted: null,
     Host: 'ip-10-0-0-1',
+    Workers: 1,
+    WorkerFigures: null,
     LogLocation: 's3://logs/logs/efs-backup/b-1.log',
     ExpireItem: 1_800_000_000,
     ...over,
@@ -166,6 +168,29 @@ describe('DynamoDbRecordStore (dynalite)', () => {
     expect(await store.create(restore as RunRecord)).toBe(true);
     expect(await store.get('b-1')).toEqual(record({ Exclude: [], ExcludeIfPresent: [] }));
     expect(await store.get('r-1')).toMatchObject({ Exclude: null, ExcludeIfPresent: null });
+  });
+
+  it("a run of several workers keeps each one's figures; an item written before reads as one worker's", async () => {
+    const store = new DynamoDbRecordStore({
+      tableName: await aws.newTable(),
+      client: aws.dynamodb,
+    });
+    const shared = record({
+      BackupId: 's-1',
+      Workers: 3,
+      WorkerFigures: [
+        { Worker: 'i-1', Units: 4, Entries: 30, Bytes: 1000, Seconds: 2.5 },
+        { Worker: 'i-2', Units: 0, Entries: 0, Bytes: 0, Seconds: 0 },
+        { Worker: 'i-3', Units: 7, Entries: 31, Bytes: 234, Seconds: 3 },
+      ],
+    });
+    await store.put(shared);
+    expect(await store.get('s-1')).toEqual(shared);
+    /* eslint-disable @typescript-eslint/no-unused-vars */
+    const { Workers, WorkerFigures, ...old } = record();
+    /* eslint-enable @typescript-eslint/no-unused-vars */
+    expect(await store.create(old as RunRecord)).toBe(true);
+    expect(await store.get('b-1')).toEqual(record({ Workers: 1, WorkerFigures: null }));
   });
 
   it('a record write keeps the workflow attributes of the item', async () => {

@@ -13,12 +13,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { verify } from '@efs-backup/core';
 import {
   createTree,
   diffTrees,
   dir,
   file,
   hardlink,
+  rsyncDifferences,
   symlink,
 } from '../../core/test/fixtures/tree.js';
 import { DynamoDbRecordStore, type RunItem, type WorkerConfigInput } from '../src/index.js';
@@ -70,6 +73,30 @@ async function s3Text(bucket: string, location: string): Promise<string> {
   const key = location.slice(`s3://${bucket}/`.length);
   const r = await aws.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   return r.Body!.transformToString();
+}
+
+/** Waits until the (asynchronous) condition holds, or fails after `ms`. */
+async function poll(what: string, condition: () => Promise<boolean>, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Every item of a simulation's lease table. */
+async function leaseItems(s: Simulation): Promise<Record<string, unknown>[]> {
+  const r = await DynamoDBDocumentClient.from(aws.dynamodb).send(
+    new ScanCommand({ TableName: s.leaseTable, ConsistentRead: true }),
+  );
+  return (r.Items ?? []) as Record<string, unknown>[];
+}
+
+/** The units leased now (the lease store's items: Key, Status, Owner, Expires, Attempt). */
+async function leased(s: Simulation): Promise<Record<string, unknown>[]> {
+  return (await leaseItems(s)).filter(
+    (i) => i.Status === 'leased' && Number(i.Expires) > Date.now(),
+  );
 }
 
 const published = (s: Simulation) =>
@@ -596,6 +623,244 @@ describe('every way a run fails ends closed, told, and at 0', () => {
     expect(s.instances).toHaveLength(2);
     expect(s.rules.size).toBe(0);
     expect(s.desired).toBe(0);
+  });
+});
+
+describe("a run of several workers (the template's Workers)", () => {
+  it("3 workers build one snapshot; one instance dies mid-run (its worker killed): its leases expire, the others finish its units, one correct snapshot, one record closed once with 3 workers' figures, one notice", async () => {
+    const s = await simulation('three-workers', {
+      source: 'fs-wide',
+      workers: 3,
+      // Short leases: the dead worker's units go back to the others within seconds.
+      leaseSeconds: 2,
+      notifyOnSuccess: true,
+      concurrency: 2,
+      // Slow enough that the run is surely going when the instance dies, on any machine.
+      worker: { maxMiBps: '3' },
+    });
+    const src = path.join(s.filesystems, 'fs-wide');
+    const files = bigTree(src, 24, 30, 16 * 1024);
+    createTree(src, {
+      'a.txt': file('a\n'),
+      'link-to-a': symlink('a.txt'),
+      // Names of one inode in different units.
+      d000: dir({ 'same.txt': file('one inode, two directories\n') }),
+      d023: dir({ 'same-again.txt': hardlink('d000/same.txt') }),
+    });
+    const backupId = s.start({ windowMinutes: '180' });
+    const store = new DynamoDbRecordStore({ tableName: s.table, client: aws.dynamodb });
+    const backupDir = path.join(s.filesystems, 'fs-backup');
+
+    // All three joined, the partial a tenth written, and a unit leased: that worker dies.
+    // Frozen first (SIGSTOP), so the lease it holds is surely still its own when it is killed.
+    let held: Record<string, unknown> | undefined;
+    await poll('three workers at work, one of them holding a lease', async () => {
+      const run = await store.getItem(backupId);
+      const p = partials(backupDir)[0];
+      if (run?.WorkerInstances?.size !== 3 || !p) return false;
+      if (countEntries(path.join(backupDir, 'efs-backup', 'daily', p)) < files / 10) return false;
+      const lease = (await leased(s)).find((l) => run.WorkerInstances!.has(String(l.Owner)));
+      if (!lease) return false;
+      const worker = s.instances.find((i) => i.id === lease.Owner)!;
+      worker.process.kill('SIGSTOP');
+      held = (await leased(s)).find((l) => l.Key === lease.Key && l.Owner === lease.Owner);
+      if (!held) worker.process.kill('SIGCONT');
+      return held !== undefined;
+    });
+    const victim = String(held!.Owner);
+    const dead = s.instances.find((i) => i.id === victim)!;
+    // Its termination hook waits half a second for a lifecycle action nobody completes.
+    s.crash(dead, 500);
+    // Its lease expires and another worker takes the unit over (its next attempt).
+    await poll("the dead worker's unit taken over", async () =>
+      (await leaseItems(s)).some(
+        (i) =>
+          i.Key === held!.Key && i.Owner !== victim && Number(i.Attempt) > Number(held!.Attempt),
+      ),
+    );
+    await s.idle(120_000);
+    expect(s.errors).toEqual([]);
+    expect(s.instances).toHaveLength(3);
+    expect(dead.process.signalCode).toBe('SIGKILL');
+
+    // One snapshot, the source's exactly (rsync's judge, content compared), sound by verify.
+    const [stamp, ...more] = snapshots(backupDir);
+    expect(more).toEqual([]);
+    expect(partials(backupDir)).toEqual([]);
+    const snap = path.join(backupDir, 'efs-backup', 'daily', stamp!);
+    expect(rsyncDifferences(src, snap)).toEqual([]);
+    expect(diffTrees(src, snap)).toEqual([]);
+    const [checked] = await verify({ destination: backupDir, snapshot: stamp! });
+    expect(checked!.problems).toEqual([]);
+    expect(checked!.entries).toBe(files + 24 + 4);
+
+    // One record, closed once, with each worker's figures and the run's totals.
+    const record = await item(s, backupId);
+    const ids = s.instances.map((i) => i.id).sort();
+    expect(record).toMatchObject({
+      Status: 'Success',
+      Snapshot: stamp,
+      Workers: 3,
+      NumberOfFiles: files + 24 + 4,
+      WorkerInstances: new Set(ids),
+      WorkersGone: new Set(ids),
+      Closed: expect.any(String),
+      Notified: expect.any(String),
+    });
+    expect(record!.WorkerFigures!.map((w) => w.Worker)).toEqual(ids);
+    const figures = record!.WorkerFigures!;
+    expect(figures.reduce((n, w) => n + w.Units, 0)).toBeGreaterThan(1);
+    // Each unit was done by one worker: the entries of the units add up to the snapshot's.
+    expect(figures.reduce((n, w) => n + w.Entries, 0)).toBeLessThanOrEqual(files + 24 + 4);
+    expect(record!.Reporter).toBeDefined();
+    expect(record!.Reporter).not.toBe(victim);
+    const closes = s.results.flatMap((r) =>
+      r.event === 'terminated' ? r.runs.filter((x) => x.backupId === backupId) : [],
+    );
+    expect(closes).toEqual([{ backupId, status: 'Success', notified: false }]);
+    // One notice: the committer's.
+    expect(published(s)).toEqual([
+      expect.objectContaining({
+        Subject: expect.stringMatching(/^\[efs-backup\] Success: efs-backup\/daily on /),
+        Message: expect.stringMatching(/ {2}Workers {7}3: i-/),
+      }),
+    ]);
+    // Every instance was told to stop through its own Run Command; the living let themselves go.
+    const told = s.calls
+      .filter((c) => c.service === 'ssm' && c.action === 'SendCommand')
+      .map((c) => (c.params.InstanceIds as string[])[0])
+      .sort();
+    expect(told).toEqual(ids);
+    const completed = s.calls
+      .filter((c) => c.action === 'CompleteLifecycleAction')
+      .map((c) => c.params.InstanceId)
+      .sort();
+    expect(completed).toEqual(ids.filter((id) => id !== victim));
+    // The run and its units are gone from the lease table once it committed.
+    expect((await leaseItems(s)).filter((i) => i.Key !== 'claim')).toEqual([]);
+    // Each worker's own log; the record's is the committer's.
+    expect(record!.LogLocation).toBe(
+      `s3://${s.bucket}/logs/efs-backup/${backupId}.${record!.Reporter}.log`,
+    );
+    expect(await s3Text(s.bucket, record!.LogLocation!)).toContain(
+      'efs-backup efs-backup/daily succeeded',
+    );
+    expect(s.desired).toBe(0);
+    expect(s.rules.size).toBe(0);
+  });
+
+  it('3 workers stopped at the window: Incomplete, closed once with the ends they kept, one notice; the next run of 3 continues the partial', async () => {
+    const s = await simulation('three-window', {
+      source: 'fs-wide2',
+      workers: 3,
+      leaseSeconds: 5,
+      concurrency: 2,
+      worker: { maxMiBps: '2' },
+    });
+    const src = path.join(s.filesystems, 'fs-wide2');
+    const files = bigTree(src, 12, 40, 16 * 1024);
+    const store = new DynamoDbRecordStore({ tableName: s.table, client: aws.dynamodb });
+    const backupDir = path.join(s.filesystems, 'fs-backup');
+    const first = s.start({ windowMinutes: '30' });
+    await poll('three workers at work', async () => {
+      const run = await store.getItem(first);
+      const p = partials(backupDir)[0];
+      return (
+        run?.WorkerInstances?.size === 3 &&
+        !!p &&
+        countEntries(path.join(backupDir, 'efs-backup', 'daily', p)) >= files / 10
+      );
+    });
+    s.fireStopRule();
+    await s.idle();
+    expect(s.errors).toEqual([]);
+    const stopped = await item(s, first);
+    expect(stopped).toMatchObject({
+      Status: 'Incomplete',
+      Message:
+        'the backup window ended before the backup completed; the next run continues from where this one stopped',
+      Snapshot: null,
+      Workers: 3,
+      Closed: expect.any(String),
+      Notified: expect.any(String),
+    });
+    // Each worker kept its end; none wrote the record; the orchestrator closed the run with one.
+    expect(Object.keys(stopped!.WorkerEnds ?? {}).sort()).toEqual(
+      s.instances.map((i) => i.id).sort(),
+    );
+    expect(stopped!.Reporter).toBeUndefined();
+    expect(published(s)).toEqual([
+      expect.objectContaining({ Subject: expect.stringMatching(/^\[efs-backup\] Incomplete: /) }),
+    ]);
+    expect(partials(backupDir)).toHaveLength(1);
+    expect(snapshots(backupDir)).toEqual([]);
+
+    // The next run's three workers continue the partial and commit it.
+    const second = s.start({ windowMinutes: '30' });
+    await s.idle();
+    expect(s.errors).toEqual([]);
+    const done = await item(s, second);
+    expect(done).toMatchObject({ Status: 'Success', NumberOfFiles: files + 12, Workers: 3 });
+    expect(partials(backupDir)).toEqual([]);
+    const snap = path.join(backupDir, 'efs-backup', 'daily', done!.Snapshot!);
+    expect(rsyncDifferences(src, snap)).toEqual([]);
+    expect(s.instances).toHaveLength(6);
+    expect(published(s)).toHaveLength(1);
+  });
+
+  it('a worker that comes after the run has committed (its mount slow) takes no part: one snapshot, one record, one notice', async () => {
+    const gate = path.join(base, 'late-mount-gate');
+    const s = await simulation('late-worker', {
+      source: 'fs-late',
+      workers: 3,
+      notifyOnSuccess: true,
+      // The third instance's mount waits for the gate: its worker joined the run, and starts
+      // its part only once the two others have committed it.
+      workerFor: (n) =>
+        n === 3
+          ? {
+              mount: {
+                command: [
+                  'sh',
+                  '-c',
+                  `while [ ! -e ${gate} ]; do sleep 0.05; done; exec "$0" "$@"`,
+                  process.execPath,
+                  new URL('./fixtures/fake-mount.mjs', import.meta.url).pathname,
+                  '{fileSystemId}',
+                  '{path}',
+                  path.join(base, 'late-worker', 'filesystems'),
+                ],
+                attempts: 1,
+                retryDelaySeconds: 0,
+              },
+            }
+          : {},
+    });
+    const src = path.join(s.filesystems, 'fs-late');
+    const files = bigTree(src, 6, 10, 4096);
+    const backupId = s.start({ windowMinutes: '180' });
+    const store = new DynamoDbRecordStore({ tableName: s.table, client: aws.dynamodb });
+    await poll('the two first workers to commit the run', async () => {
+      const run = await store.getItem(backupId);
+      return run?.WorkerInstances?.size === 3 && run.Status === 'Success';
+    });
+    fs.writeFileSync(gate, '');
+    await s.idle();
+    expect(s.errors).toEqual([]);
+    const backupDir = path.join(s.filesystems, 'fs-backup');
+    expect(snapshots(backupDir)).toHaveLength(1);
+    expect(partials(backupDir)).toEqual([]);
+    const record = await item(s, backupId);
+    expect(record).toMatchObject({
+      Status: 'Success',
+      NumberOfFiles: files + 6,
+      Closed: expect.any(String),
+      WorkersGone: new Set(s.instances.map((i) => i.id)),
+    });
+    expect(record!.Begun).not.toBe(s.instances[2]!.id);
+    expect(published(s)).toHaveLength(1);
+    const late = s.instances[2]!.output.filter((l) => l.includes('is over: nothing to join'));
+    expect(late).not.toEqual([]);
   });
 });
 

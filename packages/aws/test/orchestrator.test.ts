@@ -32,6 +32,7 @@ import {
   Orchestrator,
   OrchestratorSettingsSchema,
   stopCommands,
+  WorkerConfigSchema,
   type OrchestratorEnvironment,
   type RunItem,
 } from '../src/index.js';
@@ -175,6 +176,8 @@ describe("start (the schedule's Scheduled Event)", () => {
       SnapshotsPruned: 0,
       NumberOfFilesDeleted: null,
       Host: 'pending',
+      Workers: 1,
+      WorkerFigures: null,
       LogLocation: null,
       // 90 days after the start.
       ExpireItem: Date.parse('2026-11-26T02:00:00Z') / 1000 + 90 * 86_400,
@@ -183,6 +186,8 @@ describe("start (the schedule's Scheduled Event)", () => {
       StopAt: '2026-11-26T04:45:00.000Z',
       StopRule: RULE,
       WorkerState: 'launching',
+      // One worker may take it.
+      Seats: 1,
     });
     expect(inputs(asMock, SetDesiredCapacityCommand)).toEqual([
       { AutoScalingGroupName: GROUP, DesiredCapacity: 1, HonorCooldown: false },
@@ -866,6 +871,277 @@ describe('launches (the Auto Scaling group reports each)', () => {
   });
 });
 
+describe('a run of several workers (WORKERS 3)', () => {
+  const I = ['i-0000000000000000a', 'i-0000000000000000b', 'i-0000000000000000c'];
+  const launched = (id: string, n: number) =>
+    variant(LAUNCHED, { id: `launch-${n}`, detail: { EC2InstanceId: id } });
+  const terminating = (id: string) =>
+    variant(TERMINATING, { id: `terminating-${id}`, detail: { EC2InstanceId: id } });
+  const terminated = (id: string, time = '2026-11-26T04:52:31Z') =>
+    variant(TERMINATED, { id: `terminated-${id}`, time, detail: { EC2InstanceId: id } });
+  let o: Orchestrator;
+
+  beforeEach(async () => {
+    o = await newOrchestrator({ WORKERS: '3' });
+  });
+
+  /** Started, its three instances launched and joined. */
+  async function joined(): Promise<void> {
+    await o.handle(START, FUNCTION_ARN);
+    for (const [n, id] of I.entries()) await o.handle(launched(id, n), FUNCTION_ARN);
+    for (const id of I) expect((await claimRun(o.store, id))?.BackupId).toBe(BACKUP_ID);
+    for (const m of [asMock, ssmMock, ebMock, snsMock]) m.resetHistory();
+  }
+
+  it('a start asks the group for 3 instances, and the record says 3 workers', async () => {
+    await o.handle(START, FUNCTION_ARN);
+    expect(inputs(asMock, SetDesiredCapacityCommand)).toEqual([
+      { AutoScalingGroupName: GROUP, DesiredCapacity: 3, HonorCooldown: false },
+    ]);
+    expect(await o.store.getItem(BACKUP_ID)).toMatchObject({
+      Status: 'Running',
+      Workers: 3,
+      Seats: 3,
+      WorkerState: 'launching',
+      Message: `waiting for the workers: the Auto Scaling group ${GROUP} is launching 3 instances`,
+    });
+    // A redelivered start asks for the same 3.
+    await o.handle(START, FUNCTION_ARN);
+    expect(inputs(asMock, SetDesiredCapacityCommand).map((c) => c.DesiredCapacity)).toEqual([3, 3]);
+  });
+
+  it('each of its three launches is paired with it; a fourth is not', async () => {
+    await o.handle(START, FUNCTION_ARN);
+    for (const [n, id] of I.entries())
+      expect(await o.handle(launched(id, n), FUNCTION_ARN)).toMatchObject({
+        action: 'paired',
+        backupId: BACKUP_ID,
+      });
+    // Redelivered, and one more instance: nothing more is paired.
+    expect(await o.handle(launched(I[0]!, 0), FUNCTION_ARN)).toMatchObject({ action: 'ignored' });
+    expect(await o.handle(launched('i-0000000000000000d', 3), FUNCTION_ARN)).toMatchObject({
+      action: 'ignored',
+    });
+    expect(await o.store.getItem(BACKUP_ID)).toMatchObject({
+      LaunchedInstance: I[0],
+      LaunchedInstances: new Set(I),
+    });
+  });
+
+  it('three workers join it, the first claims it; a fourth may not, a join repeated takes no seat', async () => {
+    await o.handle(START, FUNCTION_ARN);
+    const first = await claimRun(o.store, I[0]!);
+    expect(first).toMatchObject({ WorkerState: 'running', WorkerInstance: I[0], Seats: 2 });
+    await claimRun(o.store, I[1]!);
+    await claimRun(o.store, I[2]!);
+    expect(await claimRun(o.store, 'i-0000000000000000d')).toBeNull();
+    expect((await claimRun(o.store, I[1]!))?.BackupId).toBe(BACKUP_ID);
+    expect(await o.store.getItem(BACKUP_ID)).toMatchObject({
+      WorkerInstance: I[0],
+      WorkerInstances: new Set(I),
+      Seats: 0,
+    });
+  });
+
+  it('the stop: every instance is told through its own Run Command, each for the window', async () => {
+    await joined();
+    expect(await o.handle(STOP, FUNCTION_ARN)).toMatchObject({ action: 'stopped' });
+    expect(inputs(asMock, SetDesiredCapacityCommand)).toEqual([
+      { AutoScalingGroupName: GROUP, DesiredCapacity: 0, HonorCooldown: false },
+    ]);
+    // The group terminates its three instances: each one's lifecycle action, each one told.
+    for (const id of I)
+      expect(await o.handle(terminating(id), FUNCTION_ARN)).toMatchObject({
+        action: 'stop-sent',
+        instanceId: id,
+        reason: 'window',
+      });
+    expect(inputs(ssmMock, SendCommandCommand).map((c) => c.InstanceIds)).toEqual(
+      I.map((id) => [id]),
+    );
+  });
+
+  it('closed once, when the last worker is gone: not at the first, nor twice when two go at once', async () => {
+    await joined();
+    // The committer reported the run's end; the others did not.
+    await o.store.update(BACKUP_ID, {
+      Status: 'Success',
+      StopTime: '2026-11-26T03:00:00.000Z',
+      Reporter: I[1],
+      WorkerState: 'done',
+    });
+    expect(await o.handle(terminated(I[0]!), FUNCTION_ARN)).toEqual({
+      event: 'terminated',
+      action: 'closed',
+      instanceId: I[0],
+      runs: [],
+      going: [{ backupId: BACKUP_ID, workers: 2 }],
+    });
+    expect((await o.store.getItem(BACKUP_ID))?.Closed).toBeUndefined();
+    expect(ebMock.calls()).toHaveLength(0);
+    expect(metrics).toHaveLength(0);
+    // The last two at once: one of them closes the run.
+    const results = await Promise.all(
+      I.slice(1).map((id) => o.handle(terminated(id), FUNCTION_ARN)),
+    );
+    const closed = results.flatMap((r) => (r.event === 'terminated' ? r.runs : []));
+    expect(closed).toEqual([{ backupId: BACKUP_ID, status: 'Success', notified: false }]);
+    expect(metrics).toHaveLength(1);
+    expect(JSON.parse(metrics[0]!)).toMatchObject({ Workers: 3, RunsSucceeded: 1 });
+    expect(inputs(ebMock, DeleteRuleCommand)).toEqual([{ Name: RULE }]);
+    expect(await o.store.getItem(BACKUP_ID)).toMatchObject({
+      Closed: '2026-11-26T04:52:31.000Z',
+      WorkersGone: new Set(I),
+    });
+    // Redelivered: nothing more.
+    expect(await o.handle(terminated(I[2]!), FUNCTION_ARN)).toMatchObject({ runs: [] });
+    expect(metrics).toHaveLength(1);
+  });
+
+  it('a close cut short (its Lambda ended after the claim) is finished by the same event redelivered', async () => {
+    await joined();
+    await o.store.update(BACKUP_ID, {
+      Status: 'Failed',
+      Message: 'disk full',
+      StopTime: '2026-11-26T03:00:00.000Z',
+    });
+    for (const id of I.slice(0, 2)) await o.handle(terminated(id), FUNCTION_ARN);
+    // The last one's first attempt counted it gone and claimed the close, then stopped (its
+    // Lambda timed out, 3 minutes ago): the event's retry closes the run.
+    await o.store.workerGone(BACKUP_ID, I[2]!);
+    await o.store.update(BACKUP_ID, { Closing: new Date(Date.now() - 180_000).toISOString() });
+    expect(await o.handle(terminated(I[2]!), FUNCTION_ARN)).toMatchObject({
+      runs: [{ backupId: BACKUP_ID, status: 'Failed', notified: true }],
+    });
+    // Another instance's event does not close it a second time.
+    expect(await o.handle(terminated(I[0]!), FUNCTION_ARN)).toMatchObject({ runs: [] });
+    expect(inputs(snsMock, PublishCommand)).toHaveLength(1);
+  });
+
+  it('the last end delivered twice at once closes the run once', async () => {
+    await joined();
+    await o.store.update(BACKUP_ID, {
+      Status: 'Failed',
+      Message: 'disk full',
+      StopTime: '2026-11-26T03:00:00.000Z',
+    });
+    for (const id of I.slice(0, 2)) await o.handle(terminated(id), FUNCTION_ARN);
+    const twice = await Promise.all([1, 2].map(() => o.handle(terminated(I[2]!), FUNCTION_ARN)));
+    expect(twice.flatMap((r) => (r.event === 'terminated' ? r.runs : []))).toHaveLength(1);
+    expect(metrics).toHaveLength(1);
+    expect(inputs(snsMock, PublishCommand)).toHaveLength(1);
+  });
+
+  it('no worker reported: closed with the most telling end a worker kept (stopped before failed), notified', async () => {
+    await joined();
+    const running = (await o.store.get(BACKUP_ID))!;
+    await o.store.addWorkerEnd(BACKUP_ID, I[0]!, {
+      ...running,
+      Status: 'Failed',
+      Message: 'cannot mount the source file system',
+      StopTime: '2026-11-26T02:10:00.000Z',
+      Host: 'ip-10-0-0-1',
+      NumberOfFilesTransferred: 3,
+    });
+    await o.store.addWorkerEnd(BACKUP_ID, I[1]!, {
+      ...running,
+      Status: 'Incomplete',
+      Message:
+        'the backup window ended before the backup completed; the next run continues from where this one stopped',
+      StopTime: '2026-11-26T04:45:05.000Z',
+      Host: 'ip-10-0-0-2',
+      NumberOfFilesTransferred: 40,
+      WorkerFigures: [{ Worker: I[1]!, Units: 2, Entries: 40, Bytes: 400, Seconds: 9 }],
+    });
+    for (const id of I) await o.handle(terminated(id), FUNCTION_ARN);
+    const zero = { Units: 0, Entries: 0, Bytes: 0, Seconds: 0 };
+    expect(await o.store.getItem(BACKUP_ID)).toMatchObject({
+      Status: 'Incomplete',
+      Message:
+        'the backup window ended before the backup completed; the next run continues from where this one stopped',
+      Host: 'ip-10-0-0-2',
+      // Each worker counts its own part: the run's figures are their sums.
+      NumberOfFilesTransferred: 40 + 3,
+      StopTime: '2026-11-26T04:45:05.000Z',
+      // Every worker that joined, one that kept no figures (or no end) at nothing.
+      WorkerFigures: [
+        { Worker: I[0], ...zero },
+        { Worker: I[1], Units: 2, Entries: 40, Bytes: 400, Seconds: 9 },
+        { Worker: I[2], ...zero },
+      ],
+      Closed: expect.any(String),
+      Notified: expect.any(String),
+    });
+    expect(inputs(snsMock, PublishCommand)).toEqual([
+      expect.objectContaining({
+        Subject: '[efs-backup] Incomplete: efs-backup/daily on ip-10-0-0-2',
+      }),
+    ]);
+  });
+
+  it('no worker reported and none kept an end: Unknown, naming every worker', async () => {
+    await joined();
+    for (const id of I) await o.handle(terminated(id), FUNCTION_ARN);
+    const item = await o.store.getItem(BACKUP_ID);
+    expect(item?.Status).toBe('Unknown');
+    expect(item?.Message).toMatch(
+      new RegExp(`^the workers \\(instances ${I.join(', ')}\\) ended before any of them reported`),
+    );
+  });
+
+  it("a worker's instance gone mid-run gives its seat back: a replacement joins, and the run waits for it", async () => {
+    await joined();
+    await o.handle(terminated(I[0]!, '2026-11-26T02:30:00Z'), FUNCTION_ARN);
+    expect((await o.store.getItem(BACKUP_ID))?.Seats).toBe(1);
+    const replacement = 'i-0000000000000000d';
+    expect((await claimRun(o.store, replacement))?.BackupId).toBe(BACKUP_ID);
+    for (const id of I.slice(1))
+      expect(await o.handle(terminated(id), FUNCTION_ARN)).toMatchObject({
+        runs: [],
+        going: [{ backupId: BACKUP_ID, workers: expect.any(Number) }],
+      });
+    expect(await o.handle(terminated(replacement), FUNCTION_ARN)).toMatchObject({
+      runs: [{ backupId: BACKUP_ID }],
+    });
+  });
+
+  it('no worker yet: the run is closed Failed only once every instance launched for it is gone', async () => {
+    await o.handle(START, FUNCTION_ARN);
+    for (const [n, id] of I.entries()) await o.handle(launched(id, n), FUNCTION_ARN);
+    const early = (id: string) => terminated(id, '2026-11-26T02:20:00Z');
+    for (const id of I.slice(0, 2))
+      expect(await o.handle(early(id), FUNCTION_ARN)).toMatchObject({ runs: [] });
+    expect(await o.store.getItem(BACKUP_ID)).toMatchObject({
+      Status: 'Running',
+      LaunchedInstances: new Set([I[2]]),
+    });
+    expect(await o.handle(early(I[2]!), FUNCTION_ARN)).toMatchObject({
+      runs: [{ backupId: BACKUP_ID, status: 'Failed', notified: true }],
+    });
+    expect((await o.store.getItem(BACKUP_ID))?.Message).toMatch(
+      new RegExp(`^no worker took the run: its instance ${I[2]} ended before the worker started`),
+    );
+  });
+
+  it('failed launches do not close a run while an instance launched for it may still start a worker', async () => {
+    const limited = await newOrchestrator({ WORKERS: '3', LAUNCH_FAILURE_LIMIT: '1' });
+    await limited.handle(START, FUNCTION_ARN);
+    await limited.handle(launched(I[0]!, 0), FUNCTION_ARN);
+    asMock.resetHistory();
+    expect(await limited.handle(LAUNCH_FAILED, FUNCTION_ARN)).toMatchObject({
+      action: 'recorded',
+      runs: [{ backupId: BACKUP_ID, failures: 1, closed: false }],
+    });
+    expect(asMock.calls()).toHaveLength(0);
+    // Its worker takes the run: the failures are only recorded.
+    expect((await claimRun(limited.store, I[0]!))?.BackupId).toBe(BACKUP_ID);
+    expect(await limited.store.getItem(BACKUP_ID)).toMatchObject({
+      Status: 'Running',
+      LaunchFailures: 1,
+    });
+  });
+});
+
 /** An item of another run, as the orchestrator writes one. */
 function runItem(id: string, over: Partial<RunItem>): RunItem {
   return {
@@ -1053,6 +1329,46 @@ describe('the Lambda handler', () => {
     await expect(handler(START, { invokedFunctionArn: FUNCTION_ARN })).rejects.toThrow(
       /the orchestrator's environment is not right: .*TABLE_NAME/s,
     );
+  });
+});
+
+describe('how many workers, as the stack says it', () => {
+  const env = {
+    TABLE_NAME: 't',
+    TOPIC_ARN: TOPIC,
+    AUTO_SCALING_GROUP_NAME: GROUP,
+    SOURCE_FILE_SYSTEM_ID: 'fs-0123456789abcdef0',
+    BACKUP_FILE_SYSTEM_ID: 'fs-0fedcba9876543210',
+  };
+  const worker = {
+    region: REGION,
+    table: 't',
+    bucket: 'b',
+    topicArn: TOPIC,
+    autoScalingGroupName: GROUP,
+    sourceFileSystemId: 'fs-0123456789abcdef0',
+    backupFileSystemId: 'fs-0fedcba9876543210',
+  };
+
+  it('the orchestrator takes WORKERS from 1 to 16 (1 without it); the worker needs a lease table for more than 1', () => {
+    expect(OrchestratorSettingsSchema.parse(env).WORKERS).toBe(1);
+    expect(OrchestratorSettingsSchema.parse({ ...env, WORKERS: '16' }).WORKERS).toBe(16);
+    for (const bad of ['0', '17', '2.5', 'three'])
+      expect(OrchestratorSettingsSchema.safeParse({ ...env, WORKERS: bad }).success).toBe(false);
+    expect(WorkerConfigSchema.parse(worker)).toMatchObject({ workers: 1 });
+    expect(
+      WorkerConfigSchema.parse({ ...worker, workers: '3', leaseTable: 'l', leaseSeconds: '2' }),
+    ).toMatchObject({
+      workers: 3,
+      leaseTable: 'l',
+      leaseSeconds: 2,
+    });
+    const r = WorkerConfigSchema.safeParse({ ...worker, workers: 3 });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]).toMatchObject({
+      path: ['leaseTable'],
+      message: 'workers above 1 need a leaseTable to share the run through',
+    });
   });
 });
 

@@ -7,11 +7,13 @@
  * to stop gracefully; once the instance is gone, the orchestrator notifies. The group's
  * launches reach the orchestrator too, so a run whose worker never comes is closed and told;
  * the stack's deletion removes the one-time stop rules (a custom resource the orchestrator
- * serves).
+ * serves). With `workers` above 1, a start asks the group for that many instances, which build
+ * one snapshot together through the lease table.
  */
 import { ORCHESTRATOR_BUNDLE_DIR } from '@efs-backup/aws/bundles';
 import {
   DEFAULT_BURST_CREDIT_FLOOR,
+  MAX_WORKERS,
   METRICS_NAMESPACE,
   SCHEDULED_INPUT_PATHS,
   scheduledInputTemplate,
@@ -43,6 +45,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { BackupDashboard } from './dashboard.js';
+import { LeaseTable } from './lease-table.js';
 import { RunStore } from './run-store.js';
 import { DEFAULT_INSTANCE_TYPE, WorkerHost } from './worker-host.js';
 
@@ -134,11 +137,18 @@ export interface EfsToEfsBackupProps {
    * @default 48 (a daily schedule)
    */
   readonly staleAfterHours?: number;
+  /**
+   * How many instances build one snapshot together: a start asks the group for this many, and
+   * they share the run's work through the lease table. 1 is the original workflow: one
+   * worker. 1 to 16.
+   * @default 1
+   */
+  readonly workers?: number;
   /** Failed launches of a run's worker after which the run is closed Failed. @default 3 */
   readonly launchFailureLimit?: number;
   /** What happens to the backup file system when the stack is deleted. @default RemovalPolicy.RETAIN */
   readonly backupFileSystemRemovalPolicy?: RemovalPolicy;
-  /** What happens to the records table and the log bucket when the stack is deleted. @default RemovalPolicy.RETAIN */
+  /** What happens to the records and lease tables and the log bucket when the stack is deleted. @default RemovalPolicy.RETAIN */
   readonly dataRemovalPolicy?: RemovalPolicy;
 }
 
@@ -166,6 +176,8 @@ class ScheduledEventInput extends events.RuleTargetInput {
 export class EfsToEfsBackup extends Construct {
   readonly backupFileSystem: efs.FileSystem;
   readonly runs: RunStore;
+  /** Where the workers of one run share its work. */
+  readonly leases: LeaseTable;
   readonly worker: WorkerHost;
   readonly orchestrator: lambda.Function;
   readonly schedule: events.Rule;
@@ -189,13 +201,17 @@ export class EfsToEfsBackup extends Construct {
     const label = props.label ?? 'efs-backup';
     const expireDays = props.recordExpireDays ?? 90;
     const staleAfterHours = props.staleAfterHours ?? 48;
-    checkLimits(this, { ...props, staleAfterHours });
+    const workers = props.workers ?? 1;
+    checkLimits(this, { ...props, staleAfterHours, workers });
 
     this.runs = new RunStore(this, 'Runs', {
       logExpireDays: props.logExpireDays ?? 90,
       ...(props.email !== undefined ? { email: props.email } : {}),
       removalPolicy: props.dataRemovalPolicy ?? RemovalPolicy.RETAIN,
       displayName: 'efs-backup',
+    });
+    this.leases = new LeaseTable(this, 'Leases', {
+      removalPolicy: props.dataRemovalPolicy ?? RemovalPolicy.RETAIN,
     });
 
     const throughputMode = props.throughputMode ?? efs.ThroughputMode.ELASTIC;
@@ -241,6 +257,7 @@ export class EfsToEfsBackup extends Construct {
       instanceType: props.instanceType,
       command: 'backup',
       groupSuffix: id,
+      maxCapacity: workers,
       // Named after the stack and the construct, as every name this construct sets.
       lifecycleHookName: Fn.join('-', [Aws.STACK_NAME, id, 'terminating']),
       config: {
@@ -250,6 +267,9 @@ export class EfsToEfsBackup extends Construct {
         sourceFileSystemId: props.sourceFileSystemId,
         backupFileSystemId: this.backupFileSystem.fileSystemId,
         expireDays,
+        // Scale-out: how many workers share a run, and where they share it.
+        workers: Tokenization.stringifyNumber(workers),
+        leaseTable: this.leases.table.tableName,
         // Gentle on the source: the limits, and the floor of its burst credits.
         maxMiBps: Tokenization.stringifyNumber(props.maxMiBps ?? 0),
         maxOps: Tokenization.stringifyNumber(props.maxOps ?? 0),
@@ -292,6 +312,7 @@ export class EfsToEfsBackup extends Construct {
       'elasticfilesystem:DescribeFileSystems',
     );
     this.runs.grantRecords(workerRole, { remove: true });
+    this.leases.grantLeases(workerRole);
     this.runs.grantLogWrite(workerRole, { remove: true });
     this.runs.grantSsmOutput(workerRole);
     this.runs.topic.grantPublish(workerRole);
@@ -339,6 +360,7 @@ export class EfsToEfsBackup extends Construct {
       STACK_NAME: Aws.STACK_NAME,
       STALE_AFTER_HOURS: Tokenization.stringifyNumber(staleAfterHours),
       LABEL: label,
+      WORKERS: Tokenization.stringifyNumber(workers),
       ...(props.launchFailureLimit !== undefined
         ? { LAUNCH_FAILURE_LIMIT: Tokenization.stringifyNumber(props.launchFailureLimit) }
         : {}),
@@ -533,6 +555,7 @@ function checkLimits(
   scope: Construct,
   p: Pick<EfsToEfsBackupProps, 'maxMiBps' | 'maxOps' | 'burstCreditFloor' | 'lowCreditMaxMiBps'> & {
     staleAfterHours: number;
+    workers: number;
   },
 ): void {
   const known = (v: number | undefined): v is number => v !== undefined && !Token.isUnresolved(v);
@@ -549,6 +572,9 @@ function checkLimits(
   // CloudWatch: evaluation periods × period at most 7 days, here hours of 3600 s.
   if (known(h) && !(Number.isInteger(h) && h >= 1 && h <= 168))
     fail(`staleAfterHours must be a whole number of hours from 1 to 168 (7 days), not ${h}`);
+  const w = p.workers;
+  if (known(w) && !(Number.isInteger(w) && w >= 1 && w <= MAX_WORKERS))
+    fail(`workers must be a whole number from 1 to ${MAX_WORKERS}, not ${w}`);
 }
 
 /** Storage settings that EFS would refuse at deployment, refused at synthesis. */

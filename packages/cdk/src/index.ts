@@ -3,6 +3,8 @@ export { EfsToEfsBackup } from './backup.js';
 export type { EfsToEfsBackupProps } from './backup.js';
 export { EfsToEfsRestore } from './restore.js';
 export type { EfsToEfsRestoreProps } from './restore.js';
+export { LEASE_ACTIONS, LeaseTable } from './lease-table.js';
+export type { LeaseTableProps } from './lease-table.js';
 export { RunStore } from './run-store.js';
 export type { RunStoreProps } from './run-store.js';
 export { WorkerHost } from './worker-host.js';

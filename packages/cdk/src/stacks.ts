@@ -24,7 +24,7 @@ import { Construct } from 'constructs';
 
 /** Whole hours from 1 to 168 (CloudWatch: an alarm evaluates at most 7 days). */
 export const STALE_AFTER_PATTERN = '^(16[0-8]|1[0-5][0-9]|[1-9][0-9]?)$';
-import { DEFAULT_BURST_CREDIT_FLOOR } from '@efs-backup/aws/contract';
+import { DEFAULT_BURST_CREDIT_FLOOR, MAX_WORKERS } from '@efs-backup/aws/contract';
 import { EfsToEfsBackup } from './backup.js';
 import { EfsToEfsRestore } from './restore.js';
 import { DEFAULT_INSTANCE_TYPE, GRAVITON_INSTANCE_TYPE } from './worker-host.js';
@@ -234,6 +234,14 @@ export class BackupStack extends Stack {
         'Days a file goes unread before it moves to Archive (cheaper still; at least 90 days billed per file). More than TransitionToIA; ThroughputMode elastic and EfsMode generalPurpose only. none: never.',
     });
     const instanceType = instanceTypeParameter(this);
+    const workers = new CfnParameter(this, 'Workers', {
+      type: 'Number',
+      default: 1,
+      minValue: 1,
+      maxValue: MAX_WORKERS,
+      description: `How many instances build each snapshot together, sharing its work: a start launches this many for the run's window. 1 (the default) is the original workflow: one worker. Up to ${MAX_WORKERS}.`,
+      constraintDescription: `must be a whole number from 1 to ${MAX_WORKERS}`,
+    });
     const maxMiBps = new CfnParameter(this, 'MaxMiBps', {
       type: 'Number',
       default: 0,
@@ -309,6 +317,7 @@ export class BackupStack extends Stack {
       schedule: events.Schedule.expression(schedule.valueAsString),
       performanceMode: mode.valueAsString as efs.PerformanceMode,
       instanceType: new ec2.InstanceType(instanceType.valueAsString),
+      workers: workers.valueAsNumber,
       maxMiBps: maxMiBps.valueAsNumber,
       maxOps: maxOps.valueAsNumber,
       burstCreditFloor: creditFloor.valueAsNumber,
@@ -358,7 +367,10 @@ export class BackupStack extends Stack {
       [ia, 'Days unread before Infrequent Access'],
       [archive, 'Days unread before Archive'],
     ]);
-    params.group('Worker', [[instanceType, 'Instance type (Graviton)']]);
+    params.group('Worker', [
+      [instanceType, 'Instance type (Graviton)'],
+      [workers, 'Workers per run (instances)'],
+    ]);
     params.group('Gentle on the source', [
       [maxMiBps, 'Max MiB/s read (0: no limit)'],
       [maxOps, 'Max calls per second (0: no limit)'],
@@ -388,6 +400,10 @@ export class BackupStack extends Stack {
     new CfnOutput(this, 'RecordTable', {
       value: b.runs.table.tableName,
       description: 'The record of every run.',
+    });
+    new CfnOutput(this, 'LeaseTable', {
+      value: b.leases.table.tableName,
+      description: 'Where the workers of a run share its work.',
     });
     new CfnOutput(this, 'LogBucket', {
       value: b.runs.logBucket.bucketName,

@@ -2,10 +2,10 @@
  * The EC2 side of a backup or a restore: the worker's role, its security group, a launch
  * template (Amazon Linux 2023 on Graviton, IMDSv2 required, encrypted root volume, SSM agent,
  * Node.js and amazon-efs-utils from the distribution, the worker bundle fetched from the
- * assets bucket and run by systemd) and an Auto Scaling group of 0..1 instances, each tagged
- * with the group's name under a key of this stack's own. An instance that cannot set the
- * worker up, or whose worker fails, tells the stack's topic why and scales its group to 0:
- * none is left running for nothing.
+ * assets bucket and run by systemd) and an Auto Scaling group of 0..N instances (N: a backup's
+ * workers, 1 for a restore), each tagged with the group's name under a key of this stack's
+ * own. An instance that cannot set the worker up, or whose worker fails, tells the stack's
+ * topic why and scales its group to 0: none is left running for nothing.
  */
 import { WORKER_BUNDLE_FILE } from '@efs-backup/aws/bundles';
 import type { WorkerConfigInput } from '@efs-backup/aws/contract';
@@ -60,6 +60,11 @@ export interface WorkerHostProps {
    * instances' configuration and the policies need it.
    */
   readonly groupSuffix: string;
+  /**
+   * The most instances the group may run: a backup's workers (its orchestrator asks for that
+   * many at a start). @default 1
+   */
+  readonly maxCapacity?: number;
   /**
    * A restore starts at once; a backup's group waits at 0 for the orchestrator.
    * @default none set: the group starts at its minimum, 0
@@ -230,7 +235,7 @@ export class WorkerHost extends Construct {
       ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
       launchTemplate: this.launchTemplate,
       minCapacity: 0,
-      maxCapacity: 1,
+      maxCapacity: props.maxCapacity ?? 1,
       ...(props.desiredCapacity !== undefined ? { desiredCapacity: props.desiredCapacity } : {}),
       cooldown: Duration.seconds(60),
       ...(props.inServiceMetric

@@ -82,6 +82,7 @@ const BACKUP_PARAMS: RenderContext = {
     BurstCreditFloor: '1099511627776',
     LowCreditMaxMiBps: '10',
     StaleAfterHours: '48',
+    Workers: '1',
     VpcId: 'vpc-0123',
     Subnets: ['subnet-a', 'subnet-b'],
     AssetsBucket: 'my-assets',
@@ -173,6 +174,7 @@ describe('efs-to-efs-backup.template', () => {
       'BurstCreditFloor',
       'LowCreditMaxMiBps',
       'StaleAfterHours',
+      'Workers',
     ]) {
       expect(grouped).toContain(name);
     }
@@ -466,9 +468,10 @@ describe('efs-to-efs-backup.template', () => {
     });
   });
 
-  it('an Auto Scaling group of 0..1 with a termination lifecycle hook', () => {
+  it('an Auto Scaling group of 0..Workers with a termination lifecycle hook', () => {
     const asg = props(backup, 'AWS::AutoScaling::AutoScalingGroup');
-    expect(asg).toMatchObject({ MinSize: '0', MaxSize: '1' });
+    expect(asg).toMatchObject({ MinSize: '0', MaxSize: { Ref: 'Workers' } });
+    expect(render(asg.MaxSize!, BACKUP_PARAMS)).toBe('1');
     expect(asg.DesiredCapacity).toBeUndefined();
     expect(render(asg.AutoScalingGroupName!, BACKUP_PARAMS)).toBe('<AWS::StackName>-Backup');
     expect(render(asg.VPCZoneIdentifier!, BACKUP_PARAMS)).toEqual(['subnet-a', 'subnet-b']);
@@ -482,6 +485,67 @@ describe('efs-to-efs-backup.template', () => {
     expect(render(asg.Tags!, BACKUP_PARAMS)).toEqual([
       { Key: 'efs-backup:worker-group', PropagateAtLaunch: true, Value: '<AWS::StackName>-Backup' },
     ]);
+  });
+
+  it('Workers: how many instances a start asks for, the most the group runs, and what each worker is told', () => {
+    const p = backup.toJSON().Parameters as Record<string, Record<string, unknown>>;
+    expect(p.Workers).toMatchObject({ Type: 'Number', Default: 1, MinValue: 1, MaxValue: 16 });
+    const fn = resources(backup, 'AWS::Lambda::Function').find(([k]) =>
+      /^BackupOrchestrator[0-9A-F]{8}$/.test(k),
+    )![1];
+    const env = (ctx: RenderContext) =>
+      OrchestratorSettingsSchema.parse(
+        render(
+          ((fn.Properties as Record<string, Json>).Environment as Record<string, Json>).Variables!,
+          ctx,
+        ),
+      );
+    const three = { ...BACKUP_PARAMS, parameters: { ...BACKUP_PARAMS.parameters, Workers: '3' } };
+    // The default: one instance, one worker, as the original solution.
+    expect(env(BACKUP_PARAMS).WORKERS).toBe(1);
+    expect(WorkerConfigSchema.parse(workerConfig(backup, BACKUP_PARAMS))).toMatchObject({
+      workers: 1,
+      leaseTable: expect.stringMatching(/^<BackupLeasesTable\w+>$/),
+    });
+    // Three: the orchestrator's start asks for 3, the group may run 3, each worker knows it.
+    expect(env(three).WORKERS).toBe(3);
+    const asg = props(backup, 'AWS::AutoScaling::AutoScalingGroup');
+    expect(render(asg.MaxSize!, three)).toBe('3');
+    expect(asg.DesiredCapacity).toBeUndefined();
+    expect(WorkerConfigSchema.parse(workerConfig(backup, three))).toMatchObject({
+      workers: 3,
+      leaseTable: expect.stringMatching(/^<BackupLeasesTable\w+>$/),
+    });
+  });
+
+  it('the lease table: key Scope and Key, on demand, encrypted, point-in-time recovery, kept', () => {
+    const [id, table] = resources(backup, 'AWS::DynamoDB::Table').find(([k]) =>
+      k.startsWith('BackupLeasesTable'),
+    )!;
+    expect(table).toMatchObject({
+      Properties: {
+        KeySchema: [
+          { AttributeName: 'Scope', KeyType: 'HASH' },
+          { AttributeName: 'Key', KeyType: 'RANGE' },
+        ],
+        AttributeDefinitions: [
+          { AttributeName: 'Scope', AttributeType: 'S' },
+          { AttributeName: 'Key', AttributeType: 'S' },
+        ],
+        BillingMode: 'PAY_PER_REQUEST',
+        SSESpecification: { SSEEnabled: true },
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      },
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+    });
+    // A stopped run's leases wait for the next run: nothing expires them.
+    expect((table.Properties as Record<string, Json>).TimeToLiveSpecification).toBeUndefined();
+    // Only the worker touches it (the policy test lists its actions).
+    const granted = resources(backup, 'AWS::IAM::Policy')
+      .filter(([, r]) => JSON.stringify(r).includes(id))
+      .map(([k]) => k);
+    expect(granted).toEqual([expect.stringMatching(/^BackupWorkerRoleDefaultPolicy/)]);
   });
 
   it('names what it names after the stack: two stacks never show the same names', () => {
@@ -874,6 +938,18 @@ describe('efs-to-efs-backup.template', () => {
         ],
         resource: [table],
       },
+      // The lease store's calls, on the lease table only.
+      {
+        actions: [
+          'dynamodb:GetItem',
+          'dynamodb:PutItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:DeleteItem',
+          'dynamodb:Query',
+          'dynamodb:BatchWriteItem',
+        ],
+        resource: [expect.stringMatching(/^<BackupLeasesTable\w+\.Arn>$/)],
+      },
       { actions: ['s3:PutObject', 's3:DeleteObject'], resource: bucket('\\/logs\\/\\*') },
       // The SSM agent stores the stop command's output as the instance role.
       { actions: ['s3:PutObject'], resource: bucket('\\/ssm-logs\\/\\*') },
@@ -938,6 +1014,7 @@ describe('efs-to-efs-backup.template', () => {
       'BackupFileSystemId',
       'BackupSecurityGroupId',
       'RecordTable',
+      'LeaseTable',
       'LogBucket',
       'NoticeTopic',
       'Orchestrator',
@@ -1347,6 +1424,14 @@ describe('the backup construct, in a CDK app of your own', () => {
       /staleAfterHours must be a whole number of hours from 1 to 168 \(7 days\), not 169/,
     );
     expect(() => construct({ staleAfterHours: 1.5 })).toThrow(/staleAfterHours/);
+    for (const bad of [0, 17, 2.5])
+      expect(() => construct({ workers: bad })).toThrow(
+        new RegExp(`workers must be a whole number from 1 to 16, not ${bad}`),
+      );
+    Template.fromStack(Stack.of(construct({ workers: 4 }))).hasResourceProperties(
+      'AWS::AutoScaling::AutoScalingGroup',
+      { MinSize: '0', MaxSize: '4' },
+    );
     const t = Template.fromStack(
       Stack.of(construct({ maxMiBps: 25, burstCreditFloor: 0, staleAfterHours: 2 })),
     );

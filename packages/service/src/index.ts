@@ -27,6 +27,7 @@ export type {
   RunOptions,
   RunOutcome,
   RunPorts,
+  SharedRun,
   StopReason,
 } from './lifecycle.js';
 export { composeNotice, runName, shouldNotify, summary, whatToDo } from './notice.js';
@@ -41,7 +42,14 @@ export type {
   ServiceLog,
 } from './ports.js';
 export { emptyFigures, END_STATUSES, expireItem, newRunRecord, RECORD_FIELDS } from './record.js';
-export type { BackupStart, RestoreStart, RunKind, RunRecord, RunStatus } from './record.js';
+export type {
+  BackupStart,
+  RestoreStart,
+  RunKind,
+  RunRecord,
+  RunStatus,
+  WorkerFigure,
+} from './record.js';
 export { Scheduler } from './scheduler.js';
 export type { SchedulerOptions } from './scheduler.js';
 export { readStatuses, removeStatus, statusDir, writerGone, writeStatus } from './status-file.js';

@@ -8,13 +8,16 @@ import {
   backup,
   EfsBackupError,
   resolveBackupOptions,
+  RunOver,
   startBackup,
   type BackupOptions,
   type BackupProgress,
   type BackupResult,
   type BackupRunOptions,
   type BackupWarning,
+  type ShareOptions,
   type StartedBackup,
+  type WorkerFigures,
   shown,
   windowDeadline,
 } from '@efs-backup/core';
@@ -40,6 +43,7 @@ import {
   newRunRecord,
   type RunRecord,
   type RunStatus,
+  type WorkerFigure,
 } from './record.js';
 
 /**
@@ -104,8 +108,32 @@ export interface RunOptions {
   notifyTimeoutMs?: number;
   /** The Running record, once written. */
   onStart?: (record: RunRecord) => void;
+  /**
+   * This run is one worker's part of a run shared by several (scale-out): the engine is given
+   * its share, and exactly one worker writes the run's end. @default a run of its own
+   */
+  shared?: SharedRun;
   onProgress?: (p: BackupProgress) => void;
   onWarning?: (w: BackupWarning) => void;
+}
+
+/** One worker's part of a run shared by several workers (scale-out). */
+export interface SharedRun {
+  /** The engine's share: the lease store, this worker's id, how many workers. */
+  share: ShareOptions;
+  /**
+   * The run's lock is taken, or joined, and nothing is written yet: throws RunOver when this
+   * worker comes after the run has ended (it then takes no part, and writes nothing).
+   * @default every worker takes part
+   */
+  joined?(started: StartedBackup): Promise<void>;
+  /**
+   * Once this worker's part has ended, whether it writes the run's end (the record, the
+   * notices): exactly one of the run's workers must. Given the end as this worker saw it and
+   * whether it committed the snapshot; returns the record to write (that one, or completed),
+   * or null for none. The worker's own log is stored either way.
+   */
+  end(record: RunRecord, committed: boolean): Promise<RunRecord | null>;
 }
 
 export interface NoticeOutcome {
@@ -116,6 +144,11 @@ export interface NoticeOutcome {
 
 export interface RunOutcome {
   record: RunRecord;
+  /**
+   * A shared run's worker: whether it wrote the run's end (its record and notices); without
+   * one, always.
+   */
+  reported: boolean;
   /** The first warnings (at most 1000); the record counts them all. */
   warnings: BackupWarning[];
   snapshotPath: string | null;
@@ -158,6 +191,7 @@ function baseRecord(
   backupId: string,
   start: Date,
   expireDays: number,
+  workers = 1,
 ): RunRecord {
   return newRunRecord({
     id: backupId,
@@ -176,6 +210,7 @@ function baseRecord(
     start,
     host: os.hostname(),
     expireDays,
+    workers,
   });
 }
 
@@ -267,9 +302,16 @@ class RunContext {
     }
   }
 
-  /** Record the figures → store the log → notify → purge what expired. */
-  async finish(record: RunRecord, notifyOnSuccess: boolean): Promise<NoticeOutcome[]> {
-    await this.put(record);
+  /**
+   * Record the figures → store the log → notify → purge what expired. A shared run's worker
+   * that does not write the run's end (`report` false) only stores its own log.
+   */
+  async finish(
+    record: RunRecord,
+    notifyOnSuccess: boolean,
+    report = true,
+  ): Promise<NoticeOutcome[]> {
+    if (report) await this.put(record);
     this.logger?.info({ record }, `run ended: ${record.Status}`);
     if (this.runLog) {
       try {
@@ -280,9 +322,23 @@ class RunContext {
         });
       }
     }
+    if (!report) return [];
     const notices = shouldNotify(record.Status, notifyOnSuccess) ? await this.notify(record) : [];
     await this.purge();
     return notices;
+  }
+
+  /** A shared run's worker: the end it writes, if any (the decision's failure is a problem, and none). */
+  async decideEnd(record: RunRecord, committed: boolean): Promise<RunRecord | null> {
+    if (!this.o.shared) return record;
+    try {
+      return await this.o.shared.end(record, committed);
+    } catch (e) {
+      this.problem(`cannot settle which worker writes the end of run ${record.BackupId}`, e, {
+        BackupId: record.BackupId,
+      });
+      return null;
+    }
   }
 
   async notify(record: RunRecord): Promise<NoticeOutcome[]> {
@@ -352,20 +408,36 @@ export async function runBackup(
   const ctx = new RunContext(ports, o, log, clock);
 
   // Options resolved and the set's lock taken once, here; the engine runs under this lock.
+  // A shared run's workers: this one's share, or the job's own (its engine starts the others).
+  const workers = o.shared?.share.workers ?? job.workers ?? 1;
   let started: StartedBackup;
   try {
-    started = startBackup({ ...engineOptions(job), backupId });
+    // A shared run's workers hold one lock, under the run's id: the first takes it, the others join.
+    started = startBackup({
+      ...engineOptions(job),
+      backupId,
+      ...(o.shared ? { share: o.shared.share } : {}),
+    });
   } catch (e) {
     if (!(e instanceof EfsBackupError) || (o.refusals ?? 'record') === 'throw') throw e;
     // Could not start: recorded and notified wherever the stores can still be reached.
-    const record = baseRecord(job, unresolved(job), backupId, start, expireDays);
+    let record = baseRecord(job, unresolved(job), backupId, start, expireDays, workers);
     record.Status = e.code === 'LOCKED' ? 'Skipped' : 'Failed';
     record.Message = e.message;
     record.StopTime = clock.now().toISOString();
     try {
       await ctx.open(unresolved(job), record);
-      const notices = await ctx.finish(record, job.notifyOnSuccess ?? false);
-      return { record, warnings: [], snapshotPath: null, notices, problems: ctx.problems };
+      const end = await ctx.decideEnd(record, false);
+      const notices = await ctx.finish(end ?? record, job.notifyOnSuccess ?? false, !!end);
+      record = end ?? record;
+      return {
+        record,
+        reported: !!end,
+        warnings: [],
+        snapshotPath: null,
+        notices,
+        problems: ctx.problems,
+      };
     } finally {
       await ctx.close();
     }
@@ -380,17 +452,48 @@ export async function runBackup(
     interval: resolved.interval,
     retain: resolved.retain,
   };
-  const record = baseRecord(job, rj, backupId, start, expireDays);
+  if (o.shared?.joined) {
+    try {
+      await o.shared.joined(started);
+    } catch (e) {
+      started.lock.release();
+      if (!(e instanceof RunOver)) throw e;
+      log.info({ BackupId: backupId }, e.message);
+      const record = baseRecord(job, rj, backupId, start, expireDays, workers);
+      record.Status = 'Skipped';
+      record.Message = e.message;
+      record.StopTime = clock.now().toISOString();
+      return {
+        record,
+        reported: false,
+        warnings: [],
+        snapshotPath: null,
+        notices: [],
+        problems: [],
+      };
+    }
+  }
+
+  const record = baseRecord(job, rj, backupId, start, expireDays, workers);
   try {
     await ctx.open(rj, record);
     await markOrphans(ctx, rj, backupId);
-    await ctx.put(record);
+    // A worker that joined a shared run leaves its Running record to the one that began it: a
+    // late joiner's would be put back over the run's end.
+    if (!(o.shared && started.lock.joined)) await ctx.put(record);
     o.onStart?.(record);
     ctx.logger?.info({ job: { ...job, ...rj } }, 'run started');
 
-    const outcome = await runEngine(ctx, job, record, clock, started);
-    const notices = await ctx.finish(outcome.record, job.notifyOnSuccess ?? false);
-    return { ...outcome, notices, problems: ctx.problems };
+    const { committed, ...outcome } = await runEngine(ctx, job, record, clock, started);
+    const end = await ctx.decideEnd(outcome.record, committed);
+    const notices = await ctx.finish(end ?? outcome.record, job.notifyOnSuccess ?? false, !!end);
+    return {
+      ...outcome,
+      record: end ?? outcome.record,
+      reported: !!end,
+      notices,
+      problems: ctx.problems,
+    };
   } finally {
     started.lock.release(); // the engine released it already, unless it never ran
     await ctx.close();
@@ -403,7 +506,7 @@ async function runEngine(
   running: RunRecord,
   clock: Clock,
   started: StartedBackup,
-): Promise<Omit<RunOutcome, 'notices' | 'problems'>> {
+): Promise<Omit<RunOutcome, 'notices' | 'problems' | 'reported'> & { committed: boolean }> {
   const o = ctx.o;
   const stopper = new AbortController();
   let reason: StopReason | null = null;
@@ -436,6 +539,7 @@ async function runEngine(
       ...engineOptions(job),
       backupId: running.BackupId,
       started,
+      ...(o.shared ? { share: o.shared.share } : {}),
       signal: stopper.signal,
       now: () => clock.now(),
       onProgress: (p) => {
@@ -466,14 +570,15 @@ async function runEngine(
   }
 
   if (!result) {
-    // The engine refused after all (a run took the lock in between), or broke.
+    // The engine refused after all (a run took the lock in between), or broke; or, one worker
+    // of a shared run, it came after the run had ended: it took no part (Skipped).
     const record: RunRecord = {
       ...running,
-      Status: 'Failed',
+      Status: thrown instanceof RunOver ? 'Skipped' : 'Failed',
       Message: errorText(thrown),
       StopTime: clock.now().toISOString(),
     };
-    return { record, warnings: [], snapshotPath: null };
+    return { record, warnings: [], snapshotPath: null, committed: false };
   }
   const status: RunStatus = result.Status;
   let message = result.Message;
@@ -492,8 +597,25 @@ async function runEngine(
     WindowMinutes: job.windowMinutes ?? null,
     // From the engine's StartTime, which the record keeps (a little after the Running record's).
     ExpireItem: expireItem(new Date(result.StartTime), o.expireDays ?? DEFAULT_EXPIRE_DAYS),
+    ...(result.share ? { WorkerFigures: result.share.workers.map(workerFigure) } : {}),
   };
-  return { record, warnings: result.warnings, snapshotPath: result.snapshotPath };
+  return {
+    record,
+    warnings: result.warnings,
+    snapshotPath: result.snapshotPath,
+    committed: result.share?.committed ?? result.Snapshot !== null,
+  };
+}
+
+/** The engine's figures of one worker of a shared run, as the record keeps them. */
+function workerFigure(w: WorkerFigures): WorkerFigure {
+  return {
+    Worker: w.worker,
+    Units: w.units,
+    Entries: w.entries,
+    Bytes: w.bytes,
+    Seconds: Math.round(w.ms) / 1000,
+  };
 }
 
 /**
@@ -576,7 +698,14 @@ export async function recordSkipped(
   try {
     await ctx.open(rj, record);
     const notices = await ctx.finish(record, job.notifyOnSuccess ?? false);
-    return { record, warnings: [], snapshotPath: null, notices, problems: ctx.problems };
+    return {
+      record,
+      reported: true,
+      warnings: [],
+      snapshotPath: null,
+      notices,
+      problems: ctx.problems,
+    };
   } finally {
     await ctx.close();
   }

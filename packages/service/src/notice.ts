@@ -1,6 +1,6 @@
 import { formatBytes, formatCount } from '@efs-backup/core';
 import type { Notice } from './ports.js';
-import type { RunRecord, RunStatus } from './record.js';
+import type { RunRecord, RunStatus, WorkerFigure } from './record.js';
 
 /** Failures and partial results always notify; a plain success only when asked. */
 export function shouldNotify(status: RunStatus, notifyOnSuccess: boolean): boolean {
@@ -70,6 +70,16 @@ export function runName(r: RunRecord): string {
   return r.Job ? `job ${r.Job} (${r.Label}/${r.Interval})` : `${r.Label}/${r.Interval}`;
 }
 
+/** Each worker's share of a run built by several: `i-1 40 entries (1.2 MB), 3 units in 2.0 s; ...`. */
+function workerShares(figures: WorkerFigure[]): string {
+  return figures
+    .map(
+      (w) =>
+        `${w.Worker} ${formatCount(w.Entries)} ${w.Entries === 1 ? 'entry' : 'entries'} (${formatBytes(w.Bytes)}), ${w.Units} unit${w.Units === 1 ? '' : 's'} in ${w.Seconds.toFixed(1)} s`,
+    )
+    .join('; ');
+}
+
 /** The human summary of a run: the end of its log and the body of its notices. */
 export function summary(r: RunRecord): string {
   const lines = [
@@ -93,7 +103,10 @@ export function summary(r: RunRecord): string {
       `  Pruned        ${r.SnapshotsPruned} old snapshot(s)`,
     );
   }
-  lines.push(`  Host          ${r.Host}`, `  BackupId      ${r.BackupId}`);
+  lines.push(`  Host          ${r.Host}`);
+  if (r.WorkerFigures?.length)
+    lines.push(`  Workers       ${r.Workers}: ${workerShares(r.WorkerFigures)}`);
+  lines.push(`  BackupId      ${r.BackupId}`);
   if (r.LogLocation) lines.push(`  Log           ${r.LogLocation}`);
   return lines.join('\n') + '\n';
 }

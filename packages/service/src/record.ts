@@ -12,6 +12,20 @@ export type RunStatus = 'Running' | BackupStatus | 'Unknown' | 'Skipped';
 /** What a run did: a backup, or a restore of a snapshot. */
 export type RunKind = 'backup' | 'restore';
 
+/** One worker's share of a run built by several (scale-out), as the record keeps it. */
+export interface WorkerFigure {
+  /** The worker's id (on AWS, its instance). */
+  Worker: string;
+  /** Work units it finished. */
+  Units: number;
+  /** Entries it recorded in the snapshot. */
+  Entries: number;
+  /** Bytes it copied. */
+  Bytes: number;
+  /** Time it spent on its units. */
+  Seconds: number;
+}
+
 /**
  * The record of one run (DESIGN.md): one schema for SQLite and DynamoDB, backups and restores
  * alike. The engine's figures are named as its fields already; the record adds what only the
@@ -68,6 +82,16 @@ export interface RunRecord extends Omit<
   StopTime: string | null;
   CopyStartTime: string | null;
   CopyStopTime: string | null;
+  /**
+   * How many workers the run was given: 1 for a run of its own (and a restore, and a record
+   * written before runs could be shared).
+   */
+  Workers: number;
+  /**
+   * A run built by several workers: each one's share (units, entries, bytes, time), in the order
+   * they joined; the run's totals are the figures above. Null for a run of one worker.
+   */
+  WorkerFigures: WorkerFigure[] | null;
   LogLocation: string | null;
   /** Epoch seconds after which the record (and its log) is purged. */
   ExpireItem: number;
@@ -113,6 +137,8 @@ export const RECORD_FIELDS = [
   'SnapshotsPruned',
   'NumberOfFilesDeleted',
   'Host',
+  'Workers',
+  'WorkerFigures',
   'LogLocation',
   'ExpireItem',
 ] as const satisfies readonly (keyof RunRecord)[];
@@ -180,7 +206,15 @@ export function figuresOf(
   f: BackupFigures,
 ): Omit<
   RunRecord,
-  'Job' | 'Schedule' | 'LogLocation' | 'ExpireItem' | 'Kind' | RestoreField | BackupField
+  | 'Job'
+  | 'Schedule'
+  | 'LogLocation'
+  | 'ExpireItem'
+  | 'Kind'
+  | 'Workers'
+  | 'WorkerFigures'
+  | RestoreField
+  | BackupField
 > {
   return {
     BackupId: f.BackupId,
@@ -232,6 +266,8 @@ interface RunStart {
   expireDays: number;
   /** @default 'the run is going' */
   message?: string;
+  /** How many workers the run is given (scale-out). @default 1 */
+  workers?: number;
 }
 
 /** A backup at its start. */
@@ -307,6 +343,8 @@ export function newRunRecord(run: BackupStart | RestoreStart): RunRecord {
     ...emptyFigures(),
     ...kind,
     Host: run.host,
+    Workers: run.workers ?? 1,
+    WorkerFigures: null,
     LogLocation: null,
     ExpireItem: expireItem(run.start, run.expireDays),
   };

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RecordQuery, RecordStore } from './ports.js';
-import { RECORD_FIELDS, type RunRecord } from './record.js';
+import { RECORD_FIELDS, type RunRecord, type WorkerFigure } from './record.js';
 
 const COLUMN_TYPES: Record<(typeof RECORD_FIELDS)[number], string> = {
   BackupId: 'TEXT PRIMARY KEY NOT NULL',
@@ -49,6 +49,9 @@ const COLUMN_TYPES: Record<(typeof RECORD_FIELDS)[number], string> = {
   SnapshotsPruned: 'INTEGER NOT NULL',
   NumberOfFilesDeleted: 'INTEGER',
   Host: 'TEXT NOT NULL',
+  Workers: 'INTEGER NOT NULL DEFAULT 1',
+  /** A JSON list of each worker's figures; null for a run of one worker. */
+  WorkerFigures: 'TEXT',
   LogLocation: 'TEXT',
   ExpireItem: 'INTEGER NOT NULL',
 };
@@ -57,10 +60,11 @@ const COLUMN_TYPES: Record<(typeof RECORD_FIELDS)[number], string> = {
  * 1: the first schema. 2: NumberOfFilesCopiedForLinkLimit. 3: restores (Kind, the restore
  * fields; Interval and Retain nullable). 4: NumberOfFilesRepaired and
  * NumberOfFilesChangedByChecksum. 5: Exclude and ExcludeIfPresent (a backup recorded before
- * reads as having left nothing out). A file of an older version is migrated on open, each
- * step in one transaction with its version bump.
+ * reads as having left nothing out). 6: Workers and WorkerFigures (a run recorded before had
+ * one worker). A file of an older version is migrated on open, each step in one transaction
+ * with its version bump.
  */
-const SCHEMA_VERSION = 5;
+const SCHEMA_VERSION = 6;
 
 /**
  * The reserve's size. The end of a run is one row updated in place and the purge of expired
@@ -77,6 +81,8 @@ const CREATE_TABLE = (
 const CREATE_INDEXES = `CREATE INDEX IF NOT EXISTS runs_by_set ON runs (Destination, Label, StartTime);
    CREATE INDEX IF NOT EXISTS runs_by_expiry ON runs (ExpireItem);`;
 
+/** The columns version 6 added. */
+const ADDED_IN_6 = new Set<string>(['Workers', 'WorkerFigures']);
 /** The columns version 5 added. */
 const ADDED_IN_5 = new Set<string>(['Exclude', 'ExcludeIfPresent']);
 /** The columns version 4 added. */
@@ -90,7 +96,8 @@ const ADDED_IN_3 = new Set<string>([
   'Mirror',
   'NumberOfFilesDeleted',
 ]);
-const V4_COLUMNS = RECORD_FIELDS.filter((f) => !ADDED_IN_5.has(f));
+const V5_COLUMNS = RECORD_FIELDS.filter((f) => !ADDED_IN_6.has(f));
+const V4_COLUMNS = V5_COLUMNS.filter((f) => !ADDED_IN_5.has(f));
 const V3_COLUMNS = V4_COLUMNS.filter((f) => !ADDED_IN_4.has(f));
 const V2_COLUMNS = V3_COLUMNS.filter((f) => !ADDED_IN_3.has(f)).join(', ');
 
@@ -110,7 +117,7 @@ const MIGRATIONS: Record<number, string> = {
       ALTER TABLE runs_v4 RENAME TO runs;
       ${CREATE_INDEXES}`,
   // The same way; a backup of before left nothing out (there was no way to).
-  5: `${CREATE_TABLE('runs_v5')};
+  5: `${CREATE_TABLE('runs_v5', V5_COLUMNS)};
       INSERT INTO runs_v5 (${V4_COLUMNS.join(', ')}, Exclude, ExcludeIfPresent)
         SELECT ${V4_COLUMNS.join(', ')},
           CASE Kind WHEN 'restore' THEN NULL ELSE '[]' END,
@@ -118,6 +125,12 @@ const MIGRATIONS: Record<number, string> = {
         FROM runs;
       DROP TABLE runs;
       ALTER TABLE runs_v5 RENAME TO runs;
+      ${CREATE_INDEXES}`,
+  // The same way; a run of before had one worker.
+  6: `${CREATE_TABLE('runs_v6')};
+      INSERT INTO runs_v6 (${V5_COLUMNS.join(', ')}) SELECT ${V5_COLUMNS.join(', ')} FROM runs;
+      DROP TABLE runs;
+      ALTER TABLE runs_v6 RENAME TO runs;
       ${CREATE_INDEXES}`,
 };
 
@@ -127,6 +140,7 @@ const rowOf = (r: RunRecord): Record<string, unknown> => ({
   Mirror: r.Mirror === null ? null : r.Mirror ? 1 : 0,
   Exclude: r.Exclude === null ? null : JSON.stringify(r.Exclude),
   ExcludeIfPresent: r.ExcludeIfPresent === null ? null : JSON.stringify(r.ExcludeIfPresent),
+  WorkerFigures: r.WorkerFigures === null ? null : JSON.stringify(r.WorkerFigures),
 });
 
 const listOf = (v: string | null): string[] | null =>
@@ -134,16 +148,19 @@ const listOf = (v: string | null): string[] | null =>
 
 /** A row as a record. */
 const fromRow = (row: unknown): RunRecord => {
-  const r = row as Omit<RunRecord, 'Mirror' | 'Exclude' | 'ExcludeIfPresent'> & {
+  const r = row as Omit<RunRecord, 'Mirror' | 'Exclude' | 'ExcludeIfPresent' | 'WorkerFigures'> & {
     Mirror: number | null;
     Exclude: string | null;
     ExcludeIfPresent: string | null;
+    WorkerFigures: string | null;
   };
   return {
     ...r,
     Mirror: r.Mirror === null ? null : r.Mirror !== 0,
     Exclude: listOf(r.Exclude),
     ExcludeIfPresent: listOf(r.ExcludeIfPresent),
+    WorkerFigures:
+      r.WorkerFigures === null ? null : (JSON.parse(r.WorkerFigures) as WorkerFigure[]),
   };
 };
 

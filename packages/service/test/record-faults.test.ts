@@ -45,6 +45,12 @@ const ADDED_IN_V5: Pick<RunRecord, 'Exclude' | 'ExcludeIfPresent'> = {
   ExcludeIfPresent: [],
 };
 
+/** What a version-6 file reads a row of an older file as: a run of one worker. */
+const ADDED_IN_V6: Pick<RunRecord, 'Workers' | 'WorkerFigures'> = {
+  Workers: 1,
+  WorkerFigures: null,
+};
+
 /** The `runs` table at schema version 2: version 1's, with NumberOfFilesCopiedForLinkLimit. */
 const SCHEMA_V2 = SCHEMA_V1.replace(
   'NumberOfFilesLinked INTEGER NOT NULL,',
@@ -63,6 +69,8 @@ function oldRow(
   | V3Field
   | 'Exclude'
   | 'ExcludeIfPresent'
+  | 'Workers'
+  | 'WorkerFigures'
 > {
   return {
     BackupId: id,
@@ -122,7 +130,7 @@ function olderFile(
 
 describe('schema migration', () => {
   it.each([1, 2] as const)(
-    'a version-%i records file is migrated to version 5 (restores: Kind, the restore fields, Interval and Retain nullable; the repaired and checksum counts; the excludes), keeps its rows, and takes new runs',
+    'a version-%i records file is migrated to version 6 (restores: Kind, the restore fields, Interval and Retain nullable; the repaired and checksum counts; the excludes; the workers), keeps its rows, and takes new runs',
     async (version) => {
       const { src, dst } = setUp();
       const { file, rows } = olderFile(dst, version);
@@ -131,7 +139,7 @@ describe('schema migration', () => {
       expect(run.record.Status).toBe('Success');
 
       const db = new Database(file, { readonly: true });
-      expect(db.pragma('user_version', { simple: true })).toBe(5);
+      expect(db.pragma('user_version', { simple: true })).toBe(6);
       const cols = db.prepare('PRAGMA table_info(runs)').all() as {
         name: string;
         notnull: number;
@@ -163,6 +171,7 @@ describe('schema migration', () => {
           NumberOfFilesChangedByChecksum: 0,
           ...ADDED_IN_V3,
           ...ADDED_IN_V5,
+          ...ADDED_IN_V6,
         });
       expect(all[0]).toEqual(run.record);
       // Opened again: nothing more to migrate.
@@ -204,6 +213,7 @@ describe('schema migration', () => {
       NumberOfFilesChangedByChecksum: 0,
       ...ADDED_IN_V3,
       ...ADDED_IN_V5,
+      ...ADDED_IN_V6,
     };
     await store.put(restore);
     await store.put(backup);
@@ -214,11 +224,35 @@ describe('schema migration', () => {
     await store.close();
   });
 
+  it("a run of several workers round-trips through the records file, each worker's figures kept", async () => {
+    const { dst } = setUp();
+    const file = defaultRecordsFile(dst, 'efs-backup');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const store = SqliteRecordStore.open(file);
+    const shared: RunRecord = {
+      ...oldRow(dst, 's', '2026-11-04T02:00:00.000Z'),
+      NumberOfFilesCopiedForLinkLimit: 0,
+      NumberOfFilesRepaired: 0,
+      NumberOfFilesChangedByChecksum: 0,
+      ...ADDED_IN_V3,
+      ...ADDED_IN_V5,
+      Workers: 2,
+      WorkerFigures: [
+        { Worker: 'host-a:1', Units: 3, Entries: 6, Bytes: 60, Seconds: 1.25 },
+        { Worker: 'host-b:2', Units: 2, Entries: 4, Bytes: 40, Seconds: 1 },
+      ],
+    };
+    await store.put(shared);
+    expect(await store.get('s')).toEqual(shared);
+    await store.close();
+  });
+
   it('the summary (log and notices) tells unchanged files copied because a link failed', () => {
     const { dst } = setUp();
     const r: RunRecord = {
       ...oldRow(dst, 'b', '2026-11-01T02:00:00.000Z'),
       ...ADDED_IN_V3,
+      ...ADDED_IN_V6,
       NumberOfFilesTransferred: 180,
       NumberOfFilesCopiedForLinkLimit: 177,
     };

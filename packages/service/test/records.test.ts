@@ -10,8 +10,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { leaveSocket } from '../../cli/test/helpers.js';
+import { backup } from '@efs-backup/core';
 import { ManualClock, RECORD_FIELDS, readRunLog, runBackup, type RunRecord } from '../src/index.js';
 import { defaultRecordsFile } from '../src/local.js';
+import { createBigTree } from '../../core/test/fixtures/big-tree.js';
+import { MemoryLeaseStore } from '../../core/test/fixtures/memory-lease-store.js';
 import { memoryNotifier, ports, records, setUp, snapshots } from './fixtures.js';
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -121,11 +124,11 @@ describe('each way a run ends writes the right fields', () => {
     // The journal stays between transactions, truncated: nothing for a reader to replay.
     expect(fs.statSync(`${file}-journal`).size).toBe(0);
     const db = new Database(file);
-    expect(db.pragma('user_version', { simple: true })).toBe(5);
-    db.pragma('user_version = 6');
+    expect(db.pragma('user_version', { simple: true })).toBe(6);
+    db.pragma('user_version = 7');
     db.close();
     const later = await runBackup({ source: src, destination: dst }, ports());
-    expect(later.problems.join('\n')).toContain('written by a newer efs-backup (schema 6)');
+    expect(later.problems.join('\n')).toContain('written by a newer efs-backup (schema 7)');
     const raw = new Database(file, { readonly: true });
     const ids = raw.prepare('SELECT BackupId FROM runs').all() as { BackupId: string }[];
     raw.close();
@@ -293,6 +296,71 @@ describe('each way a run ends writes the right fields', () => {
       });
     }
     expect(fs.readdirSync(dst)).toEqual([]);
+  });
+});
+
+describe('a run shared by several workers (scale-out)', () => {
+  it("each worker runs the engine as one of the run's workers; only the one its end names writes the record and notifies", async () => {
+    const { dst } = setUp();
+    // A tree the run takes a while over: the second worker surely joins it before its commit.
+    const src = path.join(path.dirname(dst), 'big');
+    createBigTree(src, { top: 14, sub: 3, bigFiles: 2, bigSize: 256 * 1024 });
+    const store = new MemoryLeaseStore();
+    const notifier = memoryNotifier();
+    const ends: { worker: string; committed: boolean }[] = [];
+    const worker = (name: string) =>
+      runBackup({ source: src, destination: dst, notifyOnSuccess: true }, ports([notifier]), {
+        backupId: 'shared-1',
+        shared: {
+          share: { store, worker: name, workers: 2, leaseMs: 10_000 },
+          end: async (record, committed) => {
+            ends.push({ worker: name, committed });
+            return committed ? record : null;
+          },
+        },
+      });
+    const outcomes = await Promise.all([worker('w0'), worker('w1')]);
+    // One committed, and wrote the end: its record, its notice.
+    expect(ends.filter((e) => e.committed)).toHaveLength(1);
+    const [writer] = outcomes.filter((o) => o.reported);
+    expect(outcomes.filter((o) => o.reported)).toHaveLength(1);
+    expect(notifier.sent).toEqual([writer!.record]);
+    expect(writer!.record).toMatchObject({ Status: 'Success', Workers: 2 });
+    // Both took units: each one's figures, by worker.
+    expect(writer!.record.WorkerFigures!.map((w) => w.Worker)).toEqual(['w0', 'w1']);
+    for (const w of writer!.record.WorkerFigures!) expect(w.Units).toBeGreaterThan(0);
+    const [row] = await records(dst);
+    expect(row).toEqual(writer!.record);
+    expect(snapshots(dst)).toEqual([writer!.record.Snapshot]);
+    // The other saw the snapshot another worker committed, and wrote nothing.
+    const other = outcomes.find((o) => !o.reported)!;
+    expect(other.record).toMatchObject({ Status: 'Success', Snapshot: writer!.record.Snapshot });
+    expect(other.notices).toEqual([]);
+  });
+
+  it("a job of several workers run by its engine (the command line's --workers): the record says how many, and each one's share", async () => {
+    const { dst } = setUp();
+    const src = path.join(path.dirname(dst), 'big');
+    createBigTree(src, { top: 14, sub: 3, bigFiles: 2, bigSize: 256 * 1024 });
+    const store = new MemoryLeaseStore();
+    let other: Promise<unknown> | null = null;
+    const r = await runBackup({ source: src, destination: dst, workers: 2 }, ports(), {
+      backupId: 'shared-2',
+      // As the command line's: this process is one worker, and starts the other beside it.
+      engine: async (options) => {
+        other = backup({
+          source: src,
+          destination: dst,
+          backupId: 'shared-2',
+          share: { store, worker: 'w1', workers: 2, commit: false },
+        });
+        return backup({ ...options, share: { store, worker: 'w0', workers: 2 } });
+      },
+    });
+    await other;
+    expect(r.record).toMatchObject({ Status: 'Success', Workers: 2 });
+    expect(r.record.WorkerFigures!.map((w) => w.Worker)).toEqual(['w0', 'w1']);
+    expect(await records(dst)).toEqual([r.record]);
   });
 });
 

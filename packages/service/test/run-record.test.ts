@@ -60,6 +60,8 @@ describe('newRunRecord', () => {
       SnapshotsPruned: 0,
       NumberOfFilesDeleted: null,
       Host: 'host-1',
+      Workers: 1,
+      WorkerFigures: null,
       LogLocation: null,
       ExpireItem: Math.floor(start.getTime() / 1000) + 90 * 86_400,
     } satisfies RunRecord);
@@ -148,5 +150,34 @@ describe('newRunRecord', () => {
       expireDays: 1,
     });
     expect(r).toMatchObject({ Subdir: null, Mirror: false, Job: null });
+  });
+
+  it("a run of several workers: given at its start; its summary tells each worker's share", () => {
+    const r = newRunRecord({
+      id: 'b-3',
+      label: 'efs-backup',
+      interval: 'daily',
+      retain: 7,
+      source: '/src',
+      prefix: '/',
+      destination: '/dst',
+      start,
+      host: 'pending',
+      expireDays: 90,
+      workers: 3,
+    });
+    expect(r).toMatchObject({ Workers: 3, WorkerFigures: null });
+    expect(summary(r)).not.toContain('Workers');
+    const ended: RunRecord = {
+      ...r,
+      Status: 'Success',
+      WorkerFigures: [
+        { Worker: 'i-1', Units: 4, Entries: 1200, Bytes: 3 * 2 ** 20, Seconds: 12.34 },
+        { Worker: 'i-2', Units: 1, Entries: 1, Bytes: 0, Seconds: 0.5 },
+      ],
+    };
+    expect(summary(ended)).toContain(
+      '  Workers       3: i-1 1,200 entries (3.0 MiB), 4 units in 12.3 s; i-2 1 entry (0 B), 1 unit in 0.5 s\n',
+    );
   });
 });
