@@ -31,7 +31,7 @@ export function summarize(results) {
  * A Markdown table laid out as prettier lays it out (the results are committed and linted):
  * `rows[0]` is the header; the first column left-aligned, the others right-aligned.
  */
-function mdTable(rows, { firstLeft = true } = {}) {
+export function mdTable(rows, { firstLeft = true } = {}) {
   const width = (x) => [...x].length;
   const widths = rows[0].map((_, i) => Math.max(3, ...rows.map((r) => width(r[i]))));
   const left = (i) => i === 0 && firstLeft;
