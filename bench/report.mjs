@@ -210,6 +210,11 @@ export function readmeBlock(dir) {
     const r = load(f);
     parts.push(intro(r), '', combinedTable(r, r.summary ?? summarize(r)), '');
   }
+  if (fs.existsSync(path.join(dir, 'workers.md'))) {
+    // Written by bench/workers.mjs: its heading in bold, as the other runs' introductions are.
+    const [heading, ...body] = fs.readFileSync(path.join(dir, 'workers.md'), 'utf8').split('\n');
+    parts.push(`**${heading.replace(/^#+\s*/, '')}**`, ...body);
+  }
   if (fs.existsSync(path.join(dir, 'scale.json'))) {
     const sc = load('scale.json');
     const dest = sc.destination ? `; snapshots on ${sc.destination}` : '';
