@@ -444,12 +444,21 @@ async function main() {
       ...['--concurrency', String(concurrency), '--max-mibps', String(maxMibps)],
       ...(workersOf(c) === null ? [] : ['--workers', String(workersOf(c))]),
     ];
-    for (const c of cases) results.cases[c] = { full: [], nochange: [] };
+    for (const c of cases) results.cases[c] = { full: [], nochange: [], failures: [] };
     const one = async (scenario, c, i) => {
       const d = dest(c, i);
       if (scenario === 'full') fs.mkdirSync(d);
-      const r = await timed(argsOf(c, d), { lfsPid });
+      let r;
+      try {
+        r = await timed(argsOf(c, d), { lfsPid });
+      } catch (e) {
+        // A failed run is reported as one, and the other cases still run.
+        console.error(`  ${scenario.padEnd(8)} ${c.padEnd(12)} FAILED: ${e.message}`);
+        results.cases[c].failures.push({ scenario, rep: i, error: e.message.slice(-2000) });
+        return;
+      }
       r.problems = check(d, src, scenario === 'full' ? 1 : 2, fast);
+      if (r.status !== null && r.status !== 'Success') r.problems.push(`the run ended ${r.status}`);
       results.cases[c][scenario].push(r);
       const w = r.procs.filter((p) => p.role === 'worker').length;
       console.error(
@@ -467,7 +476,7 @@ async function main() {
     rm(fast(path.join(mnt, 'workers-dst')));
     unmount();
   }
-  report(results);
+  await report(results);
 }
 
 // ---- the report ------------------------------------------------------------------------------
@@ -476,10 +485,14 @@ const TITLES = { full: 'full backup', nochange: 'no change' };
 
 function summarize(results) {
   const s = {};
-  for (const [c, byScenario] of Object.entries(results.cases)) {
+  for (const [c, { failures, ...byScenario }] of Object.entries(results.cases)) {
     s[c] = {};
     for (const [scenario, runs] of Object.entries(byScenario)) {
-      if (!runs.length) continue;
+      const failed = failures.filter((f) => f.scenario === scenario).length;
+      if (!runs.length) {
+        if (failed) s[c][scenario] = { failed };
+        continue;
+      }
       const workerPeaks = runs.flatMap((r) =>
         r.procs.filter((p) => p.role === 'worker').map((p) => p.hwmKiB),
       );
@@ -499,7 +512,8 @@ function summarize(results) {
           runs[0].latencyfsCpuSeconds !== undefined
             ? median(runs.map((r) => r.latencyfsCpuSeconds))
             : null,
-        wrong: runs.filter((r) => r.problems.length).length,
+        wrong: runs.filter((r) => r.problems.length).length + failed,
+        failed,
       };
     }
   }
@@ -507,7 +521,7 @@ function summarize(results) {
   for (const c of Object.keys(s)) {
     for (const [scenario, x] of Object.entries(s[c])) {
       const base = one && s[one][scenario];
-      x.speedupVs1 = base ? base.seconds / x.seconds : null;
+      x.speedupVs1 = base?.seconds && x.seconds ? base.seconds / x.seconds : null;
     }
   }
   return s;
@@ -515,11 +529,16 @@ function summarize(results) {
 
 function targets(results, s) {
   const t = [];
-  const ok = (c, sc) => s[c]?.[sc] && s[c][sc].wrong === 0;
+  // A case whose runs all failed has no figures: its targets fail.
+  const has = (c, sc) => s[c]?.[sc] !== undefined;
+  const timedOk = (c, sc) => s[c]?.[sc]?.seconds !== undefined;
+  const ok = (c, sc) => timedOk(c, sc) && s[c][sc].wrong === 0;
+  const failed = (name) => t.push({ name, pass: false, text: 'the runs FAILED' });
   const speed = (n, scenario, bound) => {
     const c = `${n} workers`;
     const name = `${n} workers ≥ ${bound}× faster than 1 worker (${TITLES[scenario]})`;
-    if (!s[c]?.[scenario] || !s['1 worker']?.[scenario]) return t.push({ name, pass: null });
+    if (!has(c, scenario) || !has('1 worker', scenario)) return t.push({ name, pass: null });
+    if (!timedOk(c, scenario) || !timedOk('1 worker', scenario)) return failed(name);
     const v = s[c][scenario].speedupVs1;
     const right = ok(c, scenario) && ok('1 worker', scenario);
     t.push({
@@ -538,18 +557,23 @@ function targets(results, s) {
       t.push({ name, pass: null });
       continue;
     }
+    if (!timedOk('1 worker', scenario) || !timedOk(PLAIN, scenario)) {
+      failed(name);
+      continue;
+    }
     const d = a.seconds / p.seconds - 1;
+    const right = ok('1 worker', scenario) && ok(PLAIN, scenario);
     t.push({
       name,
-      pass: ok('1 worker', scenario) && ok(PLAIN, scenario) && d <= 0.05,
-      text: `${d >= 0 ? '+' : ''}${(d * 100).toFixed(1)}% (${p.seconds.toFixed(2)} s → ${a.seconds.toFixed(2)} s)`,
+      pass: right && d <= 0.05,
+      text: `${d >= 0 ? '+' : ''}${(d * 100).toFixed(1)}% (${p.seconds.toFixed(2)} s → ${a.seconds.toFixed(2)} s)${right ? '' : '; a run was WRONG'}`,
     });
   }
   for (const scenario of ['full', 'nochange']) {
     const p = s[PLAIN]?.[scenario];
     const name = `peak RSS of every process ≤ the plain backup's (${TITLES[scenario]})`;
-    const others = Object.keys(s).filter((c) => c !== PLAIN && s[c][scenario]);
-    if (!p || !others.length) {
+    const others = Object.keys(s).filter((c) => c !== PLAIN && timedOk(c, scenario));
+    if (!p?.seconds || !others.length) {
       t.push({ name, pass: null });
       continue;
     }
@@ -588,24 +612,26 @@ function markdown(results, s, t) {
     ],
   ];
   const rss = (x) =>
-    x
+    x?.seconds !== undefined
       ? `${x.peakRssMiB.toFixed(0)} MiB${x.workerRssMiB !== null ? ` (command ${x.commandRssMiB.toFixed(0)})` : ''}`
       : '';
   for (const [c, x] of Object.entries(s)) {
     const f = x.full;
     const n = x.nochange;
-    const cell = (y) => (y ? `${y.seconds.toFixed(2)} s` : '');
+    const cell = (y) =>
+      y?.seconds !== undefined ? `${y.seconds.toFixed(2)} s` : y?.failed ? 'FAILED' : '';
     const sp = (y) => (y?.speedupVs1 ? `${y.speedupVs1.toFixed(2)}` : '');
-    const wrong = (f?.wrong ?? 0) + (n?.wrong ?? 0);
-    const pct = (y) => (y ? `${(y.runCpuShare * 100).toFixed(0)}%` : '');
+    const wrong = (f?.wrong ?? f?.failed ?? 0) + (n?.wrong ?? n?.failed ?? 0);
+    const both = (a, b) => (a || b ? `${a} / ${b}` : '');
+    const pct = (y) => (y?.seconds !== undefined ? `${(y.runCpuShare * 100).toFixed(0)}%` : '');
     table.push([
       c,
       cell(f),
       sp(f),
       cell(n),
       sp(n),
-      `${rss(f)} / ${rss(n)}`,
-      `${pct(f)} / ${pct(n)}`,
+      both(rss(f), rss(n)),
+      both(pct(f), pct(n)),
       wrong ? `${wrong} WRONG` : 'yes',
     ]);
   }
@@ -630,7 +656,8 @@ function workSplit(results) {
   const lines = [];
   for (const [c, byScenario] of Object.entries(results.cases)) {
     if (c === PLAIN) continue;
-    for (const [scenario, runs] of Object.entries(byScenario)) {
+    for (const scenario of Object.keys(TITLES)) {
+      const runs = byScenario[scenario];
       if (!runs.length) continue;
       const m = [...runs].sort((a, b) => a.seconds - b.seconds)[Math.floor(runs.length / 2)];
       const workers = m.procs.filter((p) => p.role === 'worker');
@@ -681,6 +708,9 @@ async function report(results) {
     console.error(
       `${x.pass === null ? 'n/a ' : x.pass ? 'PASS' : 'FAIL'} ${x.name}${x.text ? `: ${x.text}` : ''}`,
     );
+  // A missed target is a figure; a run that failed or made a wrong snapshot is a broken suite.
+  const broken = Object.values(s).some((c) => Object.values(c).some((x) => x.wrong || x.failed));
+  if (broken) process.exitCode = 1;
 }
 
 await main();
