@@ -40,3 +40,5 @@ export { main as workerMain } from './worker-main.js';
 export { jsonLog } from './json-log.js';
 export { configuredLimits, CreditWatch, lowCreditLimits } from './credit-watch.js';
 export type { CreditWatchOptions, CreditWatchSettings, LimitSettings } from './credit-watch.js';
+export { DynamoDbLeaseStore, LEASE_TABLE_KEYS } from './dynamodb-lease-store.js';
+export type { DynamoDbLeaseStoreOptions } from './dynamodb-lease-store.js';

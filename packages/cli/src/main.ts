@@ -12,8 +12,10 @@ import {
   formatExcludes,
   shown,
   isWindowMinutes,
+  MAX_WORKERS,
   WINDOW_RULE,
 } from '@efs-backup/core';
+import type { BackupResult } from '@efs-backup/core';
 import type { RunRecord, RunStatus } from '@efs-backup/service';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -130,6 +132,44 @@ async function runBackup(o: BackupCliOptions): Promise<number> {
     process.stderr.write(`warning: ${shown(w.path) || '.'}: ${w.message}\n`);
   if (result.NumberOfWarnings > 20)
     process.stderr.write(`warning: ... and ${result.NumberOfWarnings - 20} more\n`);
+  return exitCodeFor(result.Status);
+}
+
+/** `worker`: one worker of a shared run; what it did, and the run's end when it saw it. */
+async function runWorkerCommand(o: {
+  job?: string;
+  config?: string;
+  json?: boolean;
+}): Promise<number> {
+  const { workerCommand, NothingToJoin } = await import('./workers.js');
+  let result: BackupResult | null;
+  try {
+    result = await workerCommand(o);
+    if (result === null) return EXIT.ok;
+  } catch (e) {
+    if (!(e instanceof NothingToJoin)) throw e;
+    process.stderr.write(`efs-backup: ${e.message}\n`);
+    return EXIT.notSuccess;
+  }
+  const me = result.share?.workers.find((w) => w.worker === result.share?.worker);
+  if (o.json) {
+    process.stdout.write(
+      JSON.stringify(
+        { Status: result.Status, Message: result.Message, share: result.share },
+        null,
+        2,
+      ) + '\n',
+    );
+  } else {
+    process.stdout.write(
+      `${result.Status}: ${result.Message}\n` +
+        (me
+          ? `  this worker (${me.worker}): ${formatCount(me.units)} unit(s), ${formatCount(me.entries)} entries (${formatBytes(me.bytes)}), ${formatDuration(me.ms)}\n`
+          : ''),
+    );
+  }
+  for (const w of result.warnings.slice(0, 20))
+    process.stderr.write(`warning: ${shown(w.path) || '.'}: ${w.message}\n`);
   return exitCodeFor(result.Status);
 }
 
@@ -265,9 +305,26 @@ export function buildProgram(setExit: (code: number) => void): Command {
       'leave out the content of each directory holding this name (CACHEDIR.TAG); repeatable',
       collect,
     )
+    .option(
+      '--workers <n>',
+      `worker processes that build the snapshot together (1 to ${MAX_WORKERS}), each with the concurrency and limits above as its own`,
+      integer('workers'),
+    )
     .option('--json', 'print the run record as JSON')
     .action(async (o: BackupCliOptions, cmd: Command) =>
       setExit(await runBackup(checkBackupOptions(o, cmd))),
+    );
+
+  program
+    .command('worker')
+    .description(
+      'join a run of a job started with workers on another host that mounts the same destination',
+    )
+    .option('--job <name>', 'the job whose run to join')
+    .option('--config <file>', 'the configuration file of --job (default: efs-backup.yaml)')
+    .option('--json', "print this worker's result as JSON")
+    .action(async (o: { job?: string; config?: string; json?: boolean }) =>
+      setExit(await runWorkerCommand(o)),
     );
 
   program

@@ -8,6 +8,8 @@ import {
   DEFAULTS,
   existingSet,
   type BackupProgress,
+  type BackupResult,
+  type BackupRunOptions,
   type BackupWarning,
   formatBytes,
   formatDuration,
@@ -39,6 +41,19 @@ const service = () => import('@efs-backup/service');
 const local = () => import('@efs-backup/service/local');
 const runner = () => import('@efs-backup/service/runner');
 
+/**
+ * The engine the commands run: a run of its own, or, for a job with `workers` (or `--workers`),
+ * this process as one worker of a shared run with the others started beside it.
+ */
+async function cliEngine(): Promise<(options: BackupRunOptions) => Promise<BackupResult>> {
+  const { backup } = await import('@efs-backup/core');
+  return async (options) => {
+    if (options.workers === undefined) return backup(options);
+    const { sharedEngine } = await import('./workers.js');
+    return sharedEngine(options.workers)(options);
+  };
+}
+
 /** The configuration file read when --config is not given (the service's DEFAULT_CONFIG_FILE). */
 const DEFAULT_CONFIG_FILE = 'efs-backup.yaml';
 
@@ -64,6 +79,8 @@ export interface BackupCommandOptions {
   /** --max-mibps */
   maxMibps?: number;
   maxOps?: number;
+  /** --workers: worker processes that build the snapshot together */
+  workers?: number;
   /** --exclude, repeated */
   exclude?: string[];
   /** --exclude-from, repeated */
@@ -203,6 +220,7 @@ export async function backupThroughService(
     if (o.xattrs === false) job = { ...job, xattrs: false };
     if (o.maxMibps !== undefined) job = { ...job, maxMiBps: o.maxMibps };
     if (o.maxOps !== undefined) job = { ...job, maxOps: o.maxOps };
+    if (o.workers !== undefined) job = { ...job, workers: o.workers };
   } else {
     // The patterns of --exclude-from files first, then --exclude's: a later `!` re-includes.
     const exclude = [...(o.excludeFrom ?? []).flatMap(readExcludeFile), ...(o.exclude ?? [])];
@@ -219,6 +237,7 @@ export async function backupThroughService(
       ...(o.xattrs === false ? { xattrs: false } : {}),
       ...(o.maxMibps !== undefined ? { maxMiBps: o.maxMibps } : {}),
       ...(o.maxOps !== undefined ? { maxOps: o.maxOps } : {}),
+      ...(o.workers !== undefined ? { workers: o.workers } : {}),
       ...(exclude.length ? { exclude } : {}),
       ...(o.excludeIfPresent ? { excludeIfPresent: o.excludeIfPresent } : {}),
     };
@@ -233,6 +252,7 @@ export async function backupThroughService(
     const outcome = await runBackup(job, localPorts(config), {
       // A configuration job is a scheduled job run now: its refusals are recorded and notified.
       refusals: config ? 'record' : 'throw',
+      engine: await cliEngine(),
       signal: hooks.signal,
       log,
       ...(config ? { expireDays: config.records.expireDays } : {}),
@@ -259,7 +279,12 @@ async function runDaemon(o: { config?: string; logFormat?: LogFormat }): Promise
     pid: process.pid,
     host: os.hostname(),
   });
-  const scheduler = new Scheduler({ config, ports: localPorts(config), log });
+  const scheduler = new Scheduler({
+    config,
+    ports: localPorts(config),
+    log,
+    engine: await cliEngine(),
+  });
   log.info(
     { config: config.file, jobs: config.jobs.map((j) => j.name) },
     `efs-backup run: ${config.jobs.length} job(s) from ${config.file}`,

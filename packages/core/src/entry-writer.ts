@@ -213,6 +213,17 @@ export class EntryWriter {
     });
   }
 
+  /** A directory of the partial made if it is not there; one that is stays as it is. */
+  ensureDir(dst: string, cb: (err: NodeJS.ErrnoException | null) => void): void {
+    this.dst.mkdir(dst, 0o700, (err) => {
+      if (!err || err.code !== 'EEXIST') return cb(err);
+      this.dst.lstat(dst, (e, st) => {
+        if (!e && st.isDirectory()) return cb(null);
+        this.makeDir(dst, (e2) => cb(e2));
+      });
+    });
+  }
+
   /** A resumed partial's directory may hold names the source no longer has: removed. */
   removeExtras(dir: string, keep: string[], next: () => void): void {
     this.dst.readdir(dir, (err, existing) => {

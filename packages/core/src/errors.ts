@@ -16,6 +16,14 @@ export class EfsBackupError extends Error {
   }
 }
 
+/** A shared run's worker came to join a run that is over (its lock is gone): nothing to do. */
+export class RunOver extends EfsBackupError {
+  constructor(runId: string) {
+    super('FAILED', `the run ${runId} is over: nothing to join`);
+    this.name = 'RunOver';
+  }
+}
+
 export const badInput = (message: string): EfsBackupError =>
   new EfsBackupError('BAD_INPUT', message);
 

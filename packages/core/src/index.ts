@@ -10,7 +10,7 @@ export type {
   StartedBackup,
   WorkerFigures,
 } from './backup.js';
-export { EfsBackupError, OptionError, badInput, isSystemError } from './errors.js';
+export { EfsBackupError, OptionError, RunOver, badInput, isSystemError } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export { InFlight } from './inflight.js';
 export type { Job } from './inflight.js';
@@ -32,8 +32,10 @@ export { ManifestIndex, MANIFEST_FORMAT } from './manifest.js';
 export type { EntryKind, ManifestEntry, ManifestHeader } from './manifest.js';
 export {
   defaultConcurrency,
+  MAX_WORKERS,
   NETWORK_CONCURRENCY,
   resolveBackupOptions,
+  isRemote,
   DEFAULTS,
   checkWindowMinutes,
   isWindowMinutes,
@@ -77,3 +79,13 @@ export {
   readExcludeFile,
 } from './excludes.js';
 export type { ExcludeRules } from './excludes.js';
+export { FileLeaseStore } from './file-lease-store.js';
+export type {
+  LeaseRun,
+  LeaseStore,
+  UnitCounts,
+  UnitDone,
+  UnitLease,
+  UnitState,
+  UnitStatus,
+} from './leases.js';

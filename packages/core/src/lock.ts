@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
-import { EfsBackupError, isSystemError } from './errors.js';
+import { EfsBackupError, isSystemError, RunOver } from './errors.js';
 
 /** What a lock file holds. */
 export interface LockInfo {
@@ -30,6 +30,8 @@ export interface LockOptions {
    * not refused; the joined handle keeps it fresh like its taker does.
    */
   join?: boolean;
+  /** Only join: a lock that does not name the run means the run is over (RunOver is thrown). */
+  joinOnly?: boolean;
 }
 
 /** One writer per label: a lock file with owner, host and heartbeat. */
@@ -75,6 +77,7 @@ export class LabelLock {
     for (let attempt = 0; attempt < 3; attempt++) {
       const joined = LabelLock.joinHeld(file, info, options);
       if (joined) return joined;
+      if (options.joinOnly) throw new RunOver(owner);
       // A live lock is refused before anything is written.
       if (fs.existsSync(file)) refuseLive(file, readLock(file), staleAfterMs);
       // Written whole under a private name, then linked into place: link() fails when the lock
@@ -174,6 +177,15 @@ export class LabelLock {
     this.onLost = null;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+  }
+
+  /**
+   * A shared run's workers on this host are all done (their first worker waited for the
+   * others): the lock goes if it still names the run, left or not.
+   */
+  releaseShared(): void {
+    this.left = false;
+    this.release();
   }
 
   /** Gives the lock up (again is harmless: only a lock that still names this run is removed). */

@@ -5,6 +5,9 @@ import { badInput, OptionError } from './errors.js';
 import { checkExcludeRules } from './excludes.js';
 import { checkInterval, checkLabel, existingDirectory } from './layout.js';
 
+/** The most worker processes one run takes. */
+export const MAX_WORKERS = 64;
+
 export interface BackupOptions {
   /** The file system (or directory) to protect. */
   source: string;
@@ -38,6 +41,12 @@ export interface BackupOptions {
   /** At most this many calls on the source per second. @default no limit */
   maxOps?: number;
   /**
+   * Worker processes that build the snapshot together (scale-out): the command line starts
+   * them, each one a `backup()` with `share`; the engine itself is always one of them. Each has
+   * the run's `concurrency` and throughput limits as its own. @default 1 (a run of its own)
+   */
+  workers?: number;
+  /**
    * gitignore-style patterns of what to leave out, relative to the backed-up root (source plus
    * prefix), in order: the last that matches decides (`!` re-includes). An excluded directory
    * is not descended into. Recorded in the snapshot's manifest and the run's record.
@@ -70,6 +79,8 @@ export interface ResolvedOptions {
   checksum: boolean;
   maxMiBps: number | null;
   maxOps: number | null;
+  /** null: a run of its own; a number (1 too): a shared run of that many workers. */
+  workers: number | null;
   exclude: string[];
   excludeIfPresent: string[];
 }
@@ -107,6 +118,12 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
     !(Number.isInteger(o.concurrency) && o.concurrency >= 1 && o.concurrency <= 1024)
   ) {
     throw badInput(`concurrency must be an integer from 1 to 1024, not ${o.concurrency}`);
+  }
+  if (
+    o.workers !== undefined &&
+    !(Number.isInteger(o.workers) && o.workers >= 1 && o.workers <= MAX_WORKERS)
+  ) {
+    throw badInput(`workers must be an integer from 1 to ${MAX_WORKERS}, not ${o.workers}`);
   }
   for (const k of ['maxMiBps', 'maxOps'] as const) {
     const v = o[k];
@@ -166,6 +183,7 @@ export function resolveBackupOptions(o: BackupOptions): ResolvedOptions {
     checksum: o.checksum ?? false,
     maxMiBps: o.maxMiBps ?? null,
     maxOps: o.maxOps ?? null,
+    workers: o.workers ?? null,
     exclude: [...(o.exclude ?? [])],
     excludeIfPresent: [...(o.excludeIfPresent ?? [])],
   };

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { openBase, type BaseSnapshot } from './base-snapshot.js';
 import type { Meta } from './change.js';
 import { EntryWriter } from './entry-writer.js';
-import { EfsBackupError } from './errors.js';
+import { EfsBackupError, RunOver } from './errors.js';
+import { readLock } from './lock.js';
 import { Excludes } from './excludes.js';
 import { timeArg } from './fs-ops.js';
 import { ensureDir } from './layout.js';
@@ -189,8 +190,17 @@ class SharedRun {
       await links?.close();
       if (this.held) await this.store.release(this.me, this.held).catch(() => {});
       this.base?.index.close();
-      // Whoever committed lets the lock go; a worker leaving earlier leaves it to the others.
-      if (committed) lock.release();
+      // Whoever committed lets the lock go, and so does the last worker of a stopped run (no
+      // lease is held any more: each gives its own back before it looks); a worker whose part
+      // is done, or that failed, leaves it to the others.
+      const stopped = control.stopReason !== null && !committed;
+      const leased = stopped
+        ? await this.store.counts(Date.now()).then(
+            (c) => c.leased,
+            () => 1,
+          )
+        : 1;
+      if (committed || leased === 0) lock.release();
       else lock.leave();
     }
     const result = report.result(o, {
@@ -256,6 +266,8 @@ class SharedRun {
           this.run = run;
           break;
         }
+        // The run ended (committed, or stopped) before this worker came: nothing to join.
+        if (readLock(set.lockFile)?.owner !== backupId) throw new RunOver(backupId);
         if (now().getTime() > until) {
           throw new EfsBackupError(
             'FAILED',

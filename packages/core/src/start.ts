@@ -58,6 +58,12 @@ export interface ShareOptions {
   commit?: boolean;
   /** A lease's life; renewed every third of it. @default 60000 */
   leaseMs?: number;
+  /**
+   * Only join a run another worker began: when its lock no longer names the run, it is over,
+   * and `backup()` throws RunOver at once (a worker started late, after a quick run ended).
+   * @default false
+   */
+  join?: boolean;
 }
 
 /** A run whose options are resolved and whose set's lock is held: nothing is written yet. */
@@ -73,7 +79,7 @@ export interface StartedBackup {
  * The caller releases the lock if it never calls `backup()`.
  */
 export function startBackup(
-  options: BackupOptions & { backupId?: string; share?: unknown },
+  options: BackupOptions & { backupId?: string; share?: { join?: boolean } },
 ): StartedBackup {
   const o = resolveBackupOptions(options);
   const set = new BackupSet(o.destination, o.label);
@@ -83,6 +89,7 @@ export function startBackup(
     // A shared run's workers hold one lock, under the run's id (the first takes it, the others join).
     const lock = LabelLock.acquire(set.lockFile, options.backupId ?? randomUUID(), {
       join: options.share !== undefined,
+      joinOnly: options.share?.join === true,
     });
     return { options: o, lock };
   } catch (e) {

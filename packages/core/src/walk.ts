@@ -148,6 +148,14 @@ export class Walk {
     }
     // A partial made by this run is empty; one resumed may hold names without a journal. A
     // unit's root was made by its parent's walk, and may hold what an earlier attempt wrote.
+    if (rel !== '') {
+      // Made by its parent's walk; made here when that walk has not reached it yet (a resumed run).
+      try {
+        fs.mkdirSync(fsPath(dst), { mode: 0o700 });
+      } catch (e) {
+        if (!isSystemError(e, 'EEXIST')) throw e;
+      }
+    }
     const existed =
       rel !== '' ||
       partial.journalStart > 0 ||
@@ -353,8 +361,9 @@ export class Walk {
     done: () => void,
   ): void {
     if (this.unit?.boundary(rel)) {
-      // A unit of its own: made here (so its parent's metadata follows it), walked by its lease.
-      return this.writer.makeDir(dst, (err) => {
+      // A unit of its own: made here (so its parent's metadata follows it), walked by its
+      // lease. One already there is left as it is: its unit may be done, its metadata applied.
+      return this.writer.ensureDir(dst, (err) => {
         if (err) return this.failed(err, rel, dir, done);
         this.entryDone(dir, done);
       });

@@ -203,6 +203,15 @@ export const JobSchema = z
         .describe(
           'make at most this many file-system calls per second on the source; default: no limit',
         ),
+      workers: z
+        .number(allowed('a whole number from 1 to 64'))
+        .int(allowed('a whole number from 1 to 64'))
+        .min(1, allowed('a whole number from 1 to 64'))
+        .max(64, allowed('a whole number from 1 to 64'))
+        .optional()
+        .describe(
+          'worker processes that build each snapshot together, each with the concurrency and limits above as its own; default: 1, no lease store',
+        ),
       staleAfterHours: z
         .number(allowed('a number of hours above 0'))
         .positive(allowed('a number of hours above 0'))

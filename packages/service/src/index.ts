@@ -18,7 +18,7 @@ export {
 export type { Config, Job, LoadOptions, Notifications } from './config.js';
 export { ManualClock, systemClock } from './clock.js';
 export type { Clock } from './clock.js';
-export { recordSkipped, runBackup } from './lifecycle.js';
+export { engineOptions, recordSkipped, runBackup } from './lifecycle.js';
 export type {
   Engine,
   JobSpec,

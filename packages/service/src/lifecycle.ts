@@ -140,11 +140,13 @@ const ENGINE_OPTIONS = [
   'checksum',
   'maxMiBps',
   'maxOps',
+  'workers',
   'exclude',
   'excludeIfPresent',
 ] as const satisfies readonly (keyof BackupOptions)[];
 
-function engineOptions(job: JobSpec): BackupOptions {
+/** The engine's options of a job. */
+export function engineOptions(job: JobSpec): BackupOptions {
   const o: BackupOptions = { source: job.source, destination: job.destination };
   for (const k of ENGINE_OPTIONS) if (job[k] !== undefined) Object.assign(o, { [k]: job[k] });
   return o;

@@ -1,7 +1,7 @@
 /**
  * The embedded defaults: records in SQLite, logs in files, notices by e-mail, webhook and
- * console. Only this module reaches the SQLite store (a native addon), and only when a store is
- * opened.
+ * console; the SQLite lease store of N workers on one host. Only this module reaches the SQLite
+ * stores (a native addon), and only when a store is opened.
  */
 import { ensureDir } from '@efs-backup/core';
 import path from 'node:path';
@@ -13,7 +13,10 @@ import { FileLogStore } from './file-log-store.js';
 import type { ResolvedJob, RunPorts } from './lifecycle.js';
 import type { Notifier, RecordStore } from './ports.js';
 import { setDataDir } from './set-data.js';
+import type { SqliteLeaseStore } from './sqlite-lease-store.js';
 import { WebhookNotifier } from './webhook-notifier.js';
+
+export type { SqliteLeaseStore } from './sqlite-lease-store.js';
 
 export const RECORDS_FILE = 'records.sqlite';
 
@@ -38,6 +41,15 @@ export async function openRecordStore(
 export async function openExistingRecordStore(file: string): Promise<RecordStore | null> {
   if (!fs.existsSync(file)) return null;
   return openRecordStore(file);
+}
+
+/**
+ * Opens (creating when needed) a SQLite lease file for one scope: the lease store of N worker
+ * processes on this host. Loaded on first use, like the records store (a native addon).
+ */
+export async function openSqliteLeaseStore(file: string, scope: string): Promise<SqliteLeaseStore> {
+  const { SqliteLeaseStore } = await import('./sqlite-lease-store.js');
+  return new SqliteLeaseStore(file, scope);
 }
 
 /** The records file of a job: the configuration's, or the one in the job's backup set. */

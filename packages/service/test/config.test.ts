@@ -150,7 +150,7 @@ describe('each kind of mistake gives one precise message: file, line, key, what 
       name: 'a misspelt key',
       text: `jobs:\n${GOOD_JOB}    retian: 3\n`,
       message:
-        /^efs-backup\.yaml:6: jobs\[0\]\.retian is not a known key; allowed here: name, source, prefix, destination, label, interval, retain, schedule, timezone, windowMinutes, notifyOnSuccess, concurrency, checksum, xattrs, maxMiBps, maxOps, staleAfterHours, exclude, excludeIfPresent$/,
+        /^efs-backup\.yaml:6: jobs\[0\]\.retian is not a known key; allowed here: name, source, prefix, destination, label, interval, retain, schedule, timezone, windowMinutes, notifyOnSuccess, concurrency, checksum, xattrs, maxMiBps, maxOps, workers, staleAfterHours, exclude, excludeIfPresent$/,
     },
     {
       name: 'an unknown top-level key',

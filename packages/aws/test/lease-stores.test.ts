@@ -1,0 +1,118 @@
+/**
+ * The three lease stores, one contract (fixtures/lease-contract.ts): files in a real folder,
+ * SQLite in a real file, DynamoDB on dynalite (127.0.0.1). And what only a store holding many
+ * scopes has to show: its scopes are apart.
+ */
+import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
+import type { LeaseStore } from '@efs-backup/core';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileLeaseStore } from '../../core/src/file-lease-store.js';
+import { tmpDir } from '../../core/test/fixtures/tmp.js';
+import { openSqliteLeaseStore } from '../../service/src/local.js';
+import { DynamoDbLeaseStore, LEASE_TABLE_KEYS } from '../src/index.js';
+import { leaseStoreContract, RUN_A } from './fixtures/lease-contract.js';
+import { startLocalAws, type LocalAws } from './fixtures/local-aws.js';
+
+let aws: LocalAws;
+let table: string;
+beforeAll(async () => {
+  aws = await startLocalAws();
+  table = `leases-${process.pid}`;
+  await aws.dynamodb.send(
+    new CreateTableCommand({
+      TableName: table,
+      AttributeDefinitions: [LEASE_TABLE_KEYS.partitionKey, LEASE_TABLE_KEYS.sortKey].map((k) => ({
+        AttributeName: k.name,
+        AttributeType: k.type,
+      })),
+      KeySchema: [
+        { AttributeName: LEASE_TABLE_KEYS.partitionKey.name, KeyType: 'HASH' },
+        { AttributeName: LEASE_TABLE_KEYS.sortKey.name, KeyType: 'RANGE' },
+      ],
+      BillingMode: 'PAY_PER_REQUEST',
+    }),
+  );
+});
+afterAll(async () => {
+  await aws?.close();
+});
+
+let scopes = 0;
+const newScope = (): string => `efs-backup/daily-${++scopes}`;
+
+leaseStoreContract('FileLeaseStore', async () => {
+  const dir = path.join(tmpDir('efs-backup-leases-'), 'leases', 'daily');
+  return { open: async () => new FileLeaseStore(dir), racer: { kind: 'file', dir } };
+});
+
+leaseStoreContract('SqliteLeaseStore', async () => {
+  const file = path.join(tmpDir('efs-backup-leases-'), 'leases.sqlite');
+  const scope = newScope();
+  return {
+    open: () => openSqliteLeaseStore(file, scope),
+    racer: { kind: 'sqlite', file, scope },
+  };
+});
+
+leaseStoreContract('DynamoDbLeaseStore', async () => {
+  const scope = newScope();
+  return {
+    open: async () => new DynamoDbLeaseStore({ tableName: table, client: aws.dynamodb, scope }),
+  };
+});
+
+// Every read of many items is paged (LastEvaluatedKey), filtered pages coming back empty too.
+leaseStoreContract('DynamoDbLeaseStore, 3 items a page', async () => {
+  const scope = newScope();
+  return {
+    open: async () =>
+      new DynamoDbLeaseStore({ tableName: table, client: aws.dynamodb, scope, pageSize: 3 }),
+  };
+});
+
+describe.each([
+  [
+    'SqliteLeaseStore',
+    () => {
+      const file = path.join(tmpDir('efs-backup-leases-'), 'leases.sqlite');
+      return (scope: string) => openSqliteLeaseStore(file, scope);
+    },
+  ],
+  [
+    'DynamoDbLeaseStore',
+    () => async (scope: string) =>
+      new DynamoDbLeaseStore({ tableName: table, client: aws.dynamodb, scope }),
+  ],
+] as const)('%s: scopes sharing one store', (_, where) => {
+  it("keep apart: one scope's run, units, claim and clear() leave another's as they are", async () => {
+    const open = where();
+    const [daily, weekly] = [newScope(), newScope()];
+    const a: LeaseStore = await open(daily);
+    const b: LeaseStore = await open(weekly);
+    try {
+      await a.begin(RUN_A);
+      await a.publish(['x']);
+      expect(await b.run()).toBeNull();
+      expect(await b.units()).toEqual([]);
+      const other = { ...RUN_A, runId: 'weekly-run' };
+      expect(await b.begin(other)).toEqual(other);
+      expect(await a.run()).toEqual(RUN_A);
+      expect(await a.claimCommit('w1', 1000, 100)).toBe(true);
+      expect(await b.claimCommit('w2', 1000, 100)).toBe(true);
+      expect(await b.acquire('w2', 1000, 100)).toEqual({ unit: '', attempt: 1 });
+      expect((await a.units()).map((u) => [u.unit, u.status])).toEqual([
+        ['', 'open'],
+        ['x', 'open'],
+      ]);
+      await b.clear();
+      expect(await b.run()).toBeNull();
+      expect(await a.run()).toEqual(RUN_A);
+      expect(await a.counts(1000)).toEqual({ open: 2, leased: 0, done: 0 });
+      expect(await a.claimCommit('w3', 1050, 100)).toBe(false);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});

@@ -1,0 +1,231 @@
+/**
+ * Scale-out on the command line: `backup --workers N` (or a job's `workers:`) runs N worker
+ * processes on this host that build one snapshot together, and `worker --job NAME` joins a
+ * run from another host that mounts the same destination.
+ *
+ * The lease store is the set's, on the destination: SQLite (`.efs-backup/leases.sqlite`) when
+ * the destination is a local disk, which only this host reaches; lease files
+ * (`.efs-backup/leases/<interval>/`) when it is a network file system, where SQLite's locking
+ * cannot be trusted and other hosts may join. Every worker of a run finds it by the same rule.
+ */
+import {
+  backup,
+  badInput,
+  BackupSet,
+  DATA_DIR,
+  FileLeaseStore,
+  isRemote,
+  resolveBackupOptions,
+  RunOver,
+  type BackupOptions,
+  type BackupResult,
+  type BackupRunOptions,
+  type LeaseStore,
+} from '@efs-backup/core';
+import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+/** The lease store of a set's interval, by where the destination is. */
+export async function leaseStoreFor(o: {
+  destination: string;
+  label: string;
+  interval: string;
+}): Promise<LeaseStore> {
+  const data = path.join(new BackupSet(o.destination, o.label).dir, DATA_DIR);
+  if (isRemote(o.destination)) return new FileLeaseStore(path.join(data, 'leases', o.interval));
+  const { openSqliteLeaseStore } = await import('@efs-backup/service/local');
+  return openSqliteLeaseStore(path.join(data, 'leases.sqlite'), o.interval);
+}
+
+/** This process's id in a run: unique across the hosts of one run. */
+export function workerId(): string {
+  return `${os.hostname()}:${process.pid}`;
+}
+
+/** What the worker processes a run starts are told (in their environment: nothing on a command line). */
+const WorkerSpec = z.object({
+  backupId: z.string().min(1),
+  workers: z.number().int().min(1).max(64),
+  leaseMs: z.number().int().positive().optional(),
+  options: z
+    .object({
+      source: z.string(),
+      destination: z.string(),
+      label: z.string().optional(),
+      interval: z.string().optional(),
+      retain: z.number().optional(),
+      prefix: z.string().optional(),
+      windowMinutes: z.number().optional(),
+      concurrency: z.number().optional(),
+      xattrs: z.boolean().optional(),
+      checksum: z.boolean().optional(),
+      maxMiBps: z.number().optional(),
+      maxOps: z.number().optional(),
+      exclude: z.array(z.string()).optional(),
+      excludeIfPresent: z.array(z.string()).optional(),
+    })
+    .strict(),
+});
+type WorkerSpec = z.infer<typeof WorkerSpec>;
+
+export const WORKER_SPEC_ENV = 'EFS_BACKUP_WORKER_SPEC';
+
+/** How long a lease lives (a worker that dies holds its units this long). Tests shorten it. */
+function leaseMs(): number | undefined {
+  const v = Number(process.env.EFS_BACKUP_LEASE_MS);
+  return Number.isInteger(v) && v > 0 ? v : undefined;
+}
+
+/**
+ * The engine of a run of `workers` processes: this process is one worker (and commits), the
+ * others are started beside it and may not commit. A stop (the signal) is passed on to them.
+ */
+export function sharedEngine(
+  workers: number,
+): (options: BackupRunOptions) => Promise<BackupResult> {
+  return async (options) => {
+    const resolved = options.started?.options ?? resolveBackupOptions(options);
+    const store = await leaseStoreFor(resolved);
+    const lease = leaseMs();
+    const spec: WorkerSpec = {
+      backupId: options.backupId!,
+      workers,
+      ...(lease ? { leaseMs: lease } : {}),
+      options: childOptions(options),
+    };
+    const children: ChildProcess[] = [];
+    const exited: Array<Promise<void>> = [];
+    for (let i = 1; i < workers; i++) {
+      const child = spawn(process.execPath, [process.argv[1]!, 'worker'], {
+        env: { ...process.env, [WORKER_SPEC_ENV]: JSON.stringify(spec) },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      children.push(child);
+      exited.push(new Promise((r) => child.once('exit', () => r())));
+    }
+    const stop = (): void => {
+      for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    };
+    options.signal?.addEventListener('abort', stop);
+    try {
+      return await backup({
+        ...options,
+        share: { store, worker: workerId(), workers, ...(lease ? { leaseMs: lease } : {}) },
+      });
+    } finally {
+      options.signal?.removeEventListener('abort', stop);
+      await Promise.all(exited);
+      // Every worker of this host is done: a lock the run still holds goes (a stopped run).
+      options.started?.lock.releaseShared();
+      await store.close();
+    }
+  };
+}
+
+/** The options a started worker is given: the run's, as the job set them. */
+function childOptions(o: BackupOptions): WorkerSpec['options'] {
+  const out: WorkerSpec['options'] = { source: o.source, destination: o.destination };
+  for (const k of Object.keys(WorkerSpec.shape.options.shape) as Array<keyof BackupOptions>) {
+    const v = o[k];
+    if (v !== undefined && k !== 'workers') Object.assign(out, { [k]: v });
+  }
+  return out;
+}
+
+/** A started worker's spec, from its environment; null when this process was not started so. */
+export function workerSpecFromEnv(): WorkerSpec | null {
+  const raw = process.env[WORKER_SPEC_ENV];
+  if (raw === undefined) return null;
+  return WorkerSpec.parse(JSON.parse(raw));
+}
+
+/**
+ * One worker of a run: a started one (its spec) may not commit; one joining from another host
+ * (`worker --job`) may, and the commit claim decides.
+ */
+export async function runWorker(
+  spec: { backupId: string; workers: number; leaseMs?: number; options: BackupOptions },
+  commit: boolean,
+  signal: AbortSignal,
+  store?: LeaseStore,
+  /** Only join (a started worker): the run over, RunOver. */
+  join = false,
+): Promise<BackupResult> {
+  const s = store ?? (await leaseStoreFor(resolveBackupOptions(spec.options)));
+  try {
+    return await backup({
+      ...spec.options,
+      backupId: spec.backupId,
+      signal,
+      share: {
+        store: s,
+        worker: workerId(),
+        workers: spec.workers,
+        commit,
+        join,
+        ...(spec.leaseMs ? { leaseMs: spec.leaseMs } : {}),
+      },
+    });
+  } finally {
+    await s.close();
+  }
+}
+
+/**
+ * `efs-backup worker`: started by a run's first worker (its spec in the environment), or
+ * joining a job's run from another host (`--job`). Throws bad input; a job with no run going on
+ * has nothing to join (NOTHING_TO_JOIN).
+ */
+export async function workerCommand(o: {
+  job?: string;
+  config?: string;
+}): Promise<BackupResult | null> {
+  const controller = new AbortController();
+  const onSignal = (): void => controller.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const spec = workerSpecFromEnv();
+    if (spec) {
+      try {
+        return await runWorker(spec, false, controller.signal, undefined, true);
+      } catch (e) {
+        // Started after a quick run had already ended: nothing to say.
+        if (e instanceof RunOver) return null;
+        throw e;
+      }
+    }
+    if (o.job === undefined) throw badInput('worker needs --job NAME: the job whose run to join');
+    const { loadConfig, findJob, engineOptions } = await import('@efs-backup/service');
+    const job = findJob(loadConfig(o.config ?? 'efs-backup.yaml'), o.job);
+    const options = engineOptions(job);
+    const resolved = resolveBackupOptions(options);
+    const store = await leaseStoreFor(resolved);
+    const run = await store.run();
+    if (!run) {
+      await store.close();
+      throw new NothingToJoin(
+        `no run of job ${o.job} is going on in ${new BackupSet(resolved.destination, resolved.label).dir}: nothing to join`,
+      );
+    }
+    try {
+      return await runWorker(
+        { backupId: run.runId, workers: run.workers, options },
+        true,
+        controller.signal,
+        store,
+        true,
+      );
+    } catch (e) {
+      if (e instanceof RunOver) throw new NothingToJoin(e.message);
+      throw e;
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+export class NothingToJoin extends Error {}

@@ -1,0 +1,244 @@
+/**
+ * Scale-out on the command line (`backup --workers N`): N worker processes on this host build
+ * one snapshot through the set's lease store (SQLite, the destination being a local disk).
+ * Real processes, killed with SIGKILL and stopped with SIGTERM; every snapshot judged by rsync
+ * (`-aHcn --numeric-ids`), by the tree's own comparison and by `efs-backup verify`.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BackupSet, type BackupFigures } from '@efs-backup/core';
+import { countEntries, createBigTree } from '../../core/test/fixtures/big-tree.js';
+import { manifestEntries } from '../../core/test/fixtures/manifest-entries.js';
+import { expectCleanSnapshot, partialsIn } from '../../core/test/fixtures/resume.js';
+import { BIN, cli, requireBuild } from './helpers.js';
+
+let base = '';
+let src = '';
+
+beforeAll(() => {
+  requireBuild();
+  base = fs.mkdtempSync(path.join(os.tmpdir(), 'efs-backup-workers-'));
+  src = path.join(base, 'src');
+  createBigTree(src, { top: 16, sub: 4, bigFiles: 2, bigSize: 512 * 1024 });
+});
+afterAll(() => {
+  if (base) fs.rmSync(base, { recursive: true, force: true });
+});
+
+let n = 0;
+function destination(): string {
+  const d = path.join(base, `dst-${++n}`);
+  fs.mkdirSync(d);
+  return d;
+}
+
+interface Run {
+  child: ChildProcess;
+  done: Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+  }>;
+}
+
+/** `efs-backup backup` as a child process; leases live 1.5 s, so a killed worker's expire soon. */
+function start(dst: string, ...extra: string[]): Run {
+  const child = spawn(
+    process.execPath,
+    [
+      BIN,
+      'backup',
+      '--source',
+      src,
+      '--destination',
+      dst,
+      '--concurrency',
+      '4',
+      '--json',
+      ...extra,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EFS_BACKUP_LEASE_MS: '1500' } },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const done = new Promise<Awaited<Run['done']>>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return { child, done };
+}
+
+async function finished(run: Run): Promise<BackupFigures> {
+  const r = await run.done;
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as BackupFigures;
+}
+
+/** The worker processes a run started (children of its first worker). */
+function workerPids(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until the run's partial holds `entries` entries; false when the run ended first. */
+async function partialHolds(run: Run, dst: string, entries: number): Promise<boolean> {
+  const daily = new BackupSet(dst, 'efs-backup').intervalDir('daily');
+  while (run.child.exitCode === null) {
+    const p = partialsIn(daily).at(-1);
+    if (p && countEntries(path.join(daily, p)) >= entries) return true;
+    await sleep(5);
+  }
+  return false;
+}
+
+/** The snapshot is the source's, and verify finds it whole. */
+function expectGood(dst: string, r: BackupFigures): void {
+  expect(r.Status, r.Message).toBe('Success');
+  const set = new BackupSet(dst, 'efs-backup');
+  expectCleanSnapshot(src, set, 'daily', r.Snapshot);
+  const v = cli(['verify', '--destination', dst]);
+  expect(v.status, v.stdout + v.stderr).toBe(0);
+}
+
+describe('backup --workers N', () => {
+  let plain: Map<string, string>;
+  beforeAll(async () => {
+    const dst = destination();
+    const r = await finished(start(dst));
+    plain = await manifestEntries(new BackupSet(dst, 'efs-backup').manifestPath(r.Snapshot!));
+  });
+
+  for (const workers of [1, 2, 4]) {
+    it(`${workers} worker process(es) make the snapshot one run makes, entry for entry`, async () => {
+      const dst = destination();
+      const r = await finished(start(dst, '--workers', String(workers)));
+      expectGood(dst, r);
+      expect(r.NumberOfFiles).toBe(plain.size);
+      expect(
+        await manifestEntries(new BackupSet(dst, 'efs-backup').manifestPath(r.Snapshot!)),
+      ).toEqual(plain);
+    });
+  }
+
+  it('hard links across units: 1 000 inodes with a second name in another directory stay one inode each', async () => {
+    const linked = path.join(base, 'linked');
+    for (let d = 0; d < 40; d++) {
+      fs.mkdirSync(path.join(linked, `d${d}`), { recursive: true });
+      for (let f = 0; f < 100; f++)
+        fs.writeFileSync(path.join(linked, `d${d}`, `f${f}`), 'x'.repeat(100 + f));
+    }
+    fs.mkdirSync(path.join(linked, 'links'));
+    for (let d = 0; d < 40; d++)
+      for (let f = 0; f < 25; f++)
+        fs.linkSync(path.join(linked, `d${d}`, `f${f}`), path.join(linked, 'links', `l${d}-${f}`));
+    const dst = destination();
+    const run = spawn(
+      process.execPath,
+      [BIN, 'backup', '--source', linked, '--destination', dst, '--workers', '2', '--json'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    run.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    run.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const code = await new Promise<number | null>((r) => run.on('close', r));
+    expect(code, err + out).toBe(0);
+    const r = JSON.parse(out) as BackupFigures;
+    expect(r.Status, r.Message).toBe('Success');
+    const set = new BackupSet(dst, 'efs-backup');
+    const snap = expectCleanSnapshot(linked, set, 'daily', r.Snapshot);
+    expect(fs.statSync(path.join(snap, 'links', 'l7-3')).ino).toBe(
+      fs.statSync(path.join(snap, 'd7', 'f3')).ino,
+    );
+    expect(fs.statSync(path.join(snap, 'd7', 'f3')).nlink).toBe(2);
+    const v = cli(['verify', '--destination', dst]);
+    expect(v.status, v.stdout + v.stderr).toBe(0);
+  });
+
+  it('a worker killed with SIGKILL mid-run: its units are taken over and the run commits', async () => {
+    const dst = destination();
+    const run = start(dst, '--workers', '3');
+    expect(await partialHolds(run, dst, Math.round(countEntries(src) * 0.2))).toBe(true);
+    const [victim] = workerPids(run.child.pid!);
+    expect(victim, 'the run started no worker process').toBeDefined();
+    process.kill(victim!, 'SIGKILL');
+    expectGood(dst, await finished(run));
+  });
+
+  it('the first worker killed with SIGKILL: the others finish their part, and the next run (2 workers) commits', async () => {
+    const dst = destination();
+    const run = start(dst, '--workers', '3');
+    expect(await partialHolds(run, dst, Math.round(countEntries(src) * 0.2))).toBe(true);
+    const others = workerPids(run.child.pid!);
+    run.child.kill('SIGKILL');
+    expect((await run.done).signal).toBe('SIGKILL');
+    // The started workers notice on their own and end; nothing is committed without the first.
+    for (let i = 0; i < 400 && others.some(alive); i++) await sleep(50);
+    expect(others.filter(alive)).toEqual([]);
+    const set = new BackupSet(dst, 'efs-backup');
+    expect(set.snapshots()).toEqual([]);
+    expectGood(dst, await finished(start(dst, '--workers', '2')));
+  });
+
+  it('4 workers stopped (SIGTERM) keep the partial; 2 workers then commit one correct snapshot', async () => {
+    const dst = destination();
+    const run = start(dst, '--workers', '4');
+    expect(await partialHolds(run, dst, Math.round(countEntries(src) * 0.3))).toBe(true);
+    run.child.kill('SIGTERM');
+    const stopped = await run.done;
+    expect(stopped.code, stopped.stderr).toBe(1);
+    expect((JSON.parse(stopped.stdout) as BackupFigures).Status).toBe('Incomplete');
+    const set = new BackupSet(dst, 'efs-backup');
+    expect(set.snapshots()).toEqual([]);
+    expect(partialsIn(set.intervalDir('daily'))).toHaveLength(1);
+    expectGood(dst, await finished(start(dst, '--workers', '2')));
+  });
+
+  it('a directory that keeps growing during the run: the run commits a snapshot true to its manifest, with every file that was there before', async () => {
+    const grow = path.join(src, 'growing');
+    fs.mkdirSync(grow);
+    for (let i = 0; i < 200; i++) fs.writeFileSync(path.join(grow, `before-${i}`), `b${i}`);
+    const dst = destination();
+    const run = start(dst, '--workers', '3');
+    let added = 0;
+    const writer = setInterval(() => {
+      for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(grow, `during-${added++}`), 'd');
+    }, 2);
+    let r: BackupFigures;
+    try {
+      r = await finished(run);
+    } finally {
+      clearInterval(writer);
+    }
+    expect(r.Status, r.Message).toBe('Success');
+    const snap = new BackupSet(dst, 'efs-backup').snapshotDir('daily', r.Snapshot!);
+    for (let i = 0; i < 200; i++)
+      expect(fs.existsSync(path.join(snap, 'growing', `before-${i}`))).toBe(true);
+    const v = cli(['verify', '--destination', dst]);
+    expect(v.status, v.stdout + v.stderr).toBe(0);
+    fs.rmSync(grow, { recursive: true, force: true });
+  });
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
