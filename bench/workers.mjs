@@ -463,7 +463,7 @@ async function main() {
       const w = r.procs.filter((p) => p.role === 'worker').length;
       console.error(
         `  ${scenario.padEnd(8)} ${c.padEnd(12)} ${r.seconds.toFixed(2).padStart(7)} s  ` +
-          `peak RSS ${(r.peakRssKiB / 1024).toFixed(0)} MiB (${r.procs.length} process${r.procs.length === 1 ? '' : 'es'}${w ? `, ${w} worker` : ''})  ` +
+          `peak RSS ${(r.peakRssKiB / 1024).toFixed(0)} MiB (${r.procs.length} process${r.procs.length === 1 ? '' : 'es'}${w ? `, ${w} started` : ''})  ` +
           `CPU ${(r.runCpuShare * 100).toFixed(0)}% of ${os.cpus().length} cores ` +
           `(machine ${(r.machineCpuBusy * 100).toFixed(0)}%)  ` +
           (r.problems.length ? `WRONG: ${r.problems.join('; ')}` : 'checked'),
@@ -637,7 +637,7 @@ function markdown(results, s, t) {
   }
   lines.push(mdTable(table), '');
   lines.push(
-    `Peak RSS: the most any one process of a run held (VmHWM), median of the runs; with workers, in brackets, the \`backup\` command that started them. CPU: the run's own CPU time (its efs-backup processes and latencyfs) over its wall time, as a share of the machine's ${cores} cores: near 100%, the run is CPU-bound.`,
+    `Peak RSS: the most any one process of a run held (VmHWM), median of the runs; with workers, in brackets, the \`backup\` command's own (itself the first worker, the one that commits; it starts the others as \`efs-backup worker\` processes). CPU: the run's own CPU time (its efs-backup processes and latencyfs) over its wall time, as a share of the machine's ${cores} cores: near 100%, the run is CPU-bound.`,
     '',
   );
   const split = workSplit(results);
@@ -664,7 +664,7 @@ function workSplit(results) {
       const cmd = m.procs.find((p) => p.role === 'command');
       const list = (xs) => xs.join(' / ');
       const parts = [
-        `${workers.length} worker process${workers.length === 1 ? '' : 'es'}` +
+        `${workers.length} started worker process${workers.length === 1 ? '' : 'es'}` +
           (workers.length
             ? `, CPU ${list(workers.map((p) => p.cpuSeconds.toFixed(1)))} s` +
               `, exited at ${list(workers.map((p) => p.exitedS?.toFixed(1) ?? '?'))} s`
