@@ -75,6 +75,8 @@ const out = path.resolve(
 );
 
 const PLAIN = 'plain backup';
+/** Where the suite's own time goes besides the runs: waiting for a quiet disk, checking, cleaning. */
+const harness = { settleSeconds: 0, checkSeconds: 0, cleanupSeconds: 0 };
 const cases = [PLAIN, ...workerCounts.map((n) => `${n} worker${n === 1 ? '' : 's'}`)];
 const workersOf = (c) => (c === PLAIN ? null : Number(c.split(' ')[0]));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -225,15 +227,15 @@ function sample(pid, seen) {
   }
   const hwm = Number(/^VmHWM:\s+(\d+)/m.exec(status)?.[1] ?? 0);
   let s = seen.get(pid);
-  if (!s) {
-    let argv = [];
-    try {
-      argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-    } catch {
-      // gone meanwhile
-    }
-    seen.set(pid, (s = { pid, argv, hwmKiB: 0, cpuSeconds: 0 }));
+  if (!s) seen.set(pid, (s = { pid, argv: [], hwmKiB: 0, cpuSeconds: 0, polls: 0 }));
+  // Read every time: a child forked to run another program (sync, mkfifo) shows Node's
+  // command line until it execs.
+  try {
+    s.argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  } catch {
+    // gone meanwhile
   }
+  s.polls++;
   if (hwm > s.hwmKiB) s.hwmKiB = hwm;
   const cpu = procCpu(pid);
   if (cpu !== null && cpu > s.cpuSeconds) s.cpuSeconds = cpu;
@@ -246,7 +248,9 @@ function sample(pid, seen) {
 async function timed(args, { lfsPid }) {
   // The smoke checks that the harness works, not how fast: waiting for a quiet disk could take
   // minutes on a busy one.
+  const s0 = Date.now();
   if (!smoke) settle();
+  harness.settleSeconds += (Date.now() - s0) / 1000;
   const procDir = fs.mkdtempSync(path.join(os.tmpdir(), 'efs-bench-proc-'));
   const preload = path.join(here, 'proc-peak.cjs');
   const childEnv = {
@@ -309,10 +313,17 @@ async function timed(args, { lfsPid }) {
   } catch {
     // a run that printed no record (or several): its figures are left out
   }
-  // The Node processes of the run (the command and the workers it started; each wrote its
-  // figures as it exited): a helper the CLI might run (a shell, say) is not a worker.
+  // The Node processes of the run: the command and the workers it started, each of which wrote
+  // its figures as it exited, and any that could not (killed) but was seen running efs-backup
+  // for a few polls. A program the CLI runs (sync, mkfifo) is no worker, even when a poll
+  // caught it between its fork and its exec.
   const procs = [...seen.values()]
-    .filter((p) => p.pid === child.pid || p.exact || /(^|\/)node[^/]*$/.test(p.argv[0] ?? ''))
+    .filter(
+      (p) =>
+        p.pid === child.pid ||
+        p.exact ||
+        (p.polls >= 3 && p.argv.some((a) => a.endsWith('efs-backup.cjs'))),
+    )
     .map((p) => ({
       pid: p.pid,
       role: p.pid === child.pid ? 'command' : 'worker',
@@ -457,7 +468,9 @@ async function main() {
         results.cases[c].failures.push({ scenario, rep: i, error: e.message.slice(-2000) });
         return;
       }
+      const c0 = Date.now();
       r.problems = check(d, src, scenario === 'full' ? 1 : 2, fast);
+      harness.checkSeconds += (Date.now() - c0) / 1000;
       if (r.status !== null && r.status !== 'Success') r.problems.push(`the run ended ${r.status}`);
       results.cases[c][scenario].push(r);
       const w = r.procs.filter((p) => p.role === 'worker').length;
@@ -473,9 +486,14 @@ async function main() {
     for (let i = 0; i < reps; i++) for (const c of cases) await one('full', c, i);
     for (let i = 0; i < reps; i++) for (const c of cases) await one('nochange', c, i);
   } finally {
+    const c0 = Date.now();
     rm(fast(path.join(mnt, 'workers-dst')));
+    harness.cleanupSeconds = (Date.now() - c0) / 1000;
     unmount();
   }
+  results.harness = Object.fromEntries(
+    Object.entries(harness).map(([k, v]) => [k, Number(v.toFixed(1))]),
+  );
   await report(results);
 }
 
@@ -501,6 +519,10 @@ function summarize(results) {
         // The most any one process of a run held (a worker, or the command that started them),
         // the median over the repetitions.
         peakRssMiB: median(runs.map((r) => r.peakRssKiB)) / 1024,
+        peakRssRangeMiB: [
+          Math.min(...runs.map((r) => r.peakRssKiB)) / 1024,
+          Math.max(...runs.map((r) => r.peakRssKiB)) / 1024,
+        ],
         commandRssMiB:
           median(runs.map((r) => r.procs.find((p) => p.role === 'command').hwmKiB)) / 1024,
         workerRssMiB: workerPeaks.length ? Math.max(...workerPeaks) / 1024 : null,
@@ -517,7 +539,7 @@ function summarize(results) {
       };
     }
   }
-  const one = workerCounts.includes(1) ? '1 worker' : null;
+  const one = results.cases['1 worker'] ? '1 worker' : null;
   for (const c of Object.keys(s)) {
     for (const [scenario, x] of Object.entries(s[c])) {
       const base = one && s[one][scenario];
@@ -581,10 +603,13 @@ function targets(results, s) {
       s[c][scenario].peakRssMiB > s[a][scenario].peakRssMiB ? c : a,
     );
     const w = s[worst][scenario].peakRssMiB;
+    const [lo, hi] = p.peakRssRangeMiB ?? [p.peakRssMiB, p.peakRssMiB];
     t.push({
       name,
       pass: w <= p.peakRssMiB,
-      text: `the most: ${w.toFixed(0)} MiB (${worst}), the plain backup ${p.peakRssMiB.toFixed(0)} MiB (${w > p.peakRssMiB ? '+' : ''}${(((w - p.peakRssMiB) / p.peakRssMiB) * 100).toFixed(1)}%)`,
+      text:
+        `the most: ${w.toFixed(0)} MiB (${worst}), the plain backup ${p.peakRssMiB.toFixed(0)} MiB (${w > p.peakRssMiB ? '+' : ''}${(((w - p.peakRssMiB) / p.peakRssMiB) * 100).toFixed(1)}%` +
+        (results.reps > 1 ? `; its runs ${lo.toFixed(0)} to ${hi.toFixed(0)} MiB)` : ')'),
     });
   }
   return t;
@@ -611,9 +636,9 @@ function markdown(results, s, t) {
       'checked',
     ],
   ];
-  const rss = (x) =>
+  const rss = (x, c) =>
     x?.seconds !== undefined
-      ? `${x.peakRssMiB.toFixed(0)} MiB${x.workerRssMiB !== null ? ` (command ${x.commandRssMiB.toFixed(0)})` : ''}`
+      ? `${x.peakRssMiB.toFixed(0)} MiB${workersOf(c) > 1 ? ` (command ${x.commandRssMiB.toFixed(0)})` : ''}`
       : '';
   for (const [c, x] of Object.entries(s)) {
     const f = x.full;
@@ -623,21 +648,24 @@ function markdown(results, s, t) {
     const sp = (y) => (y?.speedupVs1 ? `${y.speedupVs1.toFixed(2)}` : '');
     const wrong = (f?.wrong ?? f?.failed ?? 0) + (n?.wrong ?? n?.failed ?? 0);
     const both = (a, b) => (a || b ? `${a} / ${b}` : '');
-    const pct = (y) => (y?.seconds !== undefined ? `${(y.runCpuShare * 100).toFixed(0)}%` : '');
+    const pct = (y) =>
+      y?.seconds !== undefined
+        ? `${(y.runCpuShare * 100).toFixed(0)}% (${(y.machineCpuBusy * 100).toFixed(0)}%)`
+        : '';
     table.push([
       c,
       cell(f),
       sp(f),
       cell(n),
       sp(n),
-      both(rss(f), rss(n)),
+      both(rss(f, c), rss(n, c)),
       both(pct(f), pct(n)),
       wrong ? `${wrong} WRONG` : 'yes',
     ]);
   }
   lines.push(mdTable(table), '');
   lines.push(
-    `Peak RSS: the most any one process of a run held (VmHWM), median of the runs; with workers, in brackets, the \`backup\` command's own (itself the first worker, the one that commits; it starts the others as \`efs-backup worker\` processes). CPU: the run's own CPU time (its efs-backup processes and latencyfs) over its wall time, as a share of the machine's ${cores} cores: near 100%, the run is CPU-bound.`,
+    `Peak RSS: the most any one process of a run held (VmHWM), median of the runs; with workers, in brackets, the \`backup\` command's own (itself the first worker, the one that commits; it starts the others as \`efs-backup worker\` processes). CPU: the run's own CPU time (its efs-backup processes and latencyfs) over its wall time, as a share of the machine's ${cores} cores (near 100%: the run is CPU-bound); in brackets, the whole machine's over the same time: well above the run's, other jobs shared the machine.`,
     '',
   );
   const split = workSplit(results);
@@ -685,24 +713,24 @@ function workSplit(results) {
   return lines;
 }
 
-async function report(results) {
+async function report(results, dir = out) {
   const s = summarize(results);
   const t = targets(results, s);
   const md = markdown(results, s, t);
-  fs.mkdirSync(out, { recursive: true });
+  fs.mkdirSync(dir, { recursive: true });
   let json = JSON.stringify({ ...results, summary: s, targets: t }, null, 2);
   let text = md;
   try {
     // The results are committed and linted: written as prettier writes them.
     const prettier = await import('prettier');
-    const options = (await prettier.resolveConfig(path.join(out, 'workers.md'))) ?? {};
+    const options = (await prettier.resolveConfig(path.join(dir, 'workers.md'))) ?? {};
     json = await prettier.format(json, { ...options, parser: 'json' });
     text = await prettier.format(md, { ...options, parser: 'markdown' });
   } catch {
     // prettier is a development dependency: without it, the same content, formatted plainly
   }
-  fs.writeFileSync(path.join(out, 'workers.json'), json.trimEnd() + '\n');
-  fs.writeFileSync(path.join(out, 'workers.md'), text.trimEnd() + '\n');
+  fs.writeFileSync(path.join(dir, 'workers.json'), json.trimEnd() + '\n');
+  fs.writeFileSync(path.join(dir, 'workers.md'), text.trimEnd() + '\n');
   console.log(text);
   for (const x of t)
     console.error(
@@ -713,4 +741,13 @@ async function report(results) {
   if (broken) process.exitCode = 1;
 }
 
-await main();
+const saved = arg('report', null);
+if (saved) {
+  // Re-renders a saved run's summary, targets and table: node bench/workers.mjs --report FILE
+  const results = JSON.parse(fs.readFileSync(saved, 'utf8'));
+  delete results.summary;
+  delete results.targets;
+  await report(results, path.dirname(path.resolve(saved)));
+} else {
+  await main();
+}
