@@ -31,7 +31,7 @@ export function summarize(results) {
  * A Markdown table laid out as prettier lays it out (the results are committed and linted):
  * `rows[0]` is the header; the first column left-aligned, the others right-aligned.
  */
-function mdTable(rows, { firstLeft = true } = {}) {
+export function mdTable(rows, { firstLeft = true } = {}) {
   const width = (x) => [...x].length;
   const widths = rows[0].map((_, i) => Math.max(3, ...rows.map((r) => width(r[i]))));
   const left = (i) => i === 0 && firstLeft;
@@ -209,6 +209,11 @@ export function readmeBlock(dir) {
     if (!fs.existsSync(path.join(dir, f))) continue;
     const r = load(f);
     parts.push(intro(r), '', combinedTable(r, r.summary ?? summarize(r)), '');
+  }
+  if (fs.existsSync(path.join(dir, 'workers.md'))) {
+    // Written by bench/workers.mjs: its heading in bold, as the other runs' introductions are.
+    const [heading, ...body] = fs.readFileSync(path.join(dir, 'workers.md'), 'utf8').split('\n');
+    parts.push(`**${heading.replace(/^#+\s*/, '')}**`, ...body);
   }
   if (fs.existsSync(path.join(dir, 'scale.json'))) {
     const sc = load('scale.json');

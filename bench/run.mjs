@@ -8,6 +8,7 @@
 //   npm run bench -- --latency-us 1000 --files 2000 --layout src-local   mixed storage (below)
 //   npm run bench -- --scale 10000,100000,1000000     time per file and peak RSS of efs-backup
 //   npm run bench -- --smoke                        seconds: that the harness works (CI)
+//   node bench/workers.mjs                          scale-out: 1, 2, 4 workers (also in the list)
 //
 // Options: --files N, --reps N, --mix mixed|small, --scenarios full,incremental,churn,prune,restore,
 //          --peers efs,rsync,rsnapshot,fpsync,lower, --fpsync-jobs N, --dir D, --out D,
@@ -28,6 +29,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { env, mountLatencyfs, rm, settle, sh } from './lib.mjs';
 import { efsBackup, fpsync, lowerBound, rsnapshotWay, rsyncLinkDest } from './peers.mjs';
 import { rewriteReadme, writeReport } from './report.mjs';
 import { churn, makeTree } from './tree.mjs';
@@ -81,54 +83,6 @@ const peers = [
   .filter(([key]) => wanted.includes(key))
   .map(([, p]) => p);
 
-// Every tool runs in the same environment, minus NODE_EXTRA_CA_CERTS: some hosts (this one) set
-// it, and Node then reads and parses that certificate bundle before any script runs (30 ms per
-// start here), which no plain EC2 instance or laptop pays and no backup needs.
-const env = { ...process.env };
-delete env.NODE_EXTRA_CA_CERTS;
-
-const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-
-/** Discard requests the disks have completed (/proc/diskstats, field 15). */
-function discards() {
-  let n = 0;
-  for (const line of fs.readFileSync('/proc/diskstats', 'utf8').split('\n')) {
-    const f = line.trim().split(/\s+/);
-    if (f.length >= 18) n += Number(f[14]);
-  }
-  return n;
-}
-
-/**
- * Waits until the disk is quiet, so no run pays for the one before it: nothing dirty left to
- * write back, and no discards going on. This machine's ext4 is mounted with `discard`: after a
- * tree is deleted it trims the freed blocks for a while (minutes after a million files), and
- * creating files meanwhile is several times slower. The quiet second also lets latencyfs's
- * one-second kernel caches expire (set-up and clean-up bypass the mount).
- */
-function settle() {
-  spawnSync('sync');
-  for (let i = 0; i < 600; i++) {
-    const info = fs.readFileSync('/proc/meminfo', 'utf8');
-    const kib = (k) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(info)?.[1] ?? 0);
-    if (kib('Dirty') + kib('Writeback') < 16 * 1024) break;
-    sleep(1000);
-  }
-  // ext4 sends its discards at each journal commit (every 5 s): once some were seen, the
-  // disk counts as quiet only after more than that without any.
-  let before = discards();
-  let busy = false;
-  for (let quiet = 0, i = 0; i < 1000; i++) {
-    sleep(1100);
-    const now = discards();
-    if (now !== before) {
-      busy = true;
-      quiet = 0;
-    } else if (!busy || (quiet += 1100) > 6000) break;
-    before = now;
-  }
-}
-
 /** Runs a shell command; returns wall seconds and peak RSS (KiB) of the command. */
 function timed(cmd) {
   // The smoke checks that the harness works, not how fast: on a busy disk, waiting for it to
@@ -144,9 +98,6 @@ function timed(cmd) {
   const rss = Number(r.stderr.trim().split('\n').pop());
   return { seconds, rssKiB: rss };
 }
-const sh = (cmd) => execFileSync('bash', ['-c', cmd], { stdio: ['ignore', 'ignore', 'inherit'] });
-
-const rm = (p) => fs.rmSync(p, { recursive: true, force: true });
 
 /**
  * Where the trees live: `srcBase` holds the source, `dstBase` every tool's destination, each a
@@ -164,22 +115,14 @@ function stage() {
   const backing = path.join(work, `latency-backing`);
   const mnt = path.join(work, `latency-mnt`);
   const local = path.join(work, `latency-local`);
-  fs.mkdirSync(backing, { recursive: true });
-  fs.mkdirSync(mnt, { recursive: true });
   fs.mkdirSync(local, { recursive: true });
-  spawnSync('fusermount3', ['-u', mnt]);
-  sh(`make -s -C ${path.join(here, 'latencyfs')}`);
-  sh(
-    `${path.join(here, 'latencyfs/latencyfs')} ${backing} ${mnt} --delay-us=${latencyUs} ` +
-      // FUSE's default one-second attribute and entry caches, as an NFS client caches them.
-      `-o max_threads=256,max_idle_threads=256,allow_other,default_permissions`,
-  );
+  const unmount = mountLatencyfs(backing, mnt, latencyUs);
   return {
     srcBase: layout === 'src-local' ? local : mnt,
     dstBase: layout === 'dst-local' ? local : mnt,
     mnt,
     backing,
-    unmount: () => spawnSync('fusermount3', ['-u', mnt]),
+    unmount,
   };
 }
 
@@ -441,8 +384,11 @@ if (process.argv.length > 2) {
       ...['--scenarios', 'full,incremental', '--peers', 'efs,rsync'],
     ]),
     ['--scale', '10000,100000,1000000'],
+    // Scale-out: 1, 2 and 4 worker processes sharing one run, through latencyfs.
+    [path.join(here, 'workers.mjs')],
   ]) {
-    const r = spawnSync(process.execPath, [self, ...args], { stdio: 'inherit' });
+    const script = args[0]?.endsWith('.mjs') ? [] : [self];
+    const r = spawnSync(process.execPath, [...script, ...args], { stdio: 'inherit' });
     if (r.status !== 0) process.exit(r.status ?? 1);
   }
   // The README shows the tables of the latest complete run.
