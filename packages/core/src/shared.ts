@@ -180,7 +180,10 @@ class SharedRun {
           committed = true;
           totals = this.totals;
           if (this.latestError !== undefined) {
-            prune = await pruneAfterCommit(this.parts, this.options.signal);
+            [prune] = await Promise.all([
+              pruneAfterCommit(this.parts, this.options.signal),
+              this.clearing,
+            ]);
           }
           const warnings = (totals?.warnings ?? 0) + report.warningCount - this.warningsInUnits;
           status = warnings > 0 ? 'SuccessWithWarnings' : 'Success';
@@ -513,6 +516,7 @@ class SharedRun {
   private doneUnits: UnitState[] | null = null;
   private totals: Totals | null = null;
   private latestError: string | null | undefined = undefined;
+  private clearing: Promise<void> = Promise.resolve();
 
   /** Every unit is done: this worker commits (the claim is its), or waits for the one that does. */
   private async commitOrWait(): Promise<'committed' | 'elsewhere' | 'stopped' | 'again'> {
@@ -616,7 +620,13 @@ class SharedRun {
       { segments, dir: this.unitsDir },
     );
     this.latestError = latestError;
-    await this.store.clear();
+    // Committed: the store is cleared while retention runs (each is a few hundred calls on a
+    // network file system); the run's end waits for both.
+    this.clearing = this.store
+      .clear()
+      .catch((e: unknown) =>
+        report.warn('', `the lease store could not be cleared: ${(e as Error).message}`),
+      );
     return 'committed';
   }
 }
