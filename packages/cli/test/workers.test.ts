@@ -87,6 +87,12 @@ async function finished(run: Run): Promise<BackupFigures> {
   return JSON.parse(r.stdout) as BackupFigures;
 }
 
+/**
+ * Each worker at most 2 000 calls a second: a run that is killed or stopped partway lasts a few
+ * seconds however fast the machine, so "partway" comes before its end.
+ */
+const PACED = ['--max-ops', '2000'];
+
 /** The worker processes a run started (children of its first worker). */
 function workerPids(pid: number): number[] {
   try {
@@ -143,7 +149,7 @@ describe('backup --workers N', () => {
 
   it('lease files (the store of workers on several hosts) instead of SQLite: 3 workers, one worker killed, one correct snapshot', async () => {
     const dst = destination();
-    const run = startWith({ EFS_BACKUP_LEASES: 'files' }, dst, '--workers', '3');
+    const run = startWith({ EFS_BACKUP_LEASES: 'files' }, dst, '--workers', '3', ...PACED);
     expect(await partialHolds(run, dst, Math.round(countEntries(src) * 0.2))).toBe(true);
     const [victim] = workerPids(run.child.pid!);
     expect(victim).toBeDefined();
@@ -193,7 +199,7 @@ describe('backup --workers N', () => {
 
   it('a worker killed with SIGKILL mid-run: its units are taken over and the run commits', async () => {
     const dst = destination();
-    const run = start(dst, '--workers', '3');
+    const run = start(dst, '--workers', '3', ...PACED);
     expect(await partialHolds(run, dst, Math.round(countEntries(src) * 0.2))).toBe(true);
     const [victim] = workerPids(run.child.pid!);
     expect(victim, 'the run started no worker process').toBeDefined();
@@ -203,7 +209,7 @@ describe('backup --workers N', () => {
 
   it('the first worker killed with SIGKILL: the others finish their part, and the next run (2 workers) commits', async () => {
     const dst = destination();
-    const run = start(dst, '--workers', '3');
+    const run = start(dst, '--workers', '3', ...PACED);
     expect(await partialHolds(run, dst, Math.round(countEntries(src) * 0.2))).toBe(true);
     const others = workerPids(run.child.pid!);
     run.child.kill('SIGKILL');
@@ -218,7 +224,7 @@ describe('backup --workers N', () => {
 
   it('4 workers stopped (SIGTERM) keep the partial; 2 workers then commit one correct snapshot', async () => {
     const dst = destination();
-    const run = start(dst, '--workers', '4');
+    const run = start(dst, '--workers', '4', ...PACED);
     expect(await partialHolds(run, dst, Math.round(countEntries(src) * 0.3))).toBe(true);
     run.child.kill('SIGTERM');
     const stopped = await run.done;
@@ -235,7 +241,7 @@ describe('backup --workers N', () => {
     fs.mkdirSync(grow);
     for (let i = 0; i < 200; i++) fs.writeFileSync(path.join(grow, `before-${i}`), `b${i}`);
     const dst = destination();
-    const run = start(dst, '--workers', '3');
+    const run = start(dst, '--workers', '3', ...PACED);
     let added = 0;
     const writer = setInterval(() => {
       for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(grow, `during-${added++}`), 'd');
@@ -257,12 +263,16 @@ describe('backup --workers N', () => {
 });
 
 describe('efs-backup worker --job: joining a run from another host', () => {
-  /** A configuration of one job of 2 workers backing up the test tree into `dst`. */
+  /**
+   * A configuration of one job of 2 workers backing up the test tree into `dst`, each making at
+   * most 1 000 calls a second: the run lasts seconds, so a worker started once it is under way
+   * finds it going on, however fast the machine.
+   */
   function config(dst: string): string {
     const file = path.join(base, `workers-${++n}.yaml`);
     fs.writeFileSync(
       file,
-      `jobs:\n  - name: shared\n    source: ${src}\n    destination: ${dst}\n    schedule: "0 2 * * *"\n    workers: 2\n    concurrency: 2\n`,
+      `jobs:\n  - name: shared\n    source: ${src}\n    destination: ${dst}\n    schedule: "0 2 * * *"\n    workers: 2\n    concurrency: 2\n    maxOps: 1000\n`,
     );
     return file;
   }
