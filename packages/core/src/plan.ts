@@ -1,5 +1,4 @@
-import { syncOps } from './fs-ops.js';
-import type { ManifestEntry, ManifestIndex } from './manifest.js';
+import type { ManifestIndex } from './manifest.js';
 
 /**
  * A shared run's plan (scale-out): which directories are units of their own, chosen from the
@@ -33,17 +32,16 @@ export interface PlanFigures {
 export async function planUnits(index: ManifestIndex, workers: number): Promise<PlanFigures> {
   const own = new Map<string, number>();
   const children = new Map<string, string[]>();
-  for (const dir of [...index.dirs()]) {
-    const entries = await readDir(index, dir);
+  await index.eachBlock((dir, entries) => {
     let cost = 0;
-    const subdirs: string[] = [];
+    const subdirs = children.get(dir) ?? [];
     for (const [name, e] of entries) {
       cost += ENTRY_COST + (e.kind === 'f' ? e.size / BYTES_PER_ENTRY : 0);
       if (e.kind === 'd') subdirs.push(dir === '' ? name : `${dir}/${name}`);
     }
     own.set(dir, (own.get(dir) ?? 0) + cost);
     children.set(dir, subdirs);
-  }
+  });
   // Each subtree's cost: deepest first, each added to its parent.
   const sub = new Map(own);
   const byDepth = [...own.keys()].sort((a, b) => depth(b) - depth(a));
@@ -69,12 +67,6 @@ export async function planUnits(index: ManifestIndex, workers: number): Promise<
   };
   cut('');
   return { units, total, target };
-}
-
-function readDir(index: ManifestIndex, dir: string): Promise<Map<string, ManifestEntry>> {
-  return new Promise((resolve, reject) =>
-    index.readDir(syncOps, dir, (err, map) => (err ? reject(err) : resolve(map ?? new Map()))),
-  );
 }
 
 function depth(rel: string): number {

@@ -688,9 +688,12 @@ function readDeferred(unitsDir: string, units: readonly UnitState[]): NamedDir[]
     if (!d) dirs.set(rel, (d = { meta: null, names: [] }));
     return d;
   };
+  // One listing, not a look per unit (each a round trip on a network file system).
+  const present = new Set(fs.readdirSync(unitsDir));
   for (const u of units) {
-    const file = path.join(unitsDir, `${unitKey(u.unit)}.${u.attempt}.links`);
-    if (!fs.existsSync(file)) continue;
+    const name = `${unitKey(u.unit)}.${u.attempt}.links`;
+    if (!present.has(name)) continue;
+    const file = path.join(unitsDir, name);
     for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
       if (line === '') continue;
       const x = JSON.parse(line) as { dir?: string; meta?: Meta; in?: string; name?: string };
