@@ -299,6 +299,17 @@ describe('each way a run ends writes the right fields', () => {
   });
 });
 
+/** A shared run's record: its workers' figures, each a worker of the run that finished units. */
+function expectShares(record: RunRecord): void {
+  const figures = record.WorkerFigures!;
+  expect(figures.length).toBeGreaterThan(0);
+  for (const w of figures) {
+    expect(['w0', 'w1']).toContain(w.Worker);
+    expect(w.Units).toBeGreaterThan(0);
+  }
+  expect(figures.reduce((n, w) => n + w.Entries, 0)).toBeLessThanOrEqual(record.NumberOfFiles);
+}
+
 describe('a run shared by several workers (scale-out)', () => {
   it("each worker runs the engine as one of the run's workers; only the one its end names writes the record and notifies", async () => {
     const { dst } = setUp();
@@ -326,9 +337,9 @@ describe('a run shared by several workers (scale-out)', () => {
     expect(outcomes.filter((o) => o.reported)).toHaveLength(1);
     expect(notifier.sent).toEqual([writer!.record]);
     expect(writer!.record).toMatchObject({ Status: 'Success', Workers: 2 });
-    // Both took units: each one's figures, by worker.
-    expect(writer!.record.WorkerFigures!.map((w) => w.Worker)).toEqual(['w0', 'w1']);
-    for (const w of writer!.record.WorkerFigures!) expect(w.Units).toBeGreaterThan(0);
+    // Each worker that finished units, with its figures (which one took which units depends on
+    // timing: on a fast machine one may take them all).
+    expectShares(writer!.record);
     const [row] = await records(dst);
     expect(row).toEqual(writer!.record);
     expect(snapshots(dst)).toEqual([writer!.record.Snapshot]);
@@ -359,7 +370,7 @@ describe('a run shared by several workers (scale-out)', () => {
     });
     await other;
     expect(r.record).toMatchObject({ Status: 'Success', Workers: 2 });
-    expect(r.record.WorkerFigures!.map((w) => w.Worker)).toEqual(['w0', 'w1']);
+    expectShares(r.record);
     expect(await records(dst)).toEqual([r.record]);
   });
 });
