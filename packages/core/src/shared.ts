@@ -141,7 +141,8 @@ class SharedRun {
       control.begin(this.options.signal);
       const endProgress = report.startProgress(this.options.progressIntervalMs ?? 250);
       this.timers.push(setInterval(() => void this.renew(), Math.max(50, this.leaseMs / 3)));
-      this.timers.push(setInterval(() => void this.refreshCounts(), POLL_MS));
+      // The counts only say when to split (splitNow): a worker alone never splits.
+      if (this.workers > 1) this.timers.push(setInterval(() => void this.refreshCounts(), POLL_MS));
       for (const t of this.timers) t.unref();
       let outcome: 'committed' | 'elsewhere' | 'left' | 'stopped';
       try {
