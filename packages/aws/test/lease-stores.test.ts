@@ -5,6 +5,7 @@
  */
 import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
 import type { LeaseStore } from '@efs-backup/core';
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileLeaseStore } from '../../core/src/file-lease-store.js';
@@ -114,5 +115,50 @@ describe.each([
       await a.close();
       await b.close();
     }
+  });
+});
+
+describe('FileLeaseStore: what a committed run leaves, and who removes it', () => {
+  it("clear() leaves the units' folder (nothing reads it); the next run's begin removes it while that run works, and close() waits for that", async () => {
+    const dir = path.join(tmpDir('efs-backup-leases-'), 'leases', 'daily');
+    const store = new FileLeaseStore(dir);
+    await store.begin(RUN_A);
+    await store.publish(['a', 'b', 'c']);
+    for (let i = 0; i < 4; i++) {
+      const lease = (await store.acquire('w1', 1000, 60_000))!;
+      expect(
+        await store.complete('w1', lease, {
+          journalStart: 0,
+          entries: 1,
+          files: 1,
+          bytes: 0,
+          ms: 1,
+        }),
+      ).toBe(true);
+    }
+    const unitsFolders = (): string[] => fs.readdirSync(dir).filter((n) => /^u\d+$/.test(n));
+    const before = unitsFolders();
+    expect(before).toHaveLength(1);
+    await store.clear();
+    // The tombstone says there is no run: the folder left behind is nobody's.
+    expect(await store.run()).toBeNull();
+    expect(await store.units()).toEqual([]);
+    expect(unitsFolders()).toEqual(before);
+    expect(fs.readdirSync(dir)).not.toContain('workers');
+    // The next run (another partial) starts its own folder; the old one goes in the background.
+    const next = new FileLeaseStore(dir);
+    await next.begin({
+      ...RUN_A,
+      runId: 'run-next',
+      partialStamp: '20261202T020000Z',
+      stamp: '20261202T020000Z',
+    });
+    expect((await next.units()).map((u) => [u.unit, u.status])).toEqual([['', 'open']]);
+    await next.close();
+    const after = unitsFolders();
+    expect(after).toHaveLength(1);
+    expect(after).not.toEqual(before);
+    expect(fs.readdirSync(dir).filter((n) => n.startsWith('run.'))).toHaveLength(1);
+    await store.close();
   });
 });

@@ -38,8 +38,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isSystemError } from './errors.js';
+import { asyncOps } from './fs-ops.js';
+import { InFlight } from './inflight.js';
 import {
   eachLimited,
+  LEASE_CALLS_IN_FLIGHT,
   shuffle,
   type LeaseRun,
   type LeaseStore,
@@ -49,6 +52,7 @@ import {
   type UnitState,
 } from './leases.js';
 import { bytesOfName } from './names.js';
+import { removeTree } from './remove-tree.js';
 
 const CLAIM = 'claim';
 /** Rounds of list-and-rename before a call gives up on a cell that keeps changing. */
@@ -76,6 +80,8 @@ const NO_PENDING: ReadonlyMap<string, string[]> = new Map();
 export class FileLeaseStore implements LeaseStore {
   /** The units folder of the run this instance follows; read from the run when unknown. */
   private units_: number | null = null;
+  /** Earlier runs' leftovers being removed (begin starts it, close waits for it). */
+  private sweeping: Promise<void> = Promise.resolve();
   /** Unit keys to ids (a key is a function of its id). */
   private readonly ids = new Map<string, string>();
   private readonly registered = new Set<string>();
@@ -111,7 +117,10 @@ export class FileLeaseStore implements LeaseStore {
         continue;
       }
       const begun = await this.follow({ run, units });
-      await this.removeBefore(g, units);
+      // What earlier runs left (a committed run's units among it) goes while this run works:
+      // a few calls per unit, serial in each folder on NFS. close() waits for it; should it
+      // not finish, the next begin removes the rest.
+      this.sweeping = this.removeBefore(g, units).catch(() => {});
       return begun;
     }
     throw this.busy('begin its run');
@@ -340,14 +349,23 @@ export class FileLeaseStore implements LeaseStore {
         if (isSystemError(e, 'ENOENT')) return;
         throw e;
       }
-      for (const n of names)
-        if (n !== `run.${g}`) await fs.rm(path.join(this.dir, n), { recursive: true, force: true });
+      // The units' folder stays for the next run's begin to remove while that run works (a
+      // few names per unit, each removal serial in its folder on NFS: about a second for a few
+      // hundred units, which the commit would otherwise wait for). Nothing reads it any more:
+      // the tombstone says there is no run.
+      await Promise.all(
+        names
+          .filter((n) => n !== `run.${g}` && !/^u\d+$/.test(n))
+          .map((n) => removeTreeNow(path.join(this.dir, n))),
+      );
       return;
     }
     throw this.busy('clear it');
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.sweeping;
+  }
 
   // --- the run and its folders
 
@@ -409,12 +427,12 @@ export class FileLeaseStore implements LeaseStore {
 
   /** Removes the run files before generation `g` and the units folders before `units`. */
   private async removeBefore(g: number, units: number): Promise<void> {
-    for (const n of await fs.readdir(this.dir)) {
+    const old = (await fs.readdir(this.dir)).filter((n) => {
       const run = /^run\.(\d+)$/.exec(n);
-      const old = /^u(\d+)$/.exec(n);
-      if ((run && Number(run[1]) < g) || (old && Number(old[1]) < units))
-        await fs.rm(path.join(this.dir, n), { recursive: true, force: true });
-    }
+      const u = /^u(\d+)$/.exec(n);
+      return (run !== null && Number(run[1]) < g) || (u !== null && Number(u[1]) < units);
+    });
+    await Promise.all(old.map((n) => removeTreeNow(path.join(this.dir, n))));
   }
 
   /** A new run over the same partial: every done or leased unit open again. */
@@ -718,4 +736,13 @@ async function sameFile(a: string, b: string): Promise<boolean> {
     if (isSystemError(e, 'ENOENT')) return false;
     throw e;
   }
+}
+
+/** A tree removed with many calls in flight (one folder's removals are serial on NFS: spread them). */
+function removeTreeNow(p: string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    removeTree(asyncOps, new InFlight(LEASE_CALLS_IN_FLIGHT), p, (err) =>
+      err ? reject(err) : resolve(),
+    ),
+  );
 }
