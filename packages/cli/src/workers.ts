@@ -113,7 +113,8 @@ export function sharedEngine(
     const children: ChildProcess[] = [];
     const exited: Array<Promise<void>> = [];
     for (let i = 1; i < workers; i++) {
-      const child = spawn(process.execPath, [process.argv[1]!, 'worker'], {
+      // With the command's own Node flags (a heap limit, a profiler).
+      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, 'worker'], {
         env: { ...process.env, [WORKER_SPEC_ENV]: JSON.stringify(spec) },
         stdio: ['ignore', 'ignore', 'inherit'],
       });
