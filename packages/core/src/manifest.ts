@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import fsp, { type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CHECKSUM_PREFIX, type ManifestHeader } from './manifest-format.js';
 
@@ -15,17 +16,15 @@ export interface JournalSegment {
 }
 
 /**
- * Writes a manifest: header, then `journal` bytes from `from` to its end (or each segment's, in
- * turn: a shared run's journals, one per unit), then the checksum. Written to a temporary name
- * and renamed, so a manifest is either whole or absent.
+ * Writes a manifest: header, then `journal` bytes from `from` to its end, then the checksum.
+ * Written to a temporary name and renamed, so a manifest is either whole or absent.
  */
 export function writeManifest(
   path: string,
   header: ManifestHeader,
-  journal: string | readonly JournalSegment[],
+  journal: string,
   from = 0,
 ): void {
-  const segments = typeof journal === 'string' ? [{ path: journal, from }] : journal;
   const tmp = `${path}.tmp`;
   const hash = createHash('sha256');
   const out = fs.openSync(tmp, 'w', 0o600);
@@ -38,13 +37,12 @@ export function writeManifest(
       while (off < buf.length) off += fs.writeSync(out, buf, off, buf.length - off, pos + off);
       pos += buf.length;
     };
-    put(Buffer.from(JSON.stringify(header) + '\n'));
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (const seg of segments) {
-      if (!fs.existsSync(seg.path)) continue;
-      const src = fs.openSync(seg.path, 'r');
+    put(headerLine(header));
+    if (fs.existsSync(journal)) {
+      const buf = Buffer.allocUnsafe(1 << 20);
+      const src = fs.openSync(journal, 'r');
       try {
-        let at = seg.from;
+        let at = from;
         for (;;) {
           const n = fs.readSync(src, buf, 0, buf.length, at);
           if (n === 0) break;
@@ -55,7 +53,7 @@ export function writeManifest(
         fs.closeSync(src);
       }
     }
-    const tail = Buffer.from(`${CHECKSUM_PREFIX}${hash.digest('hex')}\n`);
+    const tail = checksumLine(hash);
     fs.writeSync(out, tail, 0, tail.length, pos);
     fs.fsyncSync(out);
     written = true;
@@ -63,13 +61,147 @@ export function writeManifest(
     fs.closeSync(out);
     if (!written) fs.rmSync(tmp, { force: true });
   }
+  renameDurably(tmp, path);
+}
+
+/**
+ * A shared run's manifest: header, each unit's journal (from its offset) in turn, checksum.
+ * The journals are many small files: several are opened and read ahead while one is written,
+ * since on a network file system each open, read and close is a round trip.
+ */
+export async function writeManifestSegments(
+  path: string,
+  header: ManifestHeader,
+  segments: readonly JournalSegment[],
+): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const hash = createHash('sha256');
+  const out = await fsp.open(tmp, 'w', 0o600);
+  let written = false;
+  try {
+    // Many small journals: gathered into large writes (each write is a round trip too).
+    const staged = Buffer.allocUnsafe(1 << 20);
+    let used = 0;
+    let pos = 0;
+    const flush = async (): Promise<void> => {
+      for (let off = 0; off < used;) {
+        off += (await out.write(staged, off, used - off, pos + off)).bytesWritten;
+      }
+      pos += used;
+      used = 0;
+    };
+    const put = async (buf: Buffer, hashed = true): Promise<void> => {
+      if (hashed) hash.update(buf);
+      for (let off = 0; off < buf.length;) {
+        const n = buf.copy(staged, used, off);
+        used += n;
+        off += n;
+        if (used === staged.length) await flush();
+      }
+    };
+    await put(headerLine(header));
+    for await (const buf of segmentBytes(segments)) await put(buf);
+    await put(checksumLine(hash), false);
+    await flush();
+    await out.sync();
+    written = true;
+  } finally {
+    await out.close();
+    if (!written) fs.rmSync(tmp, { force: true });
+  }
+  renameDurably(tmp, path);
+}
+
+/** Segments read ahead at most; each holds its first chunk until its turn. */
+const READ_AHEAD = 16;
+const FIRST_CHUNK = 256 << 10;
+
+interface Opened {
+  file: FileHandle | null;
+  first: Buffer;
+  at: number;
+}
+
+/** The segments' bytes in order; a missing segment (a unit that wrote nothing) is none. */
+async function* segmentBytes(segments: readonly JournalSegment[]): AsyncGenerator<Buffer> {
+  const ahead: Array<Promise<Opened | null>> = [];
+  let next = 0;
+  const fill = (): void => {
+    while (next < segments.length && ahead.length < READ_AHEAD) {
+      const p = openSegment(segments[next++]!);
+      p.catch(() => {}); // awaited in its turn; until then its error is held
+      ahead.push(p);
+    }
+  };
+  try {
+    fill();
+    while (ahead.length > 0) {
+      const seg = await ahead.shift()!;
+      fill();
+      if (!seg) continue;
+      if (seg.first.length > 0) yield seg.first;
+      if (!seg.file) continue;
+      try {
+        const buf = Buffer.allocUnsafe(1 << 20);
+        for (let at = seg.at; ;) {
+          const { bytesRead } = await seg.file.read(buf, 0, buf.length, at);
+          if (bytesRead === 0) break;
+          yield buf.subarray(0, bytesRead);
+          at += bytesRead;
+        }
+      } finally {
+        await seg.file.close();
+      }
+    }
+  } finally {
+    // Given up part way (an error): what was opened ahead is closed.
+    for (const p of ahead)
+      void p.then(
+        (s) => s?.file?.close(),
+        () => {},
+      );
+  }
+}
+
+async function openSegment(seg: JournalSegment): Promise<Opened | null> {
+  let file: FileHandle;
+  try {
+    file = await fsp.open(seg.path, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  try {
+    const buf = Buffer.allocUnsafe(FIRST_CHUNK);
+    const { bytesRead } = await file.read(buf, 0, buf.length, seg.from);
+    const first = Buffer.from(buf.subarray(0, bytesRead));
+    if (bytesRead < buf.length) {
+      await file.close();
+      return { file: null, first, at: seg.from + bytesRead };
+    }
+    return { file, first, at: seg.from + bytesRead };
+  } catch (e) {
+    await file.close();
+    throw e;
+  }
+}
+
+function headerLine(header: ManifestHeader): Buffer {
+  return Buffer.from(JSON.stringify(header) + '\n');
+}
+
+function checksumLine(hash: ReturnType<typeof createHash>): Buffer {
+  return Buffer.from(`${CHECKSUM_PREFIX}${hash.digest('hex')}\n`);
+}
+
+/** The temporary file renamed to its name, the rename made durable (its folder fsynced). */
+function renameDurably(tmp: string, path: string): void {
   try {
     fs.renameSync(tmp, path);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw e;
   }
-  // The rename itself made durable: its folder fsynced.
   const dir = fs.openSync(dirname(path), 'r');
   try {
     fs.fsyncSync(dir);

@@ -10,6 +10,7 @@ import {
   type JournalSegment,
   manifestVersion,
   writeManifest,
+  writeManifestSegments,
   type ManifestEntry,
   type ManifestHeader,
 } from './manifest.js';
@@ -103,8 +104,8 @@ export async function commitPartial(
   facts: CommitFacts,
   lock: LabelLock,
   report: RunReport,
-  /** A shared run's journals (one per unit) and the folder holding them; absent: the partial's journal. */
-  shared?: { segments: JournalSegment[]; dir: string },
+  /** A shared run's journals (one per unit; the run removes them); absent: the partial's journal. */
+  shared?: { segments: JournalSegment[] },
 ): Promise<{ latestError: string | null }> {
   const interval = facts.interval;
   const stamp = p.stamp;
@@ -139,12 +140,8 @@ export async function commitPartial(
   lock.check();
   const manifest = set.manifestPath(stamp);
   try {
-    writeManifest(
-      manifest,
-      header,
-      shared?.segments ?? set.journalPath(p.partialStamp),
-      p.journalStart,
-    );
+    if (shared) await writeManifestSegments(manifest, header, shared.segments);
+    else writeManifest(manifest, header, set.journalPath(p.partialStamp), p.journalStart);
   } catch (e) {
     throw failed('its manifest could not be written', e);
   }
@@ -173,7 +170,6 @@ export async function commitPartial(
     report.warn('', `latest could not be pointed at ${interval}/${stamp}: ${latestError}`);
   }
   fs.rmSync(set.journalPath(p.partialStamp), { force: true });
-  if (shared) fs.rmSync(shared.dir, { recursive: true, force: true });
   set.forget();
   return { latestError };
 }

@@ -96,6 +96,7 @@ export interface BackupResult extends BackupFigures {
 const MAX_WARNINGS_KEPT = 1000;
 
 export type Outcome = 'linked' | 'copied' | 'resumed';
+export type CopiedBecause = 'repaired' | 'copiedForLinkLimit' | 'changedByChecksum';
 
 export class RunReport {
   files = 0;
@@ -134,6 +135,16 @@ export class RunReport {
       this.transferred++;
       this.transferredBytes += bytes;
     }
+  }
+
+  /** A directory is in the snapshot (its entry; its bytes are none). */
+  countDir(): void {
+    this.files++;
+  }
+
+  /** An unchanged file copied anyway: why (a damaged previous copy, the link limit, its checksum). */
+  countCopiedBecause(why: CopiedBecause): void {
+    this[why]++;
   }
 
   /** Reports progress every `ms` until the returned function is called (which reports once more). */
@@ -224,5 +235,35 @@ export class RunReport {
       warnings: this.warnings,
       snapshotPath: end.snapshotPath,
     };
+  }
+}
+
+/**
+ * One unit's share of a shared run (scale-out), when a worker walks several units at once: its
+ * entries and bytes counted here for the unit's figures, and in the run's report, which also
+ * takes every warning (a warning is the run's, whichever unit met it).
+ */
+export class UnitReport extends RunReport {
+  constructor(private readonly run: RunReport) {
+    super(undefined, undefined);
+  }
+
+  override warn(rel: string, message: string): void {
+    this.run.warn(rel, message);
+  }
+
+  override count(kind: EntryKind, size: number, how: Outcome, bytes = 0): void {
+    super.count(kind, size, how, bytes);
+    this.run.count(kind, size, how, bytes);
+  }
+
+  override countDir(): void {
+    super.countDir();
+    this.run.countDir();
+  }
+
+  override countCopiedBecause(why: CopiedBecause): void {
+    super.countCopiedBecause(why);
+    this.run.countCopiedBecause(why);
   }
 }

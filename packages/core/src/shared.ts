@@ -9,6 +9,7 @@ import { readLock } from './lock.js';
 import { Excludes } from './excludes.js';
 import { timeArg } from './fs-ops.js';
 import { ensureDir } from './layout.js';
+import { removeAll } from './remove-tree.js';
 import type { LeaseRun, LeaseStore, UnitDone, UnitLease, UnitState } from './leases.js';
 import {
   decodeEntry,
@@ -21,7 +22,13 @@ import { bytesOfName, fsPath, nameFromBytes } from './names.js';
 import { commitPartial, openPartial, prepareSet, type PartialSnapshot } from './partial.js';
 import { parentOf, planUnits } from './plan.js';
 import type { PruneResult } from './prune.js';
-import type { BackupResult, BackupStatus, WorkerFigures } from './run-report.js';
+import {
+  UnitReport,
+  type RunReport,
+  type BackupResult,
+  type BackupStatus,
+  type WorkerFigures,
+} from './run-report.js';
 import {
   journalFailure,
   openRun,
@@ -53,6 +60,17 @@ import { XattrCopy } from './xattrs.js';
 const DEFAULT_LEASE_MS = 60_000;
 /** How often an idle worker asks for work, and a busy one refreshes the store's counts. */
 const POLL_MS = 200;
+/**
+ * A worker walks several units at once while its walks hold fewer directories than it has
+ * calls in flight: creating names in one directory is serial on a network file system (the
+ * client holds the directory's lock through each round trip), so a worker needs many
+ * directories open to keep its calls busy, and one unit of a few directories cannot give
+ * that. How often a busy worker looks again, and how many units it holds at most.
+ */
+const MORE_MS = 25;
+const MAX_UNITS_AT_ONCE = 8;
+/** New directories become units of their own while fewer than this many per worker are open. */
+const SPLIT_AHEAD = 16;
 
 export async function sharedBackup(
   options: BackupRunOptions,
@@ -61,6 +79,11 @@ export async function sharedBackup(
   const parts = openRun(options);
   const run = new SharedRun(parts, share, options);
   return run.go();
+}
+
+/** Where an attempt at a unit leaves what it left to the commit (rare: beside the journals' folders). */
+function linksOf(unitsDir: string, unit: string, attempt: number): string {
+  return path.join(unitsDir, `${unitKey(unit)}.${attempt}.links`);
 }
 
 /** A unit's file name stem: fixed length, whatever bytes its path holds. */
@@ -89,9 +112,12 @@ class SharedRun {
   private planned = new Set<string>();
   /** Every unit known to exist: a walk never enters one of these. */
   private readonly known = new Set<string>();
-  private writer: EntryWriter | null = null;
+  private xattrs: XattrCopy | null = null;
   private excludes: Excludes | null = null;
-  private held: UnitLease | null = null;
+  /** Until when a busy worker does not ask for another unit (the store had none open). */
+  private dryUntil = 0;
+  /** The units this worker is walking now, each with its walk. */
+  private readonly held = new Map<UnitLease, Walk | null>();
   private claimed = false;
   private open = 0;
   private publishedSince = 0;
@@ -111,7 +137,7 @@ class SharedRun {
   }
 
   async go(): Promise<BackupResult> {
-    const { o, lock, now, start, set, report, control, links, src, dst } = this.parts;
+    const { o, lock, now, start, set, report, control, links, src } = this.parts;
     let status: BackupStatus = 'Failed';
     let message = '';
     let snapshot: string | null = null;
@@ -136,7 +162,7 @@ class SharedRun {
       if (this.base) links?.start();
       await this.begin();
       const xattrs = XattrCopy.open(o.xattrs, report, src.mode === 'async');
-      this.writer = new EntryWriter(src, dst, links, report, control, this.partial!.dir, xattrs);
+      this.xattrs = xattrs;
       this.excludes = Excludes.of(o);
       control.begin(this.options.signal);
       const endProgress = report.startProgress(this.options.progressIntervalMs ?? 250);
@@ -202,7 +228,9 @@ class SharedRun {
       for (const t of this.timers) clearInterval(t);
       this.timers = [];
       await links?.close();
-      if (this.held) await this.store.release(this.me, this.held).catch(() => {});
+      for (const lease of this.held.keys())
+        await this.store.release(this.me, lease).catch(() => {});
+      this.held.clear();
       this.base?.index.close();
       // Whoever committed lets the lock go, and so does the last worker of a stopped run (no
       // lease is held any more: each gives its own back before it looks); a worker whose part
@@ -299,35 +327,63 @@ class SharedRun {
     for (const u of await this.store.units()) this.known.add(u.unit);
   }
 
-  /** Leases and walks units until none is left (true) or the run stops (false). */
+  /**
+   * Leases and walks units until none is left (true) or the run stops (false): another unit
+   * while its walks keep fewer directories open than it has calls in flight (`wantsMore`).
+   */
   private async workUnits(): Promise<boolean> {
     const { control } = this.parts;
+    const walks = new Set<Promise<void>>();
+    let stopped = false;
     for (;;) {
-      if (control.stopping()) return false;
-      const lease = await this.store.acquire(this.me, Date.now(), this.leaseMs);
-      if (lease) {
-        this.held = lease;
-        // Taken over, or left by an earlier run: whoever walked it before may have published units in it.
-        if (lease.attempt > 1) for (const u of await this.store.units()) this.known.add(u.unit);
-        const done = await this.walkUnit(lease);
-        this.held = null;
-        if (!done) return false;
-        continue;
+      if (control.stopping()) stopped = true;
+      if (!stopped && (walks.size === 0 || this.wantsMore())) {
+        const lease = await this.store.acquire(this.me, Date.now(), this.leaseMs);
+        if (lease) {
+          this.held.set(lease, null);
+          // Taken over, or left by an earlier run: whoever walked it before may have published units in it.
+          if (lease.attempt > 1) for (const u of await this.store.units()) this.known.add(u.unit);
+          const walking: Promise<void> = this.walkUnit(lease).then((done) => {
+            this.held.delete(lease);
+            walks.delete(walking);
+            if (!done) stopped = true;
+          });
+          walks.add(walking);
+          continue;
+        }
+        if (walks.size === 0) {
+          const c = await this.store.counts(Date.now());
+          this.open = c.open;
+          if (c.open === 0 && c.leased === 0) return true;
+        } else {
+          // None open now: asked again no sooner than an idle worker asks (each ask lists the
+          // store, a few round trips on a network file system).
+          this.dryUntil = Date.now() + POLL_MS;
+        }
       }
-      const c = await this.store.counts(Date.now());
-      this.open = c.open;
-      if (c.open === 0 && c.leased === 0) return true;
-      await sleep(POLL_MS);
+      if (walks.size === 0) {
+        if (stopped) return false;
+        await sleep(POLL_MS);
+      } else await Promise.race([...walks, sleep(MORE_MS)]);
     }
   }
 
+  /** Room for another unit: fewer directories open in this worker's walks than calls in flight. */
+  private wantsMore(): boolean {
+    if (this.held.size >= MAX_UNITS_AT_ONCE || Date.now() < this.dryUntil) return false;
+    let open = 0;
+    for (const walk of this.held.values()) open += walk?.openDirCount ?? 1;
+    return open < this.parts.pool.limit;
+  }
+
+  /** The warnings the units this worker finished took (every warning is the run's report's). */
   private warningsInUnits = 0;
 
   /** One unit walked into the partial, its journal closed, then marked done. */
   private async walkUnit(lease: UnitLease): Promise<boolean> {
     const { control } = this.parts;
     const began = Date.now();
-    const file = path.join(this.unitsDir, `${unitKey(lease.unit)}.${lease.attempt}`);
+    const file = this.journalOf(lease.unit, lease.attempt, true);
     this.seedJournal(file, lease);
     const journal = JournalWriter.open(file, (err) => control.failWith(journalFailure(file, err)));
     const unitPartial: PartialSnapshot = {
@@ -356,8 +412,9 @@ class SharedRun {
       deferLink: (dir, name) => deferredNames.push([dir, name]),
       deferDir: (rel, meta) => deferredDirs.push([rel, meta]),
     };
-    const before = counters(this.parts);
-    const walk = this.walkInto(unitPartial, file, scope);
+    const tally = new UnitReport(this.parts.report);
+    const walk = this.walkInto(unitPartial, file, scope, tally);
+    this.held.set(lease, walk);
     try {
       await walk.run();
       if (walk.vanished) this.removeVanished(lease.unit);
@@ -392,7 +449,7 @@ class SharedRun {
     if (control.stopping() || !walk.complete) {
       // Given back at once: another worker (or the next run) continues from this attempt's journal.
       await this.store.release(this.me, lease).catch(() => {});
-      this.held = null;
+      this.held.delete(lease);
       return false;
     }
     if (deferredNames.length > 0 || deferredDirs.length > 0) {
@@ -400,18 +457,22 @@ class SharedRun {
         ...deferredDirs.map(([rel, meta]) => JSON.stringify({ dir: rel, meta })),
         ...deferredNames.map(([dir, name]) => JSON.stringify({ in: dir, name })),
       ];
-      fs.writeFileSync(`${file}.links`, lines.join('\n') + '\n', { mode: 0o600 });
+      fs.writeFileSync(linksOf(this.unitsDir, lease.unit, lease.attempt), lines.join('\n') + '\n', {
+        mode: 0o600,
+      });
     }
-    const after = counters(this.parts);
+    const t = counters(tally);
     const done: UnitDone = {
       journalStart: unitPartial.journalStart,
-      entries: after.files - before.files,
-      files: after.files - before.files,
-      bytes: after.bytes - before.bytes,
-      transferred: after.transferred - before.transferred,
-      transferredBytes: after.transferredBytes - before.transferredBytes,
-      linked: after.linked - before.linked,
-      warnings: after.warnings - before.warnings,
+      entries: t.files,
+      files: t.files,
+      bytes: t.bytes,
+      transferred: t.transferred,
+      transferredBytes: t.transferredBytes,
+      linked: t.linked,
+      // Every warning this worker has told and no finished unit has taken yet (its units are
+      // walked at once, so which one met it is not kept): the run's total stays exact.
+      warnings: this.parts.report.warningCount - this.warningsInUnits,
       ms: Date.now() - began,
       ...(children.length > 0 ? { children } : {}),
       ...(lease.unit === '' && walk.rootRecord
@@ -419,6 +480,8 @@ class SharedRun {
         : {}),
     };
     this.warningsInUnits += done.warnings ?? 0;
+    // No longer renewed: a beat racing the completion would find it done and call it lost.
+    this.held.delete(lease);
     if (!(await this.store.complete(this.me, lease, done))) {
       control.failWith(lostLease(lease));
       return false;
@@ -430,9 +493,18 @@ class SharedRun {
     return true;
   }
 
-  /** A walk into the partial with this journal: of a unit (`scope`), or of the commit's part. */
-  private walkInto(p: PartialSnapshot, journal: string, scope: UnitScope | null): Walk {
-    const { o, report, control, pool, src, dst } = this.parts;
+  /**
+   * A walk into the partial with this journal: of a unit (`scope`, counted in its own `tally`
+   * too), or of the commit's part.
+   */
+  private walkInto(
+    p: PartialSnapshot,
+    journal: string,
+    scope: UnitScope | null,
+    tally: RunReport = this.parts.report,
+  ): Walk {
+    const { o, control, pool, src, dst, links } = this.parts;
+    const writer = new EntryWriter(src, dst, links, tally, control, p.dir, this.xattrs);
     return new Walk(
       o.sourceRoot,
       p,
@@ -441,8 +513,8 @@ class SharedRun {
       src,
       dst,
       pool,
-      this.writer!,
-      report,
+      writer,
+      tally,
       control,
       o.checksum,
       null,
@@ -452,21 +524,40 @@ class SharedRun {
   }
 
   /**
-   * A directory met that the plan did not choose: a unit of its own while workers wait for work,
-   * when it is new since the previous snapshot (the plan judged the others).
+   * A directory met that the plan did not choose: a unit of its own while few units are open,
+   * when it is new since the previous snapshot (the plan judged the others). A first backup
+   * has no plan: its balance comes from here, so it splits ahead of need, into units small
+   * enough that the last ones end together (measured on a first backup, 839 MB: with 2 open
+   * units per worker, one of 2 workers copied 695 MB and the other 185; with 16, 426 and 454,
+   * and 4 workers 202 to 246 MB each).
    */
   private splitNow(rel: string): boolean {
     if (this.workers <= 1) return false;
     if (this.base?.index.hasDir(rel)) return false;
-    return this.open + this.publishedSince < this.workers * 2;
+    return this.open + this.publishedSince < this.workers * SPLIT_AHEAD;
   }
+
+  /**
+   * An attempt's journal: in one of 16 folders by its unit's key, since creating, opening and
+   * removing names is serial within a folder on a network file system, and a run of many
+   * units has hundreds of journals. `make`: its folder made first (once per worker).
+   */
+  private journalOf(unit: string, attempt: number, make = false): string {
+    const key = unitKey(unit);
+    const folder = path.join(this.unitsDir, key.slice(0, 1));
+    if (make && !this.folders.has(folder)) {
+      ensureDir(folder);
+      this.folders.add(folder);
+    }
+    return path.join(folder, `${key}.${attempt}`);
+  }
+  private readonly folders = new Set<string>();
 
   /** The attempt's journal begins as the previous attempt's (or, for the root, a run of its own's). */
   private seedJournal(file: string, lease: UnitLease): void {
     if (fs.existsSync(file)) return;
-    const key = unitKey(lease.unit);
     for (let a = lease.attempt - 1; a >= 1; a--) {
-      const prev = path.join(this.unitsDir, `${key}.${a}`);
+      const prev = this.journalOf(lease.unit, a);
       if (fs.existsSync(prev)) return fs.copyFileSync(prev, file);
     }
     if (lease.unit === '') {
@@ -490,10 +581,12 @@ class SharedRun {
   private async renew(): Promise<void> {
     const { control } = this.parts;
     try {
-      if (this.held) {
-        const lease = this.held;
-        const lost = await this.store.renew(this.me, [lease], Date.now(), this.leaseMs);
-        if (lost.length > 0 && this.held === lease) control.failWith(lostLease(lease));
+      if (this.held.size > 0) {
+        const leases = [...this.held.keys()];
+        const lost = await this.store.renew(this.me, leases, Date.now(), this.leaseMs);
+        for (const lease of leases) {
+          if (lost.includes(lease.unit) && this.held.has(lease)) control.failWith(lostLease(lease));
+        }
       }
       if (this.claimed && !(await this.store.claimCommit(this.me, Date.now(), this.leaseMs))) {
         control.failWith(
@@ -555,7 +648,8 @@ class SharedRun {
       // A committer that died after its rename: committed already, only the store is left.
       // (With no unit left, another committer cleared it too: that one reports the run.)
       if (units.length === 0) return 'elsewhere';
-      await this.store.clear();
+      this.afterCommit();
+      await this.clearing;
       this.totals = sumUnits(units);
       return 'committed';
     }
@@ -569,7 +663,7 @@ class SharedRun {
       await sleep(POLL_MS);
       return 'again';
     }
-    const before = counters(this.parts);
+    const before = counters(this.parts.report);
     const named = readDeferred(this.unitsDir, units);
     const linksFile = path.join(this.unitsDir, `links.${unitKey(this.me)}.${Date.now()}`);
     const journal = JournalWriter.open(linksFile, (err) =>
@@ -581,7 +675,7 @@ class SharedRun {
     if (journalError) control.failWith(journalFailure(linksFile, journalError));
     if (control.fatal) throw control.fatal;
     if (control.stopping()) return 'stopped';
-    const after = counters(this.parts);
+    const after = counters(this.parts.report);
     const sum = sumUnits(units);
     sum.files += after.files - before.files;
     sum.bytes += after.bytes - before.bytes;
@@ -595,7 +689,7 @@ class SharedRun {
     const segments: JournalSegment[] = [...units]
       .sort((a, b) => (a.unit < b.unit ? -1 : a.unit > b.unit ? 1 : 0))
       .map((u) => ({
-        path: path.join(this.unitsDir, `${unitKey(u.unit)}.${u.attempt}`),
+        path: this.journalOf(u.unit, u.attempt),
         from: u.done!.journalStart,
       }));
     segments.push({ path: linksFile, from: 0 });
@@ -618,22 +712,35 @@ class SharedRun {
       },
       lock,
       report,
-      { segments, dir: this.unitsDir },
+      { segments },
     );
     this.latestError = latestError;
-    // Committed: the store is cleared while retention runs (each is a few hundred calls on a
-    // network file system); the run's end waits for both.
-    this.clearing = this.store
-      .clear()
-      .catch((e: unknown) =>
-        report.warn('', `the lease store could not be cleared: ${(e as Error).message}`),
-      );
+    this.afterCommit();
     return 'committed';
+  }
+  /**
+   * Committed: the store is cleared and the units' journals removed while retention runs
+   * (each is a few hundred calls on a network file system); the run's end waits for all.
+   */
+  private afterCommit(): void {
+    const { report } = this.parts;
+    this.clearing = Promise.all([
+      this.store
+        .clear()
+        .catch((e: unknown) =>
+          report.warn('', `the lease store could not be cleared: ${(e as Error).message}`),
+        ),
+      new Promise<void>((resolve) =>
+        removeAll(this.parts.dst, this.unitsDir, (err) => {
+          if (err) report.warn('', `the units' journals could not be removed: ${err.message}`);
+          resolve();
+        }),
+      ),
+    ]).then(() => {});
   }
 }
 
-function counters(parts: RunParts): Totals {
-  const r = parts.report;
+function counters(r: RunReport): Totals {
   return {
     files: r.files,
     bytes: r.totalBytes,
@@ -692,9 +799,8 @@ function readDeferred(unitsDir: string, units: readonly UnitState[]): NamedDir[]
   // One listing, not a look per unit (each a round trip on a network file system).
   const present = new Set(fs.readdirSync(unitsDir));
   for (const u of units) {
-    const name = `${unitKey(u.unit)}.${u.attempt}.links`;
-    if (!present.has(name)) continue;
-    const file = path.join(unitsDir, name);
+    const file = linksOf(unitsDir, u.unit, u.attempt);
+    if (!present.has(path.basename(file))) continue;
     for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
       if (line === '') continue;
       const x = JSON.parse(line) as { dir?: string; meta?: Meta; in?: string; name?: string };

@@ -106,6 +106,7 @@ export class Walk {
   private readonly groups = new LinkGroups();
   /** Directories with children still to record: a stop journals what they already hold. */
   private readonly openDirs = new Set<DirNode>();
+  private onComplete: (() => void) | null = null;
 
   constructor(
     private readonly sourceRoot: string,
@@ -178,10 +179,13 @@ export class Walk {
       partial.journal.add(cut < 0 ? '' : rel.slice(0, cut), [
         entryOf(name, root.meta, '', undefined, x.recorded),
       ]);
-      this.report.files++;
+      this.report.countDir();
     }
     try {
       await new Promise<void>((resolve) => {
+        // Done when its root's metadata is applied: the pool may be walking other units too.
+        // A stop or a failure halts the pool, and then it is idle.
+        this.onComplete = resolve;
         this.pool.push((done) => this.listDir(root, done));
         this.pool.onIdle(resolve);
       });
@@ -224,6 +228,16 @@ export class Walk {
       }
       this.pool.onIdle(resolve);
     });
+  }
+
+  /** Directories being walked now (listed, with entries still to record). */
+  get openDirCount(): number {
+    return this.openDirs.size;
+  }
+
+  private markComplete(): void {
+    this.complete = true;
+    this.onComplete?.();
   }
 
   /** Stopped early: what unfinished directories already hold is journaled for the next run. */
@@ -304,7 +318,7 @@ export class Walk {
       // Entries of it are written at the commit: so is its metadata (its mtime after them).
       this.unit!.deferDir(dir.rel, dir.meta);
       if (dir.parent) this.finished(dir.parent);
-      else this.complete = true;
+      else this.markComplete();
       return;
     }
     this.pool.push((done) => {
@@ -314,7 +328,7 @@ export class Walk {
           return done();
         }
         if (dir.parent) this.finished(dir.parent);
-        else this.complete = true;
+        else this.markComplete();
         done();
       });
     });
@@ -376,7 +390,7 @@ export class Walk {
         if (x instanceof Error) return this.failed(x, rel, dir, done);
         child.later = x.later;
         dir.records.push(entryOf(name, m, '', undefined, x.recorded));
-        this.report.files++;
+        this.report.countDir();
         this.recorded(dir);
         this.pool.defer((d) => this.listDir(child, d));
         done();
@@ -430,7 +444,7 @@ export class Walk {
     if (unchanged(prev, m, target)) {
       if (this.base!.damaged.has(rel)) {
         // verify found its inode damaged: linking would carry the damage on; a new copy heals.
-        this.report.repaired++;
+        this.report.countCopiedBecause('repaired');
         return this.writer.create(rel, src, dst, m, target, written);
       }
       const link = (): void => {
@@ -448,7 +462,7 @@ export class Walk {
           const copy = (d: () => void): void => {
             slot = d;
             this.writer.create(rel, src, dst, m, target, (rec) => {
-              if (rec) this.report.copiedForLinkLimit++;
+              if (rec) this.report.countCopiedBecause('copiedForLinkLimit');
               written(rec);
             });
           };
@@ -468,7 +482,7 @@ export class Walk {
           return written(null);
         }
         if (digest === prev.data) return link();
-        this.report.changedByChecksum++;
+        this.report.countCopiedBecause('changedByChecksum');
         this.writer.create(rel, src, dst, m, target, written);
       });
     }

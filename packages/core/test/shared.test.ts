@@ -67,13 +67,29 @@ async function committedOne(results: BackupResult[]): Promise<BackupResult> {
   return c;
 }
 
+/** The most units one worker held at once, from the store's calls. */
+function mostHeldAtOnce(calls: readonly string[]): number {
+  const held = new Map<string, number>();
+  let most = 0;
+  for (const c of calls) {
+    const [what, worker] = c.split(' ');
+    if (what !== 'acquire' && what !== 'complete') continue;
+    const n = (held.get(worker!) ?? 0) + (what === 'acquire' ? 1 : -1);
+    held.set(worker!, n);
+    most = Math.max(most, n);
+  }
+  return most;
+}
+
 describe('N workers build one snapshot, the same as one run of its own', () => {
   let plain: Map<string, string>;
+  let plainRun: BackupResult;
 
   beforeAll(async () => {
     const dst = destination();
     const r = await backup({ source: src, destination: dst });
     expect(r.Status).toBe('Success');
+    plainRun = r;
     plain = await manifestEntries(new BackupSet(dst, 'efs-backup').manifestPath(r.Snapshot!));
   });
 
@@ -87,6 +103,23 @@ describe('N workers build one snapshot, the same as one run of its own', () => {
       expectCleanSnapshot(src, set, 'daily', c.Snapshot);
       expect(await manifestEntries(set.manifestPath(c.Snapshot!))).toEqual(plain);
       expect(c.NumberOfFiles).toBe(plain.size);
+      // The run's figures are its units' (each counted by its own walk, though a worker walks
+      // several at once), and the commit's: the same as the run of its own.
+      for (const k of [
+        'NumberOfFiles',
+        'TotalFileSize',
+        'NumberOfFilesTransferred',
+        'TotalTransferredFileSize',
+        'NumberOfFilesLinked',
+        'NumberOfWarnings',
+      ] as const) {
+        expect(c[k], k).toBe(plainRun[k]);
+      }
+      expect(c.share!.workers.reduce((s, w) => s + w.units, 0)).toBe(
+        store.calls.filter((x) => x.startsWith('complete ')).length,
+      );
+      // A worker keeps several units in hand while its walks hold few directories.
+      if (workers > 1) expect(mostHeldAtOnce(store.calls)).toBeGreaterThan(1);
       // Every name of a hard-linked inode is one inode in the snapshot too (they sit in different units).
       const snap = set.snapshotDir('daily', c.Snapshot!);
       expect(fs.statSync(path.join(snap, 't00/hard-f001')).ino).toBe(
