@@ -12,6 +12,14 @@ import { asyncOps, type FsOps } from './fs-ops.js';
  * queue, served by one timer: no promise and no timer per call, and no cost at all where no
  * budget is given (`throttled(ops, null)` returns the calls it was given; a run without
  * limits gets none, see `sourceThrottle`).
+ *
+ * Waiting calls are in three lanes, each first come first served: calls that read nothing (a
+ * stat, an open, a listing), small reads (a small file whole), large reads (a chunk of a large
+ * file). The oldest waiting call that fits the budget now goes first, so a call never waits
+ * behind a read short of bytes, nor a small file's read behind a large file's chunk. With one
+ * FIFO, the walk stopped whenever large files were copying at the byte rate and copied no
+ * large file while it walked on: a full backup of 839 MiB at 20 MiB/s read at 20 MiB/s for
+ * 12 s, then at 2 MiB/s for 4 s, and so on (54 s, against the 42 s its bytes need).
  */
 
 export interface Limits {
@@ -23,10 +31,41 @@ export interface Limits {
 
 /** How long a full bucket lasts at its rate. */
 const BURST_SECONDS = 0.1;
+/** A read of at most this many bytes is a small one (a small file, read whole). */
+const SMALL_READ = 64 * 1024;
 
 interface Waiting {
   bytes: number;
   run: () => void;
+  /** Its place in the one order of the call budget. */
+  seq: number;
+}
+
+/** A FIFO of waiting calls, its head an index (no shift per call). */
+class Queue {
+  private items: Array<Waiting | undefined> = [];
+  private head = 0;
+  get empty(): boolean {
+    return this.head === this.items.length;
+  }
+  peek(): Waiting | undefined {
+    return this.items[this.head];
+  }
+  push(w: Waiting): void {
+    this.items.push(w);
+  }
+  shift(): Waiting {
+    const w = this.items[this.head]!;
+    this.items[this.head++] = undefined;
+    if (this.head === this.items.length) {
+      this.items.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items.splice(0, this.head);
+      this.head = 0;
+    }
+    return w;
+  }
 }
 
 class Bucket {
@@ -68,10 +107,12 @@ const realClock: Clock = {
 export class Throttle {
   private calls: Bucket | null = null;
   private bytes: Bucket | null = null;
-  private readonly queue: Array<Waiting | undefined> = [];
-  private head = 0;
+  /** The lanes: calls that read nothing (every call when no byte rate is set), small reads, large reads. */
+  private readonly lanes = [new Queue(), new Queue(), new Queue()] as const;
+  private seq = 0;
   private last: number;
-  private timer = false;
+  /** When the pending timer fires; null when none is. */
+  private timerAt: number | null = null;
 
   constructor(
     limits: Limits,
@@ -103,14 +144,20 @@ export class Throttle {
 
   /** Runs `run` once one call (and `bytes` bytes read) fit the budget: now, or later. */
   take(bytes: number, run: () => void): void {
-    if (this.head === this.queue.length) {
+    const lane = bytes === 0 || !this.bytes ? 0 : bytes <= SMALL_READ ? 1 : 2;
+    // At once when it fits and nothing waits ahead of it in its lane or a lane before it.
+    if (
+      this.lanes[0].empty &&
+      (lane < 1 || this.lanes[1].empty) &&
+      (lane < 2 || this.lanes[2].empty)
+    ) {
       this.refill();
       if (this.fits(bytes)) {
         this.spend(bytes);
         return run();
       }
     }
-    this.queue.push({ bytes, run });
+    this.lanes[lane].push({ bytes, run, seq: this.seq++ });
     this.schedule();
   }
 
@@ -140,38 +187,46 @@ export class Throttle {
     this.bytes?.refill(seconds);
   }
 
+  /** The waiting calls that fit now, the oldest first (a lane's head short of bytes is passed). */
   private drain(): void {
-    while (this.head < this.queue.length) {
-      const w = this.queue[this.head];
-      if (!w || (this.limited && !this.fits(w.bytes))) break;
-      this.queue[this.head++] = undefined;
+    for (;;) {
+      if (this.calls && !this.calls.has(1)) return;
+      let lane: Queue | null = null;
+      for (const q of this.lanes) {
+        const w = q.peek();
+        if (!w || (w.bytes > 0 && this.bytes && !this.bytes.has(w.bytes))) continue;
+        if (!lane || w.seq < lane.peek()!.seq) lane = q;
+      }
+      if (!lane) return;
+      const w = lane.shift();
       this.spend(w.bytes);
       w.run();
       this.refill();
     }
-    if (this.head === this.queue.length) {
-      this.queue.length = 0;
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue.splice(0, this.head);
-      this.head = 0;
-    }
   }
 
   private schedule(): void {
-    if (this.timer || this.head === this.queue.length) return;
-    const bytes = this.queue[this.head]?.bytes ?? 0;
-    const seconds = Math.max(this.calls?.wait(1) ?? 0, bytes ? (this.bytes?.wait(bytes) ?? 0) : 0);
-    this.timer = true;
-    this.clock.setTimeout(
-      () => {
-        this.timer = false;
-        this.refill();
-        this.drain();
-        this.schedule();
-      },
-      Math.max(1, Math.ceil(seconds * 1000)),
-    );
+    if (this.lanes.every((q) => q.empty)) return;
+    // The soonest any lane's head fits: a call token, and the bytes of a read.
+    const callsWait = this.calls?.wait(1) ?? 0;
+    let seconds = Infinity;
+    for (const q of this.lanes) {
+      const w = q.peek();
+      if (!w) continue;
+      const bytesWait = w.bytes > 0 ? (this.bytes?.wait(w.bytes) ?? 0) : 0;
+      seconds = Math.min(seconds, Math.max(callsWait, bytesWait));
+    }
+    const ms = Math.max(1, Math.ceil(seconds * 1000));
+    const at = this.clock.now() + ms;
+    // One timer, the soonest: a small read that came after a large one waits its own while.
+    if (this.timerAt !== null && this.timerAt <= at) return;
+    this.timerAt = at;
+    this.clock.setTimeout(() => {
+      if (this.timerAt === at) this.timerAt = null;
+      this.refill();
+      this.drain();
+      this.schedule();
+    }, ms);
   }
 }
 

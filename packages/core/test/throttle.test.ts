@@ -101,6 +101,47 @@ describe('Throttle', () => {
     expect(ran).toBe(3);
   });
 
+  it('never holds a call that reads nothing behind a read waiting for bytes (the walk goes on while a large file copies)', () => {
+    const clock = new FakeClock();
+    const t = new Throttle({ bytesPerSecond: 1000 }, clock);
+    const order: string[] = [];
+    t.take(100, () => order.push('read 1')); // the whole bucket
+    t.take(100, () => order.push('read 2')); // waits a tenth of a second for bytes
+    for (let i = 0; i < 3; i++) t.take(0, () => order.push(`call ${i}`));
+    expect(order).toEqual(['read 1', 'call 0', 'call 1', 'call 2']);
+    clock.advance(100);
+    expect(order).toEqual(['read 1', 'call 0', 'call 1', 'call 2', 'read 2']);
+  });
+
+  it("never holds a small file's read behind a large file's chunk waiting for bytes, and still keeps the byte rate", () => {
+    const clock = new FakeClock();
+    const rate = 20 * 1024 * 1024; // a bucket of 2 MiB
+    const t = new Throttle({ bytesPerSecond: rate }, clock);
+    const order: string[] = [];
+    const mib = 1024 * 1024;
+    t.take(2 * mib, () => order.push('chunk 1')); // the whole bucket
+    t.take(mib, () => order.push('chunk 2')); // waits 50 ms for its bytes
+    t.take(4096, () => order.push('small 1')); // 4 KiB: in 0.2 ms
+    t.take(4096, () => order.push('small 2'));
+    clock.advance(1);
+    expect(order).toEqual(['chunk 1', 'small 1', 'small 2']);
+    clock.advance(60);
+    expect(order).toEqual(['chunk 1', 'small 1', 'small 2', 'chunk 2']);
+  });
+
+  it('keeps one order for the call budget: reads and other calls wait their turn for a call token', () => {
+    const clock = new FakeClock();
+    const t = new Throttle({ callsPerSecond: 10, bytesPerSecond: 1e9 }, clock);
+    const order: string[] = [];
+    t.take(0, () => order.push('call 0')); // the one call a tenth of a second holds
+    t.take(10, () => order.push('read 1'));
+    t.take(0, () => order.push('call 2'));
+    t.take(10, () => order.push('read 3'));
+    expect(order).toEqual(['call 0']);
+    clock.advance(1000);
+    expect(order).toEqual(['call 0', 'read 1', 'call 2', 'read 3']);
+  });
+
   it('serves waiting calls in order, and a new limit at once', () => {
     const clock = new FakeClock();
     const t = new Throttle({ callsPerSecond: 10 }, clock);
