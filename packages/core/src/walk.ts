@@ -5,7 +5,7 @@ import type { DirXattrs, EntryWriter } from './entry-writer.js';
 import { hashFile } from './digest.js';
 import type { Excludes } from './excludes.js';
 import { isSystemError } from './errors.js';
-import { callsFor, readdirSync, type FsOps } from './fs-ops.js';
+import { CHUNK, callsFor, readdirSync, type FsOps } from './fs-ops.js';
 import { fsPath } from './names.js';
 import type { InFlight, Job } from './inflight.js';
 import { LinkGroups, type LinkGroup } from './link-groups.js';
@@ -441,11 +441,21 @@ export class Walk {
       if (rec) dir.records.push(rec);
       this.entryDone(dir, slot);
     };
+    // A large file's copy is a heavy job: a few at once, waiting with no slot held, so the
+    // walk goes on finding work while they copy (at a byte budget, each may take seconds).
+    const create = (): void => {
+      if (m.kind !== 'f' || m.size < CHUNK)
+        return this.writer.create(rel, src, dst, m, target, written);
+      this.pool.heavy((d) => {
+        slot = d;
+        this.writer.create(rel, src, dst, m, target, written);
+      }, slot);
+    };
     if (unchanged(prev, m, target)) {
       if (this.base!.damaged.has(rel)) {
         // verify found its inode damaged: linking would carry the damage on; a new copy heals.
         this.report.countCopiedBecause('repaired');
-        return this.writer.create(rel, src, dst, m, target, written);
+        return create();
       }
       const link = (): void => {
         const from =
@@ -486,7 +496,7 @@ export class Walk {
         this.writer.create(rel, src, dst, m, target, written);
       });
     }
-    this.writer.create(rel, src, dst, m, target, written);
+    create();
   }
 
   private linkMember(

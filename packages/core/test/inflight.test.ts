@@ -229,6 +229,34 @@ describe('InFlight', () => {
     expect(idleCalls).toBe(1);
   });
 
+  it('runs heavy jobs a quarter of the slots at a time; one that waits holds no slot, and the pool is not idle until it ran', () => {
+    const pool = new InFlight(8); // heavy: 2 at a time
+    expect(pool.heavyLimit).toBe(2);
+    const heavy = [held(), held(), held(), held()];
+    const order: string[] = [];
+    for (const h of heavy) pool.push((done) => pool.heavy(h.job, done));
+    // Two run, holding their slots; two wait, holding none: light jobs still get 6 slots.
+    expect(heavy.map((h) => h.started())).toEqual([true, true, false, false]);
+    const light = Array.from({ length: 6 }, () => held());
+    for (const l of light) pool.push(l.job);
+    expect(light.every((l) => l.started())).toBe(true);
+    pool.push(named(order, 'queued behind the slots'));
+    expect(order).toEqual([]);
+    let idle = 0;
+    pool.onIdle(() => idle++);
+    for (const l of light) l.release();
+    expect(order).toEqual(['queued behind the slots']);
+    // A heavy one ends: the next waiting one (first come) takes a slot of its own.
+    heavy[0]!.release();
+    expect(heavy.map((h) => h.started())).toEqual([true, true, true, false]);
+    heavy[1]!.release();
+    expect(heavy[3]!.started()).toBe(true);
+    heavy[2]!.release();
+    expect(idle).toBe(0);
+    heavy[3]!.release();
+    expect(idle).toBe(1);
+  });
+
   it('calls an idle waiter once, when the last job is done', async () => {
     const pool = new InFlight(2);
     let finished = 0;
