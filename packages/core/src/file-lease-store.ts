@@ -107,8 +107,13 @@ export class FileLeaseStore implements LeaseStore {
         await this.reopen(this.unitsDir(units));
       } else {
         units = g;
-        for (const sub of ['ids', 'states', 'done', 'claim/ids', 'claim/states'])
-          await fs.mkdir(path.join(this.unitsDir(units), sub), { recursive: true, mode: 0o700 });
+        const made = path.join(this.unitsDir(units), 'claim');
+        await fs.mkdir(made, { recursive: true, mode: 0o700 });
+        await Promise.all(
+          ['ids', 'states', 'done', 'claim/ids', 'claim/states'].map((sub) =>
+            fs.mkdir(path.join(this.unitsDir(units), sub), { recursive: true, mode: 0o700 }),
+          ),
+        );
       }
       if (!(await this.writeNew(`run.${g}`, JSON.stringify({ run, units })))) {
         // Another begin wrote this generation first: the loser takes the winner's run.

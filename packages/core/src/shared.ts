@@ -109,6 +109,8 @@ class SharedRun {
   private run: LeaseRun | null = null;
   private partial: PartialSnapshot | null = null;
   private unitsDir = '';
+  /** This worker began the run on a partial of its own making (nothing of an earlier run in it). */
+  private fresh = false;
   private planned = new Set<string>();
   /** Every unit known to exist: a walk never enters one of these. */
   private readonly known = new Set<string>();
@@ -274,7 +276,13 @@ class SharedRun {
       ensureDir(this.unitsDir);
       const plan =
         this.base && this.workers > 1 ? await planUnits(this.base.index, this.workers) : null;
-      writeJson(path.join(this.unitsDir, 'plan.json'), plan?.units.map(encodeName) ?? []);
+      // A new partial has nothing of earlier runs: no journal to seed a unit's from, no unit
+      // but the root, no plan of another run's to replace (each a round trip on NFS).
+      this.fresh = !p.resumed;
+      if (plan || !this.fresh) {
+        writeJson(path.join(this.unitsDir, 'plan.json'), plan?.units.map(encodeName) ?? []);
+      }
+      this.planned = new Set(plan?.units ?? []);
       const run = await this.store.begin({
         runId: backupId,
         partialStamp: p.partialStamp,
@@ -323,8 +331,11 @@ class SharedRun {
       journal: null as unknown as JournalWriter,
       journalStart: 0,
     };
-    this.planned = new Set(readJson(path.join(this.unitsDir, 'plan.json')).map(decodeName));
-    for (const u of await this.store.units()) this.known.add(u.unit);
+    if (lock.joined) {
+      this.planned = new Set(readJson(path.join(this.unitsDir, 'plan.json')).map(decodeName));
+    }
+    if (this.fresh) this.known.add('');
+    else for (const u of await this.store.units()) this.known.add(u.unit);
   }
 
   /**
@@ -555,6 +566,7 @@ class SharedRun {
 
   /** The attempt's journal begins as the previous attempt's (or, for the root, a run of its own's). */
   private seedJournal(file: string, lease: UnitLease): void {
+    if (this.fresh && lease.attempt === 1) return;
     if (fs.existsSync(file)) return;
     for (let a = lease.attempt - 1; a >= 1; a--) {
       const prev = this.journalOf(lease.unit, a);
