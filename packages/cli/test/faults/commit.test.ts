@@ -96,6 +96,28 @@ describe.skipIf(skip)('a failed commit', () => {
   }
 });
 
+// A shared run's committer writes the manifest from every unit's journal (writeManifestSegments,
+// through async file handles): the same failure, the same outcome.
+describe.skipIf(skip)('a failed commit of a shared run (--workers 2)', () => {
+  for (const { name, faults } of COMMIT_FAULTS.slice(1)) {
+    it(`${name} (${faults}): exit 3 Failed, no orphan manifest; then a clean run of 2 workers`, () => {
+      const { src, dst } = setup();
+      const r = backup(src, dst, { faults }, ['--workers', '2']);
+      expect(r.status, describeRun(r)).toBe(3);
+      expect(r.json?.Status, describeRun(r)).toBe('Failed');
+      expect(String(r.json?.Message), describeRun(r)).toMatch(/its manifest could not be written/);
+      expect(snapshots(dst)).toEqual([]);
+      expect(manifests(dst).filter((n) => /\.manifest(\.tmp)?$/.test(n))).toEqual([]);
+
+      const again = backup(src, dst, {}, ['--workers', '2']);
+      expect(again.status, describeRun(again)).toBe(0);
+      expect(again.json?.Status, describeRun(again)).toBe('Success');
+      expect(snapshots(dst)).toHaveLength(1);
+      judgeLatest(src, dst);
+    });
+  }
+});
+
 describe.skipIf(skip)('latest cannot be replaced (rename:latest:EIO)', () => {
   it('the snapshot is committed: exit 1 SuccessWithWarnings naming latest; the next run fixes latest', () => {
     const { src, dst } = setup();
