@@ -354,11 +354,26 @@ class SharedRun {
           this.held.set(lease, null);
           // Taken over, or left by an earlier run: whoever walked it before may have published units in it.
           if (lease.attempt > 1) for (const u of await this.store.units()) this.known.add(u.unit);
-          const walking: Promise<void> = this.walkUnit(lease).then((done) => {
-            this.held.delete(lease);
-            walks.delete(walking);
-            if (!done) stopped = true;
-          });
+          // A walk that throws (a store call, a journal) ends the run, as its failure: never
+          // an unhandled rejection, which would end the process while another walk is awaited.
+          // Its lease stays held for the run's end to give back.
+          const walking: Promise<void> = this.walkUnit(lease).then(
+            (done) => {
+              walks.delete(walking);
+              if (!done) stopped = true;
+            },
+            (e: unknown) => {
+              walks.delete(walking);
+              stopped = true;
+              control.failWith(
+                new EfsBackupError(
+                  'FAILED',
+                  `cannot back up ${lease.unit || 'the source root'}: ${(e as Error).message}`,
+                  { cause: e },
+                ),
+              );
+            },
+          );
           walks.add(walking);
           continue;
         }

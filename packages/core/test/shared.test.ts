@@ -8,9 +8,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backup, BackupSet, verify, type BackupResult } from '../src/index.js';
+import { backup, BackupSet, startBackup, verify, type BackupResult } from '../src/index.js';
 import { createBigTree, modifyBigTree, type BigTreeInfo } from './fixtures/big-tree.js';
 import { manifestEntries } from './fixtures/manifest-entries.js';
+import type { UnitDone, UnitLease } from '../src/leases.js';
 import { MemoryLeaseStore } from './fixtures/memory-lease-store.js';
 import { expectCleanSnapshot } from './fixtures/resume.js';
 
@@ -264,6 +265,43 @@ describe('a shared run stopped by its window keeps its units; the next run, of o
   });
 });
 
+describe('a lease store that fails while units are being walked', () => {
+  it('the run ends Failed naming the store, with nothing committed; the next run commits one correct snapshot', async () => {
+    const dst = destination();
+    const first = await backup({ source: src, destination: dst });
+    expect(first.Status).toBe('Success');
+    const store = new FailingComplete();
+    // One worker of a run planned for 4, paced: several units are walked at once when the
+    // store fails, and the failure comes while the worker waits on something else.
+    const backupId = `failing-${n}`;
+    const started = startBackup({ source: src, destination: dst, backupId });
+    let r: BackupResult;
+    try {
+      r = await backup({
+        source: src,
+        destination: dst,
+        backupId,
+        started,
+        concurrency: 8,
+        io: 'async',
+        maxOps: 4000,
+        share: { store, worker: 'w0', workers: 4, leaseMs: 10_000 },
+      });
+    } finally {
+      // A failed worker leaves the lock to the run's others; with none, its host lets it go
+      // (the CLI does this once every worker it started has ended).
+      started.lock.releaseShared();
+    }
+    expect(store.failed).toBe(true);
+    expect(r.Status, r.Message).toBe('Failed');
+    expect(r.Message).toMatch(/the lease store is unreachable/);
+    const set = new BackupSet(dst, 'efs-backup');
+    expect(set.snapshots().map((s) => s.stamp)).toEqual([first.Snapshot]);
+    const again = await committedOne(await sharedRun(dst, 2, new MemoryLeaseStore()));
+    expectCleanSnapshot(src, set, 'daily', again.Snapshot);
+  });
+});
+
 describe("a store whose listing lags (an NFS client caching another host's directory)", () => {
   it('the commit waits for every unit a walk met, however late the store lists it', async () => {
     const dst = destination();
@@ -279,6 +317,25 @@ describe("a store whose listing lags (an NFS client caching another host's direc
  * A store that lists a unit only some time after it was published (acquire, counts and units
  * all go by the listing), as a file store on NFS may when another host published it.
  */
+/**
+ * A store whose first `complete` fails, as a store call on a network can; its acquire takes a
+ * while (a round trip), so the failure can come while the worker waits for a unit.
+ */
+class FailingComplete extends MemoryLeaseStore {
+  failed = false;
+  override async acquire(worker: string, now: number, ttlMs: number) {
+    await new Promise((r) => setTimeout(r, 20));
+    return super.acquire(worker, now, ttlMs);
+  }
+  override async complete(worker: string, lease: UnitLease, done: UnitDone): Promise<boolean> {
+    if (!this.failed) {
+      this.failed = true;
+      throw new Error('the lease store is unreachable');
+    }
+    return super.complete(worker, lease, done);
+  }
+}
+
 class LaggingStore extends MemoryLeaseStore {
   private readonly since = new Map<string, number>();
   hidden = 0;
