@@ -39,10 +39,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isSystemError } from './errors.js';
 import { asyncOps } from './fs-ops.js';
-import { InFlight } from './inflight.js';
 import {
   eachLimited,
-  LEASE_CALLS_IN_FLIGHT,
   shuffle,
   type LeaseRun,
   type LeaseStore,
@@ -52,7 +50,7 @@ import {
   type UnitState,
 } from './leases.js';
 import { bytesOfName } from './names.js';
-import { removeTree } from './remove-tree.js';
+import { removedAll } from './remove-tree.js';
 
 const CLAIM = 'claim';
 /** Rounds of list-and-rename before a call gives up on a cell that keeps changing. */
@@ -361,7 +359,7 @@ export class FileLeaseStore implements LeaseStore {
       await Promise.all(
         names
           .filter((n) => n !== `run.${g}` && !/^u\d+$/.test(n))
-          .map((n) => removeTreeNow(path.join(this.dir, n))),
+          .map((n) => removedAll(asyncOps, path.join(this.dir, n))),
       );
       return;
     }
@@ -437,7 +435,7 @@ export class FileLeaseStore implements LeaseStore {
       const u = /^u(\d+)$/.exec(n);
       return (run !== null && Number(run[1]) < g) || (u !== null && Number(u[1]) < units);
     });
-    await Promise.all(old.map((n) => removeTreeNow(path.join(this.dir, n))));
+    await Promise.all(old.map((n) => removedAll(asyncOps, path.join(this.dir, n))));
   }
 
   /** A new run over the same partial: every done or leased unit open again. */
@@ -741,13 +739,4 @@ async function sameFile(a: string, b: string): Promise<boolean> {
     if (isSystemError(e, 'ENOENT')) return false;
     throw e;
   }
-}
-
-/** A tree removed with many calls in flight (one folder's removals are serial on NFS: spread them). */
-function removeTreeNow(p: string): Promise<void> {
-  return new Promise((resolve, reject) =>
-    removeTree(asyncOps, new InFlight(LEASE_CALLS_IN_FLIGHT), p, (err) =>
-      err ? reject(err) : resolve(),
-    ),
-  );
 }

@@ -105,7 +105,7 @@ export async function commitPartial(
   lock: LabelLock,
   report: RunReport,
   /** A shared run's journals (one per unit; the run removes them); absent: the partial's journal. */
-  shared?: { segments: JournalSegment[] },
+  segments?: readonly JournalSegment[],
 ): Promise<{ latestError: string | null }> {
   const interval = facts.interval;
   const stamp = p.stamp;
@@ -140,7 +140,7 @@ export async function commitPartial(
   lock.check();
   const manifest = set.manifestPath(stamp);
   try {
-    if (shared) await writeManifestSegments(manifest, header, shared.segments);
+    if (segments) await writeManifestSegments(manifest, header, segments);
     else writeManifest(manifest, header, set.journalPath(p.partialStamp), p.journalStart);
   } catch (e) {
     throw failed('its manifest could not be written', e);

@@ -182,3 +182,10 @@ export function removeAll(
 ): void {
   removeTree(io, new InFlight(8), p, cb);
 }
+
+/** `removeAll` for a caller that awaits (bookkeeping outside the hot path). */
+export function removedAll(io: FsOps, p: string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    removeAll(io, p, (err) => (err ? reject(err) : resolve())),
+  );
+}

@@ -9,7 +9,7 @@ import { readLock } from './lock.js';
 import { Excludes } from './excludes.js';
 import { timeArg } from './fs-ops.js';
 import { ensureDir } from './layout.js';
-import { removeAll } from './remove-tree.js';
+import { removedAll } from './remove-tree.js';
 import type { LeaseRun, LeaseStore, UnitDone, UnitLease, UnitState } from './leases.js';
 import {
   decodeEntry,
@@ -111,6 +111,8 @@ class SharedRun {
   private unitsDir = '';
   /** This worker began the run on a partial of its own making (nothing of an earlier run in it). */
   private fresh = false;
+  /** The journals' folders this worker has made sure of (`journalOf`). */
+  private readonly folders = new Set<string>();
   private planned = new Set<string>();
   /** Every unit known to exist: a walk never enters one of these. */
   private readonly known = new Set<string>();
@@ -577,7 +579,6 @@ class SharedRun {
     }
     return path.join(folder, `${key}.${attempt}`);
   }
-  private readonly folders = new Set<string>();
 
   /** The attempt's journal begins as the previous attempt's (or, for the root, a run of its own's). */
   private seedJournal(file: string, lease: UnitLease): void {
@@ -739,7 +740,7 @@ class SharedRun {
       },
       lock,
       report,
-      { segments },
+      segments,
     );
     this.latestError = latestError;
     this.afterCommit();
@@ -757,11 +758,8 @@ class SharedRun {
         .catch((e: unknown) =>
           report.warn('', `the lease store could not be cleared: ${(e as Error).message}`),
         ),
-      new Promise<void>((resolve) =>
-        removeAll(this.parts.dst, this.unitsDir, (err) => {
-          if (err) report.warn('', `the units' journals could not be removed: ${err.message}`);
-          resolve();
-        }),
+      removedAll(this.parts.dst, this.unitsDir).catch((e: unknown) =>
+        report.warn('', `the units' journals could not be removed: ${(e as Error).message}`),
       ),
     ]).then(() => {});
   }
