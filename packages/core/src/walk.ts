@@ -441,22 +441,10 @@ export class Walk {
       if (rec) dir.records.push(rec);
       this.entryDone(dir, slot);
     };
-    // A large file's copy is a heavy job: a few at once, waiting with no slot held, so the
-    // walk goes on finding work while they copy (at a byte budget, each may take seconds).
-    const create = (): void => {
-      if (m.kind !== 'f' || m.size < CHUNK)
-        return this.writer.create(rel, src, dst, m, target, written);
-      this.pool.heavy((d) => {
-        slot = d;
-        this.writer.create(rel, src, dst, m, target, written);
-      }, slot);
-    };
-    if (unchanged(prev, m, target)) {
-      if (this.base!.damaged.has(rel)) {
-        // verify found its inode damaged: linking would carry the damage on; a new copy heals.
-        this.report.countCopiedBecause('repaired');
-        return create();
-      }
+    const same = unchanged(prev, m, target);
+    // verify found its inode damaged: linking would carry the damage on; a new copy heals.
+    const repair = same && this.base!.damaged.has(rel);
+    if (same && !repair) {
       const link = (): void => {
         const from =
           dir.rel === '' ? `${this.base!.path}/${name}` : `${this.base!.path}/${dir.rel}/${name}`;
@@ -496,7 +484,15 @@ export class Walk {
         this.writer.create(rel, src, dst, m, target, written);
       });
     }
-    create();
+    if (repair) this.report.countCopiedBecause('repaired');
+    if (m.kind !== 'f' || m.size < CHUNK)
+      return this.writer.create(rel, src, dst, m, target, written);
+    // A large file's copy is a heavy job: a few at once, waiting with no slot held, so the
+    // walk goes on finding work while they copy (at a byte budget, each may take seconds).
+    this.pool.heavy((d) => {
+      slot = d;
+      this.writer.create(rel, src, dst, m, target, written);
+    }, slot);
   }
 
   private linkMember(
