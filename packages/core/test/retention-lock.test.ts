@@ -79,19 +79,21 @@ const versionIn = (set: BackupSet, interval: string, stamp: string): string =>
   fs.readFileSync(path.join(set.snapshotDir(interval, stamp), 'version.txt'), 'utf8');
 
 /**
- * Runs `f` with setInterval faked and advanced by a second on every turn of the event loop
- * (at most `turns` times), so the engine's once-a-second looks at the clock come at once.
+ * Runs `f` with setInterval faked and advanced by a second on every turn of the event loop, so
+ * the engine's once-a-second looks at the clock come at once. Bounded by the real time (`ms`),
+ * not by a number of turns: how many turns a run takes depends on how loaded the machine is.
  */
-async function withHandDrivenIntervals<T>(f: () => Promise<T>, turns = 20_000): Promise<T> {
+async function withHandDrivenIntervals<T>(f: () => Promise<T>, ms = 30_000): Promise<T> {
   vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
   try {
     let settled = false;
     const p = f().finally(() => (settled = true));
-    for (let i = 0; i < turns && !settled; i++) {
+    const until = Date.now() + ms;
+    while (!settled && Date.now() < until) {
       await new Promise((resolve) => setImmediate(resolve));
       vi.advanceTimersByTime(1000);
     }
-    if (!settled) throw new Error(`still running after ${turns} turns of the event loop`);
+    if (!settled) throw new Error(`still running after ${ms / 1000} s`);
     return await p;
   } finally {
     vi.useRealTimers();
@@ -232,9 +234,8 @@ describe('retention', () => {
     const { set } = ctx;
     await runAt(ctx, 0);
     await runAt(ctx, 1, { version: 'v1' });
-    const result = await withHandDrivenIntervals(
-      () => prune(set, 'daily', 1, { concurrency: 1, deadline: Date.now() - 1000 }),
-      2000,
+    const result = await withHandDrivenIntervals(() =>
+      prune(set, 'daily', 1, { concurrency: 1, deadline: Date.now() - 1000 }),
     );
     expect(result.pruned).toBe(1);
     expect(stamps(set, 'daily')).toEqual([stampAt(1)]);
@@ -247,17 +248,15 @@ describe('retention', () => {
     // The copy finishes before the first look at the clock (direct calls, a small tree);
     // the window has ended by the time old snapshots are deleted.
     const started = new Date(Date.now() - 58_000);
-    const r = await withHandDrivenIntervals(
-      () =>
-        backup({
-          source: ctx.src,
-          destination: ctx.dst,
-          retain: 1,
-          windowMinutes: 1,
-          io: 'sync',
-          now: () => started,
-        }),
-      2000,
+    const r = await withHandDrivenIntervals(() =>
+      backup({
+        source: ctx.src,
+        destination: ctx.dst,
+        retain: 1,
+        windowMinutes: 1,
+        io: 'sync',
+        now: () => started,
+      }),
     );
     expect(r.Status, r.Message).toBe('Success');
     expect(stamps(set, 'daily')).toEqual([r.Snapshot]);
