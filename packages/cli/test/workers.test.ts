@@ -83,7 +83,7 @@ function startWith(env: NodeJS.ProcessEnv, dst: string, ...extra: string[]): Run
 
 async function finished(run: Run): Promise<BackupFigures> {
   const r = await run.done;
-  expect(r.code, r.stderr).toBe(0);
+  expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
   return JSON.parse(r.stdout) as BackupFigures;
 }
 
@@ -204,6 +204,29 @@ describe('backup --workers N', () => {
     const [victim] = workerPids(run.child.pid!);
     expect(victim, 'the run started no worker process').toBeDefined();
     process.kill(victim!, 'SIGKILL');
+    expectGood(dst, await finished(run));
+  });
+
+  it('the committing worker paused (SIGSTOP) past its leases: its units are taken over, it gives them up when it wakes, and the run commits', async () => {
+    const dst = destination();
+    const run = start(dst, '--workers', '3', ...PACED);
+    expect(await partialHolds(run, dst, Math.round(countEntries(src) * 0.2))).toBe(true);
+    run.child.kill('SIGSTOP');
+    // Paused until another worker has begun a second attempt at one of its units (a journal
+    // `<unit>.2`): its leases (1.5 s) expired meanwhile.
+    const units = new BackupSet(dst, 'efs-backup').manifestsDir;
+    const retaken = (): boolean =>
+      fs.existsSync(units) &&
+      fs
+        .readdirSync(units, { recursive: true, encoding: 'utf8' })
+        .some((f) => /\.units\/[0-9a-f]\/[0-9a-f]{32}\.[2-9]$/.test(f));
+    let taken = false;
+    try {
+      for (let i = 0; i < 400 && !(taken = retaken()); i++) await sleep(50);
+    } finally {
+      run.child.kill('SIGCONT');
+    }
+    expect(taken, 'no unit of the paused worker was taken over in 20 s').toBe(true);
     expectGood(dst, await finished(run));
   });
 

@@ -7,7 +7,7 @@ import { callsFor, egid, euid, mkfifo, type FsOps } from './fs-ops.js';
 import type { LinkThread } from './link-thread.js';
 import type { ManifestEntry } from './manifest.js';
 import { removeAll } from './remove-tree.js';
-import type { RunControl } from './run-control.js';
+import type { WalkControl } from './run-control.js';
 import type { RunReport } from './run-report.js';
 import type { XattrCopy, Xattrs } from './xattrs.js';
 
@@ -23,7 +23,7 @@ export class EntryWriter {
     private readonly dst: FsOps,
     private readonly links: LinkThread | null,
     private readonly report: RunReport,
-    private readonly control: RunControl,
+    private readonly control: WalkControl,
     /** A UTF-8 folder on the destination for FIFOs whose path is not UTF-8 (see `mkfifo`). */
     private readonly scratch: string,
     /** Extended attributes, source to destination; null when the run keeps none. */
@@ -63,10 +63,13 @@ export class EntryWriter {
     cb: (rec: ManifestEntry | null) => void,
   ): void {
     const name = path.basename(dst);
+    // The name is there already (a resumed partial): replaced, unless the walk is stopping. A
+    // unit whose lease was lost may find there what its new owner wrote, and leaves it be.
     const retryOnExists = (attempt: (again: () => void) => void): void => {
-      attempt(() =>
-        this.replace(dst, (e) => (e ? (this.control.fail(e), cb(null)) : attempt(() => cb(null)))),
-      );
+      attempt(() => {
+        if (this.control.stopping()) return cb(null);
+        this.replace(dst, (e) => (e ? (this.control.fail(e), cb(null)) : attempt(() => cb(null))));
+      });
     };
     if (m.kind === 'f') {
       return retryOnExists((again) => {

@@ -14,6 +14,13 @@ export function windowDeadline(start: Date, minutes: number | null): number | nu
 }
 
 /**
+ * What a walk and its writer ask of the run: whether to start more work, and what an error
+ * does. The run's `RunControl`, or one unit's `LeaseFence` (a shared run), which also stops
+ * the unit's walk alone once its lease is no longer surely this worker's.
+ */
+export type WalkControl = Pick<RunControl, 'fail' | 'failWith' | 'stopping'>;
+
+/**
  * Why a run stops: its window, its signal, or the first fatal error. The one place that decides
  * what an error does to the run; the walk asks `stopping()` before each new piece of work.
  */

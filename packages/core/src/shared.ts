@@ -7,6 +7,7 @@ import { EntryWriter } from './entry-writer.js';
 import { EfsBackupError, RunOver } from './errors.js';
 import { readLock } from './lock.js';
 import { Excludes } from './excludes.js';
+import { LeaseFence } from './lease-fence.js';
 import { timeArg } from './fs-ops.js';
 import { ensureDir } from './layout.js';
 import { removedAll } from './remove-tree.js';
@@ -37,6 +38,7 @@ import {
   stoppedMessage,
   type RunParts,
 } from './run-parts.js';
+import type { WalkControl } from './run-control.js';
 import type { BackupRunOptions, ShareOptions } from './start.js';
 import { Walk, type NamedDir, type UnitScope } from './walk.js';
 import { XattrCopy } from './xattrs.js';
@@ -120,8 +122,8 @@ class SharedRun {
   private excludes: Excludes | null = null;
   /** Until when a busy worker does not ask for another unit (the store had none open). */
   private dryUntil = 0;
-  /** The units this worker is walking now, each with its walk. */
-  private readonly held = new Map<UnitLease, Walk | null>();
+  /** The units this worker is walking now, each with its fence and its walk. */
+  private readonly held = new Map<UnitLease, { fence: LeaseFence; walk: Walk | null }>();
   private claimed = false;
   private open = 0;
   private publishedSince = 0;
@@ -351,15 +353,17 @@ class SharedRun {
     for (;;) {
       if (control.stopping()) stopped = true;
       if (!stopped && (walks.size === 0 || this.wantsMore())) {
+        const asked = performance.now();
         const lease = await this.store.acquire(this.me, Date.now(), this.leaseMs);
         if (lease) {
-          this.held.set(lease, null);
+          const fence = new LeaseFence(control, asked, this.leaseMs);
+          this.held.set(lease, { fence, walk: null });
           // Taken over, or left by an earlier run: whoever walked it before may have published units in it.
           if (lease.attempt > 1) for (const u of await this.store.units()) this.known.add(u.unit);
           // A walk that throws (a store call, a journal) ends the run, as its failure: never
           // an unhandled rejection, which would end the process while another walk is awaited.
           // Its lease stays held for the run's end to give back.
-          const walking: Promise<void> = this.walkUnit(lease).then(
+          const walking: Promise<void> = this.walkUnit(lease, fence).then(
             (done) => {
               walks.delete(walking);
               if (!done) stopped = true;
@@ -400,15 +404,19 @@ class SharedRun {
   private wantsMore(): boolean {
     if (this.held.size >= MAX_UNITS_AT_ONCE || Date.now() < this.dryUntil) return false;
     let open = 0;
-    for (const walk of this.held.values()) open += walk?.openDirCount ?? 1;
+    for (const { walk } of this.held.values()) open += walk?.openDirCount ?? 1;
     return open < this.parts.pool.limit;
   }
 
   /** The warnings the units this worker finished took (every warning is the run's report's). */
   private warningsInUnits = 0;
 
-  /** One unit walked into the partial, its journal closed, then marked done. */
-  private async walkUnit(lease: UnitLease): Promise<boolean> {
+  /**
+   * One unit walked into the partial, its journal closed, then marked done. False when the run
+   * stops; true when the unit is done, or given up (`fence`: its lease lost), and the worker
+   * goes on with others.
+   */
+  private async walkUnit(lease: UnitLease, fence: LeaseFence): Promise<boolean> {
     const { control } = this.parts;
     const began = Date.now();
     const file = this.journalOf(lease.unit, lease.attempt, true);
@@ -441,11 +449,12 @@ class SharedRun {
       deferDir: (rel, meta) => deferredDirs.push([rel, meta]),
     };
     const tally = new UnitReport(this.parts.report);
-    const walk = this.walkInto(unitPartial, file, scope, tally);
-    this.held.set(lease, walk);
+    const walk = this.walkInto(unitPartial, file, scope, tally, fence);
+    this.held.set(lease, { fence, walk });
+    fence.whenGivenUp(() => walk.stop());
     try {
       await walk.run();
-      if (walk.vanished) this.removeVanished(lease.unit);
+      if (walk.vanished && !fence.givenUp) this.removeVanished(lease.unit);
     } catch (e) {
       control.failWith(
         new EfsBackupError(
@@ -457,9 +466,12 @@ class SharedRun {
         ),
       );
     }
-    if (control.stopping()) walk.journalOpenDirs();
+    // What is journaled was written by this attempt: the next one (this run's or the next
+    // run's) resumes from it, after the lease expires when it was given up.
+    if (control.stopping() || fence.givenUp) walk.journalOpenDirs();
     const journalError = await new Promise<Error | null>((r) => journal.flush(r));
     journal.close();
+    if (fence.givenUp) return this.gaveUp(lease);
     if (journalError) control.failWith(journalFailure(file, journalError));
     try {
       await Promise.all(publishing);
@@ -510,9 +522,9 @@ class SharedRun {
     this.warningsInUnits += done.warnings ?? 0;
     // No longer renewed: a beat racing the completion would find it done and call it lost.
     this.held.delete(lease);
-    if (!(await this.store.complete(this.me, lease, done))) {
-      control.failWith(lostLease(lease));
-      return false;
+    if (fence.givenUp || !(await this.store.complete(this.me, lease, done))) {
+      fence.giveUp();
+      return this.gaveUp(lease);
     }
     this.mine.units++;
     this.mine.entries += done.entries;
@@ -530,8 +542,9 @@ class SharedRun {
     journal: string,
     scope: UnitScope | null,
     tally: RunReport = this.parts.report,
+    control: WalkControl = this.parts.control,
   ): Walk {
-    const { o, control, pool, src, dst, links } = this.parts;
+    const { o, pool, src, dst, links } = this.parts;
     const writer = new EntryWriter(src, dst, links, tally, control, p.dir, this.xattrs);
     return new Walk(
       o.sourceRoot,
@@ -606,14 +619,27 @@ class SharedRun {
     this.parts.report.warn(unit, 'vanished during the backup');
   }
 
+  /**
+   * A unit given up (its lease lost, or not renewed in time): left to expire in the store, not
+   * given back, so what its walk still has in flight ends before another worker takes it. Its
+   * work is that attempt's journal; the worker goes on with other units.
+   */
+  private gaveUp(lease: UnitLease): boolean {
+    this.held.delete(lease);
+    return true;
+  }
+
   private async renew(): Promise<void> {
     const { control } = this.parts;
     try {
-      if (this.held.size > 0) {
-        const leases = [...this.held.keys()];
-        const lost = await this.store.renew(this.me, leases, Date.now(), this.leaseMs);
-        for (const lease of leases) {
-          if (lost.includes(lease.unit) && this.held.has(lease)) control.failWith(lostLease(lease));
+      const held = [...this.held].filter(([, h]) => !h.fence.givenUp);
+      if (held.length > 0) {
+        const sent = performance.now();
+        const leases = held.map(([lease]) => lease);
+        const lost = new Set(await this.store.renew(this.me, leases, Date.now(), this.leaseMs));
+        for (const [lease, { fence }] of held) {
+          if (lost.has(lease.unit)) fence.giveUp();
+          else fence.renewed(sent);
         }
       }
       if (this.claimed && !(await this.store.claimCommit(this.me, Date.now(), this.leaseMs))) {
@@ -839,13 +865,6 @@ function readDeferred(unitsDir: string, units: readonly UnitState[]): NamedDir[]
     out.push({ rel, meta: d.meta, names: d.names });
   }
   return out;
-}
-
-function lostLease(lease: UnitLease): EfsBackupError {
-  return new EfsBackupError(
-    'FAILED',
-    `this worker lost its lease of ${lease.unit || 'the source root'} (attempt ${lease.attempt}) to another worker and stopped writing it`,
-  );
 }
 
 /** Unit paths in a JSON file: their bytes, base64 (a name need not be UTF-8). */

@@ -11,7 +11,7 @@ import type { InFlight, Job } from './inflight.js';
 import { LinkGroups, type LinkGroup } from './link-groups.js';
 import { ManifestIndex, type ManifestEntry } from './manifest.js';
 import type { PartialSnapshot } from './partial.js';
-import type { RunControl } from './run-control.js';
+import type { WalkControl } from './run-control.js';
 import type { RunReport } from './run-report.js';
 import type { Scanner } from './scan.js';
 import type { Xattrs } from './xattrs.js';
@@ -107,6 +107,8 @@ export class Walk {
   /** Directories with children still to record: a stop journals what they already hold. */
   private readonly openDirs = new Set<DirNode>();
   private onComplete: (() => void) | null = null;
+  /** Given up (`stop`): `run()` resolves, and its control says stop to what is still in flight. */
+  private stopped = false;
 
   constructor(
     private readonly sourceRoot: string,
@@ -118,7 +120,7 @@ export class Walk {
     private readonly pool: InFlight,
     private readonly writer: EntryWriter,
     private readonly report: RunReport,
-    private readonly control: RunControl,
+    private readonly control: WalkControl,
     /** Hash unchanged files and compare with the previous digest (`checksum`). */
     private readonly checksum = false,
     /** Counts ahead (a first backup's estimate) and hands its listings over (scan.ts). */
@@ -186,6 +188,7 @@ export class Walk {
         // Done when its root's metadata is applied: the pool may be walking other units too.
         // A stop or a failure halts the pool, and then it is idle.
         this.onComplete = resolve;
+        if (this.stopped) return resolve();
         this.pool.push((done) => this.listDir(root, done));
         this.pool.onIdle(resolve);
       });
@@ -235,6 +238,15 @@ export class Walk {
     return this.openDirs.size;
   }
 
+  /**
+   * Gives the walk up at once, unfinished (a unit whose lease is lost): `run()` resolves. Its
+   * control already says stop, so what is in flight starts nothing more on the destination.
+   */
+  stop(): void {
+    this.stopped = true;
+    this.onComplete?.();
+  }
+
   private markComplete(): void {
     this.complete = true;
     this.onComplete?.();
@@ -246,10 +258,12 @@ export class Walk {
   }
 
   private listDir(dir: DirNode, done: () => void): void {
+    if (this.control.stopping()) return done();
     let outstanding = 1 + (this.base ? 1 : 0) + (this.resumeIndex ? 1 : 0);
     let names: fs.Dirent[] = [];
     const joined = (): void => {
       if (--outstanding > 0) return;
+      if (this.control.stopping()) return done();
       if (dir.existed) {
         const keep = names.map((d) => d.name);
         this.writer.removeExtras(dir.dst, keep, () => this.dispatch(dir, names, done));
@@ -313,7 +327,7 @@ export class Walk {
 
   /** One child entry or sub-tree is finished; the last one applies the directory's metadata. */
   private finished(dir: DirNode): void {
-    if (--dir.pending > 0) return;
+    if (--dir.pending > 0 || this.control.stopping()) return;
     if (dir.deferred) {
       // Entries of it are written at the commit: so is its metadata (its mtime after them).
       this.unit!.deferDir(dir.rel, dir.meta);
@@ -335,6 +349,7 @@ export class Walk {
   }
 
   private entry(dir: DirNode, name: string, done: () => void): void {
+    if (this.control.stopping()) return done();
     const src = `${dir.src}/${name}`;
     const rel = dir.rel === '' ? name : `${dir.rel}/${name}`;
     this.src.lstat(src, (err, st) => {
@@ -374,6 +389,7 @@ export class Walk {
     m: Meta,
     done: () => void,
   ): void {
+    if (this.control.stopping()) return done();
     if (this.unit?.boundary(rel)) {
       // A unit of its own: made here (so its parent's metadata follows it), walked by its
       // lease. One already there is left as it is: its unit may be done, its metadata applied.
@@ -409,6 +425,8 @@ export class Walk {
     target: string,
     done: () => void,
   ): void {
+    // Looked up before a stop: nothing more is written.
+    if (this.control.stopping()) return done();
     if (m.nlink > 1 && this.unit) {
       // Its other names may be in other units: every name is written at the commit.
       this.unit.deferLink(dir.rel, name);
@@ -503,6 +521,7 @@ export class Walk {
     group: LinkGroup,
     done: () => void,
   ): void {
+    if (this.control.stopping()) return done();
     if (!group.record) {
       // The first name vanished; this name takes its place, from a fresh lstat.
       return this.entry(dir, name, done);
