@@ -2,7 +2,8 @@ import type { EfsBackupError } from './errors.js';
 import type { RunControl, WalkControl } from './run-control.js';
 
 /**
- * One unit's lease as its worker sees it, and the control of that unit's walk.
+ * One lease as its worker sees it (a unit's, or the commit claim), and the control of the walk
+ * that writes under it.
  *
  * A lease is surely the worker's until `sent + ttl`, `sent` being when the call that took or
  * last renewed it was made (by this process's monotonic clock: the store's expiry may already
@@ -66,7 +67,8 @@ export class LeaseFence implements WalkControl {
     if (!this.lapsed()) this.run.failWith(err);
   }
 
-  private lapsed(): boolean {
+  /** No longer surely the worker's (and so given up): a third of a lease before it can expire. */
+  lapsed(): boolean {
     if (!this.given && performance.now() > this.validUntil - this.ttlMs / 3) this.giveUp();
     return this.given;
   }

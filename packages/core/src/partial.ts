@@ -106,6 +106,11 @@ export async function commitPartial(
   report: RunReport,
   /** A shared run's journals (one per unit; the run removes them); absent: the partial's journal. */
   segments?: readonly JournalSegment[],
+  /**
+   * A shared run's commit claim, asked again before the manifest is written and before the
+   * rename: throws when the claim is no longer surely this worker's (nothing is renamed then).
+   */
+  holdClaim?: () => Promise<void>,
 ): Promise<{ latestError: string | null }> {
   const interval = facts.interval;
   const stamp = p.stamp;
@@ -138,6 +143,7 @@ export async function commitPartial(
   }
   // A run paused past the stale limit may have lost its lock: it never commits then.
   lock.check();
+  await holdClaim?.();
   const manifest = set.manifestPath(stamp);
   try {
     if (segments) await writeManifestSegments(manifest, header, segments);
@@ -146,6 +152,8 @@ export async function commitPartial(
     throw failed('its manifest could not be written', e);
   }
   const final = set.snapshotDir(interval, stamp);
+  // Another committer's manifest, when the claim passed, is its own to write: this one's stays.
+  await holdClaim?.();
   set.forget();
   try {
     fs.renameSync(p.dir, final);

@@ -124,7 +124,8 @@ class SharedRun {
   private dryUntil = 0;
   /** The units this worker is walking now, each with its fence and its walk. */
   private readonly held = new Map<UnitLease, { fence: LeaseFence; walk: Walk | null }>();
-  private claimed = false;
+  /** The commit claim, once this worker holds it: the control of what it writes for the commit. */
+  private claim: LeaseFence | null = null;
   private open = 0;
   private publishedSince = 0;
   private readonly mine: WorkerFigures;
@@ -176,7 +177,7 @@ class SharedRun {
       // The counts only say when to split (splitNow): a worker alone never splits.
       if (this.workers > 1) this.timers.push(setInterval(() => void this.refreshCounts(), POLL_MS));
       for (const t of this.timers) t.unref();
-      let outcome: 'committed' | 'elsewhere' | 'left' | 'stopped';
+      let outcome: 'committed' | 'elsewhere' | 'left' | 'handed' | 'stopped';
       try {
         for (;;) {
           const allDone = await this.workUnits();
@@ -204,6 +205,9 @@ class SharedRun {
       } else if (outcome === 'left') {
         status = 'Incomplete';
         message = `this worker's part of the run is done; another worker of the run commits it`;
+      } else if (outcome === 'handed') {
+        status = 'Incomplete';
+        message = `the commit claim passed to another worker of the run before this one committed (it was not renewed in time); that worker commits the run`;
       } else {
         const r = this.run!;
         snapshot = r.stamp;
@@ -630,7 +634,6 @@ class SharedRun {
   }
 
   private async renew(): Promise<void> {
-    const { control } = this.parts;
     try {
       const held = [...this.held].filter(([, h]) => !h.fence.givenUp);
       if (held.length > 0) {
@@ -642,10 +645,11 @@ class SharedRun {
           else fence.renewed(sent);
         }
       }
-      if (this.claimed && !(await this.store.claimCommit(this.me, Date.now(), this.leaseMs))) {
-        control.failWith(
-          new EfsBackupError('FAILED', 'this worker lost the commit claim of the run'),
-        );
+      const claim = this.claim;
+      if (claim && !claim.givenUp) {
+        const sent = performance.now();
+        if (await this.store.claimCommit(this.me, Date.now(), this.leaseMs)) claim.renewed(sent);
+        else claim.giveUp();
       }
     } catch {
       /* the next beat tries again; a lease not renewed in time is lost, and said so then */
@@ -667,7 +671,9 @@ class SharedRun {
   private clearing: Promise<void> = Promise.resolve();
 
   /** Every unit is done: this worker commits (the claim is its), or waits for the one that does. */
-  private async commitOrWait(): Promise<'committed' | 'elsewhere' | 'stopped' | 'again'> {
+  private async commitOrWait(): Promise<
+    'committed' | 'elsewhere' | 'handed' | 'stopped' | 'again'
+  > {
     const { control, set, o } = this.parts;
     for (;;) {
       if (control.stopping()) return 'stopped';
@@ -679,8 +685,10 @@ class SharedRun {
           ? 'elsewhere'
           : 'stopped';
       }
+      const sent = performance.now();
       if (await this.store.claimCommit(this.me, Date.now(), this.leaseMs)) {
-        this.claimed = true;
+        if (this.claim && !this.claim.givenUp) this.claim.renewed(sent);
+        else this.claim = new LeaseFence(control, sent, this.leaseMs);
         // The claim may be won just after the committer cleared the store: the run is over.
         const still = await this.store.run();
         if (!still || still.runId !== this.run!.runId) return 'elsewhere';
@@ -690,7 +698,20 @@ class SharedRun {
     }
   }
 
-  private async commit(): Promise<'committed' | 'elsewhere' | 'stopped' | 'again'> {
+  /**
+   * The commit claim asked again (before the manifest, and before the rename): this worker
+   * commits only while the claim is surely its own, so two workers never both rename.
+   */
+  private async holdClaim(): Promise<void> {
+    const claim = this.claim!;
+    const sent = performance.now();
+    if (!claim.givenUp && (await this.store.claimCommit(this.me, Date.now(), this.leaseMs)))
+      claim.renewed(sent);
+    else claim.giveUp();
+    if (claim.lapsed()) throw new ClaimPassed();
+  }
+
+  private async commit(): Promise<'committed' | 'elsewhere' | 'handed' | 'stopped' | 'again'> {
     const { control, set, o, report, lock } = this.parts;
     const r = this.run!;
     const units = await this.store.units();
@@ -724,8 +745,16 @@ class SharedRun {
       control.failWith(journalFailure(linksFile, err)),
     );
     const p: PartialSnapshot = { ...this.partial!, journal, journalStart: 0 };
-    if (named.length > 0) await this.walkInto(p, linksFile, null).runNamed(named);
+    // Written under the claim: a worker that stalls past it stops writing once it wakes.
+    const claim = this.claim!;
+    if (named.length > 0) {
+      await this.walkInto(p, linksFile, null, this.parts.report, claim).runNamed(named);
+    }
     const journalError = await new Promise<Error | null>((res) => journal.flush(res));
+    if (claim.lapsed()) {
+      journal.close();
+      return 'handed';
+    }
     if (journalError) control.failWith(journalFailure(linksFile, journalError));
     if (control.fatal) throw control.fatal;
     if (control.stopping()) return 'stopped';
@@ -747,27 +776,34 @@ class SharedRun {
         from: u.done!.journalStart,
       }));
     segments.push({ path: linksFile, from: 0 });
-    const { latestError } = await commitPartial(
-      set,
-      p,
-      {
-        backupId: r.runId,
-        label: o.label,
-        interval: o.interval,
-        source: o.source,
-        prefix: o.prefix,
-        start: new Date(r.startedAt),
-        stop: new Date(),
-        files: sum.files,
-        bytes: sum.bytes,
-        root: decodeEntry(JSON.parse(rootUnit.done.root)),
-        exclude: o.exclude,
-        excludeIfPresent: o.excludeIfPresent,
-      },
-      lock,
-      report,
-      segments,
-    );
+    let latestError: string | null;
+    try {
+      ({ latestError } = await commitPartial(
+        set,
+        p,
+        {
+          backupId: r.runId,
+          label: o.label,
+          interval: o.interval,
+          source: o.source,
+          prefix: o.prefix,
+          start: new Date(r.startedAt),
+          stop: new Date(),
+          files: sum.files,
+          bytes: sum.bytes,
+          root: decodeEntry(JSON.parse(rootUnit.done.root)),
+          exclude: o.exclude,
+          excludeIfPresent: o.excludeIfPresent,
+        },
+        lock,
+        report,
+        segments,
+        () => this.holdClaim(),
+      ));
+    } catch (e) {
+      if (e instanceof ClaimPassed) return 'handed';
+      throw e;
+    }
     this.latestError = latestError;
     this.afterCommit();
     return 'committed';
@@ -866,6 +902,9 @@ function readDeferred(unitsDir: string, units: readonly UnitState[]): NamedDir[]
   }
   return out;
 }
+
+/** The commit claim is no longer surely this worker's: another one commits the run. */
+class ClaimPassed extends Error {}
 
 /** Unit paths in a JSON file: their bytes, base64 (a name need not be UTF-8). */
 function encodeName(s: string): string {

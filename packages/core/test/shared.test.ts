@@ -303,6 +303,43 @@ describe('a lease store that fails while units are being walked', () => {
   });
 });
 
+describe('the commit claim passes to another worker while its holder commits (a holder paused past its lease)', () => {
+  for (const [takenAt, when] of [
+    [2, 'before the manifest is written'],
+    [3, 'after the manifest, before the rename'],
+  ] as const) {
+    it(`${when}: the holder does not rename, says another worker commits, and the other commits one correct snapshot`, async () => {
+      const dst = destination();
+      const store = new ClaimTaken(takenAt);
+      const results = await Promise.all(
+        [0, 1].map((i) =>
+          backup({
+            source: src,
+            destination: dst,
+            backupId: `claim-${takenAt}`,
+            concurrency: 8,
+            share: { store, worker: `w${i}`, workers: 2, leaseMs: 30_000 },
+          }),
+        ),
+      );
+      expect(store.holder).not.toBeNull();
+      const [handed, other] =
+        results[0]!.share!.worker === store.holder ? results : [...results].reverse();
+      expect(handed!.Status, handed!.Message).toBe('Incomplete');
+      expect(handed!.Message).toMatch(/the commit claim passed to another worker/);
+      expect(handed!.share?.committed).toBe(false);
+      expect(handed!.Snapshot).toBeNull();
+      expect(other!.Status, other!.Message).toBe('Success');
+      expect(other!.share?.committed).toBe(true);
+      const set = new BackupSet(dst, 'efs-backup');
+      expect(set.snapshots().map((s) => s.stamp)).toEqual([other!.Snapshot]);
+      expectCleanSnapshot(src, set, 'daily', other!.Snapshot);
+      const [v] = await verify({ destination: dst, snapshot: other!.Snapshot! });
+      expect(v!.problems).toEqual([]);
+    });
+  }
+});
+
 describe("a store whose listing lags (an NFS client caching another host's directory)", () => {
   it('the commit waits for every unit a walk met, however late the store lists it', async () => {
     const dst = destination();
@@ -349,6 +386,35 @@ class FailingComplete extends FileLeaseStore {
       throw new Error('the lease store is unreachable');
     }
     return super.complete(worker, lease, done);
+  }
+}
+
+/**
+ * A store that takes the commit claim from its first holder at that holder's `takenAt`-th call
+ * (2: its first look before the manifest; 3: before the rename), as another worker takes the
+ * claim of one paused past its lease: the claim expires there and then, and the holder is told
+ * it is not its own. Every other call is the store's.
+ */
+class ClaimTaken extends MemoryLeaseStore {
+  holder: string | null = null;
+  private asked = 0;
+  constructor(private readonly takenAt: number) {
+    super();
+  }
+  override async claimCommit(worker: string, now: number, ttlMs: number): Promise<boolean> {
+    if (this.holder === null) {
+      const won = await super.claimCommit(worker, now, ttlMs);
+      if (won) {
+        this.holder = worker;
+        this.asked = 1;
+      }
+      return won;
+    }
+    if (worker === this.holder && ++this.asked >= this.takenAt) {
+      if (this.claim?.owner === worker) this.claim.expires = 0;
+      return false;
+    }
+    return super.claimCommit(worker, now, ttlMs);
   }
 }
 
