@@ -26,7 +26,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { z } from 'zod';
+import type { WorkerOption, WorkerSpec } from './worker-spec.js';
 
 /** The lease store of a set's interval, by where the destination is. */
 export async function leaseStoreFor(o: {
@@ -58,32 +58,6 @@ function leaseStorePath(o: { destination: string; label: string; interval: strin
 export function workerId(): string {
   return `${os.hostname()}:${process.pid}`;
 }
-
-/** What the worker processes a run starts are told (in their environment: nothing on a command line). */
-const WorkerSpec = z.object({
-  backupId: z.string().min(1),
-  workers: z.number().int().min(1).max(64),
-  leaseMs: z.number().int().positive().optional(),
-  options: z
-    .object({
-      source: z.string(),
-      destination: z.string(),
-      label: z.string().optional(),
-      interval: z.string().optional(),
-      retain: z.number().optional(),
-      prefix: z.string().optional(),
-      windowMinutes: z.number().optional(),
-      concurrency: z.number().optional(),
-      xattrs: z.boolean().optional(),
-      checksum: z.boolean().optional(),
-      maxMiBps: z.number().optional(),
-      maxOps: z.number().optional(),
-      exclude: z.array(z.string()).optional(),
-      excludeIfPresent: z.array(z.string()).optional(),
-    })
-    .strict(),
-});
-type WorkerSpec = z.infer<typeof WorkerSpec>;
 
 export const WORKER_SPEC_ENV = 'EFS_BACKUP_WORKER_SPEC';
 
@@ -140,20 +114,44 @@ export function sharedEngine(
   };
 }
 
+/**
+ * The options a spec carries besides the source and the destination, every one (the compiler
+ * holds this list to the spec's schema, both ways; the schema itself is loaded only by the
+ * worker that parses a spec).
+ */
+const SPEC_OPTIONS = [
+  'label',
+  'interval',
+  'retain',
+  'prefix',
+  'windowMinutes',
+  'concurrency',
+  'xattrs',
+  'checksum',
+  'maxMiBps',
+  'maxOps',
+  'exclude',
+  'excludeIfPresent',
+] as const satisfies ReadonlyArray<WorkerOption & keyof BackupOptions>;
+type Unlisted = Exclude<WorkerOption, (typeof SPEC_OPTIONS)[number] | 'source' | 'destination'>;
+const everyOptionListed: [Unlisted] extends [never] ? true : Unlisted = true;
+void everyOptionListed;
+
 /** The options a started worker is given: the run's, as the job set them. */
 function childOptions(o: BackupOptions): WorkerSpec['options'] {
   const out: WorkerSpec['options'] = { source: o.source, destination: o.destination };
-  for (const k of Object.keys(WorkerSpec.shape.options.shape) as Array<keyof BackupOptions>) {
+  for (const k of SPEC_OPTIONS) {
     const v = o[k];
-    if (v !== undefined && k !== 'workers') Object.assign(out, { [k]: v });
+    if (v !== undefined) Object.assign(out, { [k]: v });
   }
   return out;
 }
 
 /** A started worker's spec, from its environment; null when this process was not started so. */
-export function workerSpecFromEnv(): WorkerSpec | null {
+export async function workerSpecFromEnv(): Promise<WorkerSpec | null> {
   const raw = process.env[WORKER_SPEC_ENV];
   if (raw === undefined) return null;
+  const { WorkerSpec } = await import('./worker-spec.js');
   return WorkerSpec.parse(JSON.parse(raw));
 }
 
@@ -203,7 +201,7 @@ export async function workerCommand(o: {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    const spec = workerSpecFromEnv();
+    const spec = await workerSpecFromEnv();
     if (spec) {
       try {
         return await runWorker(spec, false, controller.signal, undefined, true);
