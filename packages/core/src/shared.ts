@@ -207,7 +207,7 @@ class SharedRun {
         message = `this worker's part of the run is done; another worker of the run commits it`;
       } else if (outcome === 'handed') {
         status = 'Incomplete';
-        message = `the commit claim passed to another worker of the run before this one committed (it was not renewed in time); that worker commits the run`;
+        message = `this worker's commit claim was not renewed in time, and it committed nothing: the worker of the run that holds the claim now commits it, or the next run continues it`;
       } else {
         const r = this.run!;
         snapshot = r.stamp;
@@ -705,9 +705,13 @@ class SharedRun {
   private async holdClaim(): Promise<void> {
     const claim = this.claim!;
     const sent = performance.now();
-    if (!claim.givenUp && (await this.store.claimCommit(this.me, Date.now(), this.leaseMs)))
-      claim.renewed(sent);
-    else claim.giveUp();
+    try {
+      if (!claim.givenUp && (await this.store.claimCommit(this.me, Date.now(), this.leaseMs)))
+        claim.renewed(sent);
+      else claim.giveUp();
+    } catch {
+      // The store did not answer: the claim holds as long as its last renewal says.
+    }
     if (claim.lapsed()) throw new ClaimPassed();
   }
 

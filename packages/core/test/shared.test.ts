@@ -326,7 +326,9 @@ describe('the commit claim passes to another worker while its holder commits (a 
       const [handed, other] =
         results[0]!.share!.worker === store.holder ? results : [...results].reverse();
       expect(handed!.Status, handed!.Message).toBe('Incomplete');
-      expect(handed!.Message).toMatch(/the commit claim passed to another worker/);
+      expect(handed!.Message).toMatch(
+        /commit claim was not renewed in time, and it committed nothing/,
+      );
       expect(handed!.share?.committed).toBe(false);
       expect(handed!.Snapshot).toBeNull();
       expect(other!.Status, other!.Message).toBe('Success');
@@ -338,6 +340,17 @@ describe('the commit claim passes to another worker while its holder commits (a 
       expect(v!.problems).toEqual([]);
     });
   }
+});
+
+describe('the store does not answer when the committer asks for its claim again', () => {
+  it('the claim holds as long as its last renewal says: the run commits, once', async () => {
+    const dst = destination();
+    const store = new ClaimUnanswered();
+    const results = await sharedRun(dst, 2, store);
+    expect(store.unanswered).toBe(2);
+    const c = await committedOne(results);
+    expectCleanSnapshot(src, new BackupSet(dst, 'efs-backup'), 'daily', c.Snapshot);
+  });
 });
 
 describe("a store whose listing lags (an NFS client caching another host's directory)", () => {
@@ -415,6 +428,22 @@ class ClaimTaken extends MemoryLeaseStore {
       return false;
     }
     return super.claimCommit(worker, now, ttlMs);
+  }
+}
+
+/** A store that does not answer the claim's holder when it asks again (its 2nd and 3rd calls). */
+class ClaimUnanswered extends MemoryLeaseStore {
+  private holder: string | null = null;
+  private asked = 0;
+  unanswered = 0;
+  override async claimCommit(worker: string, now: number, ttlMs: number): Promise<boolean> {
+    if (this.holder !== null && worker === this.holder && ++this.asked <= 2) {
+      this.unanswered++;
+      throw new Error('the lease store is unreachable');
+    }
+    const won = await super.claimCommit(worker, now, ttlMs);
+    if (won && this.holder === null) this.holder = worker;
+    return won;
   }
 }
 
