@@ -16,6 +16,7 @@ import {
   FileLeaseStore,
   isRemote,
   resolveBackupOptions,
+  RUN_OPTIONS,
   RunOver,
   type BackupOptions,
   type BackupResult,
@@ -114,35 +115,18 @@ export function sharedEngine(
   };
 }
 
-/**
- * The options a spec carries besides the source and the destination, every one (the compiler
- * holds this list to the spec's schema, both ways; the schema itself is loaded only by the
- * worker that parses a spec).
- */
-const SPEC_OPTIONS = [
-  'label',
-  'interval',
-  'retain',
-  'prefix',
-  'windowMinutes',
-  'concurrency',
-  'xattrs',
-  'checksum',
-  'maxMiBps',
-  'maxOps',
-  'exclude',
-  'excludeIfPresent',
-] as const satisfies ReadonlyArray<WorkerOption & keyof BackupOptions>;
-type Unlisted = Exclude<WorkerOption, (typeof SPEC_OPTIONS)[number] | 'source' | 'destination'>;
-const everyOptionListed: [Unlisted] extends [never] ? true : Unlisted = true;
-void everyOptionListed;
+/** The spec's schema carries every option of a run but `workers`, and no other (held by the compiler). */
+type SpecOption = Exclude<(typeof RUN_OPTIONS)[number], 'workers'> | 'source' | 'destination';
+type Mismatched = Exclude<SpecOption, WorkerOption> | Exclude<WorkerOption, SpecOption>;
+const specMatches: [Mismatched] extends [never] ? true : Mismatched = true;
+void specMatches;
 
 /** The options a started worker is given: the run's, as the job set them. */
 function childOptions(o: BackupOptions): WorkerSpec['options'] {
   const out: WorkerSpec['options'] = { source: o.source, destination: o.destination };
-  for (const k of SPEC_OPTIONS) {
+  for (const k of RUN_OPTIONS) {
     const v = o[k];
-    if (v !== undefined) Object.assign(out, { [k]: v });
+    if (v !== undefined && k !== 'workers') Object.assign(out, { [k]: v });
   }
   return out;
 }

@@ -35,6 +35,7 @@ export {
   MAX_WORKERS,
   NETWORK_CONCURRENCY,
   resolveBackupOptions,
+  RUN_OPTIONS,
   isRemote,
   DEFAULTS,
   checkWindowMinutes,

@@ -60,6 +60,33 @@ export interface BackupOptions {
   excludeIfPresent?: string[];
 }
 
+/**
+ * Every option of a run besides its source and destination, by name: what a job may set, and
+ * what a run's started workers are given (all but `workers`).
+ */
+export const RUN_OPTIONS = [
+  'prefix',
+  'label',
+  'interval',
+  'retain',
+  'windowMinutes',
+  'concurrency',
+  'xattrs',
+  'checksum',
+  'maxMiBps',
+  'maxOps',
+  'workers',
+  'exclude',
+  'excludeIfPresent',
+] as const satisfies readonly (keyof BackupOptions)[];
+/** The compiler holds the list to `BackupOptions`: an option left out is an error naming it. */
+type Unlisted = Exclude<
+  keyof BackupOptions,
+  (typeof RUN_OPTIONS)[number] | 'source' | 'destination'
+>;
+const everyOptionListed: [Unlisted] extends [never] ? true : Unlisted = true;
+void everyOptionListed;
+
 export interface ResolvedOptions {
   source: string;
   prefix: string;

@@ -9,6 +9,7 @@ import {
   EfsBackupError,
   resolveBackupOptions,
   RunOver,
+  RUN_OPTIONS,
   startBackup,
   type BackupOptions,
   type BackupProgress,
@@ -161,27 +162,11 @@ export interface RunOutcome {
 const MAX_WARNINGS_LOGGED = 100_000;
 const PROGRESS_LOG_MS = 60_000;
 
-/** The engine's options a job may set (the rest of a JobSpec is the service's own). */
-const ENGINE_OPTIONS = [
-  'prefix',
-  'label',
-  'interval',
-  'retain',
-  'windowMinutes',
-  'concurrency',
-  'xattrs',
-  'checksum',
-  'maxMiBps',
-  'maxOps',
-  'workers',
-  'exclude',
-  'excludeIfPresent',
-] as const satisfies readonly (keyof BackupOptions)[];
-
 /** The engine's options of a job. */
 export function engineOptions(job: JobSpec): BackupOptions {
   const o: BackupOptions = { source: job.source, destination: job.destination };
-  for (const k of ENGINE_OPTIONS) if (job[k] !== undefined) Object.assign(o, { [k]: job[k] });
+  // The engine's options a job may set (the rest of a JobSpec is the service's own).
+  for (const k of RUN_OPTIONS) if (job[k] !== undefined) Object.assign(o, { [k]: job[k] });
   return o;
 }
 
