@@ -375,13 +375,7 @@ class SharedRun {
             (e: unknown) => {
               walks.delete(walking);
               stopped = true;
-              control.failWith(
-                new EfsBackupError(
-                  'FAILED',
-                  `cannot back up ${lease.unit || 'the source root'}: ${(e as Error).message}`,
-                  { cause: e },
-                ),
-              );
+              control.failWith(unitFailure(lease, e));
             },
           );
           walks.add(walking);
@@ -460,15 +454,7 @@ class SharedRun {
       await walk.run();
       if (walk.vanished && !fence.givenUp) this.removeVanished(lease.unit);
     } catch (e) {
-      control.failWith(
-        new EfsBackupError(
-          'FAILED',
-          `cannot back up ${lease.unit || 'the source root'}: ${(e as Error).message}`,
-          {
-            cause: e,
-          },
-        ),
-      );
+      control.failWith(unitFailure(lease, e));
     }
     // What is journaled was written by this attempt: the next one (this run's or the next
     // run's) resumes from it, after the lease expires when it was given up.
@@ -645,12 +631,7 @@ class SharedRun {
           else fence.renewed(sent);
         }
       }
-      const claim = this.claim;
-      if (claim && !claim.givenUp) {
-        const sent = performance.now();
-        if (await this.store.claimCommit(this.me, Date.now(), this.leaseMs)) claim.renewed(sent);
-        else claim.giveUp();
-      }
+      if (this.claim && !this.claim.givenUp) await this.askClaim();
     } catch {
       /* the next beat tries again; a lease not renewed in time is lost, and said so then */
     }
@@ -685,10 +666,7 @@ class SharedRun {
           ? 'elsewhere'
           : 'stopped';
       }
-      const sent = performance.now();
-      if (await this.store.claimCommit(this.me, Date.now(), this.leaseMs)) {
-        if (this.claim && !this.claim.givenUp) this.claim.renewed(sent);
-        else this.claim = new LeaseFence(control, sent, this.leaseMs);
+      if (await this.askClaim()) {
         // The claim may be won just after the committer cleared the store: the run is over.
         const still = await this.store.run();
         if (!still || still.runId !== this.run!.runId) return 'elsewhere';
@@ -704,15 +682,25 @@ class SharedRun {
    */
   private async holdClaim(): Promise<void> {
     const claim = this.claim!;
-    const sent = performance.now();
     try {
-      if (!claim.givenUp && (await this.store.claimCommit(this.me, Date.now(), this.leaseMs)))
-        claim.renewed(sent);
-      else claim.giveUp();
+      if (!claim.givenUp) await this.askClaim();
     } catch {
       // The store did not answer: the claim holds as long as its last renewal says.
     }
     if (claim.lapsed()) throw new ClaimPassed();
+  }
+
+  /**
+   * The commit claim taken, or renewed, through the store; its fence (`claim`) follows the
+   * answer: made when taken anew, renewed from when the call was made, given up when lost.
+   */
+  private async askClaim(): Promise<boolean> {
+    const sent = performance.now();
+    const held = await this.store.claimCommit(this.me, Date.now(), this.leaseMs);
+    if (!held) this.claim?.giveUp();
+    else if (this.claim && !this.claim.givenUp) this.claim.renewed(sent);
+    else this.claim = new LeaseFence(this.parts.control, sent, this.leaseMs);
+    return held;
   }
 
   private async commit(): Promise<'committed' | 'elsewhere' | 'handed' | 'stopped' | 'again'> {
@@ -905,6 +893,14 @@ function readDeferred(unitsDir: string, units: readonly UnitState[]): NamedDir[]
     out.push({ rel, meta: d.meta, names: d.names });
   }
   return out;
+}
+
+function unitFailure(lease: UnitLease, e: unknown): EfsBackupError {
+  return new EfsBackupError(
+    'FAILED',
+    `cannot back up ${lease.unit || 'the source root'}: ${(e as Error).message}`,
+    { cause: e },
+  );
 }
 
 /** The commit claim is no longer surely this worker's: another one commits the run. */
