@@ -105,8 +105,8 @@ export class FileLeaseStore implements LeaseStore {
         await this.reopen(this.unitsDir(units));
       } else {
         units = g;
-        const made = path.join(this.unitsDir(units), 'claim');
-        await fs.mkdir(made, { recursive: true, mode: 0o700 });
+        // The folder first, then its sub-folders at once (each a round trip on NFS).
+        await fs.mkdir(path.join(this.unitsDir(units), 'claim'), { recursive: true, mode: 0o700 });
         await Promise.all(
           ['ids', 'states', 'done', 'claim/ids', 'claim/states'].map((sub) =>
             fs.mkdir(path.join(this.unitsDir(units), sub), { recursive: true, mode: 0o700 }),

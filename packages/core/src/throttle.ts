@@ -122,11 +122,6 @@ export class Throttle {
     this.setLimits(limits);
   }
 
-  /** Whether any limit is set. */
-  get limited(): boolean {
-    return this.calls !== null || this.bytes !== null;
-  }
-
   get limits(): Limits {
     return {
       ...(this.bytes ? { bytesPerSecond: this.bytes.rate } : {}),

@@ -152,7 +152,7 @@ describe('Throttle', () => {
     clock.advance(100);
     expect(order).toEqual([...Array(20).keys()]);
     t.setLimits({});
-    expect(t.limited).toBe(false);
+    expect(t.limits).toEqual({});
   });
 
   it('costs nothing where no budget is given: the calls are the ones given', () => {
