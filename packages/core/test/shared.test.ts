@@ -308,9 +308,9 @@ describe('the commit claim passes to another worker while its holder commits (a 
     [2, 'before the manifest is written'],
     [3, 'after the manifest, before the rename'],
   ] as const) {
-    it(`${when}: the holder does not rename, says another worker commits, and the other commits one correct snapshot`, async () => {
+    it(`${when}: the holder renames nothing and says it committed nothing; the other commits one correct snapshot`, async () => {
       const dst = destination();
-      const store = new ClaimTaken(takenAt);
+      const store = new ClaimTaken(path.join(dst, 'leases'), takenAt);
       const results = await Promise.all(
         [0, 1].map((i) =>
           backup({
@@ -318,7 +318,8 @@ describe('the commit claim passes to another worker while its holder commits (a 
             destination: dst,
             backupId: `claim-${takenAt}`,
             concurrency: 8,
-            share: { store, worker: `w${i}`, workers: 2, leaseMs: 30_000 },
+            // A lease of 3 s: the claim taken from its holder expires soon.
+            share: { store, worker: `w${i}`, workers: 2, leaseMs: 3000 },
           }),
         ),
       );
@@ -345,7 +346,7 @@ describe('the commit claim passes to another worker while its holder commits (a 
 describe('the store does not answer when the committer asks for its claim again', () => {
   it('the claim holds as long as its last renewal says: the run commits, once', async () => {
     const dst = destination();
-    const store = new ClaimUnanswered();
+    const store = new ClaimUnanswered(path.join(dst, 'leases'));
     const results = await sharedRun(dst, 2, store);
     expect(store.unanswered).toBe(2);
     const c = await committedOne(results);
@@ -403,16 +404,19 @@ class FailingComplete extends FileLeaseStore {
 }
 
 /**
- * A store that takes the commit claim from its first holder at that holder's `takenAt`-th call
- * (2: its first look before the manifest; 3: before the rename), as another worker takes the
- * claim of one paused past its lease: the claim expires there and then, and the holder is told
- * it is not its own. Every other call is the store's.
+ * The real lease store of files, which tells the commit claim's first holder it is not its own
+ * from that holder's `takenAt`-th call on (2: its first look before the manifest; 3: before the
+ * rename), as a worker paused past the claim's lease is told once another took it. The claim is
+ * then no longer renewed, so it expires in the store and the other worker takes it.
  */
-class ClaimTaken extends MemoryLeaseStore {
+class ClaimTaken extends FileLeaseStore {
   holder: string | null = null;
   private asked = 0;
-  constructor(private readonly takenAt: number) {
-    super();
+  constructor(
+    dir: string,
+    private readonly takenAt: number,
+  ) {
+    super(dir);
   }
   override async claimCommit(worker: string, now: number, ttlMs: number): Promise<boolean> {
     if (this.holder === null) {
@@ -423,16 +427,13 @@ class ClaimTaken extends MemoryLeaseStore {
       }
       return won;
     }
-    if (worker === this.holder && ++this.asked >= this.takenAt) {
-      if (this.claim?.owner === worker) this.claim.expires = 0;
-      return false;
-    }
+    if (worker === this.holder && ++this.asked >= this.takenAt) return false;
     return super.claimCommit(worker, now, ttlMs);
   }
 }
 
-/** A store that does not answer the claim's holder when it asks again (its 2nd and 3rd calls). */
-class ClaimUnanswered extends MemoryLeaseStore {
+/** The real lease store of files, which does not answer the claim's holder when it asks again (its 2nd and 3rd calls). */
+class ClaimUnanswered extends FileLeaseStore {
   private holder: string | null = null;
   private asked = 0;
   unanswered = 0;
