@@ -4,7 +4,7 @@
  * their orders in `detail`, which the rules' input transformers fill; the Auto Scaling events
  * are passed on as EventBridge has them.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** The sub-path of the source to back up: starts with "/", no "..". */
 const PREFIX = /^\/(?!.*(^|\/)\.\.(\/|$))/;

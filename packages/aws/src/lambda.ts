@@ -9,7 +9,7 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { Orchestrator, type OrchestratorResult } from './orchestrator.js';
-import { z } from 'zod';
+import * as z from 'zod';
 import { OrchestratorSettingsSchema, type OrchestratorSettings } from './orchestrator-settings.js';
 
 function settingsFrom(env: NodeJS.ProcessEnv): OrchestratorSettings {

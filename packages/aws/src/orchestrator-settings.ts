@@ -2,7 +2,7 @@
  * The orchestrator's settings: the Lambda's environment, which the CDK construct sets. One
  * schema checks them and gives their type.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { checkRunDir, DEFAULT_RUN_DIR } from './stop-command.js';
 import { WorkersSchema } from './worker-config.js';
 

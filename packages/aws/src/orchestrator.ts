@@ -50,7 +50,7 @@ import {
   type WorkerFigure,
 } from '@efs-backup/service';
 import path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   attributesOf,
   DynamoDbRecordStore,

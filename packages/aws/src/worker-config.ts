@@ -3,7 +3,7 @@
  * `/etc/efs-backup/worker.json`). One schema gives the type and checks the file.
  */
 import fs from 'node:fs';
-import { z } from 'zod';
+import * as z from 'zod';
 import { checkRunDir, DEFAULT_RUN_DIR } from './stop-command.js';
 
 export const DEFAULT_MOUNT_COMMAND = [

@@ -14,7 +14,7 @@ import {
 import fs from 'node:fs';
 import path from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** The configuration file read when `--config` is not given. */
 export const DEFAULT_CONFIG_FILE = 'efs-backup.yaml';
