@@ -129,10 +129,14 @@ export class DynamoDbLeaseStore implements LeaseStore {
         if (winner) return this.follow(winner);
         continue;
       }
+      // The root first: until it is there, a worker that reads the run finds no unit (the
+      // commit waits for the root to be done, so that is never "every unit done").
+      const begun = await this.follow(run);
       // Only now: until the run is written they are another partial's units, which no read of
       // the new run takes; dropped before, a begin that lost could drop the winner's units.
+      // (The root's item is the new partial's already, which this drop leaves.)
       if (stored && stored.partialStamp !== run.partialStamp) await this.drop(stored.partialStamp);
-      return this.follow(run);
+      return begun;
     }
     throw new Error(`the lease scope ${this.scope} kept changing: could not begin its run`);
   }

@@ -96,7 +96,9 @@ export interface LeaseStore {
    * run of the SAME partial continues it: units done or leased go back to open (their attempt
    * counters and journals kept, so the new run resumes what the old one wrote), and the new run
    * is stored. Over a run of ANOTHER partial, every unit is dropped first. The root unit ''
-   * is added (open) if it is not there.
+   * is added (open) if it is not there: with the run or soon after it, so a worker that reads
+   * the run may list no unit at all for a moment (or longer, through a listing that lags);
+   * the commit waits for the root to be done.
    */
   begin(run: LeaseRun): Promise<LeaseRun>;
   /** The scope's run, or null when none was begun (or it was cleared). */

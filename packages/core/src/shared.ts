@@ -720,12 +720,17 @@ class SharedRun {
       this.totals = sumUnits(units);
       return 'committed';
     }
-    // Every unit done, and every unit a walk met inside its own (a store's listing may lag).
+    // Every unit done, and every unit a walk met inside its own (a store's listing may lag):
+    // the root first, which every other unit is met from. A listing made before the root was
+    // (on another host, or kept by its NFS client) holds no unit at all.
     const byId = new Map(units.map((u) => [u.unit, u]));
-    const waiting = units.some(
-      (u) =>
-        u.status !== 'done' || (u.done?.children ?? []).some((c) => byId.get(c)?.status !== 'done'),
-    );
+    const waiting =
+      byId.get('')?.status !== 'done' ||
+      units.some(
+        (u) =>
+          u.status !== 'done' ||
+          (u.done?.children ?? []).some((c) => byId.get(c)?.status !== 'done'),
+      );
     if (waiting) {
       await sleep(POLL_MS);
       return 'again';

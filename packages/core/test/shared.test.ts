@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backup, BackupSet, startBackup, verify, type BackupResult } from '../src/index.js';
 import { createBigTree, modifyBigTree, type BigTreeInfo } from './fixtures/big-tree.js';
 import { manifestEntries } from './fixtures/manifest-entries.js';
-import type { UnitDone, UnitLease } from '../src/leases.js';
+import type { LeaseRun, UnitDone, UnitLease } from '../src/leases.js';
 import { FileLeaseStore } from '../src/file-lease-store.js';
 import { MemoryLeaseStore } from './fixtures/memory-lease-store.js';
 import { expectCleanSnapshot } from './fixtures/resume.js';
@@ -363,6 +363,18 @@ describe("a store whose listing lags (an NFS client caching another host's direc
     expectCleanSnapshot(src, new BackupSet(dst, 'efs-backup'), 'daily', c.Snapshot);
     expect(store.hidden).toBeGreaterThan(0);
   });
+
+  it('a worker that lists the run before its root unit commits nothing until the root is done', async () => {
+    // The root is the run's first unit, made as the run begins: a host that lists the units
+    // folder before it is there (or keeps an older listing) finds no unit at all, which must
+    // not read as "every unit done".
+    const dst = destination();
+    const store = new LaggingStore(800, { root: true });
+    const results = await sharedRun(dst, 3, store);
+    const c = await committedOne(results);
+    expectCleanSnapshot(src, new BackupSet(dst, 'efs-backup'), 'daily', c.Snapshot);
+    expect(store.hidden).toBeGreaterThan(0);
+  });
 });
 
 /**
@@ -451,8 +463,15 @@ class ClaimUnanswered extends FileLeaseStore {
 class LaggingStore extends MemoryLeaseStore {
   private readonly since = new Map<string, number>();
   hidden = 0;
-  constructor(private readonly lagMs: number) {
+  constructor(
+    private readonly lagMs: number,
+    private readonly lags: { root?: boolean } = {},
+  ) {
     super();
+  }
+  override async begin(run: LeaseRun): Promise<LeaseRun> {
+    if (this.lags.root && !this.since.has('')) this.since.set('', Date.now());
+    return super.begin(run);
   }
   override async publish(units: readonly string[]): Promise<void> {
     for (const u of units) if (!this.since.has(u)) this.since.set(u, Date.now());
