@@ -92,39 +92,43 @@ export class FileLeaseStore implements LeaseStore {
   constructor(readonly dir: string) {}
 
   async begin(run: LeaseRun): Promise<LeaseRun> {
-    await fs.mkdir(path.join(this.dir, 'tmp'), { recursive: true, mode: 0o700 });
-    for (let round = 0; round < ROUNDS; round++) {
-      const cur = await this.readRun();
+    // Each step below is a round trip on NFS: what does not depend on another goes at once.
+    let [, cur] = await Promise.all([
+      fs.mkdir(path.join(this.dir, 'tmp'), { recursive: true, mode: 0o700 }),
+      this.readRun(),
+    ]);
+    for (let round = 0; round < ROUNDS; round++, cur = await this.readRun()) {
       const stored = cur && 'run' in cur.file ? cur.file : null;
       if (stored && stored.run.runId === run.runId) return this.follow(stored);
       const g = (cur?.g ?? 0) + 1;
-      let units: number;
-      if (stored && stored.run.partialStamp === run.partialStamp) {
-        units = stored.units;
-        // Before the run is written: a begin that stops here has changed nothing a rerun won't.
-        await this.reopen(this.unitsDir(units));
-      } else {
-        units = g;
-        // The folder first, then its sub-folders at once (each a round trip on NFS).
-        await fs.mkdir(path.join(this.unitsDir(units), 'claim'), { recursive: true, mode: 0o700 });
-        await Promise.all(
-          ['ids', 'states', 'done', 'claim/ids', 'claim/states'].map((sub) =>
-            fs.mkdir(path.join(this.unitsDir(units), sub), { recursive: true, mode: 0o700 }),
-          ),
-        );
-      }
-      if (!(await this.writeNew(`run.${g}`, JSON.stringify({ run, units })))) {
+      const reopened = stored !== null && stored.run.partialStamp === run.partialStamp;
+      const units = reopened ? stored.units : g;
+      // Before the run is written: a begin that stops here has changed nothing a rerun won't.
+      // A new folder gets its root unit before the run names it, so whoever reads the run finds
+      // the root (two begins of one generation share the folder: the root's gate lets one make
+      // it); the run's file is written meanwhile.
+      const [written] = await Promise.all([
+        this.writeTemp(JSON.stringify({ run, units })),
+        reopened
+          ? this.reopen(this.unitsDir(units))
+          : this.makeUnitsDir(units).then(() => this.makeRoot(this.unitsDir(units))),
+      ]);
+      const linked = await linkNew(written, path.join(this.dir, `run.${g}`)).finally(() =>
+        removeFile(written),
+      );
+      if (!linked) {
         // Another begin wrote this generation first: the loser takes the winner's run.
         const won = await this.readRun();
         if (won && 'run' in won.file) return this.follow(won.file);
         continue;
       }
-      const begun = await this.follow({ run, units });
+      if (reopened) await this.follow({ run, units });
+      else this.units_ = units;
       // What earlier runs left (a committed run's units among it) goes while this run works:
       // a few calls per unit, serial in each folder on NFS. close() waits for it; should it
       // not finish, the next begin removes the rest.
       this.sweeping = this.removeBefore(g, units).catch(() => {});
-      return begun;
+      return run;
     }
     throw this.busy('begin its run');
   }
@@ -154,10 +158,11 @@ export class FileLeaseStore implements LeaseStore {
 
   async acquire(worker: string, now: number, ttlMs: number): Promise<UnitLease | null> {
     if ((await this.unitsDirNow()) === null) return null;
-    const w = await this.register(worker);
+    // The worker's first call: registered while the units are listed.
+    const [w, first] = await Promise.all([this.register(worker), this.listNow()]);
     const expires = msCeil(now + ttlMs);
     for (let round = 0; round < ROUNDS; round++) {
-      const found = await this.listNow();
+      const found = round === 0 ? first : await this.listNow();
       if (found === null) return null;
       const { dir, listing } = found;
       const free: Array<{ key: string; name: string | null }> = [];
@@ -224,7 +229,7 @@ export class FileLeaseStore implements LeaseStore {
     // The report first: a state that says done always has its report.
     const written = await this.writeTemp(JSON.stringify(done));
     if (!(await renameIfThere(written, report))) {
-      await fs.rm(written, { force: true });
+      await removeFile(written);
       return false; // the folder is gone: the run was cleared, or replaced by another partial's
     }
     const r = await this.change(dir, key, this.held.get(held), (s) => {
@@ -233,7 +238,7 @@ export class FileLeaseStore implements LeaseStore {
       return s.kind === 'd' ? true : `d.${s.attempt}.${w}`;
     });
     this.held.delete(held);
-    if (r === null) await fs.rm(report, { force: true });
+    if (r === null) await removeFile(report);
     return r !== null;
   }
 
@@ -379,14 +384,28 @@ export class FileLeaseStore implements LeaseStore {
   private async follow(stored: { run: LeaseRun; units: number }): Promise<LeaseRun> {
     this.units_ = stored.units;
     const dir = this.unitsDir(stored.units);
-    const root = unitKey('');
     try {
-      await fs.access(path.join(dir, 'ids', root));
+      await fs.access(path.join(dir, 'ids', unitKey('')));
     } catch {
-      this.ids.set(root, '');
-      await this.makeCell(dir, root, JSON.stringify(''));
+      await this.makeRoot(dir);
     }
     return stored.run;
+  }
+
+  /** The root unit's cell (every run's first unit). */
+  private async makeRoot(dir: string): Promise<void> {
+    const root = unitKey('');
+    this.ids.set(root, '');
+    await this.makeCell(dir, root, JSON.stringify(''));
+  }
+
+  /** A new units folder: the folder, then its sub-folders, level by level, each level at once. */
+  private async makeUnitsDir(units: number): Promise<void> {
+    const dir = this.unitsDir(units);
+    const mkdir = (sub: string) => fs.mkdir(path.join(dir, sub), { recursive: true, mode: 0o700 });
+    await mkdir('');
+    await Promise.all(['ids', 'states', 'done', CLAIM].map(mkdir));
+    await Promise.all([`${CLAIM}/ids`, `${CLAIM}/states`].map(mkdir));
   }
 
   /** The highest generation's run file, or null when there is none. */
@@ -508,7 +527,7 @@ export class FileLeaseStore implements LeaseStore {
     try {
       made = await linkNew(pending, path.join(dir, 'ids', key));
     } finally {
-      if (!made) await fs.rm(pending, { force: true });
+      if (!made) await removeFile(pending);
     }
     if (made) await renameIfThere(pending, path.join(dir, 'states', `${key}.${firstState(key)}`));
     return made;
@@ -584,7 +603,7 @@ export class FileLeaseStore implements LeaseStore {
     try {
       await linkNew(t, path.join(workers, w));
     } finally {
-      await fs.rm(t, { force: true });
+      await removeFile(t);
     }
     this.registered.add(w);
     return w;
@@ -619,7 +638,7 @@ export class FileLeaseStore implements LeaseStore {
     try {
       return await linkNew(t, path.join(this.dir, name));
     } finally {
-      await fs.rm(t, { force: true });
+      await removeFile(t);
     }
   }
 
@@ -728,6 +747,15 @@ async function renameIfThere(from: string, to: string): Promise<boolean> {
   } catch (e) {
     if (isSystemError(e, 'ENOENT')) return false;
     throw e;
+  }
+}
+
+/** Removes a file unless it is gone: one call (`fs.rm` looks at it first, a round trip more). */
+async function removeFile(file: string): Promise<void> {
+  try {
+    await fs.unlink(file);
+  } catch (e) {
+    if (!isSystemError(e, 'ENOENT')) throw e;
   }
 }
 
