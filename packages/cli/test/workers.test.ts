@@ -4,7 +4,7 @@
  * Real processes, killed with SIGKILL and stopped with SIGTERM; every snapshot judged by rsync
  * (`-aHcn --numeric-ids`), by the tree's own comparison and by `efs-backup verify`.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import { BackupSet, type BackupFigures } from '@efs-backup/core';
 import { countEntries, createBigTree } from '../../core/test/fixtures/big-tree.js';
 import { manifestEntries } from '../../core/test/fixtures/manifest-entries.js';
 import { expectCleanSnapshot, partialsIn } from '../../core/test/fixtures/resume.js';
+import { skipReason } from './faults/harness.js';
 import { BIN, cli, requireBuild } from './helpers.js';
 
 let base = '';
@@ -258,6 +259,50 @@ describe('backup --workers N', () => {
     expect(partialsIn(set.intervalDir('daily'))).toHaveLength(1);
     expectGood(dst, await finished(start(dst, '--workers', '2')));
   });
+
+  it.skipIf(skipReason('faketime'))(
+    "a host whose clock is 30 s off the file server's (lease files): refused (Failed, its record says why) before it writes any of the backup, the snapshots there intact, the next run commits",
+    async () => {
+      const dst = destination();
+      const files = { EFS_BACKUP_LEASES: 'files' };
+      const good = await finished(startWith(files, dst, '--workers', '2'));
+      const snapshots = () => fs.readdirSync(new BackupSet(dst, 'efs-backup').intervalDir('daily'));
+      const before = snapshots();
+      for (const offset of ['+30s', '-30s']) {
+        const r = spawnSync(
+          'faketime',
+          [
+            '-f',
+            offset,
+            process.execPath,
+            BIN,
+            'backup',
+            '--source',
+            src,
+            '--destination',
+            dst,
+            '--workers',
+            '2',
+            '--json',
+          ],
+          { encoding: 'utf8', env: { ...process.env, ...files }, timeout: 60_000 },
+        );
+        expect(r.status, r.stderr + r.stdout).toBe(3);
+        const out = JSON.parse(r.stdout) as BackupFigures;
+        expect(out.Status).toBe('Failed');
+        expect(out.Message).toMatch(
+          new RegExp(
+            `this host's clock is 3\\d\\.\\d s ${offset.startsWith('+') ? 'ahead of' : 'behind'} the lease store's .*set this host's clock`,
+          ),
+        );
+        expect(snapshots()).toEqual(before);
+      }
+      expectGood(dst, good);
+      const next = await finished(startWith(files, dst, '--workers', '2'));
+      expect(next.Snapshot).not.toBe(good.Snapshot);
+      expectGood(dst, next);
+    },
+  );
 
   it('a directory that keeps growing during the run: the run commits a snapshot true to its manifest, with every file that was there before', async () => {
     const grow = path.join(src, 'growing');

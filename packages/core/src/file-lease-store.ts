@@ -472,6 +472,22 @@ export class FileLeaseStore implements LeaseStore {
     });
   }
 
+  /**
+   * The skew against the file server's clock: a file written here takes the server's time,
+   * compared with this host's before and after the write (a network round trip apart).
+   */
+  async clockSkewMs(): Promise<number> {
+    const before = Date.now();
+    const probe = await this.writeTemp('clock');
+    const after = Date.now();
+    try {
+      const server = (await fs.stat(probe)).mtimeMs;
+      return server < before ? before - server : server > after ? after - server : 0;
+    } finally {
+      await removeFile(probe);
+    }
+  }
+
   // --- cells
 
   /** The run's units folder and its listing, the run read again if its folder is gone. */

@@ -141,6 +141,24 @@ export interface LeaseStore {
   clear(): Promise<void>;
   /** Lets go of what the store holds open (a database handle); no change to its state. */
   close(): Promise<void>;
+  /**
+   * How far this host's clock (`Date.now()`) is ahead of the clock the store's other hosts are
+   * measured against (the file server's; negative: behind), in ms; 0 within what one call can
+   * tell. Only a store shared by hosts with clocks of their own has it: an expiry written by
+   * one host is judged by another's clock, so their difference eats into the margin a lease
+   * fence leaves (a third of a lease).
+   */
+  clockSkewMs?(): Promise<number>;
+}
+
+/**
+ * The most a worker's clock may be off its store's (see `clockSkewMs`): a twelfth of a lease,
+ * so two hosts off in opposite directions stay within half the fence's margin, but at least
+ * 1 s (what a file's time can lag the clock it is read against, and the coarsest NFS servers'
+ * times, stay well inside that).
+ */
+export function clockSkewLimitMs(leaseMs: number): number {
+  return Math.max(1000, leaseMs / 12);
 }
 
 /** How many store calls a lease store keeps in flight for a call over many units. */

@@ -11,7 +11,14 @@ import { LeaseFence } from './lease-fence.js';
 import { timeArg } from './fs-ops.js';
 import { ensureDir } from './layout.js';
 import { removedAll } from './remove-tree.js';
-import type { LeaseRun, LeaseStore, UnitDone, UnitLease, UnitState } from './leases.js';
+import {
+  clockSkewLimitMs,
+  type LeaseRun,
+  type LeaseStore,
+  type UnitDone,
+  type UnitLease,
+  type UnitState,
+} from './leases.js';
 import {
   decodeEntry,
   encodeEntry,
@@ -277,6 +284,7 @@ class SharedRun {
    */
   private async begin(): Promise<void> {
     const { backupId, o, set, start, lock, now } = this.parts;
+    await this.checkClock();
     if (!lock.joined) {
       const p = openPartial(set, o.interval, start, () => {});
       p.journal.close();
@@ -344,6 +352,25 @@ class SharedRun {
     }
     if (this.fresh) this.known.add('');
     else for (const u of await this.store.units()) this.known.add(u.unit);
+  }
+
+  /**
+   * Refuses a host whose clock is too far off its store's (hosts that share a store of their
+   * own clocks), before anything is written: an expiry one host writes is judged by another's
+   * clock, so a host ahead takes units before their holders stop, one behind holds them on.
+   */
+  private async checkClock(): Promise<void> {
+    if (!this.store.clockSkewMs) return;
+    const skew = await this.store.clockSkewMs();
+    const limit = clockSkewLimitMs(this.leaseMs);
+    if (Math.abs(skew) <= limit) return;
+    const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+    throw new EfsBackupError(
+      'FAILED',
+      `this host's clock is ${s(Math.abs(skew))} ${skew > 0 ? 'ahead of' : 'behind'} the lease store's (its file server's): ` +
+        `the workers of a run share leases by their clocks, and more than ${s(limit)} apart a unit could be written by two of them; ` +
+        `set this host's clock (chrony or NTP) and run again`,
+    );
   }
 
   /**
