@@ -192,7 +192,11 @@ export class DynamoDbLeaseStore implements LeaseStore {
             ':now': now,
           },
         );
-        if (leased) return { unit: unitOf(item), attempt: item.Attempt + 1 };
+        if (leased) {
+          const lease: UnitLease = { unit: unitOf(item), attempt: item.Attempt + 1 };
+          if (item.Status === 'leased') lease.takenFrom = item.Owner;
+          return lease;
+        }
       }
     }
     return null;

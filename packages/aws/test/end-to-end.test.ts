@@ -710,6 +710,9 @@ describe("a run of several workers (the template's Workers)", () => {
     expect(record!.WorkerFigures!.map((w) => w.Worker)).toEqual(ids);
     const figures = record!.WorkerFigures!;
     expect(figures.reduce((n, w) => n + w.Units, 0)).toBeGreaterThan(1);
+    // The dead worker's unit was finished by another, which says it took it over.
+    expect(figures.find((w) => w.Worker === victim)?.TakenOver).toBeUndefined();
+    expect(figures.reduce((n, w) => n + (w.TakenOver ?? 0), 0)).toBeGreaterThanOrEqual(1);
     // Each unit was done by one worker: the entries of the units add up to the snapshot's.
     expect(figures.reduce((n, w) => n + w.Entries, 0)).toBeLessThanOrEqual(files + 24 + 4);
     expect(record!.Reporter).toBeDefined();
@@ -722,7 +725,9 @@ describe("a run of several workers (the template's Workers)", () => {
     expect(published(s)).toEqual([
       expect.objectContaining({
         Subject: expect.stringMatching(/^\[efs-backup\] Success: efs-backup\/daily on /),
-        Message: expect.stringMatching(/ {2}Workers {7}3: i-/),
+        Message: expect.stringMatching(
+          / {2}Workers {7}3: i-.*taken over from a worker that stopped renewing its lease/,
+        ),
       }),
     ]);
     // Every instance was told to stop through its own Run Command; the living let themselves go.

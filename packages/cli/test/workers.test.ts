@@ -205,7 +205,11 @@ describe('backup --workers N', () => {
     const [victim] = workerPids(run.child.pid!);
     expect(victim, 'the run started no worker process').toBeDefined();
     process.kill(victim!, 'SIGKILL');
-    expectGood(dst, await finished(run));
+    const r = await finished(run);
+    expectGood(dst, r);
+    // Its units were finished by others, and the run's figures say they were taken over.
+    const shares = (r as unknown as { WorkerFigures: Array<{ TakenOver?: number }> }).WorkerFigures;
+    expect(shares.reduce((t, w) => t + (w.TakenOver ?? 0), 0)).toBeGreaterThan(0);
   });
 
   it('the committing worker paused (SIGSTOP) past its leases: its units are taken over, it gives them up when it wakes, and the run commits', async () => {

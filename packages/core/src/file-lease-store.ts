@@ -185,7 +185,11 @@ export class FileLeaseStore implements LeaseStore {
         if (!(await renameIfThere(path.join(dir, 'states', name), path.join(dir, 'states', next))))
           continue;
         this.held.set(`${c.key}.${attempt}.${w}`, next);
-        return { unit: await this.idOf(dir, c.key), attempt };
+        const lease: UnitLease = { unit: await this.idOf(dir, c.key), attempt };
+        const was = parseState(name);
+        if (was?.kind === 'l')
+          lease.takenFrom = await this.workerOf(was.worker).catch(() => was.worker);
+        return lease;
       }
     }
     return null;

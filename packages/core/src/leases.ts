@@ -14,7 +14,8 @@
  *
  * A store is opened for one scope (one backup set's interval: the partial being built there);
  * every method is about that scope only. Times are milliseconds since the epoch, given by the
- * caller (the tests drive a clock), never read by the store itself.
+ * caller (the tests drive a clock), never read by the store itself (but by `clockSkewMs`, which
+ * measures this host's clock).
  */
 
 /** What a run's workers must agree on, written once by the worker that begins the run. */
@@ -54,6 +55,11 @@ export interface UnitState {
 export interface UnitLease {
   unit: string;
   attempt: number;
+  /**
+   * Taken over: the worker whose lease of the unit had expired (it died, or stalled past it).
+   * Absent when the unit was open (new, or given back).
+   */
+  takenFrom?: string;
 }
 
 /** What the attempt that finished a unit reports (the commit reads it back). */
@@ -67,6 +73,8 @@ export interface UnitDone {
   ms: number;
   /** The root unit only: the source root's manifest entry, encoded (the manifest's header holds it). */
   root?: string;
+  /** The attempt that finished it took it over from this worker (see `UnitLease.takenFrom`). */
+  takenFrom?: string;
   /** Files copied and their bytes, files linked, warnings (the run's totals are their sums). */
   transferred?: number;
   transferredBytes?: number;
@@ -107,8 +115,8 @@ export interface LeaseStore {
   publish(units: readonly string[]): Promise<void>;
   /**
    * Leases one unit to `worker`: an open one, or one whose lease expired before `now` (then
-   * taken from its holder). Its attempt is incremented. Null when no unit is leasable now.
-   * Two workers never get the same unit's lease at once.
+   * taken from its holder, whom the lease names: `takenFrom`). Its attempt is incremented.
+   * Null when no unit is leasable now. Two workers never get the same unit's lease at once.
    */
   acquire(worker: string, now: number, ttlMs: number): Promise<UnitLease | null>;
   /**

@@ -76,6 +76,11 @@ export interface WorkerFigures {
   worker: string;
   /** Units it finished, the entries it recorded, the files' bytes it copied, its time. */
   units: number;
+  /**
+   * Of those, units it took over from a worker whose lease had expired (that worker died, or
+   * stalled past its lease): each redone from where that one's journal got to.
+   */
+  takenOver: number;
   entries: number;
   bytes: number;
   ms: number;

@@ -147,7 +147,7 @@ class SharedRun {
     this.store = share.store;
     this.workers = Math.max(1, share.workers ?? 1);
     this.leaseMs = share.leaseMs ?? DEFAULT_LEASE_MS;
-    this.mine = { worker: this.me, units: 0, entries: 0, bytes: 0, ms: 0 };
+    this.mine = { worker: this.me, units: 0, takenOver: 0, entries: 0, bytes: 0, ms: 0 };
   }
 
   async go(): Promise<BackupResult> {
@@ -531,6 +531,7 @@ class SharedRun {
       // walked at once, so which one met it is not kept): the run's total stays exact.
       warnings: this.parts.report.warningCount - this.warningsInUnits,
       ms: Date.now() - began,
+      ...(lease.takenFrom !== undefined ? { takenFrom: lease.takenFrom } : {}),
       ...(children.length > 0 ? { children } : {}),
       ...(lease.unit === '' && walk.rootRecord
         ? { root: JSON.stringify(encodeEntry(walk.rootRecord)) }
@@ -544,6 +545,7 @@ class SharedRun {
       return this.gaveUp(lease);
     }
     this.mine.units++;
+    if (done.takenFrom !== undefined) this.mine.takenOver++;
     this.mine.entries += done.entries;
     this.mine.bytes += done.bytes;
     this.mine.ms += done.ms;
@@ -889,8 +891,16 @@ function workerFigures(units: readonly UnitState[]): WorkerFigures[] {
   const by = new Map<string, WorkerFigures>();
   for (const u of units) {
     if (!u.done) continue;
-    const w = by.get(u.owner) ?? { worker: u.owner, units: 0, entries: 0, bytes: 0, ms: 0 };
+    const w = by.get(u.owner) ?? {
+      worker: u.owner,
+      units: 0,
+      takenOver: 0,
+      entries: 0,
+      bytes: 0,
+      ms: 0,
+    };
     w.units++;
+    if (u.done.takenFrom !== undefined) w.takenOver++;
     w.entries += u.done.entries;
     w.bytes += u.done.bytes;
     w.ms += u.done.ms;

@@ -204,6 +204,11 @@ describe('N workers build one snapshot, the same as one run of its own', () => {
     expectCleanSnapshot(src, new BackupSet(dst, 'efs-backup'), 'daily', c.Snapshot);
     expect(store.calls).toContain('acquire dead "" 1');
     expect(store.calls.filter((x) => /^acquire w[01] "" 2$/.test(x))).toHaveLength(1);
+    // The run says so: the worker that took the root over counts it in its figures.
+    const taker = /^acquire (w[01]) "" 2$/.exec(store.calls.find((x) => / "" 2$/.test(x))!)![1];
+    const figures = c.share!.workers;
+    expect(figures.find((w) => w.worker === taker)?.takenOver).toBe(1);
+    expect(figures.reduce((t, w) => t + w.takenOver, 0)).toBe(1);
   });
 });
 

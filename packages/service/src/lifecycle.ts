@@ -597,6 +597,7 @@ function workerFigure(w: WorkerFigures): WorkerFigure {
   return {
     Worker: w.worker,
     Units: w.units,
+    ...(w.takenOver > 0 ? { TakenOver: w.takenOver } : {}),
     Entries: w.entries,
     Bytes: w.bytes,
     Seconds: Math.round(w.ms) / 1000,

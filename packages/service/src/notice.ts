@@ -75,7 +75,7 @@ function workerShares(figures: WorkerFigure[]): string {
   return figures
     .map(
       (w) =>
-        `${w.Worker} ${formatCount(w.Entries)} ${w.Entries === 1 ? 'entry' : 'entries'} (${formatBytes(w.Bytes)}), ${w.Units} unit${w.Units === 1 ? '' : 's'} in ${w.Seconds.toFixed(1)} s`,
+        `${w.Worker} ${formatCount(w.Entries)} ${w.Entries === 1 ? 'entry' : 'entries'} (${formatBytes(w.Bytes)}), ${w.Units} unit${w.Units === 1 ? '' : 's'}${w.TakenOver ? ` (${w.TakenOver} taken over from a worker that stopped renewing its lease)` : ''} in ${w.Seconds.toFixed(1)} s`,
     )
     .join('; ');
 }

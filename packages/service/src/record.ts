@@ -18,6 +18,11 @@ export interface WorkerFigure {
   Worker: string;
   /** Work units it finished. */
   Units: number;
+  /**
+   * Of those, units it took over from a worker whose lease had expired (died, or stalled past
+   * it); absent when none (and in records made before it was kept).
+   */
+  TakenOver?: number;
   /** Entries it recorded in the snapshot. */
   Entries: number;
   /** Bytes it copied. */

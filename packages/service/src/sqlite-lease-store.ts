@@ -128,10 +128,13 @@ export class SqliteLeaseStore implements LeaseStore {
     return this.db
       .transaction((): UnitLease | null => {
         const row = this.sql.leasable.get(this.scope, now) as
-          { rowid: number; unit: Buffer; attempt: number } | undefined;
+          | { rowid: number; unit: Buffer; attempt: number; status: UnitStatus; owner: string }
+          | undefined;
         if (!row) return null;
         this.sql.lease.run(worker, now + ttlMs, row.rowid);
-        return { unit: nameFromBytes(row.unit), attempt: row.attempt + 1 };
+        const lease: UnitLease = { unit: nameFromBytes(row.unit), attempt: row.attempt + 1 };
+        if (row.status === 'leased') lease.takenFrom = row.owner;
+        return lease;
       })
       .immediate();
   }
@@ -239,7 +242,7 @@ function statements(db: Database.Database) {
     dropUnits: db.prepare('DELETE FROM lease_units WHERE scope = ?'),
     // Units in the order they were published.
     leasable: db.prepare(
-      `SELECT rowid, unit, attempt FROM lease_units WHERE scope = ? AND (status = 'open' OR (status = 'leased' AND expires <= ?)) ORDER BY rowid LIMIT 1`,
+      `SELECT rowid, unit, attempt, status, owner FROM lease_units WHERE scope = ? AND (status = 'open' OR (status = 'leased' AND expires <= ?)) ORDER BY rowid LIMIT 1`,
     ),
     lease: db.prepare(
       "UPDATE lease_units SET status = 'leased', owner = ?, expires = ?, attempt = attempt + 1 WHERE rowid = ?",

@@ -179,5 +179,13 @@ describe('newRunRecord', () => {
     expect(summary(ended)).toContain(
       '  Workers       3: i-1 1,200 entries (3.0 MiB), 4 units in 12.3 s; i-2 1 entry (0 B), 1 unit in 0.5 s\n',
     );
+    // A worker that finished units another worker had leased and stopped renewing (it died).
+    const takenOver: RunRecord = {
+      ...ended,
+      WorkerFigures: [{ ...ended.WorkerFigures![0]!, TakenOver: 2 }, ended.WorkerFigures![1]!],
+    };
+    expect(summary(takenOver)).toContain(
+      'i-1 1,200 entries (3.0 MiB), 4 units (2 taken over from a worker that stopped renewing its lease) in 12.3 s; i-2 1 entry',
+    );
   });
 });
