@@ -51,26 +51,27 @@ function start(dst: string, ...extra: string[]): Run {
   return startWith({}, dst, ...extra);
 }
 
+/** `efs-backup backup` of the test tree into `dst`, as Node's arguments. */
+function backupArgs(dst: string, ...extra: string[]): string[] {
+  return [
+    BIN,
+    'backup',
+    '--source',
+    src,
+    '--destination',
+    dst,
+    '--concurrency',
+    '4',
+    '--json',
+    ...extra,
+  ];
+}
+
 function startWith(env: NodeJS.ProcessEnv, dst: string, ...extra: string[]): Run {
-  const child = spawn(
-    process.execPath,
-    [
-      BIN,
-      'backup',
-      '--source',
-      src,
-      '--destination',
-      dst,
-      '--concurrency',
-      '4',
-      '--json',
-      ...extra,
-    ],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, EFS_BACKUP_LEASE_MS: '1500', ...env },
-    },
-  );
+  const child = spawn(process.execPath, backupArgs(dst, ...extra), {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, EFS_BACKUP_LEASE_MS: '1500', ...env },
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -275,20 +276,7 @@ describe('backup --workers N', () => {
       for (const offset of ['+30s', '-30s']) {
         const r = spawnSync(
           'faketime',
-          [
-            '-f',
-            offset,
-            process.execPath,
-            BIN,
-            'backup',
-            '--source',
-            src,
-            '--destination',
-            dst,
-            '--workers',
-            '2',
-            '--json',
-          ],
+          ['-f', offset, process.execPath, ...backupArgs(dst, '--workers', '2')],
           { encoding: 'utf8', env: { ...process.env, ...files }, timeout: 60_000 },
         );
         expect(r.status, r.stderr + r.stdout).toBe(3);
