@@ -26,6 +26,7 @@ import {
 import {
   bytesOfName,
   eachLimited,
+  leaseOf,
   nameFromBytes,
   shuffle,
   type LeaseRun,
@@ -192,11 +193,12 @@ export class DynamoDbLeaseStore implements LeaseStore {
             ':now': now,
           },
         );
-        if (leased) {
-          const lease: UnitLease = { unit: unitOf(item), attempt: item.Attempt + 1 };
-          if (item.Status === 'leased') lease.takenFrom = item.Owner;
-          return lease;
-        }
+        if (leased)
+          return leaseOf(
+            unitOf(item),
+            item.Attempt + 1,
+            item.Status === 'leased' ? item.Owner : null,
+          );
       }
     }
     return null;

@@ -41,6 +41,7 @@ import { isSystemError } from './errors.js';
 import { asyncOps } from './fs-ops.js';
 import {
   eachLimited,
+  leaseOf,
   shuffle,
   type LeaseRun,
   type LeaseStore,
@@ -97,7 +98,7 @@ export class FileLeaseStore implements LeaseStore {
       fs.mkdir(path.join(this.dir, 'tmp'), { recursive: true, mode: 0o700 }),
       this.readRun(),
     ]);
-    for (let round = 0; round < ROUNDS; round++, cur = await this.readRun()) {
+    for (let round = 0; round < ROUNDS; round++) {
       const stored = cur && 'run' in cur.file ? cur.file : null;
       if (stored && stored.run.runId === run.runId) return this.follow(stored);
       const g = (cur?.g ?? 0) + 1;
@@ -113,13 +114,10 @@ export class FileLeaseStore implements LeaseStore {
           ? this.reopen(this.unitsDir(units))
           : this.makeUnitsDir(units).then(() => this.makeRoot(this.unitsDir(units))),
       ]);
-      const linked = await linkNew(written, path.join(this.dir, `run.${g}`)).finally(() =>
-        removeFile(written),
-      );
-      if (!linked) {
+      if (!(await linkTemp(written, path.join(this.dir, `run.${g}`)))) {
         // Another begin wrote this generation first: the loser takes the winner's run.
-        const won = await this.readRun();
-        if (won && 'run' in won.file) return this.follow(won.file);
+        cur = await this.readRun();
+        if (cur && 'run' in cur.file) return this.follow(cur.file);
         continue;
       }
       if (reopened) await this.follow({ run, units });
@@ -180,16 +178,15 @@ export class FileLeaseStore implements LeaseStore {
           if (!(await this.finishCell(dir, c.key, listing.pending.get(c.key)!))) continue;
           name = `${c.key}.o.0`;
         }
-        const attempt = (parseState(name) as { attempt: number }).attempt + 1;
+        const was = parseState(name) as State & { attempt: number };
+        const attempt = was.attempt + 1;
         const next = `${c.key}.l.${attempt}.${expires}.${w}`;
         if (!(await renameIfThere(path.join(dir, 'states', name), path.join(dir, 'states', next))))
           continue;
         this.held.set(`${c.key}.${attempt}.${w}`, next);
-        const lease: UnitLease = { unit: await this.idOf(dir, c.key), attempt };
-        const was = parseState(name);
-        if (was?.kind === 'l')
-          lease.takenFrom = await this.workerOf(was.worker).catch(() => was.worker);
-        return lease;
+        const from =
+          was.kind === 'l' ? await this.workerOf(was.worker).catch(() => was.worker) : null;
+        return leaseOf(await this.idOf(dir, c.key), attempt, from);
       }
     }
     return null;
@@ -619,12 +616,7 @@ export class FileLeaseStore implements LeaseStore {
     if (this.registered.has(w)) return w;
     const workers = path.join(this.dir, 'workers');
     await fs.mkdir(workers, { recursive: true, mode: 0o700 });
-    const t = await this.writeTemp(JSON.stringify(worker));
-    try {
-      await linkNew(t, path.join(workers, w));
-    } finally {
-      await removeFile(t);
-    }
+    await linkTemp(await this.writeTemp(JSON.stringify(worker)), path.join(workers, w));
     this.registered.add(w);
     return w;
   }
@@ -654,12 +646,7 @@ export class FileLeaseStore implements LeaseStore {
 
   /** Writes `<dir>/<name>` whole unless it exists; true when this call wrote it. */
   private async writeNew(name: string, content: string): Promise<boolean> {
-    const t = await this.writeTemp(content);
-    try {
-      return await linkNew(t, path.join(this.dir, name));
-    } finally {
-      await removeFile(t);
-    }
+    return linkTemp(await this.writeTemp(content), path.join(this.dir, name));
   }
 
   private busy(what: string): Error {
@@ -756,6 +743,15 @@ async function linkNew(from: string, to: string): Promise<boolean> {
   } catch (e) {
     if (isSystemError(e, 'EEXIST')) return sameFile(from, to);
     throw e;
+  }
+}
+
+/** `linkNew` of a temporary file, which goes then whatever the link did. */
+async function linkTemp(temp: string, to: string): Promise<boolean> {
+  try {
+    return await linkNew(temp, to);
+  } finally {
+    await removeFile(temp);
   }
 }
 

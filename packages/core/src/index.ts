@@ -81,7 +81,7 @@ export {
 } from './excludes.js';
 export type { ExcludeRules } from './excludes.js';
 export { FileLeaseStore } from './file-lease-store.js';
-export { eachLimited, shuffle } from './leases.js';
+export { eachLimited, leaseOf, shuffle } from './leases.js';
 export type {
   LeaseRun,
   LeaseStore,

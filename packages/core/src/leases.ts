@@ -62,6 +62,14 @@ export interface UnitLease {
   takenFrom?: string;
 }
 
+/**
+ * A lease just taken at `attempt`: `from` is the holder whose lease had expired when the unit
+ * was taken over from it, null when the unit was open.
+ */
+export function leaseOf(unit: string, attempt: number, from: string | null): UnitLease {
+  return from === null ? { unit, attempt } : { unit, attempt, takenFrom: from };
+}
+
 /** What the attempt that finished a unit reports (the commit reads it back). */
 export interface UnitDone {
   /** Where that attempt's own lines begin in its journal file (the manifest takes them from there). */

@@ -147,7 +147,7 @@ class SharedRun {
     this.store = share.store;
     this.workers = Math.max(1, share.workers ?? 1);
     this.leaseMs = share.leaseMs ?? DEFAULT_LEASE_MS;
-    this.mine = { worker: this.me, units: 0, takenOver: 0, entries: 0, bytes: 0, ms: 0 };
+    this.mine = noFigures(this.me);
   }
 
   async go(): Promise<BackupResult> {
@@ -544,11 +544,7 @@ class SharedRun {
       fence.giveUp();
       return this.gaveUp(lease);
     }
-    this.mine.units++;
-    if (done.takenFrom !== undefined) this.mine.takenOver++;
-    this.mine.entries += done.entries;
-    this.mine.bytes += done.bytes;
-    this.mine.ms += done.ms;
+    addDone(this.mine, done);
     return true;
   }
 
@@ -886,24 +882,26 @@ function sumUnits(units: readonly UnitState[]): Totals {
   return t;
 }
 
+function noFigures(worker: string): WorkerFigures {
+  return { worker, units: 0, takenOver: 0, entries: 0, bytes: 0, ms: 0 };
+}
+
+/** A unit the worker finished, counted in its figures. */
+function addDone(w: WorkerFigures, done: UnitDone): void {
+  w.units++;
+  if (done.takenFrom !== undefined) w.takenOver++;
+  w.entries += done.entries;
+  w.bytes += done.bytes;
+  w.ms += done.ms;
+}
+
 /** Each worker's share, from the units it finished. */
 function workerFigures(units: readonly UnitState[]): WorkerFigures[] {
   const by = new Map<string, WorkerFigures>();
   for (const u of units) {
     if (!u.done) continue;
-    const w = by.get(u.owner) ?? {
-      worker: u.owner,
-      units: 0,
-      takenOver: 0,
-      entries: 0,
-      bytes: 0,
-      ms: 0,
-    };
-    w.units++;
-    if (u.done.takenFrom !== undefined) w.takenOver++;
-    w.entries += u.done.entries;
-    w.bytes += u.done.bytes;
-    w.ms += u.done.ms;
+    const w = by.get(u.owner) ?? noFigures(u.owner);
+    addDone(w, u.done);
     by.set(u.owner, w);
   }
   return [...by.values()].sort((a, b) => (a.worker < b.worker ? -1 : 1));

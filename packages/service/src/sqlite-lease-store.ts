@@ -10,6 +10,7 @@
  */
 import {
   bytesOfName,
+  leaseOf,
   nameFromBytes,
   type LeaseRun,
   type LeaseStore,
@@ -132,9 +133,8 @@ export class SqliteLeaseStore implements LeaseStore {
           | undefined;
         if (!row) return null;
         this.sql.lease.run(worker, now + ttlMs, row.rowid);
-        const lease: UnitLease = { unit: nameFromBytes(row.unit), attempt: row.attempt + 1 };
-        if (row.status === 'leased') lease.takenFrom = row.owner;
-        return lease;
+        const from = row.status === 'leased' ? row.owner : null;
+        return leaseOf(nameFromBytes(row.unit), row.attempt + 1, from);
       })
       .immediate();
   }
