@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BackupSet, type BackupFigures } from '@efs-backup/core';
+import { BackupSet } from '@efs-backup/core';
+import type { RunRecord } from '@efs-backup/service';
 import { countEntries, createBigTree } from '../../core/test/fixtures/big-tree.js';
 import { manifestEntries } from '../../core/test/fixtures/manifest-entries.js';
 import { expectCleanSnapshot, partialsIn } from '../../core/test/fixtures/resume.js';
@@ -83,10 +84,10 @@ function startWith(env: NodeJS.ProcessEnv, dst: string, ...extra: string[]): Run
   return { child, done };
 }
 
-async function finished(run: Run): Promise<BackupFigures> {
+async function finished(run: Run): Promise<RunRecord> {
   const r = await run.done;
   expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
-  return JSON.parse(r.stdout) as BackupFigures;
+  return JSON.parse(r.stdout) as RunRecord;
 }
 
 /**
@@ -121,7 +122,7 @@ async function partialHolds(run: Run, dst: string, entries: number): Promise<boo
 }
 
 /** The snapshot is the source's, and verify finds it whole. */
-function expectGood(dst: string, r: BackupFigures): void {
+function expectGood(dst: string, r: RunRecord): void {
   expect(r.Status, r.Message).toBe('Success');
   const set = new BackupSet(dst, 'efs-backup');
   expectCleanSnapshot(src, set, 'daily', r.Snapshot);
@@ -187,7 +188,7 @@ describe('backup --workers N', () => {
     run.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
     const code = await new Promise<number | null>((r) => run.on('close', r));
     expect(code, err + out).toBe(0);
-    const r = JSON.parse(out) as BackupFigures;
+    const r = JSON.parse(out) as RunRecord;
     expect(r.Status, r.Message).toBe('Success');
     const set = new BackupSet(dst, 'efs-backup');
     const snap = expectCleanSnapshot(linked, set, 'daily', r.Snapshot);
@@ -209,8 +210,7 @@ describe('backup --workers N', () => {
     const r = await finished(run);
     expectGood(dst, r);
     // Its units were finished by others, and the run's figures say they were taken over.
-    const shares = (r as unknown as { WorkerFigures: Array<{ TakenOver?: number }> }).WorkerFigures;
-    expect(shares.reduce((t, w) => t + (w.TakenOver ?? 0), 0)).toBeGreaterThan(0);
+    expect(r.WorkerFigures!.reduce((t, w) => t + (w.TakenOver ?? 0), 0)).toBeGreaterThan(0);
   });
 
   it('the committing worker paused (SIGSTOP) past its leases: its units are taken over, it gives them up when it wakes, and the run commits', async () => {
@@ -258,7 +258,7 @@ describe('backup --workers N', () => {
     run.child.kill('SIGTERM');
     const stopped = await run.done;
     expect(stopped.code, stopped.stderr).toBe(1);
-    expect((JSON.parse(stopped.stdout) as BackupFigures).Status).toBe('Incomplete');
+    expect((JSON.parse(stopped.stdout) as RunRecord).Status).toBe('Incomplete');
     const set = new BackupSet(dst, 'efs-backup');
     expect(set.snapshots()).toEqual([]);
     expect(partialsIn(set.intervalDir('daily'))).toHaveLength(1);
@@ -280,7 +280,7 @@ describe('backup --workers N', () => {
           { encoding: 'utf8', env: { ...process.env, ...files }, timeout: 60_000 },
         );
         expect(r.status, r.stderr + r.stdout).toBe(3);
-        const out = JSON.parse(r.stdout) as BackupFigures;
+        const out = JSON.parse(r.stdout) as RunRecord;
         expect(out.Status).toBe('Failed');
         expect(out.Message).toMatch(
           new RegExp(
@@ -306,7 +306,7 @@ describe('backup --workers N', () => {
     const writer = setInterval(() => {
       for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(grow, `during-${added++}`), 'd');
     }, 2);
-    let r: BackupFigures;
+    let r: RunRecord;
     try {
       r = await finished(run);
     } finally {

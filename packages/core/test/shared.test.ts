@@ -205,7 +205,7 @@ describe('N workers build one snapshot, the same as one run of its own', () => {
     expect(store.calls).toContain('acquire dead "" 1');
     expect(store.calls.filter((x) => /^acquire w[01] "" 2$/.test(x))).toHaveLength(1);
     // The run says so: the worker that took the root over counts it in its figures.
-    const taker = /^acquire (w[01]) "" 2$/.exec(store.calls.find((x) => / "" 2$/.test(x))!)![1];
+    const taker = store.calls.find((x) => /^acquire w[01] "" 2$/.test(x))!.split(' ')[1];
     const figures = c.share!.workers;
     expect(figures.find((w) => w.worker === taker)?.takenOver).toBe(1);
     expect(figures.reduce((t, w) => t + w.takenOver, 0)).toBe(1);
@@ -382,10 +382,6 @@ describe("a store whose listing lags (an NFS client caching another host's direc
   });
 });
 
-/**
- * A store that lists a unit only some time after it was published (acquire, counts and units
- * all go by the listing), as a file store on NFS may when another host published it.
- */
 /** The real lease store of files (a folder on this disk), with its acquires and completes logged. */
 class RecordingFileStore extends FileLeaseStore {
   readonly calls: string[] = [];
@@ -465,6 +461,11 @@ class ClaimUnanswered extends FileLeaseStore {
   }
 }
 
+/**
+ * A store that lists a unit only some time after it was published (acquire, counts and units
+ * all go by the listing), as a file store on NFS may when another host published it; with
+ * `root`, the root unit too, from when the run was begun.
+ */
 class LaggingStore extends MemoryLeaseStore {
   private readonly since = new Map<string, number>();
   hidden = 0;
