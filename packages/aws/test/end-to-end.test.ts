@@ -652,8 +652,10 @@ describe("a run of several workers (the template's Workers)", () => {
     const backupDir = path.join(s.filesystems, 'fs-backup');
 
     // All three joined, the partial a tenth written, and a unit leased: that worker dies.
-    // Frozen first (SIGSTOP), so the lease it holds is surely still its own when it is killed.
-    let held: Record<string, unknown> | undefined;
+    // Frozen first (SIGSTOP); its leases are read once what it sent before it froze (a unit's
+    // completion, say) has reached the table, so they are surely still its own when it is killed.
+    let held: Record<string, unknown>[] = [];
+    let victim = '';
     await poll('three workers at work, one of them holding a lease', async () => {
       const run = await store.getItem(backupId);
       const p = partials(backupDir)[0];
@@ -661,21 +663,23 @@ describe("a run of several workers (the template's Workers)", () => {
       if (countEntries(path.join(backupDir, 'efs-backup', 'daily', p)) < files / 10) return false;
       const lease = (await leased(s)).find((l) => run.WorkerInstances!.has(String(l.Owner)));
       if (!lease) return false;
-      const worker = s.instances.find((i) => i.id === lease.Owner)!;
+      victim = String(lease.Owner);
+      const worker = s.instances.find((i) => i.id === victim)!;
       worker.process.kill('SIGSTOP');
-      held = (await leased(s)).find((l) => l.Key === lease.Key && l.Owner === lease.Owner);
-      if (!held) worker.process.kill('SIGCONT');
-      return held !== undefined;
+      await new Promise((r) => setTimeout(r, 300));
+      held = (await leased(s)).filter((l) => l.Owner === victim);
+      if (held.length === 0) worker.process.kill('SIGCONT');
+      return held.length > 0;
     });
-    const victim = String(held!.Owner);
     const dead = s.instances.find((i) => i.id === victim)!;
     // Its termination hook waits half a second for a lifecycle action nobody completes.
     s.crash(dead, 500);
-    // Its lease expires and another worker takes the unit over (its next attempt).
+    // Its leases expire and another worker takes its units over (their next attempt).
     await poll("the dead worker's unit taken over", async () =>
-      (await leaseItems(s)).some(
-        (i) =>
-          i.Key === held!.Key && i.Owner !== victim && Number(i.Attempt) > Number(held!.Attempt),
+      (await leaseItems(s)).some((i) =>
+        held.some(
+          (h) => i.Key === h.Key && i.Owner !== victim && Number(i.Attempt) > Number(h.Attempt),
+        ),
       ),
     );
     await s.idle(120_000);
