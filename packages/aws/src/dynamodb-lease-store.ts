@@ -13,7 +13,11 @@
  * items. Reads are strongly consistent; a scope's units are read with a paginated Query.
  */
 import { createHash } from 'node:crypto';
-import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  ConditionalCheckFailedException,
+  GetItemCommand,
+  type DynamoDBClient,
+} from '@aws-sdk/client-dynamodb';
 import {
   BatchWriteCommand,
   DeleteCommand,
@@ -29,6 +33,8 @@ import {
   leaseOf,
   nameFromBytes,
   shuffle,
+  skewFrom,
+  type ClockSkew,
   type LeaseRun,
   type LeaseStore,
   type UnitCounts,
@@ -88,6 +94,7 @@ interface UnitItem {
 export class DynamoDbLeaseStore implements LeaseStore {
   readonly tableName: string;
   readonly scope: string;
+  private readonly client: DynamoDBClient;
   private readonly doc: DynamoDBDocumentClient;
   private readonly pageSize: number | undefined;
   /** The partial of the run this instance follows; read from the run when unknown. */
@@ -97,6 +104,7 @@ export class DynamoDbLeaseStore implements LeaseStore {
     this.tableName = o.tableName;
     this.scope = o.scope;
     this.pageSize = o.pageSize;
+    this.client = o.client;
     this.doc = DynamoDBDocumentClient.from(o.client, {
       marshallOptions: { removeUndefinedValues: true },
     });
@@ -140,6 +148,37 @@ export class DynamoDbLeaseStore implements LeaseStore {
       return begun;
     }
     throw new Error(`the lease scope ${this.scope} kept changing: could not begin its run`);
+  }
+
+  /**
+   * The skew against DynamoDB's clock: the Date header of a read of the run's key (to the
+   * second), against this host's clock before and after the call. The workers on EC2 keep
+   * their clocks by the Amazon Time Sync Service; this catches one that does not.
+   */
+  async clockSkew(): Promise<ClockSkew> {
+    let date: string | undefined;
+    const read = new GetItemCommand({
+      TableName: this.tableName,
+      Key: { Scope: { S: this.scope }, Key: { S: RUN } },
+      ProjectionExpression: '#k',
+      ExpressionAttributeNames: { '#k': 'Key' },
+    });
+    read.middlewareStack.add(
+      (next) => async (args) => {
+        const out = await next(args);
+        date = headerOf(out.response, 'date');
+        return out;
+      },
+      { step: 'deserialize', name: 'leaseStoreServerDate' },
+    );
+    const before = Date.now();
+    await this.client.send(read);
+    const after = Date.now();
+    const server = date === undefined ? NaN : Date.parse(date);
+    const against = "DynamoDB's";
+    // No date to go by (a proxy that drops it): nothing can be told.
+    if (!Number.isFinite(server)) return { ms: 0, against };
+    return { ms: skewFrom(before, after, server, server + 999), against };
   }
 
   async run(): Promise<LeaseRun | null> {
@@ -517,4 +556,13 @@ function namesIn(expression: string): Record<string, string> {
     out[n] = NAMES[n];
   }
   return out;
+}
+
+/** A header of a raw HTTP response (the SDK's HttpResponse: its headers keyed in lower case). */
+function headerOf(response: unknown, name: string): string | undefined {
+  if (typeof response !== 'object' || response === null || !('headers' in response)) return;
+  const headers = response.headers;
+  if (typeof headers !== 'object' || headers === null) return;
+  const v: unknown = (headers as Record<string, unknown>)[name];
+  return typeof v === 'string' ? v : undefined;
 }

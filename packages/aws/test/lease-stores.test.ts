@@ -7,7 +7,7 @@ import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
 import type { LeaseStore } from '@efs-backup/core';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FileLeaseStore } from '../../core/src/file-lease-store.js';
 import { tmpDir } from '../../core/test/fixtures/tmp.js';
 import { openSqliteLeaseStore } from '../../service/src/local.js';
@@ -161,4 +161,63 @@ describe('FileLeaseStore: what a committed run leaves, and who removes it', () =
     expect(fs.readdirSync(dir).filter((n) => n.startsWith('run.'))).toHaveLength(1);
     await store.close();
   });
+});
+
+// The stores of hosts with clocks of their own measure this host's against the one the others
+// are judged by: the file server's (a file's time), DynamoDB's (its answers' Date header, to
+// the second). This host's clock is moved, not the server's: Date.now() 30 s off the real one.
+describe.each([
+  [
+    'FileLeaseStore',
+    "the file server's",
+    // A file's time is the kernel's coarse clock, a tick (a few ms) behind the one Date reads.
+    50,
+    () => new FileLeaseStore(path.join(tmpDir('efs-backup-leases-'), 'leases', 'daily')),
+  ],
+  [
+    'DynamoDbLeaseStore',
+    "DynamoDB's",
+    0,
+    () => new DynamoDbLeaseStore({ tableName: table, client: aws.dynamodb, scope: newScope() }),
+  ],
+] as const)("%s: this host's clock against the store's", (_, against, tick, open) => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+  const offBy = (ms: number): void => {
+    const now = Date.now.bind(Date);
+    vi.spyOn(Date, 'now').mockImplementation(() => now() + ms);
+  };
+
+  it('a clock that is right: no skew, whether a run was begun or not', async () => {
+    const store = open();
+    try {
+      const right = async (): Promise<void> => {
+        const skew = await store.clockSkew();
+        expect(skew.against).toBe(against);
+        expect(Math.abs(skew.ms)).toBeLessThanOrEqual(tick);
+      };
+      await right();
+      await store.begin(RUN_A);
+      await right();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it.each([30_000, -30_000])(
+    'a clock %i ms off: measured within a second, with its sign',
+    async (off) => {
+      const store = open();
+      try {
+        offBy(off);
+        const { ms, against: of } = await store.clockSkew();
+        expect(of).toBe(against);
+        expect(Math.sign(ms)).toBe(Math.sign(off));
+        expect(Math.abs(ms - off)).toBeLessThanOrEqual(1000);
+      } finally {
+        await store.close();
+      }
+    },
+  );
 });

@@ -43,6 +43,8 @@ import {
   eachLimited,
   leaseOf,
   shuffle,
+  skewFrom,
+  type ClockSkew,
   type LeaseRun,
   type LeaseStore,
   type UnitCounts,
@@ -477,13 +479,13 @@ export class FileLeaseStore implements LeaseStore {
    * The skew against the file server's clock: a file written here takes the server's time,
    * compared with this host's before and after the write (a network round trip apart).
    */
-  async clockSkewMs(): Promise<number> {
+  async clockSkew(): Promise<ClockSkew> {
     const before = Date.now();
     const probe = await this.writeTemp('clock');
     const after = Date.now();
     try {
       const server = (await fs.stat(probe)).mtimeMs;
-      return server < before ? before - server : server > after ? after - server : 0;
+      return { ms: skewFrom(before, after, server, server), against: "the file server's" };
     } finally {
       await removeFile(probe);
     }

@@ -81,8 +81,9 @@ export {
 } from './excludes.js';
 export type { ExcludeRules } from './excludes.js';
 export { FileLeaseStore } from './file-lease-store.js';
-export { eachLimited, leaseOf, shuffle } from './leases.js';
+export { eachLimited, leaseOf, shuffle, skewFrom } from './leases.js';
 export type {
+  ClockSkew,
   LeaseRun,
   LeaseStore,
   UnitCounts,

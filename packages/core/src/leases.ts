@@ -14,7 +14,7 @@
  *
  * A store is opened for one scope (one backup set's interval: the partial being built there);
  * every method is about that scope only. Times are milliseconds since the epoch, given by the
- * caller (the tests drive a clock), never read by the store itself (but by `clockSkewMs`, which
+ * caller (the tests drive a clock), never read by the store itself (but by `clockSkew`, which
  * measures this host's clock).
  */
 
@@ -159,16 +159,34 @@ export interface LeaseStore {
   close(): Promise<void>;
   /**
    * How far this host's clock (`Date.now()`) is ahead of the clock the store's other hosts are
-   * measured against (the file server's; negative: behind), in ms; 0 within what one call can
-   * tell. Only a store shared by hosts with clocks of their own has it: an expiry written by
-   * one host is judged by another's clock, so their difference eats into the margin a lease
-   * fence leaves (a third of a lease).
+   * measured against (negative: behind), in ms; 0 within what one call can tell. Only a store
+   * shared by hosts with clocks of their own has it: an expiry written by one host is judged by
+   * another's clock, so their difference eats into the margin a lease fence leaves (a third of
+   * a lease).
    */
-  clockSkewMs?(): Promise<number>;
+  clockSkew?(): Promise<ClockSkew>;
+}
+
+/** What `LeaseStore.clockSkew` measured, and against whose clock. */
+export interface ClockSkew {
+  ms: number;
+  /** The clock it was measured against, as a message names it ("the file server's"). */
+  against: string;
 }
 
 /**
- * The most a worker's clock may be off its store's (see `clockSkewMs`): a twelfth of a lease,
+ * The least skew (`ClockSkew.ms`) that fits one look at another clock: it read somewhere from
+ * `low` to `high` (a time to the second spans one) at a moment this host's clock put between
+ * `before` and `after` (the call's round trip); 0 when the two overlap.
+ */
+export function skewFrom(before: number, after: number, low: number, high: number): number {
+  if (before > high) return before - high;
+  if (after < low) return after - low;
+  return 0;
+}
+
+/**
+ * The most a worker's clock may be off its store's (see `clockSkew`): a twelfth of a lease,
  * so two hosts off in opposite directions stay within half the fence's margin, but at least
  * 1 s (what a file's time can lag the clock it is read against, and the coarsest NFS servers'
  * times, stay well inside that).

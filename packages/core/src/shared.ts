@@ -360,14 +360,14 @@ class SharedRun {
    * clock, so a host ahead takes units before their holders stop, one behind holds them on.
    */
   private async checkClock(): Promise<void> {
-    if (!this.store.clockSkewMs) return;
-    const skew = await this.store.clockSkewMs();
+    if (!this.store.clockSkew) return;
+    const { ms: skew, against } = await this.store.clockSkew();
     const limit = clockSkewLimitMs(this.leaseMs);
     if (Math.abs(skew) <= limit) return;
     const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
     throw new EfsBackupError(
       'FAILED',
-      `this host's clock is ${s(Math.abs(skew))} ${skew > 0 ? 'ahead of' : 'behind'} the lease store's (its file server's): ` +
+      `this host's clock is ${s(Math.abs(skew))} ${skew > 0 ? 'ahead of' : 'behind'} the lease store's (${against}): ` +
         `the workers of a run share leases by their clocks, and more than ${s(limit)} apart a unit could be written by two of them; ` +
         `set this host's clock (chrony or NTP) and run again`,
     );
