@@ -666,8 +666,21 @@ describe("a run of several workers (the template's Workers)", () => {
       victim = String(lease.Owner);
       const worker = s.instances.find((i) => i.id === victim)!;
       worker.process.kill('SIGSTOP');
-      await new Promise((r) => setTimeout(r, 300));
-      held = (await leased(s)).filter((l) => l.Owner === victim);
+      // Its leases as the table holds them once two reads 300 ms apart agree: a call it sent
+      // before it froze is answered by then, however slow the table is on a busy machine.
+      // (Expired or not: one it no longer renews is still its own until another takes it.)
+      const victims = async () =>
+        (await leaseItems(s)).filter((l) => l.Status === 'leased' && l.Owner === victim);
+      const keyOf = (ls: Record<string, unknown>[]): string =>
+        JSON.stringify(ls.map((l) => [l.Key, l.Attempt]).sort());
+      held = await victims();
+      for (let round = 0; round < 20; round++) {
+        await new Promise((r) => setTimeout(r, 300));
+        const now = await victims();
+        const same = keyOf(now) === keyOf(held);
+        held = now;
+        if (same) break;
+      }
       if (held.length === 0) worker.process.kill('SIGCONT');
       return held.length > 0;
     });
