@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { finishDigest, startDigest } from './digest.js';
-import { CHUNK, egid, euid, type FsOps, type TimeArg } from './fs-ops.js';
+import { CHUNK, egid, euid, umask, type FsOps, type TimeArg } from './fs-ops.js';
 
 const { O_RDONLY, O_NOFOLLOW, O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
 export { CHUNK } from './fs-ops.js';
@@ -16,6 +16,29 @@ export interface CopyMeta {
   mtime: TimeArg;
   /** Write zero blocks as holes (the source is sparse). */
   sparse: boolean;
+}
+
+export interface CopyOptions {
+  /** Asked before each chunk: true ends the copy (ESTOPPED). */
+  stopping: () => boolean;
+  /**
+   * Asked per file: it may be made with its final mode, which spares a call (fchmod) per file.
+   * True where its folder is one nobody else reads (a backup's partial, 0700) and none of its
+   * folders has a default ACL (which would mask the mode it is made with, as a umask does).
+   */
+  modeAtCreate: () => boolean;
+}
+
+/**
+ * The mode a file can be made with, or null when it must be set after (made 0600): one the
+ * umask would change, a setuid, setgid or sticky bit (a chown after clears them), or one the
+ * owner cannot write (some NFS servers check each write against the file's mode).
+ */
+function createMode(meta: CopyMeta, o: CopyOptions): number | null {
+  if (meta.uid !== euid || meta.gid !== egid || !o.modeAtCreate()) return null;
+  const mode = meta.mode & 0o7777;
+  if (mode & (0o7000 | umask) || !(mode & 0o200)) return null;
+  return mode;
 }
 
 export interface CopyResult {
@@ -43,12 +66,13 @@ export function copyFile(
   dst: string,
   size: number,
   meta: CopyMeta,
-  stopping: () => boolean,
+  o: CopyOptions,
   cb: (err: CopyError | null, result: CopyResult | null) => void,
 ): void {
+  const made = createMode(meta, o);
   io.open(src, O_RDONLY | O_NOFOLLOW, 0, (err, sfd) => {
     if (err) return cb(tag(err, 'source'), null);
-    out.open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600, (err2, dfd) => {
+    out.open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, made ?? 0o600, (err2, dfd) => {
       if (err2) return io.close(sfd, () => cb(tag(err2, 'destination'), null));
       const hash = startDigest();
       // Small files: one read of size+1 bytes sees the end of file without a second call.
@@ -68,9 +92,12 @@ export function copyFile(
             if (meta.uid === euid && meta.gid === egid) return next();
             out.fchown(dfd, meta.uid, meta.gid, (e) => (e ? fail(tag(e, 'destination')) : next()));
           };
+          const chmod = (next: () => void): void => {
+            if (made !== null) return next();
+            out.fchmod(dfd, meta.mode & 0o7777, (e) => (e ? fail(tag(e, 'destination')) : next()));
+          };
           chown(() => {
-            out.fchmod(dfd, meta.mode & 0o7777, (e) => {
-              if (e) return fail(tag(e, 'destination'));
+            chmod(() => {
               out.futimes(dfd, meta.atime, meta.mtime, (e2) => {
                 if (e2) return fail(tag(e2, 'destination'));
                 out.close(dfd, (e3) => {
@@ -85,7 +112,7 @@ export function copyFile(
         });
       };
       const readMore = (): void => {
-        if (stopping())
+        if (o.stopping())
           return fail(
             tag(Object.assign(new Error('stopped'), { code: 'ESTOPPED' }), 'destination'),
           );

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Meta } from './change.js';
 import { entryOf } from './change.js';
-import { copyFile, type CopyError } from './copy-file.js';
+import { copyFile, type CopyError, type CopyOptions } from './copy-file.js';
 import { applyEntryMeta } from './entry-meta.js';
 import { callsFor, egid, euid, mkfifo, type FsOps } from './fs-ops.js';
 import type { LinkThread } from './link-thread.js';
@@ -28,7 +28,18 @@ export class EntryWriter {
     private readonly scratch: string,
     /** Extended attributes, source to destination; null when the run keeps none. */
     private readonly xattrs: XattrCopy | null,
-  ) {}
+  ) {
+    this.copying = {
+      stopping: control.stopping,
+      // A partial is 0700. A folder's default ACL is written after its children, but a resumed
+      // partial (or a unit taken over) may hold folders with theirs, and a folder made in one
+      // inherits it: only a run that writes no attributes (none kept, or none supported by
+      // the source or the destination, as on EFS) makes its files with their modes.
+      modeAtCreate: () => this.xattrs === null || this.xattrs.writesNone,
+    };
+  }
+
+  private readonly copying: CopyOptions;
 
   /** The entry `entryOf` makes, with the attributes copied; null (the run told) on an error. */
   private finishEntry(
@@ -82,7 +93,7 @@ export class EntryWriter {
           dst,
           m.size,
           m,
-          this.control.stopping,
+          this.copying,
           (err: CopyError | null, res) => {
             if (err) {
               if (err.code === 'ESTOPPED') return cb(null);

@@ -8,6 +8,19 @@ type Done = (err: NodeJS.ErrnoException | null) => void;
 /** Who this process is: owners other than these need root (chown) to be kept. */
 export const euid = process.geteuid?.() ?? -1;
 export const egid = process.getegid?.() ?? -1;
+/**
+ * The process's umask, read once (Linux: /proc/self/status; elsewhere every bit, so nothing
+ * counts on it).
+ */
+export const umask = ((): number => {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m) return parseInt(m[1]!, 8);
+  } catch {
+    /* not Linux */
+  }
+  return 0o777;
+})();
 
 /** Bytes read or written at once; a file no larger than this is copied with one read. */
 export const CHUNK = 1 << 20;

@@ -1,4 +1,4 @@
-import { copyFile, type CopyError } from './copy-file.js';
+import { copyFile, type CopyError, type CopyOptions } from './copy-file.js';
 import { applyEntryMeta } from './entry-meta.js';
 import { callsFor, egid, euid, mkfifo, timeArg, type FsOps } from './fs-ops.js';
 import type { ManifestEntry } from './manifest.js';
@@ -18,6 +18,8 @@ type Done = (err: Error | null) => void;
  */
 export class RestoreWriter {
   private readonly stopping = (): boolean => this.report.fatal !== null;
+  /** A restore writes into folders of the target's own (default ACLs of their own). */
+  private readonly copying: CopyOptions = { stopping: this.stopping, modeAtCreate: () => false };
   /** Owners (`uid:gid`) this process was refused: their files are written as its own. */
   private readonly deniedOwners = new Set<string>();
   /** Opened at the first entry with attributes; null where they cannot be written. */
@@ -90,7 +92,7 @@ export class RestoreWriter {
       tmp,
       e.size,
       meta,
-      this.stopping,
+      this.copying,
       (err, res) => {
         if (err && ownerRefused(err) && !denied) {
           this.deniedOwners.add(owner);

@@ -161,6 +161,14 @@ export class XattrCopy {
     private readonly sourceAsync: boolean,
   ) {}
 
+  /**
+   * Nothing is written by this copier any more (the source or the destination was found to
+   * keep no attributes): no default ACL of its making is on a destination folder.
+   */
+  get writesNone(): boolean {
+    return !this.sourceHas || !this.destinationHas;
+  }
+
   /** The run's attribute copier; null (with one warning) where the library is missing. */
   static open(enabled: boolean, warnings: XattrWarnings, sourceAsync = false): XattrCopy | null {
     if (!enabled) return null;

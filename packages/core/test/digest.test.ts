@@ -22,7 +22,7 @@ const copied = (p: string, dst: string): Promise<string> =>
       dst,
       fs.statSync(fsPath(p)).size,
       { mode: 0o600, uid: -1, gid: -1, atime: 0, mtime: 0, sparse: false },
-      () => false,
+      { stopping: () => false, modeAtCreate: () => false },
       (err, r) => (err ? reject(err) : resolve(r!.digest)),
     ),
   );
