@@ -183,6 +183,9 @@ describe('a run stopped by its window or a signal keeps its partial, and the nex
       source: src2,
       destination: dst2,
       concurrency: 1,
+      // Slow enough (14 MiB at 5 MiB/s) that the run is surely going when it is stopped: at
+      // full speed the whole tree was sometimes copied before a progress report came.
+      maxMiBps: 5,
       signal: controller.signal,
       progressIntervalMs: 5,
       onProgress: (p) => {
