@@ -34,8 +34,8 @@ export interface CopyOptions {
  * umask would change, a setuid, setgid or sticky bit (a chown after clears them), or one the
  * owner cannot write (some NFS servers check each write against the file's mode).
  */
-function createMode(meta: CopyMeta, o: CopyOptions): number | null {
-  if (meta.uid !== euid || meta.gid !== egid || !o.modeAtCreate()) return null;
+function createMode(meta: CopyMeta, ownOwner: boolean, o: CopyOptions): number | null {
+  if (!ownOwner || !o.modeAtCreate()) return null;
   const mode = meta.mode & 0o7777;
   if (mode & (0o7000 | umask) || !(mode & 0o200)) return null;
   return mode;
@@ -69,7 +69,9 @@ export function copyFile(
   o: CopyOptions,
   cb: (err: CopyError | null, result: CopyResult | null) => void,
 ): void {
-  const made = createMode(meta, o);
+  // Made by this process, the file is its own: no chown when the owner wanted is.
+  const ownOwner = meta.uid === euid && meta.gid === egid;
+  const made = createMode(meta, ownOwner, o);
   io.open(src, O_RDONLY | O_NOFOLLOW, 0, (err, sfd) => {
     if (err) return cb(tag(err, 'source'), null);
     out.open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, made ?? 0o600, (err2, dfd) => {
@@ -89,7 +91,7 @@ export function copyFile(
         };
         truncate(() => {
           const chown = (next: () => void): void => {
-            if (meta.uid === euid && meta.gid === egid) return next();
+            if (ownOwner) return next();
             out.fchown(dfd, meta.uid, meta.gid, (e) => (e ? fail(tag(e, 'destination')) : next()));
           };
           const chmod = (next: () => void): void => {

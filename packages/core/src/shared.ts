@@ -610,10 +610,10 @@ class SharedRun {
 
   /** The attempt's journal begins as the previous attempt's (or, for the root, a run of its own's). */
   private seedJournal(file: string, lease: UnitLease): void {
-    if (this.fresh && lease.attempt === 1) return;
-    // A first attempt of a unit other than the root has nothing before it (a unit's attempts
-    // are numbered by the store, and only the holder of one writes its journal).
-    if (lease.attempt === 1 && lease.unit !== '') return;
+    // A first attempt has nothing before it (a unit's attempts are numbered by the store, and
+    // only the holder of one writes its journal), but the root's of a resumed partial, which
+    // begins as a run of its own's journal.
+    if (lease.attempt === 1 && (this.fresh || lease.unit !== '')) return;
     if (fs.existsSync(file)) return;
     for (let a = lease.attempt - 1; a >= 1; a--) {
       const prev = this.journalOf(lease.unit, a);
