@@ -66,8 +66,11 @@ export function writeManifest(
 
 /**
  * A shared run's manifest: header, each unit's journal (from its offset) in turn, checksum.
- * The journals are many small files: several are opened and read ahead while one is written,
- * since on a network file system each open, read and close is a round trip.
+ * The journals are many small files: several are opened and their first bytes read ahead while
+ * one is written, since on a network file system each open, read and close is a round trip.
+ * The rest of a journal is read straight into the one buffer the writes are gathered in (each
+ * write is a round trip too), so the commit holds about what a run of its own does: one
+ * buffer, and the few first chunks read ahead.
  */
 export async function writeManifestSegments(
   path: string,
@@ -79,8 +82,8 @@ export async function writeManifestSegments(
   const out = await fsp.open(tmp, 'w', 0o600);
   let written = false;
   try {
-    // Many small journals: gathered into large writes (each write is a round trip too).
-    const staged = Buffer.allocUnsafe(1 << 20);
+    // With one journal's first chunk, the 1 MiB a run of its own reads its journal through.
+    const staged = Buffer.allocUnsafe((1 << 20) - FIRST_CHUNK);
     let used = 0;
     let pos = 0;
     const flush = async (): Promise<void> => {
@@ -90,18 +93,35 @@ export async function writeManifestSegments(
       pos += used;
       used = 0;
     };
-    const put = async (buf: Buffer, hashed = true): Promise<void> => {
-      if (hashed) hash.update(buf);
+    const put = async (buf: Buffer): Promise<void> => {
       for (let off = 0; off < buf.length;) {
         const n = buf.copy(staged, used, off);
+        hash.update(staged.subarray(used, used + n));
         used += n;
         off += n;
         if (used === staged.length) await flush();
       }
     };
     await put(headerLine(header));
-    for await (const buf of segmentBytes(segments)) await put(buf);
-    await put(checksumLine(hash), false);
+    for await (const seg of openedSegments(segments)) {
+      if (seg.first.length > 0) await put(seg.first);
+      if (!seg.file) continue;
+      try {
+        for (let at = seg.at; ;) {
+          if (used === staged.length) await flush();
+          const { bytesRead } = await seg.file.read(staged, used, staged.length - used, at);
+          if (bytesRead === 0) break;
+          hash.update(staged.subarray(used, used + bytesRead));
+          used += bytesRead;
+          at += bytesRead;
+        }
+      } finally {
+        await seg.file.close();
+      }
+    }
+    const tail = checksumLine(hash);
+    if (used + tail.length > staged.length) await flush();
+    used += tail.copy(staged, used);
     await flush();
     await out.sync();
     written = true;
@@ -117,13 +137,17 @@ const READ_AHEAD = 16;
 const FIRST_CHUNK = 256 << 10;
 
 interface Opened {
+  /** Open while there is more to read than `first`; its reader closes it. */
   file: FileHandle | null;
   first: Buffer;
   at: number;
 }
 
-/** The segments' bytes in order; a missing segment (a unit that wrote nothing) is none. */
-async function* segmentBytes(segments: readonly JournalSegment[]): AsyncGenerator<Buffer> {
+/**
+ * The segments opened in order, each with its first chunk, several ahead; a missing segment (a
+ * unit that wrote nothing) is none.
+ */
+async function* openedSegments(segments: readonly JournalSegment[]): AsyncGenerator<Opened> {
   const ahead: Array<Promise<Opened | null>> = [];
   let next = 0;
   const fill = (): void => {
@@ -138,20 +162,7 @@ async function* segmentBytes(segments: readonly JournalSegment[]): AsyncGenerato
     while (ahead.length > 0) {
       const seg = await ahead.shift()!;
       fill();
-      if (!seg) continue;
-      if (seg.first.length > 0) yield seg.first;
-      if (!seg.file) continue;
-      try {
-        const buf = Buffer.allocUnsafe(1 << 20);
-        for (let at = seg.at; ;) {
-          const { bytesRead } = await seg.file.read(buf, 0, buf.length, at);
-          if (bytesRead === 0) break;
-          yield buf.subarray(0, bytesRead);
-          at += bytesRead;
-        }
-      } finally {
-        await seg.file.close();
-      }
+      if (seg) yield seg;
     }
   } finally {
     // Given up part way (an error): what was opened ahead is closed.
@@ -174,12 +185,16 @@ async function openSegment(seg: JournalSegment): Promise<Opened | null> {
   try {
     const buf = Buffer.allocUnsafe(FIRST_CHUNK);
     const { bytesRead } = await file.read(buf, 0, buf.length, seg.from);
-    const first = Buffer.from(buf.subarray(0, bytesRead));
     if (bytesRead < buf.length) {
       await file.close();
-      return { file: null, first, at: seg.from + bytesRead };
+      // A short journal: only its bytes are kept while it waits for its turn.
+      return {
+        file: null,
+        first: Buffer.from(buf.subarray(0, bytesRead)),
+        at: seg.from + bytesRead,
+      };
     }
-    return { file, first, at: seg.from + bytesRead };
+    return { file, first: buf, at: seg.from + bytesRead };
   } catch (e) {
     await file.close();
     throw e;

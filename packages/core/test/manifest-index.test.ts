@@ -10,6 +10,7 @@ import {
   type ManifestHeader,
   ManifestIndex,
   writeManifest,
+  writeManifestSegments,
 } from '../src/manifest.js';
 import { nameFromBytes } from '../src/names.js';
 import { tmpDir } from './fixtures/tmp.js';
@@ -318,5 +319,61 @@ describe('ManifestIndex and writeManifest', () => {
     writeManifest(manifest, header({ Label: 'again' }), path.join(dir, 'journal'), 0);
     expect(fs.readdirSync(folder).sort()).toEqual(['snap.manifest', 'taken.manifest']);
     expect((await open(manifest)).header!.Label).toBe('again');
+  });
+
+  it("a shared run's manifest from many journals is byte for byte the one a single journal gives", async () => {
+    const dir = tmpDir('segments');
+    // Journal lengths around the writer's two sizes (a first chunk read ahead: 256 KiB; the
+    // buffer the writes are gathered in: 1 MiB), each read from an offset past a part of an
+    // earlier attempt; a unit that wrote nothing has no journal at all.
+    const K = 1024;
+    const sizes = [
+      0,
+      10,
+      256 * K - 1,
+      256 * K,
+      256 * K + 1,
+      1024 * K - 7,
+      1024 * K,
+      1536 * K,
+      3 * 1024 * K + 3,
+    ];
+    let seed = 7;
+    const bytes = (n: number): Buffer => {
+      const b = Buffer.allocUnsafe(n);
+      for (let i = 0; i < n; i++) {
+        seed = (seed * 1103515245 + 12345) >>> 0;
+        b[i] = i % 97 === 96 ? 0x0a : 0x20 + ((seed >>> 24) % 90);
+      }
+      return b;
+    };
+    const parts: Buffer[] = [];
+    const segments = sizes.map((n, k) => {
+      const file = path.join(dir, `unit-${k}`);
+      const skipped = bytes(k * 13);
+      const mine = bytes(n);
+      parts.push(mine);
+      if (n > 0 || k % 2 === 0) fs.writeFileSync(file, Buffer.concat([skipped, mine]));
+      return { path: n > 0 || k % 2 === 0 ? file : path.join(dir, 'none'), from: skipped.length };
+    });
+    // Many journals, more than are read ahead at once.
+    for (let k = 0; k < 40; k++) {
+      const file = path.join(dir, `small-${k}`);
+      const mine = bytes(100 + k * 999);
+      parts.push(mine);
+      fs.writeFileSync(file, mine);
+      segments.push({ path: file, from: 0 });
+    }
+    const whole = path.join(dir, 'whole');
+    fs.writeFileSync(whole, Buffer.concat(parts));
+    const one = path.join(dir, 'one.manifest');
+    const many = path.join(dir, 'many.manifest');
+    writeManifest(one, header(), whole, 0);
+    await writeManifestSegments(many, header(), segments);
+    const a = fs.readFileSync(one);
+    const b = fs.readFileSync(many);
+    expect(b.length).toBe(a.length);
+    expect(b.equals(a)).toBe(true);
+    expect(fs.readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 });
