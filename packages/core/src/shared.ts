@@ -172,9 +172,13 @@ class SharedRun {
       );
       set.remember();
       prepareSet(set, o.interval);
+      // The clock is asked while the base is read (each a round trip or more on NFS); the
+      // answer is waited for before anything is written.
+      const clock = this.checkClock();
+      clock.catch(() => {});
       this.base = await openBase(set, report);
       if (this.base) links?.start();
-      await this.begin();
+      await this.begin(clock);
       const xattrs = XattrCopy.open(o.xattrs, report, src.mode === 'async');
       this.xattrs = xattrs;
       this.excludes = Excludes.of(o);
@@ -282,9 +286,9 @@ class SharedRun {
    * The run's partial and its store's run: the worker that took the lock opens (or resumes) the
    * partial and begins the run; a worker that joined the lock waits for that.
    */
-  private async begin(): Promise<void> {
+  private async begin(clockChecked: Promise<void>): Promise<void> {
     const { backupId, o, set, start, lock, now } = this.parts;
-    await this.checkClock();
+    await clockChecked;
     if (!lock.joined) {
       const p = openPartial(set, o.interval, start, () => {});
       p.journal.close();
@@ -686,8 +690,9 @@ class SharedRun {
     const { control, set, o } = this.parts;
     for (;;) {
       if (control.stopping()) return 'stopped';
-      if ((await this.store.counts(Date.now())).open > 0) return 'again';
-      const run = await this.store.run();
+      // Both read at once: a run cleared in between is seen after the claim (`still`).
+      const [counts, run] = await Promise.all([this.store.counts(Date.now()), this.store.run()]);
+      if (counts.open > 0) return 'again';
       if (!run || run.runId !== this.run!.runId) {
         // Cleared: committed by another worker (its snapshot is there).
         return fs.existsSync(set.snapshotDir(o.interval, this.run!.stamp))
@@ -695,10 +700,14 @@ class SharedRun {
           : 'stopped';
       }
       if (await this.askClaim()) {
+        // The units the commit reads are read with the run: every unit is done, so none
+        // changes now but by a clear, which the run read says.
+        const units = this.store.units();
+        units.catch(() => {});
         // The claim may be won just after the committer cleared the store: the run is over.
         const still = await this.store.run();
         if (!still || still.runId !== this.run!.runId) return 'elsewhere';
-        return this.commit();
+        return this.commit(await units);
       }
       await sleep(POLL_MS * 5);
     }
@@ -731,10 +740,11 @@ class SharedRun {
     return held;
   }
 
-  private async commit(): Promise<'committed' | 'elsewhere' | 'handed' | 'stopped' | 'again'> {
+  private async commit(
+    units: UnitState[],
+  ): Promise<'committed' | 'elsewhere' | 'handed' | 'stopped' | 'again'> {
     const { control, set, o, report, lock } = this.parts;
     const r = this.run!;
-    const units = await this.store.units();
     this.doneUnits = units;
     if (
       fs.existsSync(set.snapshotDir(o.interval, r.stamp)) &&
