@@ -70,6 +70,13 @@ const DEFAULT_LEASE_MS = 60_000;
 /** How often an idle worker asks for work, and a busy one refreshes the store's counts. */
 const POLL_MS = 200;
 /**
+ * How often a worker looks while the run is about to move on without it: a joined worker
+ * waiting for the run to be begun, and a worker with nothing to walk while the last leased
+ * units end (the commit waits for the committer to notice). These waits are short and on the
+ * run's path, so they are watched closely: each look is one listing of the store.
+ */
+const SOON_MS = 40;
+/**
  * A worker walks several units at once while its walks hold fewer directories than it has
  * calls in flight: creating names in one directory is serial on a network file system (the
  * client holds the directory's lock through each round trip), so a worker needs many
@@ -334,7 +341,7 @@ class SharedRun {
             `the run ${backupId} was not begun in its lease store`,
           );
         }
-        await sleep(POLL_MS);
+        await sleep(SOON_MS);
       }
       this.unitsDir = path.join(set.manifestsDir, `${this.run.partialStamp}.units`);
     }
@@ -385,6 +392,8 @@ class SharedRun {
     const { control } = this.parts;
     const walks = new Set<Promise<void>>();
     let stopped = false;
+    // Nothing open but units still leased: the run's last units are ending.
+    let idle = POLL_MS;
     for (;;) {
       if (control.stopping()) stopped = true;
       if (!stopped && (walks.size === 0 || this.wantsMore())) {
@@ -416,6 +425,7 @@ class SharedRun {
           const c = await this.store.counts(Date.now());
           this.open = c.open;
           if (c.open === 0 && c.leased === 0) return true;
+          if (c.open === 0) idle = SOON_MS;
         } else {
           // None open now: asked again no sooner than an idle worker asks (each ask lists the
           // store, a few round trips on a network file system).
@@ -424,7 +434,8 @@ class SharedRun {
       }
       if (walks.size === 0) {
         if (stopped) return false;
-        await sleep(POLL_MS);
+        await sleep(idle);
+        idle = POLL_MS;
       } else await Promise.race([...walks, sleep(MORE_MS)]);
     }
   }
