@@ -93,11 +93,15 @@ export async function writeManifestSegments(
       pos += used;
       used = 0;
     };
+    // The next n bytes of the buffer are the manifest's.
+    const took = (n: number): void => {
+      hash.update(staged.subarray(used, used + n));
+      used += n;
+    };
     const put = async (buf: Buffer): Promise<void> => {
       for (let off = 0; off < buf.length;) {
         const n = buf.copy(staged, used, off);
-        hash.update(staged.subarray(used, used + n));
-        used += n;
+        took(n);
         off += n;
         if (used === staged.length) await flush();
       }
@@ -111,8 +115,7 @@ export async function writeManifestSegments(
           if (used === staged.length) await flush();
           const { bytesRead } = await seg.file.read(staged, used, staged.length - used, at);
           if (bytesRead === 0) break;
-          hash.update(staged.subarray(used, used + bytesRead));
-          used += bytesRead;
+          took(bytesRead);
           at += bytesRead;
         }
       } finally {

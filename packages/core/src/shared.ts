@@ -392,9 +392,9 @@ class SharedRun {
     const { control } = this.parts;
     const walks = new Set<Promise<void>>();
     let stopped = false;
-    // Nothing open but units still leased: the run's last units are ending.
-    let idle = POLL_MS;
     for (;;) {
+      // How long an idle worker waits: less while the run's last leased units are ending.
+      let idle = POLL_MS;
       if (control.stopping()) stopped = true;
       if (!stopped && (walks.size === 0 || this.wantsMore())) {
         const asked = performance.now();
@@ -435,7 +435,6 @@ class SharedRun {
       if (walks.size === 0) {
         if (stopped) return false;
         await sleep(idle);
-        idle = POLL_MS;
       } else await Promise.race([...walks, sleep(MORE_MS)]);
     }
   }
