@@ -122,7 +122,7 @@ describe('a run stopped by its window or a signal keeps its partial, and the nex
 
     // 3. No window: the run completes the partial, copying only what is not there yet.
     const resumed = await backup({ source: src, destination: dst });
-    expect(resumed.Status).toBe('Success');
+    expect(resumed.Status, resumed.Message).toBe('Success');
     expectCleanSnapshot(src, set, 'daily', resumed.Snapshot);
     expect(resumed.NumberOfFilesTransferred).toBeLessThan(total);
     expect(stopped.NumberOfFilesTransferred + resumed.NumberOfFilesTransferred).toBeLessThanOrEqual(
@@ -155,7 +155,7 @@ describe('a run stopped by its window or a signal keeps its partial, and the nex
     expect(stopped.NumberOfFilesTransferred).toBeGreaterThan(total / 5);
 
     const resumed = await backup({ source: src, destination: dst });
-    expect(resumed.Status).toBe('Success');
+    expect(resumed.Status, resumed.Message).toBe('Success');
     expectCleanSnapshot(src, set, 'daily', resumed.Snapshot);
     expect(resumed.NumberOfFilesTransferred).toBeLessThan(total);
     expect(stopped.NumberOfFilesTransferred + resumed.NumberOfFilesTransferred).toBeLessThanOrEqual(
@@ -195,7 +195,7 @@ describe('a run stopped by its window or a signal keeps its partial, and the nex
     expect(stopped.Status).toBe('Incomplete');
     expect(stopped.NumberOfFilesTransferred).toBeGreaterThan(50);
     const resumed = await backup({ source: src2, destination: dst2 });
-    expect(resumed.Status).toBe('Success');
+    expect(resumed.Status, resumed.Message).toBe('Success');
     expect(diffTrees(src2, resumed.snapshotPath!)).toEqual([]);
     // The copy given up when the run stopped (one slot) is the only one done twice.
     expect(resumed.NumberOfFilesTransferred).toBeLessThanOrEqual(
