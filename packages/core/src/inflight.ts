@@ -184,7 +184,14 @@ export class InFlight {
   }
 
   private checkIdle(): void {
+    // A pump that gave the loop back resumes soon and looks again; idle is only what it finds
+    // with onStarve asked too (work held back for a batch is work still to do).
+    if (this.pumping || this.yielding) return;
     if (this.active === 0 && this.queued === 0 && this.idleWaiters.length > 0) {
+      if (this.onStarve && !this.halted) {
+        this.onStarve();
+        if (this.active > 0 || this.queued > 0) return;
+      }
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();

@@ -375,6 +375,43 @@ describe('InFlight', () => {
     expect(asks.slice(0, 4)).toEqual([1, 4, 7, 10]);
   });
 
+  // Regression: a pump that gave the loop back (a slice used up) just as its queue ran empty
+  // told its idle waiters so at once, before onStarve was asked; the links held back for a
+  // batch (LinkThread) were then never made, and the walk ended with entries unwritten ("the
+  // walk ended before every entry was written", seen once in CI on a resumed run).
+  it('is not idle while work held back for onStarve waits, even when a slice ends as the queue empties', async () => {
+    const pool = new InFlight(4);
+    let heldBack: Job | null = (done) => {
+      ranHeldBack = true;
+      done();
+    };
+    let ranHeldBack = false;
+    pool.onStarve = () => {
+      const j = heldBack;
+      heldBack = null;
+      if (j) pool.push(j);
+    };
+    let idleSawHeldBack: boolean | null = null;
+    const busy: Job = (done) => {
+      // 0.3 ms each: 126 of them use up a 20 ms slice.
+      const t = performance.now();
+      while (performance.now() - t < 0.3);
+      done();
+    };
+    // One pump runs them all: the first job queues the rest from inside the pump, so the 127
+    // jobs end exactly where the pump checks its slice (every 128 starts) and yields.
+    pool.push((done) => {
+      pool.onIdle(() => {
+        idleSawHeldBack ??= ranHeldBack;
+      });
+      for (let i = 0; i < 126; i++) pool.push(busy);
+      done();
+    });
+    await idle(pool);
+    expect(ranHeldBack).toBe(true);
+    expect(idleSawHeldBack).toBe(true);
+  });
+
   it('counts a done called twice once', async () => {
     const pool = new InFlight(2);
     let now = 0;
