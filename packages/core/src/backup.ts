@@ -112,7 +112,7 @@ export async function backup(options: BackupRunOptions): Promise<BackupResult> {
     if (control.fatal) throw control.fatal;
     if (control.stopReason || !walk.complete) {
       status = 'Incomplete';
-      message = stoppedMessage(control);
+      message = stoppedMessage(control, walk.unfinished());
     } else {
       const facts = {
         backupId,

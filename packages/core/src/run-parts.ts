@@ -53,13 +53,16 @@ export function openRun(options: BackupRunOptions): RunParts {
 
 const NEXT_RUN = 'the next run continues from where this one stopped';
 
-/** The message of a run that ended before its snapshot was complete. */
-export function stoppedMessage(control: RunControl): string {
+/**
+ * The message of a run that ended before its snapshot was complete; `unfinished` says what a
+ * walk that ended early with no stop left undone (an engine error).
+ */
+export function stoppedMessage(control: RunControl, unfinished = ''): string {
   return control.stopReason === 'signal'
     ? `the run was stopped before the backup completed; ${NEXT_RUN}`
     : control.stopReason === 'window'
       ? `the backup window ended before the backup completed; ${NEXT_RUN}`
-      : `the walk ended before every entry was written (an engine error); ${NEXT_RUN}`;
+      : `the walk ended before every entry was written (an engine error${unfinished ? `: ${unfinished}` : ''}); ${NEXT_RUN}`;
 }
 
 /** Retention, once a snapshot is committed: its warnings are the run's. */

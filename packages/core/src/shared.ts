@@ -518,6 +518,11 @@ class SharedRun {
       );
     }
     if (control.stopping() || !walk.complete) {
+      if (!control.stopping())
+        this.parts.report.warn(
+          lease.unit,
+          `the unit's walk ended before every entry was written (an engine error: ${walk.unfinished()}); the unit is given back and walked again`,
+        );
       // Given back at once: another worker (or the next run) continues from this attempt's journal.
       await this.store.release(this.me, lease).catch(() => {});
       this.held.delete(lease);

@@ -239,6 +239,21 @@ export class Walk {
   }
 
   /**
+   * What a walk that went idle before its root was finished left undone, for the run's message:
+   * an engine error, which this names so that it can be found. Empty once the walk is complete.
+   */
+  unfinished(): string {
+    if (this.complete) return '';
+    const open = [...this.openDirs];
+    const named = open
+      .slice(0, 3)
+      .map((d) => `${d.rel === '' ? '.' : d.rel} (${d.waiting} to record, ${d.pending} to finish)`);
+    return open.length === 0
+      ? 'every directory listed was recorded, but one was never finished'
+      : `${open.length} directories not fully recorded: ${named.join(', ')}${open.length > 3 ? ', …' : ''}`;
+  }
+
+  /**
    * Gives the walk up at once, unfinished (a unit whose lease is lost): `run()` resolves. Its
    * control already says stop, so what is in flight starts nothing more on the destination.
    */
