@@ -302,10 +302,15 @@ describe('backup --workers N', () => {
     for (let i = 0; i < 200; i++) fs.writeFileSync(path.join(grow, `before-${i}`), `b${i}`);
     const dst = destination();
     const run = start(dst, '--workers', '3', ...PACED);
+    // About 1 000 new files a second, 4 000 at most: growth the run meets while it walks, but
+    // bounded. Unbounded (20 every 2 ms) it held the test's own loop in writes, and on a busy
+    // machine the run's end was seen minutes late, 130 000 files later.
     let added = 0;
     const writer = setInterval(() => {
-      for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(grow, `during-${added++}`), 'd');
-    }, 2);
+      for (let i = 0; i < 5 && added < 4000; i++)
+        fs.writeFileSync(path.join(grow, `during-${added++}`), 'd');
+      if (added >= 4000) clearInterval(writer);
+    }, 5);
     let r: RunRecord;
     try {
       r = await finished(run);
@@ -313,6 +318,7 @@ describe('backup --workers N', () => {
       clearInterval(writer);
     }
     expect(r.Status, r.Message).toBe('Success');
+    expect(added).toBeGreaterThan(0);
     const snap = new BackupSet(dst, 'efs-backup').snapshotDir('daily', r.Snapshot!);
     for (let i = 0; i < 200; i++)
       expect(fs.existsSync(path.join(snap, 'growing', `before-${i}`))).toBe(true);
