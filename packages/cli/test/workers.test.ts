@@ -8,8 +8,9 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BackupSet } from '@efs-backup/core';
+import { BackupSet, DATA_DIR } from '@efs-backup/core';
 import type { RunRecord } from '@efs-backup/service';
 import { countEntries, createBigTree } from '../../core/test/fixtures/big-tree.js';
 import { manifestEntries } from '../../core/test/fixtures/manifest-entries.js';
@@ -217,7 +218,7 @@ describe('backup --workers N', () => {
     const dst = destination();
     const run = start(dst, '--workers', '3', ...PACED);
     expect(await partialHolds(run, dst, Math.round(countEntries(src) * 0.2))).toBe(true);
-    run.child.kill('SIGSTOP');
+    await pauseHoldingUnits(run.child, dst);
     // Paused until another worker has begun a second attempt at one of its units (a journal
     // `<unit>.2`): its leases (1.5 s) expired meanwhile.
     const units = new BackupSet(dst, 'efs-backup').manifestsDir;
@@ -384,6 +385,39 @@ describe('efs-backup worker --job: joining a run from another host', () => {
     expect(fs.readdirSync(dst)).toEqual([]);
   });
 });
+
+/**
+ * Stops `child` (SIGSTOP) at a moment it holds units of the run's SQLite lease store and none of
+ * its locks. A process stopped inside one of the store's transactions holds its write lock, and
+ * every other worker of the host waits for it until it wakes (seen here: one pause in five or
+ * so); that is SQLite's. One stopped between units holds nothing to take over. What the test is
+ * for is a worker that stalls with units leased, outside the store.
+ */
+async function pauseHoldingUnits(child: ChildProcess, dst: string): Promise<void> {
+  const file = path.join(new BackupSet(dst, 'efs-backup').dir, DATA_DIR, 'leases.sqlite');
+  const owner = `${os.hostname()}:${child.pid}`;
+  for (let tries = 0; tries < 50; tries++) {
+    child.kill('SIGSTOP');
+    // The other workers' transactions last milliseconds: a lock still held after a second is the
+    // stopped one's.
+    const db = new Database(file, { timeout: 1000 });
+    try {
+      db.exec('BEGIN IMMEDIATE');
+      const held = db
+        .prepare("SELECT count(*) AS n FROM lease_units WHERE owner = ? AND status = 'leased'")
+        .get(owner) as { n: number };
+      db.exec('ROLLBACK');
+      if (held.n > 0) return;
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'SQLITE_BUSY') throw e;
+    } finally {
+      db.close();
+    }
+    child.kill('SIGCONT');
+    await sleep(10 + tries);
+  }
+  throw new Error('the run held its lease store, or no unit, at every one of 50 tries to pause it');
+}
 
 function alive(pid: number): boolean {
   try {
