@@ -4,7 +4,8 @@
  * scopes has to show: its scopes are apart.
  */
 import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
-import type { LeaseStore } from '@efs-backup/core';
+import { LeaseStoreBusy, type LeaseStore } from '@efs-backup/core';
+import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -115,6 +116,55 @@ describe.each([
       await a.close();
       await b.close();
     }
+  });
+});
+
+describe('SqliteLeaseStore: its write lock held by another process (one stopped inside a transaction)', () => {
+  it('every change answers busy (LeaseStoreBusy) within a second, not after blocking the process 15 s, and writes nothing; reads answer; all answer again once the lock goes', async () => {
+    const file = path.join(tmpDir('efs-backup-leases-'), 'leases.sqlite');
+    const store = await openSqliteLeaseStore(file, newScope());
+    await store.begin(RUN_A);
+    await store.publish(['a', 'b']);
+    const held = (await store.acquire('w1', 1000, 100_000))!;
+    const other = new Database(file);
+    other.exec('BEGIN IMMEDIATE');
+    const done = { journalStart: 0, entries: 1, files: 1, bytes: 0, ms: 1 };
+    try {
+      const changes: Array<[string, () => Promise<unknown>]> = [
+        ['begin', () => store.begin(RUN_A)],
+        ['publish', () => store.publish(['c'])],
+        ['acquire', () => store.acquire('w2', 2000, 100_000)],
+        ['renew', () => store.renew('w1', [held], 2000, 100_000)],
+        ['complete', () => store.complete('w1', held, done)],
+        ['release', () => store.release('w1', held)],
+        ['claimCommit', () => store.claimCommit('w1', 2000, 100_000)],
+        ['clear', () => store.clear()],
+      ];
+      for (const [name, call] of changes) {
+        const t = performance.now();
+        const e = await call().then(
+          () => null,
+          (x: unknown) => x,
+        );
+        expect(e, name).toBeInstanceOf(LeaseStoreBusy);
+        expect((e as Error).message).toBe(`the lease store ${file} is locked by another process`);
+        expect(performance.now() - t, name).toBeLessThan(1000);
+      }
+      // Readers are not kept out by a writer that has not begun to commit.
+      expect(await store.counts(2000)).toEqual({ open: 2, leased: 1, done: 0 });
+      expect((await store.run())?.runId).toBe(RUN_A.runId);
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    // Nothing was written meanwhile; every call answers now.
+    expect((await store.units()).map((u) => [u.unit, u.status])).toEqual([
+      ['', 'leased'],
+      ['a', 'open'],
+      ['b', 'open'],
+    ]);
+    expect(await store.complete('w1', held, done)).toBe(true);
+    await store.close();
   });
 });
 

@@ -15,6 +15,7 @@ import {
   DATA_DIR,
   FileLeaseStore,
   isRemote,
+  patientStore,
   resolveBackupOptions,
   RUN_OPTIONS,
   RunOver,
@@ -60,6 +61,11 @@ export function workerId(): string {
   return `${os.hostname()}:${process.pid}`;
 }
 
+/** What a worker's operator should know (a lease store waited for), on standard error. */
+function notice(message: string): void {
+  process.stderr.write(`efs-backup: worker ${workerId()}: ${message}\n`);
+}
+
 export const WORKER_SPEC_ENV = 'EFS_BACKUP_WORKER_SPEC';
 
 /** How long a lease lives (a worker that dies holds its units this long). Tests shorten it. */
@@ -103,7 +109,13 @@ export function sharedEngine(
     try {
       return await backup({
         ...options,
-        share: { store, worker: workerId(), workers, ...(lease ? { leaseMs: lease } : {}) },
+        share: {
+          store,
+          worker: workerId(),
+          workers,
+          notice,
+          ...(lease ? { leaseMs: lease } : {}),
+        },
       });
     } finally {
       options.signal?.removeEventListener('abort', stop);
@@ -163,6 +175,7 @@ export async function runWorker(
         workers: spec.workers,
         commit,
         join,
+        notice,
         ...(spec.leaseMs ? { leaseMs: spec.leaseMs } : {}),
       },
     });
@@ -207,7 +220,10 @@ export async function workerCommand(o: {
     // No lease store yet: no run ever shared this set's work (and nothing is made to find out).
     if (!fs.existsSync(leaseStorePath(resolved).path)) throw none();
     const store = await leaseStoreFor(resolved);
-    const run = await store.run();
+    const run = await patientStore(store, {
+      stopping: () => controller.signal.aborted,
+      notice,
+    }).run();
     if (!run) {
       await store.close();
       throw none();

@@ -297,6 +297,53 @@ describe('backup --workers N', () => {
     },
   );
 
+  it("the SQLite lease store locked by another process for 20 s (longer than SQLite's 15 s busy wait): the workers wait, say so, and the run commits one correct snapshot", async () => {
+    const dst = destination();
+    const run = start(dst, '--workers', '3', ...PACED);
+    // Locked as the units are first shared out: every worker has store calls to make.
+    expect(await unitsPublished(run, dst)).toBe(true);
+    const unlock = lockLeaseStore(dst);
+    try {
+      // As a worker stopped inside one of the store's transactions holds it (see pauseHoldingUnits).
+      for (let i = 0; i < 400 && run.child.exitCode === null; i++) await sleep(50);
+      expect(run.child.exitCode, 'the run ended while its lease store was locked').toBe(null);
+    } finally {
+      unlock();
+    }
+    const r = await finished(run);
+    expectGood(dst, r);
+    expect((await run.done).stderr).toMatch(
+      /the lease store .*leases\.sqlite has been locked by another process for \d+ s; waiting/,
+    );
+  });
+
+  it('stopped (SIGTERM) while its SQLite lease store is locked by another process: the run ends at once, Incomplete, the partial kept; the next run commits', async () => {
+    const dst = destination();
+    const run = start(dst, '--workers', '3', ...PACED);
+    expect(await partialHolds(run, dst, Math.round(countEntries(src) * 0.2))).toBe(true);
+    const unlock = lockLeaseStore(dst);
+    let stopped: Awaited<Run['done']>;
+    try {
+      await sleep(2000);
+      run.child.kill('SIGTERM');
+      // Still locked: the run must end without the store.
+      stopped = await Promise.race([
+        run.done,
+        sleep(10_000).then(() => {
+          throw new Error('the run did not end within 10 s of SIGTERM');
+        }),
+      ]);
+    } finally {
+      unlock();
+    }
+    expect(stopped.code, stopped.stderr).toBe(1);
+    expect((JSON.parse(stopped.stdout) as RunRecord).Status).toBe('Incomplete');
+    const set = new BackupSet(dst, 'efs-backup');
+    expect(set.snapshots()).toEqual([]);
+    expect(partialsIn(set.intervalDir('daily'))).toHaveLength(1);
+    expectGood(dst, await finished(start(dst, '--workers', '2')));
+  });
+
   it('a directory that keeps growing during the run: the run commits a snapshot true to its manifest, with every file that was there before', async () => {
     const grow = path.join(src, 'growing');
     fs.mkdirSync(grow);
@@ -417,6 +464,38 @@ async function pauseHoldingUnits(child: ChildProcess, dst: string): Promise<void
     await sleep(10 + tries);
   }
   throw new Error('the run held its lease store, or no unit, at every one of 50 tries to pause it');
+}
+
+/** Waits until the run's SQLite lease store holds more units than the root; false when the run ended first. */
+async function unitsPublished(run: Run, dst: string): Promise<boolean> {
+  const file = path.join(new BackupSet(dst, 'efs-backup').dir, DATA_DIR, 'leases.sqlite');
+  while (run.child.exitCode === null) {
+    if (fs.existsSync(file)) {
+      const db = new Database(file, { readonly: true, timeout: 1000 });
+      try {
+        const { n } = db.prepare('SELECT count(*) AS n FROM lease_units').get() as { n: number };
+        if (n > 1) return true;
+      } catch (e) {
+        // Not made yet (no table), or locked for a moment: looked at again.
+        if (!/SQLITE_BUSY|SQLITE_ERROR/.test((e as { code?: string }).code ?? '')) throw e;
+      } finally {
+        db.close();
+      }
+    }
+    await sleep(5);
+  }
+  return false;
+}
+
+/** Takes the write lock of `dst`'s SQLite lease store (`BEGIN IMMEDIATE`) until the returned function is called. */
+function lockLeaseStore(dst: string): () => void {
+  const file = path.join(new BackupSet(dst, 'efs-backup').dir, DATA_DIR, 'leases.sqlite');
+  const db = new Database(file, { timeout: 5000 });
+  db.exec('BEGIN IMMEDIATE');
+  return () => {
+    db.exec('ROLLBACK');
+    db.close();
+  };
 }
 
 function alive(pid: number): boolean {

@@ -81,7 +81,8 @@ export {
 } from './excludes.js';
 export type { ExcludeRules } from './excludes.js';
 export { FileLeaseStore } from './file-lease-store.js';
-export { eachLimited, leaseOf, shuffle, skewFrom } from './leases.js';
+export { eachLimited, leaseOf, LeaseStoreBusy, shuffle, skewFrom } from './leases.js';
+export { patientStore, StoreWaitStopped } from './patient-store.js';
 export type {
   ClockSkew,
   LeaseRun,

@@ -217,3 +217,23 @@ export async function eachLimited<T>(
   };
   await Promise.all(Array.from({ length: Math.min(LEASE_CALLS_IN_FLIGHT, items.length) }, lane));
 }
+
+/**
+ * A store's answer that it cannot be reached for now and the call had no effect, so it may be
+ * made again: a lock another process holds (SQLite's write lock; a worker stopped inside one of
+ * its transactions holds it until it wakes), a request throttled. A store throws it at once
+ * rather than block its process: the worker waits for the store without stopping its walks,
+ * and a stop ends the wait (`patientStore`).
+ */
+export class LeaseStoreBusy extends Error {
+  override readonly name = 'LeaseStoreBusy';
+  constructor(
+    /** The store, as a message names it ("the lease store /x/leases.sqlite"). */
+    readonly store: string,
+    /** Why it did not answer, as a message says it ("locked by another process"). */
+    readonly why: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${store} is ${why}`, options);
+  }
+}

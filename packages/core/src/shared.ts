@@ -15,6 +15,7 @@ import {
   clockSkewLimitMs,
   type LeaseRun,
   type LeaseStore,
+  type UnitCounts,
   type UnitDone,
   type UnitLease,
   type UnitState,
@@ -28,6 +29,7 @@ import {
 } from './manifest.js';
 import { bytesOfName, fsPath, nameFromBytes } from './names.js';
 import { commitPartial, openPartial, prepareSet, type PartialSnapshot } from './partial.js';
+import { patientStore, StoreWaitStopped } from './patient-store.js';
 import { parentOf, planUnits } from './plan.js';
 import type { PruneResult } from './prune.js';
 import {
@@ -151,7 +153,12 @@ class SharedRun {
     private readonly options: BackupRunOptions,
   ) {
     this.me = share.worker;
-    this.store = share.store;
+    // Its busy answers waited out while the run goes on; a stop (or the signal, before the
+    // run's control watches it) ends the wait.
+    this.store = patientStore(share.store, {
+      stopping: () => parts.control.stopping() || options.signal?.aborted === true,
+      ...(share.notice ? { notice: share.notice } : {}),
+    });
     this.workers = Math.max(1, share.workers ?? 1);
     this.leaseMs = share.leaseMs ?? DEFAULT_LEASE_MS;
     this.mine = noFigures(this.me);
@@ -250,8 +257,14 @@ class SharedRun {
       }
     } catch (e) {
       if (e instanceof RunOver) over = e;
-      status = 'Failed';
-      message = e instanceof Error ? e.message : String(e);
+      if (e instanceof StoreWaitStopped && !control.fatal) {
+        // Stopped while the store did not answer: stopped, as any other stop.
+        status = 'Incomplete';
+        message = stoppedMessage(control);
+      } else {
+        status = 'Failed';
+        message = e instanceof Error ? e.message : String(e);
+      }
     } finally {
       for (const t of this.timers) clearInterval(t);
       this.timers = [];
@@ -398,16 +411,30 @@ class SharedRun {
       if (control.stopping()) stopped = true;
       if (!stopped && (walks.size === 0 || this.wantsMore())) {
         const asked = performance.now();
-        const lease = await this.store.acquire(this.me, Date.now(), this.leaseMs);
-        if (lease) {
-          const fence = new LeaseFence(control, asked, this.leaseMs);
-          this.held.set(lease, { fence, walk: null });
-          // Taken over, or left by an earlier run: whoever walked it before may have published units in it.
-          if (lease.attempt > 1) for (const u of await this.store.units()) this.known.add(u.unit);
+        let lease: UnitLease | null = null;
+        let fence: LeaseFence | null = null;
+        let counts: UnitCounts | null = null;
+        try {
+          lease = await this.store.acquire(this.me, Date.now(), this.leaseMs);
+          if (lease) {
+            fence = new LeaseFence(control, asked, this.leaseMs);
+            this.held.set(lease, { fence, walk: null });
+            // Taken over, or left by an earlier run: whoever walked it before may have published units in it.
+            if (lease.attempt > 1) for (const u of await this.store.units()) this.known.add(u.unit);
+          } else if (walks.size === 0) counts = await this.store.counts(Date.now());
+        } catch (e) {
+          // Stopped while the store did not answer: the walks going on end as at any stop (a
+          // lease taken is given back at the run's end).
+          if (!(e instanceof StoreWaitStopped)) throw e;
+          stopped = true;
+          continue;
+        }
+        if (lease && fence) {
+          const leased = lease;
           // A walk that throws (a store call, a journal) ends the run, as its failure: never
           // an unhandled rejection, which would end the process while another walk is awaited.
           // Its lease stays held for the run's end to give back.
-          const walking: Promise<void> = this.walkUnit(lease, fence).then(
+          const walking: Promise<void> = this.walkUnit(leased, fence).then(
             (done) => {
               walks.delete(walking);
               if (!done) stopped = true;
@@ -415,17 +442,16 @@ class SharedRun {
             (e: unknown) => {
               walks.delete(walking);
               stopped = true;
-              control.failWith(unitFailure(lease, e));
+              if (!(e instanceof StoreWaitStopped)) control.failWith(unitFailure(leased, e));
             },
           );
           walks.add(walking);
           continue;
         }
-        if (walks.size === 0) {
-          const c = await this.store.counts(Date.now());
-          this.open = c.open;
-          if (c.open === 0 && c.leased === 0) return true;
-          if (c.open === 0) idle = SOON_MS;
+        if (counts) {
+          this.open = counts.open;
+          if (counts.open === 0 && counts.leased === 0) return true;
+          if (counts.open === 0) idle = SOON_MS;
         } else {
           // None open now: asked again no sooner than an idle worker asks (each ask lists the
           // store, a few round trips on a network file system).
@@ -481,7 +507,10 @@ class SharedRun {
         children.push(rel);
         this.known.add(rel);
         this.publishedSince++;
-        publishing.push(this.store.publish([rel]));
+        // Awaited once the walk ends; handled now, so a failure meanwhile is no unhandled rejection.
+        const published = this.store.publish([rel]);
+        published.catch(() => {});
+        publishing.push(published);
         return true;
       },
       deferLink: (dir, name) => deferredNames.push([dir, name]),
@@ -507,15 +536,16 @@ class SharedRun {
     try {
       await Promise.all(publishing);
     } catch (e) {
-      control.failWith(
-        new EfsBackupError(
-          'FAILED',
-          `cannot publish a unit in the lease store: ${(e as Error).message}`,
-          {
-            cause: e,
-          },
-        ),
-      );
+      if (!(e instanceof StoreWaitStopped))
+        control.failWith(
+          new EfsBackupError(
+            'FAILED',
+            `cannot publish a unit in the lease store: ${(e as Error).message}`,
+            {
+              cause: e,
+            },
+          ),
+        );
     }
     if (control.stopping() || !walk.complete) {
       if (!control.stopping())
@@ -666,7 +696,13 @@ class SharedRun {
     return true;
   }
 
+  /** A heartbeat, or a count, is on its way: the next one waits for it (a store may be slow to answer). */
+  private beating = false;
+  private counting = false;
+
   private async renew(): Promise<void> {
+    if (this.beating) return;
+    this.beating = true;
     try {
       const held = [...this.held].filter(([, h]) => !h.fence.givenUp);
       if (held.length > 0) {
@@ -681,15 +717,21 @@ class SharedRun {
       if (this.claim && !this.claim.givenUp) await this.askClaim();
     } catch {
       /* the next beat tries again; a lease not renewed in time is lost, and said so then */
+    } finally {
+      this.beating = false;
     }
   }
 
   private async refreshCounts(): Promise<void> {
+    if (this.counting) return;
+    this.counting = true;
     try {
       this.open = (await this.store.counts(Date.now())).open;
       this.publishedSince = 0;
     } catch {
       /* kept from the last time */
+    } finally {
+      this.counting = false;
     }
   }
 

@@ -64,6 +64,11 @@ export interface ShareOptions {
    * @default false
    */
   join?: boolean;
+  /**
+   * Told what the worker's operator should know that is no warning of the backup: a lease
+   * store that has not answered for a while (another process holds its lock), waited for.
+   */
+  notice?: (message: string) => void;
 }
 
 /** A run whose options are resolved and whose set's lock is held: nothing is written yet. */

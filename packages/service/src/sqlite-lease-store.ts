@@ -11,6 +11,7 @@
 import {
   bytesOfName,
   leaseOf,
+  LeaseStoreBusy,
   nameFromBytes,
   type LeaseRun,
   type LeaseStore,
@@ -23,6 +24,12 @@ import {
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
+
+/**
+ * How long a call waits for the write lock here before it answers busy: the other workers'
+ * transactions last milliseconds (a few syncs each), so this is one held longer.
+ */
+const BUSY_MS = 250;
 
 /** 1: the first schema. */
 const SCHEMA_VERSION = 1;
@@ -68,6 +75,7 @@ export class SqliteLeaseStore implements LeaseStore {
       throw new Error(`the lease scope ${JSON.stringify(scope)} is not text`);
     if (!fs.existsSync(path.dirname(file)))
       throw new Error(`the folder of the lease file ${file} does not exist`);
+    // Opening a new file makes its schema under the write lock: waited for as long as it takes.
     const db = new Database(file, { timeout: 15_000 });
     try {
       // As the records file (sqlite-record-store.ts): a rollback journal, because WAL needs
@@ -86,6 +94,11 @@ export class SqliteLeaseStore implements LeaseStore {
           db.pragma(`user_version = ${SCHEMA_VERSION}`);
         }).immediate();
       }
+      // From now on a lock held longer is answered at once (LeaseStoreBusy), not waited for
+      // here: SQLite's wait blocks the process, its walks and heartbeats with it, and a
+      // worker stopped inside a transaction holds the lock until it wakes. The caller waits
+      // (patientStore), and a stop ends its wait.
+      db.pragma(`busy_timeout = ${BUSY_MS}`);
       this.sql = statements(db);
     } catch (e) {
       db.close();
@@ -95,48 +108,41 @@ export class SqliteLeaseStore implements LeaseStore {
   }
 
   async begin(run: LeaseRun): Promise<LeaseRun> {
-    return this.db
-      .transaction((): LeaseRun => {
-        const stored = this.storedRun();
-        if (stored?.runId !== run.runId) {
-          if (stored && stored.partialStamp === run.partialStamp) this.sql.reopen.run(this.scope);
-          else this.sql.dropUnits.run(this.scope);
-          this.sql.dropClaim.run(this.scope);
-          this.sql.putRun.run(this.scope, JSON.stringify(run));
-        }
-        this.sql.addUnit.run(this.scope, Buffer.alloc(0));
-        return stored?.runId === run.runId ? stored : run;
-      })
-      .immediate();
+    return this.write((): LeaseRun => {
+      const stored = this.storedRun();
+      if (stored?.runId !== run.runId) {
+        if (stored && stored.partialStamp === run.partialStamp) this.sql.reopen.run(this.scope);
+        else this.sql.dropUnits.run(this.scope);
+        this.sql.dropClaim.run(this.scope);
+        this.sql.putRun.run(this.scope, JSON.stringify(run));
+      }
+      this.sql.addUnit.run(this.scope, Buffer.alloc(0));
+      return stored?.runId === run.runId ? stored : run;
+    });
   }
 
   async run(): Promise<LeaseRun | null> {
-    return this.storedRun();
+    return this.answer(() => this.storedRun());
   }
 
   async publish(units: readonly string[]): Promise<void> {
     const keys = units.map(bytesOfName);
-    this.db
-      .transaction(() => {
-        if (!this.storedRun())
-          throw new Error(`no run was begun for ${this.scope} in ${this.file}`);
-        for (const k of keys) this.sql.addUnit.run(this.scope, k);
-      })
-      .immediate();
+    this.write(() => {
+      if (!this.storedRun()) throw new Error(`no run was begun for ${this.scope} in ${this.file}`);
+      for (const k of keys) this.sql.addUnit.run(this.scope, k);
+    });
   }
 
   async acquire(worker: string, now: number, ttlMs: number): Promise<UnitLease | null> {
-    return this.db
-      .transaction((): UnitLease | null => {
-        const row = this.sql.leasable.get(this.scope, now) as
-          | { rowid: number; unit: Buffer; attempt: number; status: UnitStatus; owner: string }
-          | undefined;
-        if (!row) return null;
-        this.sql.lease.run(worker, now + ttlMs, row.rowid);
-        const from = row.status === 'leased' ? row.owner : null;
-        return leaseOf(nameFromBytes(row.unit), row.attempt + 1, from);
-      })
-      .immediate();
+    return this.write((): UnitLease | null => {
+      const row = this.sql.leasable.get(this.scope, now) as
+        | { rowid: number; unit: Buffer; attempt: number; status: UnitStatus; owner: string }
+        | undefined;
+      if (!row) return null;
+      this.sql.lease.run(worker, now + ttlMs, row.rowid);
+      const from = row.status === 'leased' ? row.owner : null;
+      return leaseOf(nameFromBytes(row.unit), row.attempt + 1, from);
+    });
   }
 
   async renew(
@@ -145,43 +151,38 @@ export class SqliteLeaseStore implements LeaseStore {
     now: number,
     ttlMs: number,
   ): Promise<string[]> {
-    return this.db
-      .transaction((): string[] =>
-        leases
-          .filter(
-            (l) =>
-              this.sql.renew.run(now + ttlMs, this.scope, bytesOfName(l.unit), worker, l.attempt)
-                .changes === 0,
-          )
-          .map((l) => l.unit),
-      )
-      .immediate();
+    return this.write((): string[] =>
+      leases
+        .filter(
+          (l) =>
+            this.sql.renew.run(now + ttlMs, this.scope, bytesOfName(l.unit), worker, l.attempt)
+              .changes === 0,
+        )
+        .map((l) => l.unit),
+    );
   }
 
   async complete(worker: string, lease: UnitLease, done: UnitDone): Promise<boolean> {
     const unit = bytesOfName(lease.unit);
-    return this.db
-      .transaction(
-        (): boolean =>
-          this.sql.complete.run(JSON.stringify(done), this.scope, unit, worker, lease.attempt)
-            .changes > 0,
-      )
-      .immediate();
+    return this.write(
+      (): boolean =>
+        this.sql.complete.run(JSON.stringify(done), this.scope, unit, worker, lease.attempt)
+          .changes > 0,
+    );
   }
 
   async release(worker: string, lease: UnitLease): Promise<void> {
     const unit = bytesOfName(lease.unit);
-    this.db
-      .transaction(() => this.sql.release.run(this.scope, unit, worker, lease.attempt))
-      .immediate();
+    this.write(() => this.sql.release.run(this.scope, unit, worker, lease.attempt));
   }
 
   async counts(now: number): Promise<UnitCounts> {
-    return this.sql.counts.get({ scope: this.scope, now }) as UnitCounts;
+    return this.answer(() => this.sql.counts.get({ scope: this.scope, now }) as UnitCounts);
   }
 
   async units(): Promise<UnitState[]> {
-    return (this.sql.units.all(this.scope) as UnitRow[]).map((r) => ({
+    const rows = this.answer(() => this.sql.units.all(this.scope) as UnitRow[]);
+    return rows.map((r) => ({
       unit: nameFromBytes(r.unit),
       status: r.status,
       owner: r.owner,
@@ -192,31 +193,45 @@ export class SqliteLeaseStore implements LeaseStore {
   }
 
   async claimCommit(worker: string, now: number, ttlMs: number): Promise<boolean> {
-    return this.db
-      .transaction((): boolean => {
-        if (!this.storedRun())
-          throw new Error(`no run was begun for ${this.scope} in ${this.file}`);
-        const held = this.sql.claim.get(this.scope) as
-          { owner: string; expires: number } | undefined;
-        if (held && held.owner !== worker && held.expires > now) return false;
-        this.sql.putClaim.run(this.scope, worker, now + ttlMs);
-        return true;
-      })
-      .immediate();
+    return this.write((): boolean => {
+      if (!this.storedRun()) throw new Error(`no run was begun for ${this.scope} in ${this.file}`);
+      const held = this.sql.claim.get(this.scope) as { owner: string; expires: number } | undefined;
+      if (held && held.owner !== worker && held.expires > now) return false;
+      this.sql.putClaim.run(this.scope, worker, now + ttlMs);
+      return true;
+    });
   }
 
   async clear(): Promise<void> {
-    this.db
-      .transaction(() => {
-        this.sql.dropUnits.run(this.scope);
-        this.sql.dropClaim.run(this.scope);
-        this.sql.dropRun.run(this.scope);
-      })
-      .immediate();
+    this.write(() => {
+      this.sql.dropUnits.run(this.scope);
+      this.sql.dropClaim.run(this.scope);
+      this.sql.dropRun.run(this.scope);
+    });
   }
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
+  }
+
+  /** `fn` as one `BEGIN IMMEDIATE` transaction; a lock held longer than `BUSY_MS` is a busy answer. */
+  private write<T>(fn: () => T): T {
+    return this.answer(() => this.db.transaction(fn).immediate());
+  }
+
+  /** A lock held longer than `BUSY_MS` (a write being committed) is a busy answer. */
+  private answer<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      // SQLITE_BUSY, or an extended code of it (_RECOVERY, _SNAPSHOT, _TIMEOUT): nothing was
+      // written (a transaction that fails is rolled back), so the call may be made again.
+      if (e instanceof Database.SqliteError && e.code.startsWith('SQLITE_BUSY'))
+        throw new LeaseStoreBusy(`the lease store ${this.file}`, 'locked by another process', {
+          cause: e,
+        });
+      throw e;
+    }
   }
 
   private storedRun(): LeaseRun | null {
