@@ -106,8 +106,9 @@ export function sharedEngine(
       for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
     };
     options.signal?.addEventListener('abort', stop);
+    let failed = true;
     try {
-      return await backup({
+      const result = await backup({
         ...options,
         share: {
           store,
@@ -117,7 +118,13 @@ export function sharedEngine(
           ...(lease ? { leaseMs: lease } : {}),
         },
       });
+      failed = result.Status === 'Failed';
+      return result;
     } finally {
+      // This worker failed (or threw): the run commits nothing on this host, so the started
+      // workers stop (what they wrote is kept for the next run) rather than work on, or wait
+      // for a run that was never begun, while this command waits for them.
+      if (failed) stop();
       options.signal?.removeEventListener('abort', stop);
       await Promise.all(exited);
       // Every worker of this host is done: a lock the run still holds goes (a stopped run).

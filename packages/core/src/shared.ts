@@ -257,8 +257,10 @@ class SharedRun {
       }
     } catch (e) {
       if (e instanceof RunOver) over = e;
-      if (e instanceof StoreWaitStopped && !control.fatal) {
-        // Stopped while the store did not answer: stopped, as any other stop.
+      if ((e instanceof StoreWaitStopped || e instanceof JoinStopped) && !control.fatal) {
+        // Stopped while the store did not answer, or before the run was begun: stopped, as
+        // any other stop (the signal may have come before the control watched it).
+        if (control.stopReason === null) control.stop('signal');
         status = 'Incomplete';
         message = stoppedMessage(control);
       } else {
@@ -348,6 +350,8 @@ class SharedRun {
         }
         // The run ended (committed, or stopped) before this worker came: nothing to join.
         if (readLock(set.lockFile)?.owner !== backupId) throw new RunOver(backupId);
+        // Stopped while waiting (the worker that was to begin it failed, and stops the others).
+        if (this.options.signal?.aborted) throw new JoinStopped();
         if (now().getTime() > until) {
           throw new EfsBackupError(
             'FAILED',
@@ -1012,6 +1016,9 @@ function unitFailure(lease: UnitLease, e: unknown): EfsBackupError {
     { cause: e },
   );
 }
+
+/** A joining worker stopped before the run it waited for was begun. */
+class JoinStopped extends Error {}
 
 /** The commit claim is no longer surely this worker's: another one commits the run. */
 class ClaimPassed extends Error {}

@@ -219,7 +219,7 @@ export class SqliteLeaseStore implements LeaseStore {
     return this.answer(() => this.db.transaction(fn).immediate());
   }
 
-  /** A lock held longer than `BUSY_MS` (a write being committed) is a busy answer. */
+  /** A lock held longer than `BUSY_MS` (a write being committed) is a busy answer; any other error names the file. */
   private answer<T>(fn: () => T): T {
     try {
       return fn();
@@ -229,6 +229,11 @@ export class SqliteLeaseStore implements LeaseStore {
       if (e instanceof Database.SqliteError && e.code.startsWith('SQLITE_BUSY'))
         throw new LeaseStoreBusy(`the lease store ${this.file}`, 'locked by another process', {
           cause: e,
+        });
+      // SQLite's own messages ("database or disk is full") name no file.
+      if (e instanceof Database.SqliteError)
+        throw Object.assign(new Error(`${this.file}: ${e.message}`, { cause: e }), {
+          code: e.code,
         });
       throw e;
     }
