@@ -367,7 +367,14 @@ export class FileLeaseStore implements LeaseStore {
       await Promise.all(
         names
           .filter((n) => n !== `run.${g}` && !/^u\d+$/.test(n))
-          .map((n) => removedAll(asyncOps, path.join(this.dir, n))),
+          .map((n) =>
+            removedAll(asyncOps, path.join(this.dir, n)).catch((e: unknown) => {
+              // Another worker of the run still writing there (a temp file on its way, a last
+              // heartbeat): what it writes means nothing now (the tombstone says there is no
+              // run), and the folder stays, as the units' does.
+              if (!isSystemError(e, 'ENOTEMPTY')) throw e;
+            }),
+          ),
       );
       return;
     }

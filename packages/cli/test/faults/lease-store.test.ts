@@ -1,7 +1,8 @@
 /**
  * The lease store of a shared run (`--workers N` on a local disk: SQLite in the set's
  * `.efs-backup/`) cannot be written: its disk is full. The run ends Failed at once, naming the
- * store, every worker with it; the snapshots there are untouched; the next run commits.
+ * store, every worker with it; the snapshots there are untouched; the next run commits. And the
+ * lease files cleared while another worker still writes one: no warning.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -61,6 +62,36 @@ describe.skipIf(skip)('the lease store cannot be written (write:leases.sqlite:EN
       expect(rsyncDiff(src, snapshotDir(dst, String(next.json!.Snapshot)))).toEqual([]);
       const w = verifyClean(dst);
       expect(w.ok, w.output).toBe(true);
+    });
+  }
+});
+
+// The committing worker clears the lease files while another worker of the run may still be
+// writing one (a temp file on its way to a rename, a last heartbeat): the folder's removal then
+// meets a name it did not list. Seen once in twelve runs here as a warning that made a good run
+// SuccessWithWarnings; ENOTEMPTY from that rmdir is the race's answer, made here every time.
+describe.skipIf(skip)('lease files: another worker still writing as the run is cleared', () => {
+  for (const folder of ['tmp', 'workers']) {
+    it(`rmdir of the store's ${folder}/ answers ENOTEMPTY: the run is a plain Success, and so is the next`, () => {
+      let src: string, dst: string;
+      ({ base, src, dst } = sourceAndDestination('efs-faults-leases-', 200));
+      const files = { EFS_BACKUP_LEASES: 'files' };
+      const r = backup(
+        src,
+        dst,
+        { faults: `rmdir:/leases/daily/${folder}:ENOTEMPTY`, env: files },
+        WORKERS,
+      );
+      expect(r.status, describeRun(r)).toBe(0);
+      expect(r.json?.Status, describeRun(r)).toBe('Success');
+      expect(rsyncDiff(src, snapshotDir(dst, String(r.json!.Snapshot)))).toEqual([]);
+      fs.writeFileSync(path.join(src, 'd1', 'new.txt'), 'new\n');
+      const next = backup(src, dst, { env: files }, WORKERS);
+      expect(next.status, describeRun(next)).toBe(0);
+      expect(next.json?.Status, describeRun(next)).toBe('Success');
+      expect(rsyncDiff(src, snapshotDir(dst, String(next.json!.Snapshot)))).toEqual([]);
+      const v = verifyClean(dst);
+      expect(v.ok, v.output).toBe(true);
     });
   }
 });
