@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LeaseStoreBusy, type LeaseStore, type UnitLease } from './leases.js';
+import { LeaseStoreBusy, type LeaseStore } from './leases.js';
 
 /** The first pause after a busy answer, and the longest: a stop is seen within the longest. */
 const FIRST_PAUSE_MS = 20;
@@ -34,46 +34,44 @@ export interface Patience {
 export function patientStore(store: LeaseStore, patience: Patience): LeaseStore {
   async function again<T>(call: (waited: number) => Promise<T>): Promise<T> {
     const began = Date.now();
+    let waited = 0;
     let pause = FIRST_PAUSE_MS;
     let notice = FIRST_NOTICE_MS;
     for (;;) {
       try {
-        return await call(Date.now() - began);
+        return await call(waited);
       } catch (e) {
         if (!(e instanceof LeaseStoreBusy)) throw e;
+        const until = Date.now() + pause;
+        while (Date.now() < until && !patience.stopping())
+          await sleep(Math.min(100, until - Date.now()));
         if (patience.stopping()) throw new StoreWaitStopped(e);
-        const waited = Date.now() - began;
+        pause = Math.min(LONGEST_PAUSE_MS, pause * 2);
+        waited = Date.now() - began;
         if (waited >= notice) {
           patience.notice?.(
             `${e.store} has been ${e.why} for ${Math.round(waited / 1000)} s; waiting`,
           );
           notice *= 2;
         }
-        const until = Date.now() + pause;
-        while (Date.now() < until && !patience.stopping())
-          await sleep(Math.min(100, until - Date.now()));
-        if (patience.stopping()) throw new StoreWaitStopped(e);
-        pause = Math.min(LONGEST_PAUSE_MS, pause * 2);
       }
     }
   }
-  const s = store;
   const patient: LeaseStore = {
-    begin: (run) => again(() => s.begin(run)),
-    run: () => again(() => s.run()),
-    publish: (units) => again(() => s.publish(units)),
-    acquire: (worker, now, ttlMs) => again((waited) => s.acquire(worker, now + waited, ttlMs)),
-    renew: (worker, leases: readonly UnitLease[], now, ttlMs) =>
-      s.renew(worker, leases, now, ttlMs),
-    complete: (worker, lease, done) => again(() => s.complete(worker, lease, done)),
-    release: (worker, lease) => again(() => s.release(worker, lease)),
-    counts: (now) => again((waited) => s.counts(now + waited)),
-    units: () => again(() => s.units()),
+    begin: (run) => again(() => store.begin(run)),
+    run: () => again(() => store.run()),
+    publish: (units) => again(() => store.publish(units)),
+    acquire: (worker, now, ttlMs) => again((waited) => store.acquire(worker, now + waited, ttlMs)),
+    renew: (worker, leases, now, ttlMs) => store.renew(worker, leases, now, ttlMs),
+    complete: (worker, lease, done) => again(() => store.complete(worker, lease, done)),
+    release: (worker, lease) => again(() => store.release(worker, lease)),
+    counts: (now) => again((waited) => store.counts(now + waited)),
+    units: () => again(() => store.units()),
     claimCommit: (worker, now, ttlMs) =>
-      again((waited) => s.claimCommit(worker, now + waited, ttlMs)),
-    clear: () => again(() => s.clear()),
-    close: () => s.close(),
+      again((waited) => store.claimCommit(worker, now + waited, ttlMs)),
+    clear: () => again(() => store.clear()),
+    close: () => store.close(),
   };
-  if (s.clockSkew) patient.clockSkew = () => s.clockSkew!();
+  if (store.clockSkew) patient.clockSkew = () => store.clockSkew!();
   return patient;
 }
