@@ -131,6 +131,24 @@ function expectGood(dst: string, r: RunRecord): void {
   expect(v.status, v.stdout + v.stderr).toBe(0);
 }
 
+/** A stopped run: Incomplete, nothing committed, its partial kept; then 2 workers commit one correct snapshot. */
+async function expectStoppedThenCommitted(
+  dst: string,
+  stopped: Awaited<Run['done']>,
+): Promise<void> {
+  expect(stopped.code, stopped.stderr).toBe(1);
+  expect((JSON.parse(stopped.stdout) as RunRecord).Status).toBe('Incomplete');
+  const set = new BackupSet(dst, 'efs-backup');
+  expect(set.snapshots()).toEqual([]);
+  expect(partialsIn(set.intervalDir('daily'))).toHaveLength(1);
+  expectGood(dst, await finished(start(dst, '--workers', '2')));
+}
+
+/** The run's SQLite lease store (a destination on a local disk). */
+function leaseFile(dst: string): string {
+  return path.join(new BackupSet(dst, 'efs-backup').dir, DATA_DIR, 'leases.sqlite');
+}
+
 describe('backup --workers N', () => {
   let plain: Map<string, string>;
   beforeAll(async () => {
@@ -258,12 +276,7 @@ describe('backup --workers N', () => {
     expect(await partialHolds(run, dst, Math.round(countEntries(src) * 0.3))).toBe(true);
     run.child.kill('SIGTERM');
     const stopped = await run.done;
-    expect(stopped.code, stopped.stderr).toBe(1);
-    expect((JSON.parse(stopped.stdout) as RunRecord).Status).toBe('Incomplete');
-    const set = new BackupSet(dst, 'efs-backup');
-    expect(set.snapshots()).toEqual([]);
-    expect(partialsIn(set.intervalDir('daily'))).toHaveLength(1);
-    expectGood(dst, await finished(start(dst, '--workers', '2')));
+    await expectStoppedThenCommitted(dst, stopped);
   });
 
   it.skipIf(skipReason('faketime'))(
@@ -336,12 +349,7 @@ describe('backup --workers N', () => {
     } finally {
       unlock();
     }
-    expect(stopped.code, stopped.stderr).toBe(1);
-    expect((JSON.parse(stopped.stdout) as RunRecord).Status).toBe('Incomplete');
-    const set = new BackupSet(dst, 'efs-backup');
-    expect(set.snapshots()).toEqual([]);
-    expect(partialsIn(set.intervalDir('daily'))).toHaveLength(1);
-    expectGood(dst, await finished(start(dst, '--workers', '2')));
+    await expectStoppedThenCommitted(dst, stopped);
   });
 
   it('a directory that keeps growing during the run: the run commits a snapshot true to its manifest, with every file that was there before', async () => {
@@ -441,7 +449,7 @@ describe('efs-backup worker --job: joining a run from another host', () => {
  * for is a worker that stalls with units leased, outside the store.
  */
 async function pauseHoldingUnits(child: ChildProcess, dst: string): Promise<void> {
-  const file = path.join(new BackupSet(dst, 'efs-backup').dir, DATA_DIR, 'leases.sqlite');
+  const file = leaseFile(dst);
   const owner = `${os.hostname()}:${child.pid}`;
   for (let tries = 0; tries < 50; tries++) {
     child.kill('SIGSTOP');
@@ -468,7 +476,7 @@ async function pauseHoldingUnits(child: ChildProcess, dst: string): Promise<void
 
 /** Waits until the run's SQLite lease store holds more units than the root; false when the run ended first. */
 async function unitsPublished(run: Run, dst: string): Promise<boolean> {
-  const file = path.join(new BackupSet(dst, 'efs-backup').dir, DATA_DIR, 'leases.sqlite');
+  const file = leaseFile(dst);
   while (run.child.exitCode === null) {
     if (fs.existsSync(file)) {
       const db = new Database(file, { readonly: true, timeout: 1000 });
@@ -489,7 +497,7 @@ async function unitsPublished(run: Run, dst: string): Promise<boolean> {
 
 /** Takes the write lock of `dst`'s SQLite lease store (`BEGIN IMMEDIATE`) until the returned function is called. */
 function lockLeaseStore(dst: string): () => void {
-  const file = path.join(new BackupSet(dst, 'efs-backup').dir, DATA_DIR, 'leases.sqlite');
+  const file = leaseFile(dst);
   const db = new Database(file, { timeout: 5000 });
   db.exec('BEGIN IMMEDIATE');
   return () => {
