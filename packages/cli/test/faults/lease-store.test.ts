@@ -79,8 +79,12 @@ describe.skipIf(skip)('lease files: another worker still writing as the run is c
       const r = backup(
         src,
         dst,
-        { faults: `rmdir:/leases/daily/${folder}:ENOTEMPTY`, env: files },
+        { faults: `rmdir:/leases/daily/${folder}:ENOTEMPTY`, env: { ...files, FAULTFS_LOG: '1' } },
         WORKERS,
+      );
+      // The fault was met (a plain Success proves nothing without it).
+      expect(r.stderr).toMatch(
+        new RegExp(`faultfs: rmdir\\(.*/leases/daily/${folder}\\) -> Directory not empty`),
       );
       expect(r.status, describeRun(r)).toBe(0);
       expect(r.json?.Status, describeRun(r)).toBe('Success');
